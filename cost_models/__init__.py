@@ -1,0 +1,25 @@
+"""cost_models: the analytical PE-array cost model (pure JAX).
+
+Workload + accelerator -> cycles (compute and stall), utilisation, accesses and
+energy per memory level, per layer and in total, plus area. One jitted call
+evaluates a network on a whole batch of accelerators.
+
+    from cost_models import Accelerator, evaluate, conv, Workload
+    wl = Workload((conv("c1", 3, 64, 224, R=7, stride=2, padding=3),))
+    report = evaluate(wl, Accelerator(rows=32, cols=32, dataflow="flex"))
+    print(report.table())
+"""
+
+from cost_models.accelerator import Accelerator, AcceleratorParams, gbps_to_bytes_per_cycle, grid, stack
+from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, describe
+from cost_models.energy import ENERGY_TABLES, LEVELS
+from cost_models.evaluate import CostReport, evaluate, evaluate_batch
+from cost_models.model import LayerCosts, NetworkCosts, network_costs, networks_costs
+from cost_models.workload import KINDS, Layer, LayerArrays, Workload, conv, eltwise, fc, pool
+
+__all__ = [
+    "Accelerator", "AcceleratorParams", "gbps_to_bytes_per_cycle", "grid", "stack",
+    "ALL_DATAFLOW_NAMES", "DATAFLOWS", "FLEX", "describe", "ENERGY_TABLES", "LEVELS",
+    "CostReport", "evaluate", "evaluate_batch", "LayerCosts", "NetworkCosts", "network_costs",
+    "networks_costs", "KINDS", "Layer", "LayerArrays", "Workload", "conv", "eltwise", "fc", "pool",
+]

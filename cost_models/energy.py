@@ -1,0 +1,73 @@
+"""Unit-energy tables and the area estimate.
+
+Energy follows the Eyeriss method (Chen et al., ISCA'16): count the accesses at each
+level (MAC, register file, inter-PE network, global buffer, DRAM) and multiply each
+by a unit energy. Units here are picojoules per access of a 16-bit word (per 16-bit
+MAC for the MAC), and are scaled with bit width:
+
+* multiplier energy ~ bits^2 (seeds/003: halving the bit width makes a multiplier
+  about 4x cheaper): a MAC of ``mac_bits`` costs ``mac * (mac_bits / 16) ** 2``;
+* storage and movement ~ bits: an access of a ``b``-bit word costs ``level * b / 16``.
+
+Two built-in tables (REFERENCES.md):
+
+``eyeriss``
+    Normalised to one 16-bit MAC: RF 1, inter-PE 2, global buffer 6, DRAM 200,
+    MAC 1. To report picojoules, one normalised unit is taken as the energy of a
+    16-bit integer MAC at 45 nm from Horowitz (ISSCC'14), 0.85 pJ (a 16-bit multiply,
+    interpolated as ~bits^2 between 0.2 pJ at 8 bit and 3.1 pJ at 32 bit, plus a
+    0.05 pJ add). Ratios, not absolute values, are what this table is for.
+``horowitz45``
+    Absolute 45 nm figures: 16-bit MAC 0.85 pJ; register file 0.5 pJ (Han et al.'s
+    1 pJ per 32-bit access, halved); inter-PE hop 1.0 pJ (2x RF, the Eyeriss
+    ratio); global-buffer SRAM 2.5 pJ (8 KB SRAM, 10 pJ per 64-bit read, per 16
+    bits; Han et al.'s 5 pJ per 32-bit access agrees); DRAM 320 pJ (Han et al.'s
+    640 pJ per 32-bit access; Horowitz gives 1.3-2.6 nJ per 64-bit word).
+
+Vector operations on the SIMD unit (pooling, element-wise add) cost
+``VECTOR_OP_FRACTION`` of a MAC: a 16-bit add is 0.05 pJ against 0.85 pJ.
+
+Area (mm^2, 45 nm): from Horowitz's area figures, a 16-bit integer multiplier is
+about 1,000 um^2 (8-bit 282, 32-bit 3,495, ~bits^2) and a 16-bit adder about 70
+um^2; with muxes and control a PE's datapath is taken as 1,600 um^2 at 16 bits,
+scaled ~bits^2. Register files (flip-flop based) cost 3 um^2 per bit; SRAM with its
+periphery 0.5 um^2 per bit (a 45 nm 6T cell is ~0.35 um^2). These are documented
+estimates for ranking designs, not layout results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Access levels, in the order used by every per-level array of the cost model.
+LEVELS = ("mac", "rf", "noc", "gb", "dram")
+
+PJ_PER_EYERISS_UNIT = 0.85
+
+ENERGY_TABLES: dict[str, dict[str, float]] = {
+    "eyeriss": {level: value * PJ_PER_EYERISS_UNIT for level, value in
+                zip(LEVELS, (1.0, 1.0, 2.0, 6.0, 200.0))},
+    "horowitz45": {"mac": 0.85, "rf": 0.5, "noc": 1.0, "gb": 2.5, "dram": 320.0},
+}
+
+VECTOR_OP_FRACTION = 0.06
+
+PE_DATAPATH_UM2_16BIT = 1600.0
+RF_UM2_PER_BIT = 3.0
+SRAM_UM2_PER_BIT = 0.5
+
+
+def energy_vector(table: str) -> np.ndarray:
+    """The unit energies of a named table as a float32 array ordered like LEVELS (pJ)."""
+    if table not in ENERGY_TABLES:
+        raise ValueError(f"field 'energy_table' must be one of {', '.join(ENERGY_TABLES)}; got {table!r}")
+    return np.asarray([ENERGY_TABLES[table][level] for level in LEVELS], dtype=np.float32)
+
+
+def area_mm2(rows, cols, mac_bits, rf_bytes, gb_bytes):
+    """Chip area estimate in mm^2: PE datapaths + register files + global buffer."""
+    pes = rows * cols
+    datapath = pes * PE_DATAPATH_UM2_16BIT * (mac_bits / 16.0) ** 2
+    register_files = pes * rf_bytes * 8 * RF_UM2_PER_BIT
+    buffer = gb_bytes * 8 * SRAM_UM2_PER_BIT
+    return (datapath + register_files + buffer) * 1e-6

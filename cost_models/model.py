@@ -1,0 +1,369 @@
+"""The analytical PE-array cost model: pure JAX, jitted once, vmapped over layers and accelerators.
+
+Per layer and accelerator it computes, for every dataflow of the mapping table at
+once (``dataflows.TABLE``):
+
+* compute cycles from the mapping: spatial folds of the row and column dimensions,
+  outer iterations (each reloading the stationary operand), inner streamed time
+  (x weight density when zeros are skipped, x passes when operands are wider than
+  the MAC), pipeline fill, and write-back of results held in the PEs;
+* buffer accesses from reuse: an operand is re-read from the global buffer once per
+  outer iteration and per fold of an array axis that it does not depend on; the
+  stationary operand stays in the PEs across outer loops it does not depend on;
+  partial sums go back to the buffer once per outer or folded reduction step;
+* DRAM traffic and stalls from loop tiling, chosen by enumerating tile counts over
+  output channels, output rows and input channels and two loop orders (weights or
+  inputs resident), keeping the fastest that fits the double-buffered global
+  buffer; time = max(compute, DRAM) plus the unhidden first load and last store;
+* energy = accesses x unit energy per level (scaled by bit width), area from the
+  accelerator's size.
+
+``flex`` then picks per layer the fastest dataflow of the accelerator's ``flex_set``
+(ties broken by energy); a single-dataflow accelerator takes its own row.
+
+Everything is float32 except loop bounds and folds (int32). The functions are
+differentiable in the continuous accelerator parameters (bandwidth, latency,
+clock, unit energies).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cost_models.accelerator import AcceleratorParams
+from cost_models.dataflows import DATAFLOW_CODE, DATAFLOWS, DIM_INDEX, DIMS, FLEX_CODE, GEMV, RELEVANT, REDUCTION, TABLE
+from cost_models.energy import VECTOR_OP_FRACTION, area_mm2
+from cost_models.workload import KIND_CODE, LayerArrays
+
+N_DATAFLOWS = TABLE["rows"].shape[0]
+N_LEVELS = 5
+#: Tile counts tried per tiled dimension (output channels, output rows, input channels).
+TILE_COUNTS = np.asarray([1, 2, 4, 8, 16, 32, 64, 128], np.int32)
+
+_STATIONARY = {"ws": "weight", "os": "output", "rs": "weight",
+               "os_systolic": "output", "ws_systolic": "weight", "is_systolic": "input"}
+
+
+def _operand_masks():
+    """Per operand, per dimension: 1 where the operand depends on it."""
+    return {op: np.asarray([1 if d in dims else 0 for d in DIMS], np.int32) for op, dims in RELEVANT.items()}
+
+
+_RELEVANT_MASK = _operand_masks()
+_REDUCTION_MASK = np.asarray([1 if d in REDUCTION else 0 for d in DIMS], np.int32)
+_STATIONARY_MASK = {
+    op: np.asarray([1.0 if _STATIONARY[name] == op else 0.0 for name in DATAFLOWS], np.float32)
+    for op in RELEVANT
+}
+
+
+class LayerCosts(NamedTuple):
+    """Per-layer results (arrays shaped [..., layers])."""
+
+    cycles: jax.Array
+    compute_cycles: jax.Array
+    stall_cycles: jax.Array
+    utilization: jax.Array
+    dataflow: jax.Array  # int32 code of the dataflow used
+    macs: jax.Array  # MACs executed (zero weights skipped where applicable)
+    accesses: jax.Array  # [..., 5] MACs, RF, inter-PE, buffer, DRAM accesses (words)
+    energy: jax.Array  # [..., 5] pJ per level
+    dram_bytes: jax.Array
+    buffer_overflow: jax.Array  # 1.0 when even the finest tiling does not fit the buffer
+
+
+class NetworkCosts(NamedTuple):
+    """Totals over a network (arrays shaped [...]) and the per-layer breakdown."""
+
+    cycles: jax.Array
+    compute_cycles: jax.Array
+    stall_cycles: jax.Array
+    latency_s: jax.Array
+    energy_pj: jax.Array
+    energy_by_level: jax.Array  # [..., 5]
+    utilization: jax.Array
+    area_mm2: jax.Array
+    layers: LayerCosts
+
+
+def _ceil_div(a, b):
+    return (a + b - 1) // b
+
+
+def _prod_where(mask, dims):
+    return jnp.prod(jnp.where(mask == 1, dims, 1))
+
+
+def _affine(coeffs, rows, cols):
+    return coeffs[0] * rows + coeffs[1] * cols + coeffs[2]
+
+
+def _dataflow_cost(row, dims, layer, acc):
+    """Compute cycles and buffer-level access counts of one layer under one table row."""
+    rows = acc.rows
+    cols = acc.cols
+    rows_f = rows.astype(jnp.float32)
+    cols_f = cols.astype(jnp.float32)
+    a_bits = layer.a_bits.astype(jnp.float32)
+    rf_entries = jnp.maximum(jnp.floor(acc.rf_bytes * 8.0 / a_bits), 1.0).astype(jnp.int32)
+
+    extent_rows = _prod_where(row["rows"], dims)
+    extent_cols = _prod_where(row["cols"], dims)
+    folds_rows = _ceil_div(extent_rows, rows)
+    folds_cols = _ceil_div(extent_cols, cols)
+    folds = (folds_rows * folds_cols).astype(jnp.float32)
+
+    block_extent = _prod_where(row["rf_block"], dims)
+    block = jnp.minimum(rf_entries, block_extent)
+    block_outer = _ceil_div(block_extent, block)
+
+    outer_mask = 1 - row["rows"] - row["cols"] - row["inner"] - row["rf_block"]
+    # Outer iteration count of each dimension (rf_block dims count their blocks).
+    outer_count = jnp.where(outer_mask == 1, dims, 1)
+    outer_count = jnp.where(row["rf_block"] == 1, block_outer, outer_count).astype(jnp.float32)
+    n_outer = jnp.prod(outer_count)
+
+    skip = acc.zero_skip * row["zero_skip"]
+    density_time = jnp.where(skip > 0, layer.w_density, 1.0)
+    passes = jnp.ceil(layer.w_bits / acc.mac_bits) * jnp.ceil(layer.a_bits / acc.mac_bits)
+    inner = _prod_where(row["inner"], dims).astype(jnp.float32) * block.astype(jnp.float32)
+    inner_time = inner * density_time * passes
+
+    hidden = row["reload_hidden"] * (rf_entries >= 2)
+    reload = _affine(row["reload"], rows_f, cols_f) * (1.0 - hidden)
+    fill = _affine(row["fill"], rows_f, cols_f)
+    output_outer = jnp.prod(jnp.where(_RELEVANT_MASK["output"] == 1, outer_count, 1.0))
+    writeback = row["writeback"] * rows_f * block.astype(jnp.float32)
+    compute = folds * (n_outer * (inner_time + reload + fill) + output_outer * writeback)
+
+    # Buffer accesses: refetch factors from irrelevant outer loops and folded axes.
+    axis_rows_only = lambda op: jnp.all((row["rows"] == 0) | (_RELEVANT_MASK[op] == 0))
+    axis_cols_only = lambda op: jnp.all((row["cols"] == 0) | (_RELEVANT_MASK[op] == 0))
+
+    def refetch(op, stationary):
+        irrelevant_outer = jnp.prod(jnp.where(_RELEVANT_MASK[op] == 0, outer_count, 1.0))
+        irrelevant_outer = jnp.where(stationary > 0, 1.0, irrelevant_outer)
+        fold_r = jnp.where(axis_rows_only(op), folds_rows, 1).astype(jnp.float32)
+        fold_c = jnp.where(axis_cols_only(op), folds_cols, 1).astype(jnp.float32)
+        return irrelevant_outer * fold_r * fold_c
+
+    G, K, C, P, Q, R, S = (dims[DIM_INDEX[d]].astype(jnp.float32) for d in DIMS)
+    w_density_storage = jnp.where(acc.zero_skip > 0, layer.w_density, 1.0)
+    weights = G * K * C * R * S * w_density_storage
+    inputs_sliding = G * C * layer.H.astype(jnp.float32) * layer.W.astype(jnp.float32)
+    inputs_im2col = G * C * R * S * P * Q
+    inputs = jnp.where(row["sliding"] > 0, jnp.minimum(inputs_sliding, inputs_im2col), inputs_im2col)
+    outputs = G * K * P * Q
+
+    reduction_outer = jnp.prod(jnp.where(_REDUCTION_MASK == 1, outer_count, 1.0))
+    reduction_outer = jnp.where(row["stationary_output"] > 0, 1.0, reduction_outer)
+    red_rows = jnp.all((row["rows"] == 0) | (_REDUCTION_MASK == 1))
+    red_cols = jnp.all((row["cols"] == 0) | (_REDUCTION_MASK == 1))
+    psum_passes = (reduction_outer
+                   * jnp.where(red_rows & (extent_rows > 1), folds_rows, 1).astype(jnp.float32)
+                   * jnp.where(red_cols & (extent_cols > 1), folds_cols, 1).astype(jnp.float32))
+
+    gb_weight_words = weights * refetch("weight", row["stationary_weight"])
+    gb_input_words = inputs * refetch("input", row["stationary_input"])
+    gb_output_words = outputs * (2.0 * psum_passes - 1.0)
+
+    macs = G * K * C * P * Q * R * S
+    macs_executed = macs * density_time
+    busy = macs_executed * passes
+    return dict(
+        compute=compute,
+        busy=busy,
+        macs=macs_executed,
+        rf=macs_executed * row["rf_per_mac"],
+        noc=macs_executed * row["noc_per_mac"],
+        gb_weight=gb_weight_words,
+        gb_input=gb_input_words,
+        gb_output=gb_output_words,
+    )
+
+
+def _table_rows():
+    rows = {k: jnp.asarray(v) for k, v in TABLE.items()}
+    for op in RELEVANT:
+        rows[f"stationary_{op}"] = jnp.asarray(_STATIONARY_MASK[op])
+    return rows
+
+
+def _tiling(layer, acc, compute, compute_only):
+    """DRAM traffic and total time for the fastest feasible tiling (vectorised enumeration)."""
+    f32 = jnp.float32
+    G, K, C = layer.G.astype(f32), layer.K.astype(f32), layer.C.astype(f32)
+    P, H, W = layer.P.astype(f32), layer.H.astype(f32), layer.W.astype(f32)
+    R, stride = layer.R.astype(f32), layer.stride.astype(f32)
+    a_bytes = layer.a_bits.astype(f32) / 8.0
+    w_bytes = layer.w_bits.astype(f32) / 8.0
+    is_vector = layer.kind >= KIND_CODE["pool"]
+    n_inputs = jnp.where(layer.kind == KIND_CODE["eltwise"], 2.0, 1.0)
+    density = jnp.where(acc.zero_skip > 0, layer.w_density, 1.0)
+
+    weight_bytes = jnp.where(is_vector, 0.0, G * K * C * layer.R * layer.S * w_bytes * density)
+    input_bytes = n_inputs * G * C * H * W * a_bytes
+    output_bytes = G * K * P * layer.Q * a_bytes
+
+    tiles = jnp.asarray(TILE_COUNTS, f32)
+    n_k = tiles[:, None, None, None]
+    n_p = tiles[None, :, None, None]
+    n_c = tiles[None, None, :, None]
+    order = jnp.asarray([0.0, 1.0], f32)[None, None, None, :]
+    grouped = G > 1
+    valid = (n_k <= G * K) & (n_p <= P) & (n_c <= C)
+
+    rows_in = jnp.minimum(H, (jnp.ceil(P / n_p) - 1.0) * stride + R)
+    input_tile = input_bytes * (rows_in / H) / n_c / jnp.where(grouped, n_k, 1.0)
+    weight_tile = weight_bytes / (n_k * n_c)
+    output_tile = output_bytes / (n_k * n_p)
+    n_tiles = n_k * n_p * n_c
+    footprint = (weight_tile + input_tile + output_tile) * jnp.where(n_tiles > 1, 2.0, 1.0)
+    fits = valid & (footprint <= acc.gb_bytes)
+
+    input_reads = jnp.where(grouped, 1.0, jnp.where(order == 0, n_k, 1.0))
+    weight_reads = jnp.where(order == 1, n_p, 1.0)
+    traffic = (weight_bytes * weight_reads + input_bytes * input_reads
+               + output_bytes * (2.0 * n_c - 1.0))
+    dram = traffic / acc.dram_bw + n_tiles * acc.dram_latency
+    prologue = acc.dram_latency + (weight_tile + input_tile) / acc.dram_bw
+    epilogue = output_tile / acc.dram_bw
+    total = jnp.maximum(compute + prologue + epilogue, dram)
+    if compute_only:
+        total = jnp.broadcast_to(compute, total.shape)
+
+    overflow = ~jnp.any(fits)
+    # Fastest feasible tiling, ties to less traffic; if nothing fits, the smallest footprint.
+    big = jnp.asarray(jnp.inf, f32)
+    key = jnp.where(fits, total + traffic * 1e-9, big)
+    fallback = jnp.where(valid, footprint, big)
+    index = jnp.where(overflow, jnp.argmin(fallback.ravel()), jnp.argmin(key.ravel()))
+    pick = lambda x: jnp.broadcast_to(x, total.shape).ravel()[index]
+    return pick(total), pick(traffic), overflow.astype(f32)
+
+
+def _layer_cost(layer: LayerArrays, acc: AcceleratorParams, compute_only: bool):
+    """Costs of one layer on one accelerator (scalars), after the dataflow choice."""
+    f32 = jnp.float32
+    dims = jnp.stack([layer.G, layer.K, layer.C, layer.P, layer.Q, layer.R, layer.S]).astype(jnp.int32)
+    table = _table_rows()
+    per_df = jax.vmap(lambda row: _dataflow_cost(row, dims, layer, acc))(table)
+
+    # Fully connected layers fall back to the GEMV mapping on dataflows that cannot spread them.
+    is_fc = layer.kind == KIND_CODE["fc"]
+    source = jnp.where(is_fc & (table["fc_gemv"] == 1), DATAFLOW_CODE[GEMV], jnp.arange(N_DATAFLOWS))
+    per_df = {k: v[source] for k, v in per_df.items()}
+
+    is_vector = layer.kind >= KIND_CODE["pool"]
+    a_bits = layer.a_bits.astype(f32)
+    vector_ops = jnp.where(layer.kind == KIND_CODE["pool"],
+                           (layer.G * layer.C * layer.P * layer.Q * layer.R * layer.S).astype(f32),
+                           (layer.G * layer.C * layer.P * layer.Q).astype(f32))
+    vector_time = jnp.ceil(vector_ops / acc.simd_lanes)
+    compute = jnp.where(is_vector, vector_time, per_df["compute"])
+
+    total, traffic, overflow = jax.vmap(lambda c: _tiling(layer, acc, c, compute_only))(compute)
+    dram_words = traffic * 8.0 / a_bits
+
+    scale_a = a_bits / 16.0
+    scale_w = layer.w_bits.astype(f32) / 16.0
+    mac_scale = (acc.mac_bits / 16.0) ** 2
+    passes = jnp.ceil(layer.w_bits / acc.mac_bits) * jnp.ceil(layer.a_bits / acc.mac_bits)
+    n_inputs = jnp.where(layer.kind == KIND_CODE["eltwise"], 2.0, 1.0)
+    vec_gb = (n_inputs + 1.0) * vector_ops / jnp.where(layer.kind == KIND_CODE["pool"], layer.R * layer.S, 1).astype(f32)
+    zero = jnp.zeros_like(compute)
+    macs = jnp.where(is_vector, zero, per_df["macs"])
+    rf = jnp.where(is_vector, zero, per_df["rf"])
+    noc = jnp.where(is_vector, zero, per_df["noc"])
+    gb_words = jnp.where(is_vector, vec_gb, per_df["gb_weight"] + per_df["gb_input"] + per_df["gb_output"]) + dram_words
+    gb_energy_words = jnp.where(
+        is_vector, vec_gb * scale_a,
+        per_df["gb_weight"] * scale_w + (per_df["gb_input"] + per_df["gb_output"]) * scale_a) + traffic * 8.0 / 16.0
+    e = acc.energy
+    energy = jnp.stack([
+        jnp.where(is_vector, vector_ops * e[0] * VECTOR_OP_FRACTION * scale_a, macs * e[0] * mac_scale * passes),
+        rf * e[1] * scale_a,
+        noc * e[2] * scale_a,
+        gb_energy_words * e[3],
+        traffic * 8.0 / 16.0 * e[4],
+    ], axis=-1)
+    accesses = jnp.stack([jnp.where(is_vector, vector_ops, macs), rf, noc, gb_words, dram_words], axis=-1)
+    pes = (acc.rows * acc.cols).astype(f32)
+    busy = jnp.where(is_vector, vector_ops, per_df["busy"])
+    capacity = jnp.where(is_vector, acc.simd_lanes, pes) * compute
+    utilization = busy / capacity
+
+    # Dataflow choice: the accelerator's own, or the fastest allowed one for flex.
+    energy_total = energy.sum(-1)
+    allowed = acc.flex_mask > 0
+    best_time = jnp.min(jnp.where(allowed, total, jnp.inf))
+    near_best = allowed & (total <= best_time * (1.0 + 1e-6))
+    flex_choice = jnp.argmin(jnp.where(near_best, energy_total, jnp.inf))
+    choice = jnp.where(acc.dataflow == FLEX_CODE, flex_choice, acc.dataflow)
+
+    return LayerCosts(
+        cycles=total[choice],
+        compute_cycles=compute[choice],
+        stall_cycles=total[choice] - compute[choice],
+        utilization=utilization[choice],
+        dataflow=choice.astype(jnp.int32),
+        macs=macs[choice],
+        accesses=accesses[choice],
+        energy=energy[choice],
+        dram_bytes=traffic[choice],
+        buffer_overflow=overflow[choice],
+    )
+
+
+def _network_cost(layers: LayerArrays, acc: AcceleratorParams, compute_only: bool) -> NetworkCosts:
+    per_layer = jax.vmap(lambda l: _layer_cost(l, acc, compute_only))(layers)
+    mask = layers.mask
+    per_layer = per_layer._replace(
+        **{name: getattr(per_layer, name) * (mask if getattr(per_layer, name).ndim == 1 else mask[:, None])
+           for name in ("cycles", "compute_cycles", "stall_cycles", "utilization", "macs", "accesses",
+                        "energy", "dram_bytes", "buffer_overflow")})
+    cycles = per_layer.cycles.sum()
+    compute = per_layer.compute_cycles.sum()
+    energy_by_level = per_layer.energy.sum(0)
+    pes = (acc.rows * acc.cols).astype(jnp.float32)
+    array_layer = (layers.kind < KIND_CODE["pool"]).astype(jnp.float32) * mask
+    busy = (per_layer.utilization * per_layer.compute_cycles * array_layer).sum() * pes
+    utilization = busy / (pes * jnp.maximum((per_layer.cycles * array_layer).sum(), 1.0))
+    area = area_mm2(acc.rows.astype(jnp.float32), acc.cols.astype(jnp.float32), acc.mac_bits,
+                    acc.rf_bytes, acc.gb_bytes)
+    return NetworkCosts(
+        cycles=cycles,
+        compute_cycles=compute,
+        stall_cycles=cycles - compute,
+        latency_s=cycles / acc.clock_hz,
+        energy_pj=energy_by_level.sum(),
+        energy_by_level=energy_by_level,
+        utilization=utilization,
+        area_mm2=area,
+        layers=per_layer,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("compute_only",))
+def network_costs(layers: LayerArrays, accelerators: AcceleratorParams, compute_only: bool = False) -> NetworkCosts:
+    """Costs of one network (padded LayerArrays) on a batch of accelerators: one jitted call.
+
+    Returns NetworkCosts whose totals have shape [batch] and per-layer fields
+    [batch, bucket].
+    """
+    return jax.vmap(lambda acc: _network_cost(layers, acc, compute_only))(accelerators)
+
+
+@functools.partial(jax.jit, static_argnames=("compute_only",))
+def networks_costs(layers: LayerArrays, accelerators: AcceleratorParams, compute_only: bool = False) -> NetworkCosts:
+    """Many networks (LayerArrays with a leading network axis) on a batch of accelerators.
+
+    Totals have shape [networks, batch].
+    """
+    one = lambda l: jax.vmap(lambda acc: _network_cost(l, acc, compute_only))(accelerators)
+    return jax.vmap(one)(layers)

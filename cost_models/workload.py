@@ -1,0 +1,295 @@
+"""Workloads: the layer list a cost model evaluates.
+
+A :class:`Layer` is one validated, frozen layer description (a convolution of any
+kind, a fully connected layer, or a vector layer run on the 1-D SIMD unit). A
+:class:`Workload` is an ordered tuple of layers; :meth:`Workload.arrays` turns it
+into :class:`LayerArrays`, a struct of arrays padded to a bucket length with a mask,
+which is what the jitted cost model consumes. Padding to buckets means a new
+network of similar depth reuses the compiled function.
+
+Loop-nest notation (Eyeriss / Timeloop style), per group of a grouped convolution:
+``G`` groups, ``K`` output channels, ``C`` input channels, output map ``P x Q``,
+filter ``R x S``. Fields ``C`` and ``K`` of a :class:`Layer` are the layer's total
+channel counts; per-group counts are ``C // groups`` and ``K // groups``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Iterable, NamedTuple
+
+import numpy as np
+
+#: Layer kinds, in the order of their integer codes inside :class:`LayerArrays`.
+KINDS = ("conv", "pointwise", "depthwise", "grouped", "fc", "pool", "eltwise")
+KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
+#: Kinds executed on the PE array (the rest run on the 1-D SIMD unit).
+ARRAY_KINDS = ("conv", "pointwise", "depthwise", "grouped", "fc")
+VECTOR_KINDS = ("pool", "eltwise")
+
+#: Smallest bucket a workload is padded to; buckets grow in powers of two.
+MIN_BUCKET = 8
+
+
+def _require_int(name: str, value, low: int, layer: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"layer {layer!r}: field {name!r} must be an integer >= {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"layer {layer!r}: field {name!r} must be an integer >= {low}, got {value}")
+    return int(value)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution or pooling window (floor convention)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def infer_kind(C: int, K: int, H: int, W: int, R: int, S: int, groups: int) -> str:
+    """The array kind a convolution of these sizes belongs to."""
+    if groups > 1 and groups == C == K:
+        return "depthwise"
+    if groups > 1:
+        return "grouped"
+    if R == S == 1 and H == W == 1:
+        return "fc"
+    if R == S == 1:
+        return "pointwise"
+    return "conv"
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One layer of a workload; validated on construction.
+
+    ``H, W`` are the input feature map (before padding), ``P, Q`` the output map;
+    when ``P``/``Q`` are omitted they follow ``(H + 2*padding - R) // stride + 1``.
+    ``w_bits``/``a_bits`` are weight and activation bit widths; ``w_density`` is
+    the fraction of non-zero weights (1 - sparsity).
+    """
+
+    name: str
+    kind: str
+    C: int
+    K: int
+    H: int
+    W: int
+    R: int = 1
+    S: int = 1
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    P: int | None = None
+    Q: int | None = None
+    w_bits: int = 16
+    a_bits: int = 16
+    w_density: float = 1.0
+
+    def __post_init__(self):
+        name = self.name
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"field 'name' must be a non-empty string, got {name!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"layer {name!r}: field 'kind' must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        for field in ("C", "K", "H", "W", "R", "S", "stride", "groups"):
+            _require_int(field, getattr(self, field), 1, name)
+        _require_int("padding", self.padding, 0, name)
+        for field in ("w_bits", "a_bits"):
+            bits = _require_int(field, getattr(self, field), 1, name)
+            if not 1 <= bits <= 32:
+                raise ValueError(f"layer {name!r}: field {field!r} must be between 1 and 32 bits, got {bits}")
+        density = self.w_density
+        if isinstance(density, bool) or not isinstance(density, (int, float, np.floating)) or not (0.0 < float(density) <= 1.0):
+            raise ValueError(f"layer {name!r}: field 'w_density' must be a number in (0, 1], got {density!r}")
+        object.__setattr__(self, "w_density", float(density))
+        if self.C % self.groups or self.K % self.groups:
+            raise ValueError(
+                f"layer {name!r}: field 'groups' must divide C={self.C} and K={self.K}, got groups={self.groups}"
+            )
+        if self.kind in VECTOR_KINDS and self.C != self.K:
+            raise ValueError(f"layer {name!r}: a {self.kind} layer keeps its channels, so K must equal C ({self.C}), got {self.K}")
+        if self.R > self.H + 2 * self.padding or self.S > self.W + 2 * self.padding:
+            raise ValueError(
+                f"layer {name!r}: filter {self.R}x{self.S} is larger than the padded input "
+                f"{self.H + 2 * self.padding}x{self.W + 2 * self.padding}"
+            )
+        for out, size, kernel in (("P", self.H, self.R), ("Q", self.W, self.S)):
+            value = getattr(self, out)
+            if value is None:
+                value = conv_output_size(size, kernel, self.stride, self.padding)
+                object.__setattr__(self, out, value)
+            _require_int(out, value, 1, name)
+            if value > size + 2 * self.padding:
+                raise ValueError(f"layer {name!r}: field {out!r}={value} exceeds the padded input size {size + 2 * self.padding}")
+
+    # --- derived quantities -------------------------------------------------
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates (0 for vector layers)."""
+        if self.kind in VECTOR_KINDS:
+            return 0
+        return self.P * self.Q * self.K * self.R * self.S * (self.C // self.groups)
+
+    @property
+    def vector_ops(self) -> int:
+        """Operations on the SIMD unit (0 for array layers)."""
+        if self.kind == "pool":
+            return self.P * self.Q * self.C * self.R * self.S
+        if self.kind == "eltwise":
+            return self.P * self.Q * self.C
+        return 0
+
+    @property
+    def params(self) -> int:
+        """Weights (biases are not counted; see search_spaces for model parameter counts)."""
+        if self.kind in VECTOR_KINDS:
+            return 0
+        return self.K * self.R * self.S * (self.C // self.groups)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Layer":
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown layer field(s) {sorted(unknown)}; allowed: {[f.name for f in dataclasses.fields(cls)]}")
+        return cls(**data)
+
+
+def conv(name: str, C: int, K: int, H: int, W: int | None = None, R: int = 1, S: int | None = None,
+         stride: int = 1, padding: int = 0, groups: int = 1, **extra) -> Layer:
+    """A convolution whose kind (conv, pointwise, depthwise, grouped, fc) is inferred from its sizes."""
+    W = H if W is None else W
+    S = R if S is None else S
+    kind = infer_kind(C, K, H, W, R, S, groups)
+    return Layer(name, kind, C, K, H, W, R, S, stride, padding, groups, **extra)
+
+
+def fc(name: str, inputs: int, outputs: int, **extra) -> Layer:
+    """A fully connected layer, i.e. a 1x1 convolution on a 1x1 map."""
+    return Layer(name, "fc", inputs, outputs, 1, 1, **extra)
+
+
+def pool(name: str, C: int, H: int, W: int | None = None, R: int = 2, stride: int = 2, padding: int = 0, **extra) -> Layer:
+    W = H if W is None else W
+    return Layer(name, "pool", C, C, H, W, R, R, stride, padding, **extra)
+
+
+def eltwise(name: str, C: int, H: int, W: int | None = None, **extra) -> Layer:
+    """Element-wise addition of two feature maps (e.g. a residual connection)."""
+    W = H if W is None else W
+    return Layer(name, "eltwise", C, C, H, W, **extra)
+
+
+class LayerArrays(NamedTuple):
+    """Struct of arrays, one entry per layer, padded to a bucket; the cost model's input."""
+
+    kind: np.ndarray  # int32 code from KINDS
+    G: np.ndarray  # groups
+    K: np.ndarray  # output channels per group
+    C: np.ndarray  # input channels per group
+    H: np.ndarray
+    W: np.ndarray
+    P: np.ndarray
+    Q: np.ndarray
+    R: np.ndarray
+    S: np.ndarray
+    stride: np.ndarray
+    w_bits: np.ndarray
+    a_bits: np.ndarray
+    w_density: np.ndarray
+    mask: np.ndarray  # 1.0 for real layers, 0.0 for padding
+
+
+def bucket_length(n: int) -> int:
+    """Smallest power of two >= n (and >= MIN_BUCKET)."""
+    size = MIN_BUCKET
+    while size < n:
+        size *= 2
+    return size
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """An ordered, immutable list of layers (one network at one input size)."""
+
+    layers: tuple[Layer, ...]
+    name: str = "workload"
+
+    def __post_init__(self):
+        layers = tuple(self.layers)
+        if not layers:
+            raise ValueError("field 'layers' must hold at least one layer, got an empty workload")
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise ValueError(f"field 'layers' must hold Layer objects, got {type(layer).__name__}")
+        names = [layer.name for layer in layers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"field 'layers': layer names must be unique, repeated: {duplicates}")
+        object.__setattr__(self, "layers", layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(layer.name for layer in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    def replace_all(self, **changes) -> "Workload":
+        """The same workload with some fields changed on every layer (e.g. ``w_density=0.6``)."""
+        return Workload(tuple(dataclasses.replace(layer, **changes) for layer in self.layers), self.name)
+
+    def arrays(self, bucket: int | None = None) -> LayerArrays:
+        """Struct of arrays padded to ``bucket`` (default: next power of two)."""
+        n = len(self.layers)
+        size = bucket_length(n) if bucket is None else bucket
+        if size < n:
+            raise ValueError(f"bucket {size} is shorter than the workload ({n} layers)")
+
+        def column(fn, dtype, pad):
+            values = [fn(layer) for layer in self.layers] + [pad] * (size - n)
+            return np.asarray(values, dtype=dtype)
+
+        i32, f32 = np.int32, np.float32
+        return LayerArrays(
+            kind=column(lambda l: KIND_CODE[l.kind], i32, KIND_CODE["pointwise"]),
+            G=column(lambda l: l.groups, i32, 1),
+            K=column(lambda l: l.K // l.groups, i32, 1),
+            C=column(lambda l: l.C // l.groups, i32, 1),
+            H=column(lambda l: l.H + 2 * l.padding, i32, 1),
+            W=column(lambda l: l.W + 2 * l.padding, i32, 1),
+            P=column(lambda l: l.P, i32, 1),
+            Q=column(lambda l: l.Q, i32, 1),
+            R=column(lambda l: l.R, i32, 1),
+            S=column(lambda l: l.S, i32, 1),
+            stride=column(lambda l: l.stride, i32, 1),
+            w_bits=column(lambda l: l.w_bits, i32, 16),
+            a_bits=column(lambda l: l.a_bits, i32, 16),
+            w_density=column(lambda l: l.w_density, f32, 1.0),
+            mask=column(lambda l: 1.0, f32, 0.0),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps({"name": self.name, "layers": [layer.to_dict() for layer in self.layers]})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Workload":
+        data = json.loads(text)
+        return cls(tuple(Layer.from_dict(layer) for layer in data["layers"]), data.get("name", "workload"))
+
+
+def as_workload(layers: Iterable[Layer] | Workload, name: str = "workload") -> Workload:
+    return layers if isinstance(layers, Workload) else Workload(tuple(layers), name)
