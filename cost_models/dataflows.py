@@ -42,6 +42,9 @@ iteration reloads the stationary operand). The cost model reads only this table:
     take advantage of either dataflow").
 ``rf_per_mac`` / ``noc_per_mac``
     Register-file accesses and inter-PE transfers per MAC.
+``run_offset``
+    Cycles added once per group (SCALE-Sim reports the index of the last cycle,
+    i.e. one less than the count, and runs a depthwise layer channel by channel).
 
 ``ws`` and ``os`` follow seeds/002 section 4.1.2, ``rs`` follows Eyeriss, and the
 three systolic rows follow SCALE-Sim (REFERENCES.md): OS rows <- P*Q, cols <- K,
@@ -71,22 +74,22 @@ REDUCTION = ("C", "R", "S")
 _TABLE = {
     "ws": dict(rows="C", cols="K", inner="PQ", rf_block="", zero_skip=0,
                fill=(1, 0, 0), reload=(1, 0, 0), reload_hidden=1, writeback=0,
-               sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2),
+               sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2, run_offset=0),
     "os": dict(rows="P", cols="Q", inner="RS", rf_block="K", zero_skip=1,
                fill=(0, 0, 0), reload=(1, 0, 0), reload_hidden=0, writeback=1,
-               sliding=1, fc_gemv=1, rf_per_mac=3, noc_per_mac=2),
+               sliding=1, fc_gemv=1, rf_per_mac=3, noc_per_mac=2, run_offset=0),
     "rs": dict(rows="RC", cols="P", inner="SQ", rf_block="K", zero_skip=0,
                fill=(1, 0, 0), reload=(0, 0, 0), reload_hidden=0, writeback=0,
-               sliding=1, fc_gemv=1, rf_per_mac=3, noc_per_mac=1),
+               sliding=1, fc_gemv=1, rf_per_mac=3, noc_per_mac=1, run_offset=0),
     "os_systolic": dict(rows="PQ", cols="K", inner="CRS", rf_block="", zero_skip=0,
                         fill=(1, 1, -2), reload=(0, 0, 0), reload_hidden=0, writeback=0,
-                        sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2),
+                        sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2, run_offset=-1),
     "ws_systolic": dict(rows="CRS", cols="K", inner="PQ", rf_block="", zero_skip=0,
                         fill=(2, 1, -2), reload=(0, 0, 0), reload_hidden=0, writeback=0,
-                        sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2),
+                        sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2, run_offset=-1),
     "is_systolic": dict(rows="CRS", cols="PQ", inner="K", rf_block="", zero_skip=0,
                         fill=(2, 1, -2), reload=(0, 0, 0), reload_hidden=0, writeback=0,
-                        sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2),
+                        sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2, run_offset=-1),
 }
 
 #: The single dataflows, in table order (their integer codes).
@@ -120,6 +123,7 @@ def _build_table() -> dict[str, np.ndarray]:
         "fc_gemv": np.asarray([r["fc_gemv"] for r in rows], np.int32),
         "rf_per_mac": np.asarray([r["rf_per_mac"] for r in rows], np.float32),
         "noc_per_mac": np.asarray([r["noc_per_mac"] for r in rows], np.float32),
+        "run_offset": np.asarray([r["run_offset"] for r in rows], np.float32),
     }
 
 

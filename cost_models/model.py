@@ -128,6 +128,7 @@ def _dataflow_cost(row, dims, layer, acc):
     outer_count = jnp.where(row["rf_block"] == 1, block_outer, outer_count).astype(jnp.float32)
     n_outer = jnp.prod(outer_count)
 
+    G_runs = dims[DIM_INDEX["G"]].astype(jnp.float32)
     skip = acc.zero_skip * row["zero_skip"]
     density_time = jnp.where(skip > 0, layer.w_density, 1.0)
     passes = jnp.ceil(layer.w_bits / acc.mac_bits) * jnp.ceil(layer.a_bits / acc.mac_bits)
@@ -139,7 +140,7 @@ def _dataflow_cost(row, dims, layer, acc):
     fill = _affine(row["fill"], rows_f, cols_f)
     output_outer = jnp.prod(jnp.where(_RELEVANT_MASK["output"] == 1, outer_count, 1.0))
     writeback = row["writeback"] * rows_f * block.astype(jnp.float32)
-    compute = folds * (n_outer * (inner_time + reload + fill) + output_outer * writeback)
+    compute = folds * (n_outer * (inner_time + reload + fill) + output_outer * writeback) + row["run_offset"] * G_runs
 
     # Buffer accesses: refetch factors from irrelevant outer loops and folded axes.
     axis_rows_only = lambda op: jnp.all((row["rows"] == 0) | (_RELEVANT_MASK[op] == 0))

@@ -1,0 +1,271 @@
+"""The analytical cost model: SCALE-Sim agreement, properties, the paper's layer findings, bad input."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cost_models import Accelerator, Layer, Workload, conv, evaluate, evaluate_batch, fc, gbps_to_bytes_per_cycle, grid
+from cost_models.energy import ENERGY_TABLES
+from cost_models.scalesim import (FormatError, format_config, format_topology, parse_config, parse_topology,
+                                  read_topology)
+
+REFERENCE = Path(__file__).resolve().parents[1] / "experiments" / "scalesim_reference"
+
+
+def recorded_rows(mode):
+    with open(REFERENCE / "recorded.csv") as handle:
+        return [row for row in csv.DictReader(handle) if row["bandwidth_mode"] == mode and row["status"] == "ok"]
+
+
+def scalesim_accelerator(row):
+    kb = sum(float(row[k]) for k in ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb"))
+    return Accelerator(rows=int(row["array_h"]), cols=int(row["array_w"]), dataflow=row["dataflow"] + "_systolic",
+                       gb_bytes=int(kb * 1024), dram_bw=float(row["bandwidth"] or 10), dram_latency=0,
+                       mac_bits=8, rf_bytes=1)
+
+
+def test_systolic_compute_cycles_match_recorded_scalesim_within_one_percent():
+    layers = {layer.name: layer for layer in read_topology(REFERENCE / "layers.csv")}
+    rows = recorded_rows("CALC")
+    assert len(rows) >= 100
+    errors = []
+    for row in rows:
+        costs = evaluate_batch(Workload((layers[row["layer"]],)), [scalesim_accelerator(row)], compute_only=True)
+        ours, theirs = float(costs.compute_cycles[0]), float(row["compute_cycles"])
+        errors.append(abs(ours / theirs - 1.0))
+    assert max(errors) <= 0.01, f"worst relative error {max(errors):.4f}"
+
+
+# --- properties -----------------------------------------------------------------------------
+
+@st.composite
+def layers(draw):
+    kind = draw(st.sampled_from(["conv", "depthwise", "fc"]))
+    density = draw(st.floats(0.1, 1.0))
+    bits = draw(st.sampled_from([4, 8, 16]))
+    if kind == "fc":
+        return fc("l", draw(st.integers(1, 2048)), draw(st.integers(1, 1024)), w_density=density, w_bits=bits, a_bits=bits)
+    C = draw(st.integers(1, 256))
+    H = draw(st.integers(1, 64))
+    R = draw(st.sampled_from([1, 3, 5, 7]))
+    padding = R // 2
+    stride = draw(st.integers(1, 2))
+    if kind == "depthwise":
+        return conv("l", C, C, H, R=R, padding=padding, stride=stride, groups=C, w_density=density)
+    return conv("l", C, draw(st.integers(1, 256)), H, R=R, padding=padding, stride=stride, w_density=density,
+                w_bits=bits, a_bits=bits)
+
+
+accelerators = st.builds(
+    Accelerator,
+    rows=st.sampled_from([4, 8, 16, 32, 64]),
+    cols=st.sampled_from([4, 8, 16, 32, 64]),
+    dataflow=st.sampled_from(["ws", "os", "rs", "os_systolic", "ws_systolic", "is_systolic", "flex"]),
+    rf_bytes=st.sampled_from([2, 16, 64]),
+    gb_bytes=st.sampled_from([4096, 65536, 1 << 20]),
+    dram_bw=st.floats(0.5, 64.0),
+    dram_latency=st.floats(0.0, 200.0),
+    mac_bits=st.sampled_from([8, 16]),
+    zero_skip=st.booleans(),
+    energy_table=st.sampled_from(sorted(ENERGY_TABLES)),
+)
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(layer=layers(), acc=accelerators)
+def test_cycles_bounded_below_by_compute_and_bandwidth(layer, acc):
+    row = evaluate(Workload((layer,)), acc).layers[0]
+    assert row["cycles"] >= row["macs"] / acc.pes * (1 - 1e-5)
+    assert row["cycles"] >= row["dram_bytes"] / acc.dram_bw * (1 - 1e-5)
+    assert row["cycles"] >= row["compute_cycles"] * (1 - 1e-6)
+
+
+@SETTINGS
+@given(layer=layers(), acc=accelerators)
+def test_energy_at_least_the_macs_and_utilization_in_unit_interval(layer, acc):
+    row = evaluate(Workload((layer,)), acc).layers[0]
+    mac_pj = ENERGY_TABLES[acc.energy_table]["mac"] * (acc.mac_bits / 16) ** 2
+    assert row["energy_pj"] >= row["macs"] * mac_pj * (1 - 1e-5)
+    assert row["macs"] >= layer.macs * layer.w_density * (1 - 1e-5)
+    assert 0.0 < row["utilization"] <= 1.0 + 1e-6
+
+
+@SETTINGS
+@given(layer=layers(), acc=accelerators, factor=st.floats(1.0, 16.0))
+def test_more_dram_bandwidth_never_slows_a_layer(layer, acc, factor):
+    slow = evaluate(Workload((layer,)), acc).total["cycles"]
+    fast = evaluate(Workload((layer,)), acc.replace(dram_bw=acc.dram_bw * factor)).total["cycles"]
+    assert fast <= slow * (1 + 1e-5)
+
+
+@SETTINGS
+@given(layer=layers(), acc=accelerators, sparser=st.floats(0.05, 1.0))
+def test_more_zero_weights_never_slow_os_with_skipping(layer, acc, sparser):
+    acc = acc.replace(dataflow="os", zero_skip=True)
+    dense = evaluate(Workload((layer,)), acc).total["cycles"]
+    sparse_layer = Layer(**{**layer.to_dict(), "w_density": layer.w_density * sparser})
+    sparse = evaluate(Workload((sparse_layer,)), acc).total["cycles"]
+    assert sparse <= dense * (1 + 1e-5)
+
+
+def test_batched_result_equals_per_configuration_result():
+    workload = Workload((conv("a", 3, 32, 32, R=3, padding=1), conv("b", 32, 32, 32, R=3, padding=1, groups=32),
+                         conv("c", 32, 64, 16), fc("d", 1024, 10)))
+    accs = grid(Accelerator(zero_skip=True), rows=[8, 32], cols=[16, 32], dataflow=["ws", "os", "flex", "is_systolic"],
+                gb_bytes=[8192, 1 << 20])
+    batch = evaluate_batch(workload, accs)
+    for i, acc in enumerate(accs):
+        single = evaluate(workload, acc)
+        np.testing.assert_allclose(batch.cycles[i], single.total["cycles"], rtol=1e-6)
+        np.testing.assert_allclose(batch.energy_pj[i], single.total["energy_pj"], rtol=1e-6)
+
+
+def test_ten_thousand_accelerators_for_a_thirty_layer_network_in_one_call():
+    workload = Workload(tuple(conv(f"l{i}", 16 + 8 * i, 32 + 4 * i, 56 // (1 + i // 10), R=3, padding=1) for i in range(30)))
+    accs = grid(Accelerator(), rows=list(range(4, 68, 4)), cols=list(range(4, 68, 4)),
+                gb_bytes=[16384 * k for k in range(1, 41)], dataflow=["ws"])
+    assert len(accs) == 10240
+    costs = evaluate_batch(workload, accs)
+    assert costs.cycles.shape == (10240,) and costs.layers.cycles.shape == (10240, 30)
+    assert np.all(np.isfinite(costs.cycles)) and np.all(costs.cycles > 0)
+
+
+def test_cost_is_differentiable_in_dram_bandwidth():
+    import jax
+
+    from cost_models import network_costs, stack
+
+    workload = Workload((conv("big", 256, 256, 56, R=3, padding=1),))
+    params = stack(Accelerator(gb_bytes=16384, dram_bw=4.0))
+    grad = jax.grad(lambda bw: network_costs(workload.arrays(), params._replace(dram_bw=bw)).cycles.sum())(params.dram_bw)
+    assert np.isfinite(grad).all() and grad[0] < 0
+
+
+# --- seeds/002 layer-type findings on the Squeezelerator settings --------------------------
+
+# seeds/002 gives 16 GB/s and 100 cycles but no clock; 500 MHz is assumed (32 bytes per cycle).
+SQUEEZELERATOR = Accelerator(rows=32, cols=32, rf_bytes=16, gb_bytes=128 * 1024, clock_mhz=500.0,
+                             dram_bw=gbps_to_bytes_per_cycle(16, 500), dram_latency=100, mac_bits=16, zero_skip=True)
+
+
+def cycles_on(layer, dataflow):
+    return evaluate(Workload((layer.__class__(**{**layer.to_dict(), "w_density": 0.6}),)),
+                    SQUEEZELERATOR.replace(dataflow=dataflow)).total["cycles"]
+
+
+@pytest.mark.parametrize("layer", [
+    conv("fire2_squeeze", 96, 16, 55), conv("fire9_expand1x1", 64, 256, 13),
+    conv("mobilenet_pw2", 64, 128, 112), conv("mobilenet_pw13", 1024, 1024, 7),
+])
+def test_pointwise_layers_are_faster_on_ws(layer):
+    assert cycles_on(layer, "ws") < cycles_on(layer, "os")
+
+
+@pytest.mark.parametrize("layer", [
+    conv("mobilenet_dw1", 32, 32, 112, R=3, padding=1, groups=32),
+    conv("mobilenet_dw4", 256, 256, 28, R=3, padding=1, groups=256),
+    conv("mobilenet_dw13", 1024, 1024, 7, R=3, padding=1, groups=1024),
+])
+def test_depthwise_layers_are_at_least_ten_times_faster_on_os(layer):
+    assert cycles_on(layer, "ws") >= 10 * cycles_on(layer, "os")
+
+
+@pytest.mark.parametrize("layer", [
+    conv("squeezenet_conv1", 3, 96, 224, R=7, stride=2), conv("mobilenet_conv1", 3, 32, 224, R=3, stride=2, padding=1),
+    conv("squeezenext_conv1", 3, 64, 227, R=7, stride=2),
+])
+def test_first_conv_layer_is_faster_on_os(layer):
+    assert cycles_on(layer, "os") < cycles_on(layer, "ws")
+
+
+# --- SCALE-Sim files ------------------------------------------------------------------------
+
+def test_topology_round_trip_keeps_scalesim_meaning():
+    workload = read_topology(REFERENCE / "layers.csv")
+    conv1 = workload.layers[0]
+    assert (conv1.P, conv1.Q) == (17, 17)  # ceil((38 - 7 + 2) / 2), SCALE-Sim's convention
+    dp = next(layer for layer in workload if layer.name == "DP1")
+    assert dp.kind == "depthwise" and dp.groups == dp.C == dp.K == 32
+    again = parse_topology(format_topology(workload))
+    assert [l.macs for l in again] == [l.macs for l in workload]
+    assert [(l.P, l.Q) for l in again] == [(l.P, l.Q) for l in workload]
+
+
+def test_written_topology_of_padded_layers_gives_same_outputs():
+    workload = Workload((conv("c", 3, 16, 32, R=3, padding=1, stride=2), conv("d", 16, 16, 16, R=3, padding=1, groups=16)))
+    again = parse_topology(format_topology(workload))
+    assert [(l.P, l.Q, l.macs) for l in again] == [(l.P, l.Q, l.macs) for l in workload]
+
+
+def test_config_round_trip():
+    acc = Accelerator(rows=16, cols=8, dataflow="is_systolic", gb_bytes=3 * 64 * 1024, dram_bw=10.0)
+    config = parse_config(format_config(acc))
+    assert config.accelerator.rows == 16 and config.accelerator.cols == 8
+    assert config.accelerator.dataflow == "is_systolic"
+    assert config.accelerator.gb_bytes == acc.gb_bytes and config.accelerator.dram_bw == 10.0
+    assert not config.calc_bandwidth
+    assert parse_config(format_config(acc, calc_bandwidth=True)).calc_bandwidth
+
+
+def test_accelerator_json_round_trip_is_exact_and_hashable():
+    acc = Accelerator(dataflow="flex", flex_set=("os", "ws"), dram_bw=12.5, zero_skip=True)
+    again = Accelerator.from_json(acc.to_json())
+    assert again == acc and hash(again) == hash(acc)
+    workload = Workload((conv("a", 3, 8, 8, R=3),))
+    assert Workload.from_json(workload.to_json()) == workload
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(C=-3), "'C'"), (dict(K=0), "'K'"), (dict(H=0), "'H'"), (dict(w_density=0.0), "'w_density'"),
+    (dict(w_bits=64), "'w_bits'"), (dict(kind="lstm"), "'kind'"), (dict(R=9), "filter"),
+])
+def test_bad_layer_fields_are_named(kwargs, field):
+    base = dict(name="x", kind="conv", C=3, K=8, H=8, W=8, R=3, S=3)
+    with pytest.raises(ValueError, match=field):
+        Layer(**{**base, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(rows=0), "'rows'"), (dict(cols=-1), "'cols'"), (dict(dataflow="nlr"), "'dataflow'"),
+    (dict(dram_bw=0.0), "'dram_bw'"), (dict(flex_set=("ws", "xx")), "'flex_set'"), (dict(energy_table="x"), "'energy_table'"),
+])
+def test_bad_accelerator_fields_are_named(kwargs, field):
+    with pytest.raises(ValueError, match=field) as info:
+        Accelerator(**kwargs)
+    if field == "'dataflow'":
+        assert "ws, os, rs, os_systolic, ws_systolic, is_systolic, flex" in str(info.value)
+
+
+def test_empty_workload_is_rejected():
+    with pytest.raises(ValueError, match="'layers'"):
+        Workload(())
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Layer name, a,\nConv, 8, 8, 3, 3, 4,\n", "line 2: expected 8 fields"),
+    ("Layer name,\nConv, 8, eight, 3, 3, 4, 4, 1,\n", "line 2: field 'IFMAP Width'"),
+    ("Layer name,\nConv, 8, 8, 3, 3, 0, 4, 1,\n", "line 2: field 'Channels'"),
+    ("Layer name,\nConv, 2, 2, 3, 3, 4, 4, 1,\n", "line 2: filter 3x3 is larger"),
+])
+def test_malformed_topology_lines_are_named(text, message):
+    with pytest.raises(FormatError, match=message):
+        parse_topology(text)
+
+
+def test_malformed_config_lines_are_named():
+    good = format_config(Accelerator(dataflow="os_systolic"))
+    with pytest.raises(FormatError, match=r"line \d+: field 'ArrayHeight' must be a number"):
+        parse_config(good.replace("ArrayHeight = 32", "ArrayHeight = big"))
+    with pytest.raises(FormatError, match="'Dataflow' must be one of os, ws, is"):
+        parse_config(good.replace("Dataflow = os", "Dataflow = rs"))
+    with pytest.raises(FormatError, match="missing 'ArrayWidth'"):
+        parse_config(good.replace("ArrayWidth = 32\n", ""))
