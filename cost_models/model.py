@@ -42,8 +42,10 @@ from cost_models.workload import KIND_CODE, LayerArrays
 
 N_DATAFLOWS = TABLE["rows"].shape[0]
 N_LEVELS = 5
-#: Tile counts tried per tiled dimension (output channels, output rows, input channels).
-TILE_COUNTS = np.asarray([1, 2, 4, 8, 16, 32, 64, 128], np.int32)
+#: Tile counts tried for the outer tiled dimension (output channels or output rows).
+OUTER_TILE_COUNTS = np.asarray([1, 2, 4, 8, 16, 32, 64, 128], np.int32)
+#: Tile counts tried for input channels (each split spills partial sums to DRAM).
+CHANNEL_TILE_COUNTS = np.asarray([1, 4, 16, 64], np.int32)
 
 _STATIONARY = {"ws": "weight", "os": "output", "rs": "weight",
                "os_systolic": "output", "ws_systolic": "weight", "is_systolic": "input"}
@@ -195,57 +197,84 @@ def _table_rows():
     return rows
 
 
-def _tiling(layer, acc, compute, compute_only):
-    """DRAM traffic and total time for the fastest feasible tiling (vectorised enumeration)."""
+def _tiling_candidates(layer, acc):
+    """Every candidate tiling's DRAM traffic, DRAM time, unhidden load/store time and feasibility.
+
+    Candidates: two loop orders (0: a weight tile resident, input tiles streamed; 1: an
+    input tile resident, weight tiles streamed) x tile counts of the outer dimension
+    (output channels for order 0, output rows for order 1) x input-channel tile counts
+    (partial sums then spill to DRAM), plus the untiled layer. For each, the smallest
+    inner tile count whose double-buffered footprint fits the buffer follows in closed
+    form, because the footprint is linear in its inverse.
+    """
     f32 = jnp.float32
     G, K, C = layer.G.astype(f32), layer.K.astype(f32), layer.C.astype(f32)
-    P, H, W = layer.P.astype(f32), layer.H.astype(f32), layer.W.astype(f32)
+    P, H = layer.P.astype(f32), layer.H.astype(f32)
     R, stride = layer.R.astype(f32), layer.stride.astype(f32)
     a_bytes = layer.a_bits.astype(f32) / 8.0
-    w_bytes = layer.w_bits.astype(f32) / 8.0
     is_vector = layer.kind >= KIND_CODE["pool"]
     n_inputs = jnp.where(layer.kind == KIND_CODE["eltwise"], 2.0, 1.0)
     density = jnp.where(acc.zero_skip > 0, layer.w_density, 1.0)
-
-    weight_bytes = jnp.where(is_vector, 0.0, G * K * C * layer.R * layer.S * w_bytes * density)
-    input_bytes = n_inputs * G * C * H * W * a_bytes
+    weight_bytes = jnp.where(is_vector, 0.0, G * K * C * layer.R * layer.S * layer.w_bits / 8.0 * density)
+    input_bytes = n_inputs * G * C * H * layer.W * a_bytes
     output_bytes = G * K * P * layer.Q * a_bytes
-
-    tiles = jnp.asarray(TILE_COUNTS, f32)
-    n_k = tiles[:, None, None, None]
-    n_p = tiles[None, :, None, None]
-    n_c = tiles[None, None, :, None]
-    order = jnp.asarray([0.0, 1.0], f32)[None, None, None, :]
     grouped = G > 1
-    valid = (n_k <= G * K) & (n_p <= P) & (n_c <= C)
+    half = acc.gb_bytes / 2.0
 
-    rows_in = jnp.minimum(H, (jnp.ceil(P / n_p) - 1.0) * stride + R)
-    input_tile = input_bytes * (rows_in / H) / n_c / jnp.where(grouped, n_k, 1.0)
-    weight_tile = weight_bytes / (n_k * n_c)
-    output_tile = output_bytes / (n_k * n_p)
-    n_tiles = n_k * n_p * n_c
-    footprint = (weight_tile + input_tile + output_tile) * jnp.where(n_tiles > 1, 2.0, 1.0)
-    fits = valid & (footprint <= acc.gb_bytes)
+    outer = jnp.asarray(OUTER_TILE_COUNTS, f32)[:, None]  # n_k for order 0, n_p for order 1
+    n_c = jnp.asarray(CHANNEL_TILE_COUNTS, f32)[None, :]
+    # Input rows needed by a tile of P/n_p output rows: ((P/n_p - 1) * stride + R) / H of the map.
+    halo = jnp.maximum(R - stride, 0.0) / H
+    per_row = P * stride / H
 
-    input_reads = jnp.where(grouped, 1.0, jnp.where(order == 0, n_k, 1.0))
-    weight_reads = jnp.where(order == 1, n_p, 1.0)
-    traffic = (weight_bytes * weight_reads + input_bytes * input_reads
-               + output_bytes * (2.0 * n_c - 1.0))
-    dram = traffic / acc.dram_bw + n_tiles * acc.dram_latency
-    prologue = acc.dram_latency + (weight_tile + input_tile) / acc.dram_bw
-    epilogue = output_tile / acc.dram_bw
-    total = jnp.maximum(compute + prologue + epilogue, dram)
-    if compute_only:
-        total = jnp.broadcast_to(compute, total.shape)
+    # Order 0: weights resident per (n_k, n_c); inputs streamed in n_p row tiles.
+    inv_outer, inv_c = 1.0 / outer, 1.0 / n_c
+    inputs0 = input_bytes * inv_c * jnp.where(grouped, inv_outer, 1.0)
+    weights0 = weight_bytes * inv_outer * inv_c
+    outputs0 = output_bytes * inv_outer
+    room0 = half - weights0 - inputs0 * halo
+    n_p0 = jnp.maximum(jnp.ceil((inputs0 * per_row + outputs0) / jnp.maximum(room0, 1e-9)), 1.0)
+    fits0 = (room0 > 0) & (n_p0 <= P) & (outer <= G * K) & (n_c <= C)
+    traffic0 = weight_bytes + input_bytes * jnp.where(grouped, 1.0, outer) + output_bytes * (2.0 * n_c - 1.0)
+    tiles0 = outer * n_c * n_p0
+    moved0 = weights0 + inputs0 * (halo + per_row / n_p0) + outputs0 / n_p0
 
+    # Order 1: an input row tile resident per (n_p, n_c); weights streamed in n_k tiles.
+    inputs1 = input_bytes * inv_c * jnp.minimum(halo + per_row * inv_outer, 1.0)
+    weights1 = weight_bytes * inv_c
+    outputs1 = output_bytes * inv_outer
+    room1 = half - inputs1
+    n_k1 = jnp.maximum(jnp.ceil((weights1 + outputs1) / jnp.maximum(room1, 1e-9)), 1.0)
+    fits1 = (room1 > 0) & (n_k1 <= G * K) & (outer <= P) & (n_c <= C) & ~grouped
+    traffic1 = input_bytes + weight_bytes * outer + output_bytes * (2.0 * n_c - 1.0)
+    tiles1 = outer * n_c * n_k1
+    moved1 = inputs1 + (weights1 + outputs1) / n_k1
+
+    untiled = weight_bytes + input_bytes + output_bytes
+    traffic = jnp.concatenate([traffic0.ravel(), traffic1.ravel(), untiled[None]])
+    tiles = jnp.concatenate([tiles0.ravel(), tiles1.ravel(), jnp.ones((1,), f32)])
+    # Unhidden transfers: the first tile's loads and the last tile's store.
+    moved = jnp.concatenate([moved0.ravel(), moved1.ravel(), untiled[None]])
+    fits = jnp.concatenate([fits0.ravel(), fits1.ravel(), (untiled <= acc.gb_bytes)[None]])
+    inv_bw = 1.0 / acc.dram_bw
+    dram = traffic * inv_bw + tiles * acc.dram_latency
+    unhidden = acc.dram_latency + moved * inv_bw
+    return traffic, dram, unhidden, fits
+
+
+def _pick_tiling(compute, candidates):
+    """Index of the fastest feasible tiling for a given compute time, and the overflow flag.
+
+    With double buffering, transfers overlap compute except the first load and the last
+    store: total = max(compute + unhidden, DRAM time). If nothing fits, the candidate
+    with the least traffic is used and the layer is flagged.
+    """
+    traffic, dram, unhidden, fits = candidates
+    total = jnp.maximum(compute + unhidden, dram)
     overflow = ~jnp.any(fits)
-    # Fastest feasible tiling, ties to less traffic; if nothing fits, the smallest footprint.
-    big = jnp.asarray(jnp.inf, f32)
-    key = jnp.where(fits, total + traffic * 1e-9, big)
-    fallback = jnp.where(valid, footprint, big)
-    index = jnp.where(overflow, jnp.argmin(fallback.ravel()), jnp.argmin(key.ravel()))
-    pick = lambda x: jnp.broadcast_to(x, total.shape).ravel()[index]
-    return pick(total), pick(traffic), overflow.astype(f32)
+    key = jnp.where(fits, total + traffic * 1e-9, jnp.inf)
+    index = jnp.where(overflow, jnp.argmin(traffic), jnp.argmin(key))
+    return index, overflow.astype(jnp.float32)
 
 
 def _layer_cost(layer: LayerArrays, acc: AcceleratorParams, compute_only: bool):
@@ -268,7 +297,15 @@ def _layer_cost(layer: LayerArrays, acc: AcceleratorParams, compute_only: bool):
     vector_time = jnp.ceil(vector_ops / acc.simd_lanes)
     compute = jnp.where(is_vector, vector_time, per_df["compute"])
 
-    total, traffic, overflow = jax.vmap(lambda c: _tiling(layer, acc, c, compute_only))(compute)
+    # Total time is monotone in compute time, so the fastest (dataflow, tiling) pair is
+    # the fastest tiling for the fastest-computing dataflow: one tiling choice per layer.
+    candidates = _tiling_candidates(layer, acc)
+    allowed = jnp.where(acc.dataflow == FLEX_CODE, acc.flex_mask > 0, jnp.arange(N_DATAFLOWS) == acc.dataflow)
+    reference_compute = jnp.min(jnp.where(allowed, compute, jnp.inf))
+    index, overflow = _pick_tiling(reference_compute, candidates)
+    traffic_all, dram_all, unhidden_all, _ = candidates
+    traffic = jnp.broadcast_to(traffic_all[index], compute.shape)
+    total = compute if compute_only else jnp.maximum(compute + unhidden_all[index], dram_all[index])
     dram_words = traffic * 8.0 / a_bits
 
     scale_a = a_bits / 16.0
@@ -317,7 +354,7 @@ def _layer_cost(layer: LayerArrays, acc: AcceleratorParams, compute_only: bool):
         accesses=accesses[choice],
         energy=energy[choice],
         dram_bytes=traffic[choice],
-        buffer_overflow=overflow[choice],
+        buffer_overflow=overflow,
     )
 
 

@@ -1,0 +1,215 @@
+"""How fast is the cost model, and how close to SCALE-Sim? Prints what it measures.
+
+    .venv/bin/python experiments/benchmarks/cost_model_speed.py [--accelerators 16384] [--networks 2048]
+        [--peers-python PATH] [--peer-layers Conv2,PW2,Conv5x5,DP2]
+
+1. One 30-layer network over a large accelerator grid (one jitted call), and many
+   30-layer networks over one accelerator: layer x accelerator evaluations per second,
+   with compile time reported apart.
+2. Agreement with the recorded SCALE-Sim v3 runs (experiments/scalesim_reference):
+   compute-only cycles per dataflow, and total cycles in USER bandwidth mode.
+3. If SCALE-Sim and ZigZag are installed (the ``peers`` extra, in this interpreter or
+   the one given by --peers-python / $CODESIGN_PEERS_PYTHON), they are timed on the
+   same layers in the same run, and the speed ratio and per-layer agreement printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cost_models import Accelerator, Workload, conv, evaluate_batch, fc, grid, networks_costs, stack  # noqa: E402
+from cost_models.accelerator import pad_batch  # noqa: E402
+from cost_models.scalesim import read_topology  # noqa: E402
+from cost_models.workload import LayerArrays  # noqa: E402
+
+REFERENCE = ROOT / "experiments" / "scalesim_reference"
+
+
+def thirty_layer_network(rng: np.random.Generator, name: str = "net") -> Workload:
+    """A random 30-layer CNN-like workload (conv, pointwise, depthwise, a final FC)."""
+    layers, channels, size = [], 3, 224
+    for i in range(29):
+        kind = rng.choice(["conv", "pointwise", "depthwise"]) if i else "conv"
+        stride = 2 if (i in (0, 4, 10, 18) and size > 7) else 1
+        if kind == "depthwise":
+            layers.append(conv(f"l{i}", channels, channels, size, R=3, padding=1, stride=stride, groups=channels))
+        else:
+            out = int(rng.choice([16, 32, 64, 96, 128, 256, 512]))
+            R = 1 if kind == "pointwise" else int(rng.choice([3, 5, 7])) if i == 0 else 3
+            layers.append(conv(f"l{i}", channels, out, size, R=R, padding=R // 2, stride=stride))
+            channels = out
+        size = layers[-1].P
+    layers.append(fc("fc", channels * size * size, 1000))
+    return Workload(tuple(layers), name)
+
+
+def timed(fn, repeats=3):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return first, min(times)
+
+
+def bench_grid(n_accelerators: int):
+    network = thirty_layer_network(np.random.default_rng(0))
+    side = int(np.ceil(np.sqrt(n_accelerators / 16)))
+    accs = grid(Accelerator(zero_skip=True), rows=list(range(4, 4 + 4 * side, 4)), cols=list(range(4, 4 + 4 * side, 4)),
+                dataflow=["ws", "os", "ws_systolic", "flex"], gb_bytes=[32768, 131072, 524288, 2097152])[:n_accelerators]
+    params = pad_batch(stack(accs), n_accelerators)
+    from cost_models import network_costs
+    first, steady = timed(lambda: network_costs(network.arrays(), params))
+    evals = len(network) * n_accelerators
+    print(f"one network ({len(network)} layers) x {n_accelerators:,} accelerators: first call {first:.2f} s "
+          f"(compile + run), steady {steady * 1e3:.1f} ms -> {evals / steady / 1e6:.2f} M layer evaluations/s")
+    return evals / steady
+
+
+def bench_networks(n_networks: int):
+    rng = np.random.default_rng(1)
+    networks = [thirty_layer_network(rng, f"n{i}") for i in range(n_networks)]
+    arrays = [w.arrays(bucket=32) for w in networks]
+    stacked = LayerArrays(*(np.stack(column) for column in zip(*arrays)))
+    params = stack(Accelerator(dataflow="flex", zero_skip=True))
+    first, steady = timed(lambda: networks_costs(stacked, params))
+    evals = sum(len(w) for w in networks)
+    print(f"{n_networks:,} networks (30 layers each) x one flex accelerator: first call {first:.2f} s, "
+          f"steady {steady * 1e3:.1f} ms -> {evals / steady / 1e6:.2f} M layer evaluations/s")
+    return evals / steady
+
+
+def recorded(mode=None):
+    with open(REFERENCE / "recorded.csv") as handle:
+        return [r for r in csv.DictReader(handle) if r["status"] == "ok" and (mode is None or r["bandwidth_mode"] == mode)]
+
+
+def accelerator_for(row) -> Accelerator:
+    kb = sum(float(row[k]) for k in ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb"))
+    return Accelerator(rows=int(row["array_h"]), cols=int(row["array_w"]), dataflow=row["dataflow"] + "_systolic",
+                       gb_bytes=int(kb * 1024), dram_bw=float(row["bandwidth"] or 10), dram_latency=0, mac_bits=8,
+                       rf_bytes=1)
+
+
+def ours_for(rows, layers):
+    out = []
+    for row in rows:
+        calc = row["bandwidth_mode"] == "CALC"
+        costs = evaluate_batch(Workload((layers[row["layer"]],)), [accelerator_for(row)], compute_only=calc)
+        out.append(float(costs.cycles[0]))
+    return np.asarray(out)
+
+
+def agreement():
+    layers = {layer.name: layer for layer in read_topology(REFERENCE / "layers.csv")}
+    print("\nAgreement with recorded SCALE-Sim v3 runs (experiments/scalesim_reference/recorded.csv):")
+    calc = recorded("CALC")
+    ours = ours_for(calc, layers)
+    theirs = np.asarray([float(r["compute_cycles"]) for r in calc])
+    err = np.abs(ours / theirs - 1)
+    for df in ("os", "ws", "is"):
+        sel = np.asarray([r["dataflow"] == df for r in calc])
+        print(f"  compute-only {df}: {sel.sum()} layer runs, max error {err[sel].max():.3%}, mean {err[sel].mean():.3%}")
+    user = recorded("USER")
+    if user:
+        ours = ours_for(user, layers)
+        theirs = np.asarray([float(r["total_cycles"]) for r in user])
+        rel = ours / theirs - 1
+        print(f"  USER bandwidth mode, total cycles: {len(user)} layer runs, mean |error| {np.abs(rel).mean():.1%}, "
+              f"median error {np.median(rel):+.1%} (goal: mean under 10%; not met, see the README)")
+        worst = np.argsort(-np.abs(rel))[:3]
+        for i in worst:
+            r = user[i]
+            print(f"    {r['layer']:<8} {r['config']:<20} ours {ours[i]:>12,.0f}  SCALE-Sim {theirs[i]:>12,.0f} "
+                  f"(SCALE-Sim DRAM reads ifmap {float(r['dram_ifmap_reads']):,.0f} / filter {float(r['dram_filter_reads']):,.0f} words)")
+    seconds = np.asarray([float(r["seconds_full_layer_est"]) for r in recorded()])
+    print(f"  recorded SCALE-Sim time per layer: median {np.median(seconds):.2f} s, max {seconds.max():.1f} s")
+
+
+def peers_python(arg: str | None) -> str | None:
+    for candidate in (arg, os.environ.get("CODESIGN_PEERS_PYTHON"), sys.executable, "/work/peers-venv/bin/python"):
+        if candidate and Path(candidate).exists():
+            check = subprocess.run([candidate, "-c", "import scalesim, zigzag.api"], capture_output=True)
+            if check.returncode == 0:
+                return candidate
+    return None
+
+
+def live_peers(python: str, layer_names: list[str]):
+    layers = {layer.name: layer for layer in read_topology(REFERENCE / "layers.csv")}
+    print(f"\nPeers timed in this run ({python}), layers {', '.join(layer_names)}, 32x32 array, compute-only:")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "live.csv"
+        subprocess.run([python, str(REFERENCE / "record_scalesim.py"), "--configs", "calc_os_32x32,calc_ws_32x32",
+                        "--layers", ",".join(layer_names), "--out", str(out)], check=True, capture_output=True)
+        with open(out) as handle:
+            rows = [r for r in csv.DictReader(handle) if r["status"] == "ok"]
+    from peers_zigzag import run_zigzag_layers_subprocess
+
+    zz_layers = [dict(name=n, C=layers[n].C, K=layers[n].K // layers[n].groups if layers[n].kind == "depthwise" else layers[n].K,
+                      H=layers[n].H, W=layers[n].W, R=layers[n].R, S=layers[n].S, stride=layers[n].stride,
+                      depthwise=layers[n].kind == "depthwise") for n in layer_names]
+    zz = {r["name"]: r for r in run_zigzag_layers_subprocess(zz_layers, python=python)}
+    ours = ours_for(rows, layers)
+    per_layer_ours = []
+    for row in rows:
+        start = time.perf_counter()
+        for _ in range(20):
+            evaluate_batch(Workload((layers[row["layer"]],)), [accelerator_for(row)], compute_only=True)
+        per_layer_ours.append((time.perf_counter() - start) / 20)
+    print(f"  {'layer':<8}{'df':<4}{'SCALE-Sim cyc':>14}{'ours':>12}{'err':>8}{'SCALE-Sim s':>12}{'ZigZag s':>10}{'ours s':>10}")
+    for row, mine, t in zip(rows, ours, per_layer_ours):
+        theirs = float(row["compute_cycles"])
+        zs = zz[row["layer"]]["seconds"]
+        print(f"  {row['layer']:<8}{row['dataflow']:<4}{theirs:>14,.0f}{mine:>12,.0f}{mine / theirs - 1:>8.2%}"
+              f"{float(row['seconds_full_layer_est']):>12.2f}{zs:>10.2f}{t:>10.4f}")
+    scalesim_s = np.mean([float(r["seconds_full_layer_est"]) for r in rows])
+    zigzag_s = np.mean([z["seconds"] for z in zz.values()])
+    print(f"  mean seconds per layer: SCALE-Sim {scalesim_s:.2f}, ZigZag {zigzag_s:.2f}, ours (one layer per call, "
+          f"Python overhead included) {np.mean(per_layer_ours):.4f}")
+    print(f"  speed ratio per layer, one call each: {scalesim_s / np.mean(per_layer_ours):,.0f}x SCALE-Sim, "
+          f"{zigzag_s / np.mean(per_layer_ours):,.0f}x ZigZag")
+    return scalesim_s, zigzag_s
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accelerators", type=int, default=16384)
+    parser.add_argument("--networks", type=int, default=2048)
+    parser.add_argument("--peers-python", default=None)
+    parser.add_argument("--peer-layers", default="Conv2,PW2,Conv5x5,DP2")
+    args = parser.parse_args()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
+    grid_rate = bench_grid(args.accelerators)
+    net_rate = bench_networks(args.networks)
+    print(f"goal >= 1 M layer evaluations/s: grid {'met' if grid_rate >= 1e6 else 'NOT met'}, "
+          f"networks {'met' if net_rate >= 1e6 else 'NOT met'}")
+    agreement()
+    python = peers_python(args.peers_python)
+    if python:
+        scalesim_s, zigzag_s = live_peers(python, args.peer_layers.split(","))
+        print(f"  batched throughput vs peers: {grid_rate * scalesim_s:,.0f}x SCALE-Sim, {grid_rate * zigzag_s:,.0f}x ZigZag "
+              f"(layer evaluations per second, ours on the grid)")
+    else:
+        print("\nSCALE-Sim/ZigZag not installed: `pip install -e '.[peers]'` (or --peers-python) to time them here.")
+
+
+if __name__ == "__main__":
+    main()
