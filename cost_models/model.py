@@ -42,10 +42,10 @@ from cost_models.workload import KIND_CODE, LayerArrays
 
 N_DATAFLOWS = TABLE["rows"].shape[0]
 N_LEVELS = 5
-#: Tile counts tried for the outer tiled dimension (output channels or output rows).
-OUTER_TILE_COUNTS = np.asarray([1, 2, 4, 8, 16, 32, 64, 128], np.int32)
+#: Multiples of the smallest feasible outer tile count tried (output channels or rows).
+OUTER_TILE_MULTIPLES = np.asarray([1, 2], np.int32)
 #: Tile counts tried for input channels (each split spills partial sums to DRAM).
-CHANNEL_TILE_COUNTS = np.asarray([1, 4, 16, 64], np.int32)
+CHANNEL_TILE_COUNTS = np.asarray([1, 2, 4, 8, 16, 64], np.int32)
 
 _STATIONARY = {"ws": "weight", "os": "output", "rs": "weight",
                "os_systolic": "output", "ws_systolic": "weight", "is_systolic": "input"}
@@ -215,20 +215,31 @@ def _tiling_candidates(layer, acc):
     is_vector = layer.kind >= KIND_CODE["pool"]
     n_inputs = jnp.where(layer.kind == KIND_CODE["eltwise"], 2.0, 1.0)
     density = jnp.where(acc.zero_skip > 0, layer.w_density, 1.0)
-    weight_bytes = jnp.where(is_vector, 0.0, G * K * C * layer.R * layer.S * layer.w_bits / 8.0 * density)
+    dense_weight_bytes = jnp.where(is_vector, 0.0, G * K * C * layer.R * layer.S * layer.w_bits / 8.0)
+    weight_bytes = dense_weight_bytes * density
     input_bytes = n_inputs * G * C * H * layer.W * a_bytes
     output_bytes = G * K * P * layer.Q * a_bytes
     grouped = G > 1
     half = acc.gb_bytes / 2.0
 
-    outer = jnp.asarray(OUTER_TILE_COUNTS, f32)[:, None]  # n_k for order 0, n_p for order 1
+    multiples = jnp.asarray(OUTER_TILE_MULTIPLES, f32)[:, None]
     n_c = jnp.asarray(CHANNEL_TILE_COUNTS, f32)[None, :]
+    inv_c = 1.0 / n_c
     # Input rows needed by a tile of P/n_p output rows: ((P/n_p - 1) * stride + R) / H of the map.
     halo = jnp.maximum(R - stride, 0.0) / H
     per_row = P * stride / H
 
-    # Order 0: weights resident per (n_k, n_c); inputs streamed in n_p row tiles.
-    inv_outer, inv_c = 1.0 / outer, 1.0 / n_c
+    # Order 0: weights resident per (n_k, n_c); inputs streamed in n_p row tiles. The
+    # smallest n_k for which some n_p <= P fits: with one output row per tile the
+    # footprint is W/(n_k n_c) + I/n_c * R/H (/ n_k if grouped) + O/(n_k P) <= half.
+    rows_one = halo + per_row / P
+    # (Tile counts come from the dense weight size, so the candidate set does not depend on
+    # sparsity and zero weights can only make every candidate cheaper.)
+    base0 = jnp.where(grouped, (dense_weight_bytes + input_bytes * rows_one) * inv_c / half + output_bytes / (P * half),
+                      (dense_weight_bytes * inv_c + output_bytes / P)
+                      / jnp.maximum(half - input_bytes * inv_c * rows_one, 1e-9))
+    outer = jnp.minimum(jnp.floor(base0) + 1.0, G * K) * multiples
+    inv_outer = 1.0 / outer
     inputs0 = input_bytes * inv_c * jnp.where(grouped, inv_outer, 1.0)
     weights0 = weight_bytes * inv_outer * inv_c
     outputs0 = output_bytes * inv_outer
@@ -240,6 +251,12 @@ def _tiling_candidates(layer, acc):
     moved0 = weights0 + inputs0 * (halo + per_row / n_p0) + outputs0 / n_p0
 
     # Order 1: an input row tile resident per (n_p, n_c); weights streamed in n_k tiles.
+    # The smallest n_p for which some n_k <= G*K fits: I/n_c (halo + per_row/n_p)
+    # + (W/n_c + O/n_p) / (G K) <= half.
+    base1 = ((input_bytes * inv_c * per_row + output_bytes / (G * K))
+             / jnp.maximum(half - input_bytes * inv_c * halo - dense_weight_bytes * inv_c / (G * K), 1e-9))
+    outer = jnp.minimum(jnp.floor(base1) + 1.0, P) * multiples
+    inv_outer = 1.0 / outer
     inputs1 = input_bytes * inv_c * jnp.minimum(halo + per_row * inv_outer, 1.0)
     weights1 = weight_bytes * inv_c
     outputs1 = output_bytes * inv_outer
@@ -286,8 +303,8 @@ def _layer_cost(layer: LayerArrays, acc: AcceleratorParams, compute_only: bool):
 
     # Fully connected layers fall back to the GEMV mapping on dataflows that cannot spread them.
     is_fc = layer.kind == KIND_CODE["fc"]
-    source = jnp.where(is_fc & (table["fc_gemv"] == 1), DATAFLOW_CODE[GEMV], jnp.arange(N_DATAFLOWS))
-    per_df = {k: v[source] for k, v in per_df.items()}
+    use_gemv = is_fc & (table["fc_gemv"] == 1)
+    per_df = {k: jnp.where(use_gemv, v[DATAFLOW_CODE[GEMV]], v) for k, v in per_df.items()}
 
     is_vector = layer.kind >= KIND_CODE["pool"]
     a_bits = layer.a_bits.astype(f32)
@@ -304,8 +321,10 @@ def _layer_cost(layer: LayerArrays, acc: AcceleratorParams, compute_only: bool):
     reference_compute = jnp.min(jnp.where(allowed, compute, jnp.inf))
     index, overflow = _pick_tiling(reference_compute, candidates)
     traffic_all, dram_all, unhidden_all, _ = candidates
-    traffic = jnp.broadcast_to(traffic_all[index], compute.shape)
-    total = compute if compute_only else jnp.maximum(compute + unhidden_all[index], dram_all[index])
+    pick = jnp.arange(traffic_all.shape[0]) == index  # one-hot: cheaper than a gather under vmap
+    chosen = lambda x: jnp.sum(jnp.where(pick, x, 0.0))
+    traffic = jnp.broadcast_to(chosen(traffic_all), compute.shape)
+    total = compute if compute_only else jnp.maximum(compute + chosen(unhidden_all), chosen(dram_all))
     dram_words = traffic * 8.0 / a_bits
 
     scale_a = a_bits / 16.0
@@ -344,16 +363,18 @@ def _layer_cost(layer: LayerArrays, acc: AcceleratorParams, compute_only: bool):
     flex_choice = jnp.argmin(jnp.where(near_best, energy_total, jnp.inf))
     choice = jnp.where(acc.dataflow == FLEX_CODE, flex_choice, acc.dataflow)
 
+    one_hot = jnp.arange(N_DATAFLOWS) == choice
+    take = lambda x: jnp.sum(jnp.where(one_hot if x.ndim == 1 else one_hot[:, None], x, 0.0), axis=0)
     return LayerCosts(
-        cycles=total[choice],
-        compute_cycles=compute[choice],
-        stall_cycles=total[choice] - compute[choice],
-        utilization=utilization[choice],
+        cycles=take(total),
+        compute_cycles=take(compute),
+        stall_cycles=take(total - compute),
+        utilization=take(utilization),
         dataflow=choice.astype(jnp.int32),
-        macs=macs[choice],
-        accesses=accesses[choice],
-        energy=energy[choice],
-        dram_bytes=traffic[choice],
+        macs=take(macs),
+        accesses=take(accesses),
+        energy=take(energy),
+        dram_bytes=take(traffic),
         buffer_overflow=overflow,
     )
 
