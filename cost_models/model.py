@@ -45,7 +45,7 @@ N_LEVELS = 5
 #: Multiples of the smallest feasible outer tile count tried (output channels or rows).
 OUTER_TILE_MULTIPLES = np.asarray([1, 2], np.int32)
 #: Tile counts tried for input channels (each split spills partial sums to DRAM).
-CHANNEL_TILE_COUNTS = np.asarray([1, 2, 4, 8, 16, 64], np.int32)
+CHANNEL_TILE_COUNTS = np.asarray([1, 2, 4, 16, 64], np.int32)
 
 _STATIONARY = {"ws": "weight", "os": "output", "rs": "weight",
                "os_systolic": "output", "ws_systolic": "weight", "is_systolic": "input"}

@@ -163,7 +163,7 @@ def live_peers(python: str, layer_names: list[str]):
             rows = [r for r in csv.DictReader(handle) if r["status"] == "ok"]
     from peers_zigzag import run_zigzag_layers_subprocess
 
-    zz_layers = [dict(name=n, C=layers[n].C, K=layers[n].K // layers[n].groups if layers[n].kind == "depthwise" else layers[n].K,
+    zz_layers = [dict(name=n, C=layers[n].C, K=layers[n].K,
                       H=layers[n].H, W=layers[n].W, R=layers[n].R, S=layers[n].S, stride=layers[n].stride,
                       depthwise=layers[n].kind == "depthwise") for n in layer_names]
     zz = {r["name"]: r for r in run_zigzag_layers_subprocess(zz_layers, python=python)}
