@@ -18,7 +18,7 @@ from cost_models.accelerator import Accelerator, AcceleratorParams, pad_batch, s
 from cost_models.dataflows import DATAFLOWS
 from cost_models.energy import LEVELS
 from cost_models.model import NetworkCosts, network_costs
-from cost_models.workload import Workload, as_workload, bucket_length
+from cost_models.workload import VECTOR_KINDS, Workload, as_workload, bucket_length
 
 
 def evaluate_batch(workload: Workload, accelerators: Sequence[Accelerator] | AcceleratorParams,
@@ -72,7 +72,7 @@ def _layer_rows(workload: Workload, costs: NetworkCosts) -> tuple[dict, ...]:
         row = {
             "layer": layer.name,
             "kind": layer.kind,
-            "dataflow": DATAFLOWS[int(lc.dataflow[0, i])],
+            "dataflow": "simd" if layer.kind in VECTOR_KINDS else DATAFLOWS[int(lc.dataflow[0, i])],
             "cycles": float(lc.cycles[0, i]),
             "compute_cycles": float(lc.compute_cycles[0, i]),
             "stall_cycles": float(lc.stall_cycles[0, i]),

@@ -269,3 +269,11 @@ def test_malformed_config_lines_are_named():
         parse_config(good.replace("Dataflow = os", "Dataflow = rs"))
     with pytest.raises(FormatError, match="missing 'ArrayWidth'"):
         parse_config(good.replace("ArrayWidth = 32\n", ""))
+
+
+def test_vector_layers_are_reported_on_the_simd_unit():
+    from cost_models import eltwise, pool
+
+    report = evaluate(Workload((pool("p", 16, 32), eltwise("e", 16, 16))), Accelerator(dataflow="ws"))
+    assert [row["dataflow"] for row in report.layers] == ["simd", "simd"]
+    assert all(0 < row["utilization"] <= 1 for row in report.layers)
