@@ -1,0 +1,364 @@
+"""Network specs: a stem, stages of blocks and a head, as frozen validated data.
+
+A :class:`NetworkSpec` yields its layer list (:func:`layer_table`), the cost model's
+:class:`cost_models.Workload`, and (in :mod:`search_spaces.flax_models`) a Flax module.
+Reference networks of the papers are specs too (:data:`REFERENCE_NETWORKS`).
+
+Block types (``Stage.block``):
+
+``conv``        k x k convolution (``groups`` allowed), BN, ReLU.
+``dwsep``       MobileNet v1: depthwise k x k (stride), pointwise 1x1 to ``width``.
+``inverted``    MobileNet v2: 1x1 expand by ``expansion``, depthwise k x k, 1x1 project;
+                identity skip when the shape is kept.
+``fire``        SqueezeNet: 1x1 squeeze to ``width * expansion``, then 1x1 and k x k
+                expands of ``width / 2`` each, concatenated.
+``squeezenext`` SqueezeNext: 1x1 to width/2 (stride), 1x1 to width/4, k x 1 and 1 x k
+                to width/2, 1x1 to width; skip (1x1 projection when the shape changes).
+``residual``    ResNet basic block: two k x k convolutions, skip (1x1 projection on change).
+
+Parameters counted: convolution weights (no bias) plus a batch-norm scale and bias per
+output channel, and the classifier's weights and bias (the Flax model has exactly these).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Iterator
+
+from cost_models import Layer, Workload
+from cost_models.workload import conv_output_size, infer_kind
+
+BLOCKS = ("conv", "dwsep", "inverted", "fire", "squeezenext", "residual")
+POOLS = ("none", "max2", "max3")
+HEADS = ("fc", "conv", "fc3")
+
+
+def _check_int(owner: str, name: str, value, low: int, allowed: str | None = None):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{owner}: field {name!r} must be {allowed or f'an integer >= {low}'}, got {value!r}")
+
+
+def _check_choice(owner: str, name: str, value, choices):
+    if value not in choices:
+        raise ValueError(f"{owner}: field {name!r} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stem:
+    """The first convolution (and an optional max pool after it)."""
+
+    kernel: int = 3
+    stride: int = 2
+    width: int = 32
+    padding: int = -1  # -1: kernel // 2
+    pool: str = "none"
+
+    def __post_init__(self):
+        _check_choice("stem", "kernel", self.kernel, (3, 5, 7, 11))
+        _check_int("stem", "stride", self.stride, 1)
+        _check_int("stem", "width", self.width, 1)
+        _check_int("stem", "padding", self.padding, -1)
+        _check_choice("stem", "pool", self.pool, POOLS)
+
+    @property
+    def pad(self) -> int:
+        return self.kernel // 2 if self.padding < 0 else self.padding
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """``depth`` blocks of one type; the first block has ``stride``; a pool may follow."""
+
+    block: str
+    depth: int
+    width: int
+    kernel: int = 3
+    stride: int = 1
+    expansion: float = 1.0
+    groups: int = 1
+    pool: str = "none"
+
+    def __post_init__(self):
+        _check_choice("stage", "block", self.block, BLOCKS)
+        _check_int("stage", "depth", self.depth, 1)
+        _check_int("stage", "width", self.width, 1)
+        _check_choice("stage", "kernel", self.kernel, (1, 3, 5, 7))
+        _check_int("stage", "stride", self.stride, 1)
+        _check_int("stage", "groups", self.groups, 1)
+        _check_choice("stage", "pool", self.pool, POOLS)
+        if isinstance(self.expansion, bool) or not isinstance(self.expansion, (int, float)) or not 0 < self.expansion <= 8:
+            raise ValueError(f"stage: field 'expansion' must be a number in (0, 8], got {self.expansion!r}")
+        object.__setattr__(self, "expansion", float(self.expansion))
+        if self.block != "conv" and self.groups != 1:
+            raise ValueError(f"stage: field 'groups' is only allowed for block 'conv', got groups={self.groups} for {self.block!r}")
+        if self.block in ("fire", "squeezenext") and self.width % 4:
+            raise ValueError(f"stage: field 'width' must be a multiple of 4 for {self.block!r} blocks, got {self.width}")
+        if self.block in ("fire", "squeezenext") and self.kernel == 1:
+            raise ValueError(f"stage: field 'kernel' must be 3, 5 or 7 for {self.block!r} blocks, got 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """A CNN: stem, stages, head; input resolution and classes; a global width multiplier."""
+
+    stem: Stem
+    stages: tuple[Stage, ...]
+    head: str = "fc"
+    head_widths: tuple[int, ...] = ()
+    resolution: int = 224
+    in_channels: int = 3
+    num_classes: int = 1000
+    width_multiplier: float = 1.0
+    name: str = "network"
+
+    def __post_init__(self):
+        if not isinstance(self.stem, Stem):
+            raise ValueError(f"network: field 'stem' must be a Stem, got {type(self.stem).__name__}")
+        stages = tuple(self.stages)
+        if not stages or not all(isinstance(s, Stage) for s in stages):
+            raise ValueError("network: field 'stages' must be a non-empty tuple of Stage")
+        object.__setattr__(self, "stages", stages)
+        object.__setattr__(self, "head_widths", tuple(self.head_widths))
+        _check_choice("network", "head", self.head, HEADS)
+        for width in self.head_widths:
+            _check_int("network", "head_widths", width, 1, "positive integers")
+        _check_int("network", "resolution", self.resolution, 1)
+        _check_int("network", "in_channels", self.in_channels, 1)
+        _check_int("network", "num_classes", self.num_classes, 2, "an integer >= 2")
+        if isinstance(self.width_multiplier, bool) or not isinstance(self.width_multiplier, (int, float)) \
+                or not 0.05 <= self.width_multiplier <= 4:
+            raise ValueError(f"network: field 'width_multiplier' must be a number in [0.05, 4], got {self.width_multiplier!r}")
+        object.__setattr__(self, "width_multiplier", float(self.width_multiplier))
+        layer_table(self)  # raises if a stride or pool shrinks the map below 1x1
+
+    def scaled(self, width: int, multiple: int = 1) -> int:
+        """A width after the global multiplier, rounded to ``multiple`` (at least ``multiple``)."""
+        return max(multiple, int(round(width * self.width_multiplier / multiple)) * multiple)
+
+    def replace(self, **changes) -> "NetworkSpec":
+        return dataclasses.replace(self, **changes)
+
+    def at_resolution(self, resolution: int, num_classes: int | None = None) -> "NetworkSpec":
+        return dataclasses.replace(self, resolution=resolution, num_classes=num_classes or self.num_classes)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["stages"] = [dataclasses.asdict(s) for s in self.stages]
+        data["head_widths"] = list(self.head_widths)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NetworkSpec":
+        data = dict(data)
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"network: unknown field(s) {sorted(unknown)}")
+        data["stem"] = Stem(**data["stem"])
+        data["stages"] = tuple(Stage(**s) for s in data["stages"])
+        data["head_widths"] = tuple(data.get("head_widths", ()))
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "NetworkSpec":
+        return cls.from_dict(json.loads(text))
+
+    def workload(self, resolution: int | None = None, compression=None) -> Workload:
+        """The cost model's layer list (optionally at another resolution, with a compression policy)."""
+        spec = self if resolution is None else self.at_resolution(resolution)
+        layers = tuple(row.layer for row in layer_table(spec))
+        workload = Workload(layers, spec.name)
+        return workload if compression is None else compression.apply(workload)
+
+    @property
+    def macs(self) -> int:
+        return sum(row.layer.macs for row in layer_table(self))
+
+    @property
+    def params(self) -> int:
+        return sum(row.params for row in layer_table(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """One layer in execution order: the cost-model layer, where it sits, and its parameters."""
+
+    layer: Layer
+    stage: int  # -1 for the stem, len(stages) for the head
+    block: int
+    in_shape: tuple[int, int, int]  # C, H, W
+    out_shape: tuple[int, int, int]
+    params: int
+
+
+class _Builder:
+    """Walks a spec and emits LayerRows, tracking the feature-map shape."""
+
+    def __init__(self, spec: NetworkSpec):
+        self.spec = spec
+        self.rows: list[LayerRow] = []
+        self.C, self.H, self.W = spec.in_channels, spec.resolution, spec.resolution
+
+    def _emit(self, layer: Layer, stage: int, block: int, params: int, keep_shape: bool = False):
+        in_shape = (self.C, self.H, self.W)
+        out_shape = (layer.K, layer.P, layer.Q)
+        self.rows.append(LayerRow(layer, stage, block, in_shape, out_shape, params))
+        if not keep_shape:
+            self.C, self.H, self.W = out_shape
+
+    def conv(self, name, K, R, S=None, stride=1, padding=None, groups=1, stage=0, block=0, bn=True, bias=False,
+             source=None):
+        S = R if S is None else S
+        C, H, W = source or (self.C, self.H, self.W)
+        pad_h = R // 2 if padding is None else padding
+        pad_w = S // 2 if padding is None else padding
+        P = conv_output_size(H, R, stride, pad_h)
+        Q = conv_output_size(W, S, stride, pad_w)
+        if P < 1 or Q < 1 or H < stride or W < stride:
+            raise ValueError(f"network {self.spec.name!r}: layer {name!r} shrinks the {H}x{W} map below 1x1 "
+                             f"(kernel {R}x{S}, stride {stride}) at resolution {self.spec.resolution}")
+        kind = infer_kind(C, K, H, W, R, S, groups)
+        kind = "pointwise" if kind == "fc" else kind  # a 1x1 convolution on a 1x1 map
+        if pad_h == pad_w:
+            layer = Layer(name, kind, C, K, H, W, R, S, stride, pad_h, groups, P=P, Q=Q)
+        else:  # asymmetric padding (k x 1 kernels): the map is given pre-padded
+            layer = Layer(name, kind, C, K, H + 2 * pad_h, W + 2 * pad_w, R, S, stride, 0, groups, P=P, Q=Q)
+        params = layer.params + (2 * K if bn else 0) + (K if bias else 0)
+        if source is None:
+            self._emit(layer, stage, block, params)
+        else:
+            self.rows.append(LayerRow(layer, stage, block, source, (K, P, Q), params))
+        return (K, P, Q)
+
+    def pool(self, name, kind, stage, block):
+        if kind == "none":
+            return
+        R = 2 if kind == "max2" else 3
+        if self.H < R or self.W < R:
+            raise ValueError(f"network {self.spec.name!r}: pool {name!r} ({R}x{R}, stride 2) needs a map of at least "
+                             f"{R}x{R}, got {self.H}x{self.W} at resolution {self.spec.resolution}")
+        # ceil-mode pooling (as SqueezeNet and Darknet use): no row or column is dropped
+        P = math.ceil((self.H - R) / 2) + 1
+        Q = math.ceil((self.W - R) / 2) + 1
+        layer = Layer(name, "pool", self.C, self.C, self.H, self.W, R, R, 2, 0, P=P, Q=Q)
+        self._emit(layer, stage, block, 0)
+
+    def eltwise(self, name, stage, block):
+        layer = Layer(name, "eltwise", self.C, self.C, self.H, self.W)
+        self._emit(layer, stage, block, 0)
+
+
+def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int):
+    spec = b.spec
+    prefix = f"s{s}b{i}"
+    k = stage.kernel
+    if stage.block == "conv":
+        b.conv(f"{prefix}_conv", width, k, stride=stride, groups=stage.groups, stage=s, block=i)
+    elif stage.block == "dwsep":
+        b.conv(f"{prefix}_dw", b.C, k, stride=stride, groups=b.C, stage=s, block=i)
+        b.conv(f"{prefix}_pw", width, 1, stage=s, block=i)
+    elif stage.block == "inverted":
+        skip = stride == 1 and b.C == width
+        hidden = max(1, int(round(b.C * stage.expansion)))
+        if hidden != b.C:
+            b.conv(f"{prefix}_expand", hidden, 1, stage=s, block=i)
+        b.conv(f"{prefix}_dw", hidden, k, stride=stride, groups=hidden, stage=s, block=i)
+        b.conv(f"{prefix}_project", width, 1, stage=s, block=i)
+        if skip:
+            b.eltwise(f"{prefix}_add", s, i)
+    elif stage.block == "fire":
+        squeeze = max(1, int(round(width * stage.expansion)))
+        b.conv(f"{prefix}_squeeze", squeeze, 1, stride=stride, stage=s, block=i)
+        source = (b.C, b.H, b.W)
+        b.conv(f"{prefix}_expand1x1", width // 2, 1, stage=s, block=i, source=source)
+        b.conv(f"{prefix}_expand{k}x{k}", width // 2, k, stage=s, block=i, source=source)
+        b.C = width
+    elif stage.block == "squeezenext":
+        entry = (b.C, b.H, b.W)
+        b.conv(f"{prefix}_reduce1", width // 2, 1, stride=stride, stage=s, block=i)
+        b.conv(f"{prefix}_reduce2", width // 4, 1, stage=s, block=i)
+        b.conv(f"{prefix}_{k}x1", width // 2, k, 1, padding=None, stage=s, block=i)
+        b.conv(f"{prefix}_1x{k}", width // 2, 1, k, stage=s, block=i)
+        b.conv(f"{prefix}_expand", width, 1, stage=s, block=i)
+        if entry[0] != width or stride != 1:
+            b.conv(f"{prefix}_shortcut", width, 1, stride=stride, stage=s, block=i, source=entry)
+        b.eltwise(f"{prefix}_add", s, i)
+    elif stage.block == "residual":
+        entry = (b.C, b.H, b.W)
+        b.conv(f"{prefix}_conv1", width, k, stride=stride, stage=s, block=i)
+        b.conv(f"{prefix}_conv2", width, k, stage=s, block=i)
+        if entry[0] != width or stride != 1:
+            b.conv(f"{prefix}_shortcut", width, 1, stride=stride, stage=s, block=i, source=entry)
+        b.eltwise(f"{prefix}_add", s, i)
+
+
+def layer_table(spec: NetworkSpec) -> tuple[LayerRow, ...]:
+    """Every layer of ``spec`` in execution order, with shapes and parameter counts."""
+    b = _Builder(spec)
+    stem = spec.stem
+    b.conv("stem", spec.scaled(stem.width), stem.kernel, stride=stem.stride, padding=stem.pad, stage=-1)
+    b.pool("stem_pool", stem.pool, -1, 0)
+    for s, stage in enumerate(spec.stages):
+        multiple = 4 if stage.block in ("fire", "squeezenext") else 1
+        width = spec.scaled(stage.width, multiple)
+        for i in range(stage.depth):
+            _block(b, stage, s, i, width, stage.stride if i == 0 else 1)
+        b.pool(f"s{s}_pool", stage.pool, s, stage.depth)
+    head = len(spec.stages)
+    if spec.head == "conv":
+        # SqueezeNet: a 1x1 classifier convolution with bias, then global average pooling.
+        b.conv("classifier", spec.num_classes, 1, stage=head, bn=False, bias=True)
+        b.rows.append(LayerRow(Layer("global_pool", "pool", b.C, b.C, b.H, b.W, b.H, b.W, 1, 0, P=1, Q=1),
+                               head, 0, (b.C, b.H, b.W), (b.C, 1, 1), 0))
+    else:
+        if spec.head == "fc":
+            b.rows.append(LayerRow(Layer("global_pool", "pool", b.C, b.C, b.H, b.W, b.H, b.W, 1, 0, P=1, Q=1),
+                                   head, 0, (b.C, b.H, b.W), (b.C, 1, 1), 0))
+            features = b.C
+        else:  # fc3: flatten, then hidden fully connected layers (AlexNet)
+            features = b.C * b.H * b.W
+        for j, width in enumerate(spec.head_widths + (spec.num_classes,)):
+            name = "fc" if j == len(spec.head_widths) else f"fc{j}"
+            layer = Layer(name, "fc", features, width, 1, 1)
+            b.rows.append(LayerRow(layer, head, j, (features, 1, 1), (width, 1, 1), layer.params + width))
+            features = width
+    return tuple(b.rows)
+
+
+def mac_shares(spec: NetworkSpec) -> dict[str, float]:
+    """Share of MACs (percent) by layer type as seeds/002 Table 1 counts them.
+
+    ``conv1``: the first convolution; ``1x1``: pointwise convolutions (fully connected
+    layers apart); ``FxF``: other dense or grouped convolutions, F > 1; ``DW``: depthwise;
+    ``FC``: fully connected layers.
+    """
+    rows = layer_table(spec)
+    total = sum(r.layer.macs for r in rows)
+    shares = {"conv1": 0.0, "1x1": 0.0, "FxF": 0.0, "DW": 0.0, "FC": 0.0}
+    first = True
+    for r in rows:
+        layer = r.layer
+        if layer.macs == 0:
+            continue
+        if first:
+            key, first = "conv1", False
+        elif layer.kind == "depthwise":
+            key = "DW"
+        elif layer.kind == "fc":
+            key = "FC"
+        elif layer.R == layer.S == 1:
+            key = "1x1"
+        else:
+            key = "FxF"
+        shares[key] += 100.0 * layer.macs / total
+    return shares
+
+
+def iter_blocks(spec: NetworkSpec) -> Iterator[tuple[int, int, Stage]]:
+    for s, stage in enumerate(spec.stages):
+        for i in range(stage.depth):
+            yield s, i, stage
