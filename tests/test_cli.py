@@ -46,3 +46,25 @@ def test_cost_reports_bad_files_clearly(tmp_path):
     assert "line 2: field 'Channels'" in result.stderr and "Traceback" not in result.stderr
     missing = run("cost", "--topology", str(tmp_path / "none.csv"))
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_network_json_lists_layers_in_order_with_kinds():
+    result = run("network", "mobilenet_v1", "--resolution", "32", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    kinds = {"conv", "pointwise", "depthwise", "grouped", "fc", "pool", "eltwise"}
+    assert data["layers"][0]["name"] == "stem" and data["layers"][-1]["kind"] == "fc"
+    assert all(layer["kind"] in kinds and {"macs", "params"} <= set(layer) for layer in data["layers"])
+    assert data["total"]["macs"] == sum(layer["macs"] for layer in data["layers"])
+    assert data["total"]["params"] == 4231976  # parameters do not depend on resolution
+
+
+def test_network_from_spec_file_and_unknown_name(tmp_path):
+    from search_spaces.reference import reference_network
+
+    spec = tmp_path / "net.json"
+    spec.write_text(reference_network("resnet18").to_json())
+    table = run("network", str(spec))
+    assert table.returncode == 0 and "s3b1_add" in table.stdout
+    bad = run("network", "resnet19")
+    assert bad.returncode == 2 and "resnet18" in bad.stderr
