@@ -1,0 +1,324 @@
+"""The accelerator search space: choices an experiment searches over, and reference presets.
+
+The spec this space produces is :class:`cost_models.Accelerator` itself (no second
+accelerator type). :class:`AcceleratorSpace` holds, per design parameter, a tuple of
+allowed values; an experiment overrides the tuples it wants to explore. A space can
+
+* turn an Optuna trial into an accelerator (:meth:`AcceleratorSpace.sample`, with
+  stable parameter names ``accel.rows``, ``accel.dataflow``, ...), and rebuild the
+  very same accelerator from ``trial.params`` alone (:meth:`AcceleratorSpace.from_params`);
+* draw accelerators uniformly without Optuna (:meth:`AcceleratorSpace.draw`);
+* enumerate its Cartesian product, or a reproducible random subset of it
+  (:meth:`AcceleratorSpace.grid`), for a batched ``cost_models.evaluate_batch`` call.
+
+Units in the space are the ones people quote: the global buffer in KiB (``gb_kib``),
+DRAM bandwidth in GB/s (``dram_gbps``, converted to bytes per cycle at the sampled
+clock with :func:`cost_models.gbps_to_bytes_per_cycle`), clock in MHz.
+
+:data:`PRESETS` holds published accelerators (Squeezelerator, Eyeriss, TPU v1,
+ShiDianNao) as :class:`~cost_models.Accelerator` values; :func:`preset` looks one up.
+:data:`DEFAULT_ACCELERATOR_SPACE` is a Squeezelerator-like space around seeds/002.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from cost_models.accelerator import Accelerator, gbps_to_bytes_per_cycle
+from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX
+from cost_models.energy import ENERGY_TABLES
+
+#: Prefix of every Optuna parameter this space suggests.
+PARAM_PREFIX = "accel."
+
+
+# --- validation of choice tuples ---------------------------------------------------------------
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)) and math.isfinite(float(value)))
+
+
+class _Kind:
+    """How the values of one choice field are checked and normalised."""
+
+    def __init__(self, describe: str, check, convert):
+        self.describe = describe
+        self.check = check
+        self.convert = convert
+
+
+def _int_kind(low: int, high: int | None = None) -> _Kind:
+    describe = f"integers >= {low}" if high is None else f"integers from {low} to {high}"
+    return _Kind(describe, lambda v: _is_int(v) and v >= low and (high is None or v <= high), int)
+
+
+def _float_kind(allow_zero: bool) -> _Kind:
+    describe = "numbers >= 0" if allow_zero else "numbers > 0"
+    return _Kind(describe, lambda v: _is_number(v) and (v >= 0 if allow_zero else v > 0), float)
+
+
+def _enum_kind(allowed: tuple) -> _Kind:
+    describe = "values from " + ", ".join(map(str, allowed))
+    return _Kind(describe, lambda v: isinstance(v, str) and v in allowed, str)
+
+
+_BOOL_KIND = _Kind("values from False, True", lambda v: isinstance(v, (bool, np.bool_)), bool)
+
+#: Choice field -> (kind of its values, Optuna parameter name without the prefix).
+_AXES: dict[str, tuple[_Kind, str]] = {
+    "rows": (_int_kind(1), "rows"),
+    "cols": (_int_kind(1), "cols"),
+    "dataflows": (_enum_kind(ALL_DATAFLOW_NAMES), "dataflow"),
+    "rf_bytes": (_int_kind(1), "rf_bytes"),
+    "gb_kib": (_int_kind(1), "gb_kib"),
+    "dram_gbps": (_float_kind(allow_zero=False), "dram_gbps"),
+    "dram_latency": (_float_kind(allow_zero=True), "dram_latency"),
+    "mac_bits": (_int_kind(1, 32), "mac_bits"),
+    "zero_skip": (_BOOL_KIND, "zero_skip"),
+    "clock_mhz": (_float_kind(allow_zero=False), "clock_mhz"),
+    "energy_table": (_enum_kind(tuple(ENERGY_TABLES)), "energy_table"),
+}
+
+
+def _normalise_choices(field: str, values) -> tuple:
+    kind, _ = _AXES[field]
+    if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
+        raise ValueError(f"field {field!r} must be a non-empty tuple of {kind.describe}; got {values!r}")
+    if not values:
+        raise ValueError(f"field {field!r} must be a non-empty tuple of {kind.describe}; got an empty tuple")
+    bad = [v for v in values if not kind.check(v)]
+    if bad:
+        raise ValueError(f"field {field!r} must be a non-empty tuple of {kind.describe}; "
+                         f"got {', '.join(map(repr, bad))} in {tuple(values)!r}")
+    out = tuple(kind.convert(v) for v in values)
+    if len(set(out)) != len(out):
+        raise ValueError(f"field {field!r} has duplicate choices: {out!r}")
+    return out
+
+
+# --- the space --------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class AcceleratorSpace:
+    """Per design parameter, the tuple of values a search may pick (defaults: Squeezelerator-like).
+
+    rows, cols: PE array size. dataflows: from ``ws os rs os_systolic ws_systolic
+    is_systolic flex``; ``flex_set`` is the (fixed) set a ``flex`` accelerator picks
+    from per layer. rf_bytes: register file per PE. gb_kib: global buffer in KiB.
+    dram_gbps: DRAM bandwidth in GB/s; dram_latency: cycles. mac_bits: multiplier
+    width. zero_skip: False and/or True. clock_mhz: clock. energy_table: names from
+    :data:`cost_models.energy.ENERGY_TABLES`. Accelerators built by the space keep
+    :class:`~cost_models.Accelerator`'s default ``name`` and ``simd_lanes``.
+
+    Every field must be non-empty; a field with one value is fixed (not suggested
+    to Optuna). Lists are accepted and stored as tuples; numbers are normalised
+    (``dram_gbps=(16,)`` is stored as ``(16.0,)``), so equal spaces compare equal.
+    """
+
+    rows: tuple[int, ...] = (8, 16, 32, 64)
+    cols: tuple[int, ...] = (8, 16, 32, 64)
+    dataflows: tuple[str, ...] = ("ws", "os", FLEX)
+    flex_set: tuple[str, ...] = ("ws", "os")
+    rf_bytes: tuple[int, ...] = (8, 16, 32)
+    gb_kib: tuple[int, ...] = (32, 64, 128, 256)
+    dram_gbps: tuple[float, ...] = (8.0, 16.0, 32.0)
+    dram_latency: tuple[float, ...] = (100.0,)
+    mac_bits: tuple[int, ...] = (8, 16)
+    zero_skip: tuple[bool, ...] = (False, True)
+    clock_mhz: tuple[float, ...] = (500.0,)
+    energy_table: tuple[str, ...] = ("eyeriss",)
+
+    def __post_init__(self):
+        for field in _AXES:
+            object.__setattr__(self, field, _normalise_choices(field, getattr(self, field)))
+        flex_set = self.flex_set
+        if (isinstance(flex_set, str) or not isinstance(flex_set, (tuple, list)) or not flex_set
+                or any(not isinstance(d, str) or d not in DATAFLOWS for d in flex_set)):
+            raise ValueError(f"field 'flex_set' must be a non-empty tuple of values from "
+                             f"{', '.join(DATAFLOWS)}; got {flex_set!r}")
+        # The same canonical order Accelerator uses, so flex accelerators compare equal.
+        object.__setattr__(self, "flex_set", tuple(sorted(set(flex_set), key=DATAFLOWS.index)))
+
+    # --- structure ---
+
+    @property
+    def axes(self) -> dict[str, tuple]:
+        """Choice field -> its tuple of values, in suggestion (and grid) order."""
+        return {field: getattr(self, field) for field in _AXES}
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The Optuna parameter names :meth:`sample` suggests (fields with more than one choice)."""
+        return tuple(PARAM_PREFIX + _AXES[f][1] for f, values in self.axes.items() if len(values) > 1)
+
+    @property
+    def size(self) -> int:
+        """Number of accelerators in the Cartesian product of all choices."""
+        return math.prod(len(values) for values in self.axes.values())
+
+    # --- building accelerators ---
+
+    def _build(self, picked: Mapping[str, Any]) -> Accelerator:
+        clock = picked["clock_mhz"]
+        return Accelerator(
+            rows=picked["rows"], cols=picked["cols"], dataflow=picked["dataflows"], flex_set=self.flex_set,
+            rf_bytes=picked["rf_bytes"], gb_bytes=picked["gb_kib"] * 1024,
+            dram_bw=gbps_to_bytes_per_cycle(picked["dram_gbps"], clock), dram_latency=picked["dram_latency"],
+            clock_mhz=clock, mac_bits=picked["mac_bits"], zero_skip=picked["zero_skip"],
+            energy_table=picked["energy_table"],
+        )
+
+    def sample(self, trial) -> Accelerator:
+        """An accelerator from an Optuna trial (``suggest_categorical`` per field with > 1 choice)."""
+        picked = {}
+        for field, values in self.axes.items():
+            if len(values) > 1:
+                picked[field] = trial.suggest_categorical(PARAM_PREFIX + _AXES[field][1], list(values))
+            else:
+                picked[field] = values[0]
+        return self._build(picked)
+
+    def from_params(self, params: Mapping[str, Any]) -> Accelerator:
+        """The accelerator :meth:`sample` built, from ``trial.params`` (other keys are ignored).
+
+        Parameters not present take the field's single value; a missing parameter of
+        a field with several choices, a value outside the choices, or an unknown
+        ``accel.*`` name is a ValueError.
+        """
+        known = {PARAM_PREFIX + name: field for field, (_, name) in _AXES.items()}
+        unknown = sorted(k for k in params if k.startswith(PARAM_PREFIX) and k not in known)
+        if unknown:
+            raise ValueError(f"unknown accelerator parameter(s) {unknown}; allowed: {sorted(known)}")
+        picked = {}
+        for field, values in self.axes.items():
+            key = PARAM_PREFIX + _AXES[field][1]
+            if key in params:
+                value = params[key]
+                is_bool = isinstance(value, (bool, np.bool_))
+                match = [c for c in values if isinstance(c, bool) == is_bool and c == value]
+                if not match:
+                    raise ValueError(f"parameter {key!r} is {value!r}, not one of {values!r}")
+                picked[field] = match[0]
+            elif len(values) == 1:
+                picked[field] = values[0]
+            else:
+                raise ValueError(f"parameter {key!r} is missing; it has choices {values!r}")
+        return self._build(picked)
+
+    def draw(self, rng: np.random.Generator) -> Accelerator:
+        """An accelerator drawn uniformly over the choices of each field (no Optuna)."""
+        return self._build({field: values[int(rng.integers(len(values)))] for field, values in self.axes.items()})
+
+    def _at(self, index: int) -> Accelerator:
+        """The ``index``-th accelerator of the product (the last field varies fastest)."""
+        picked = {}
+        for field, values in reversed(self.axes.items()):
+            index, digit = divmod(index, len(values))
+            picked[field] = values[digit]
+        return self._build(picked)
+
+    def grid(self, limit: int | None = None, rng: np.random.Generator | None = None) -> list[Accelerator]:
+        """Every accelerator of the Cartesian product, in product order (last field fastest).
+
+        With ``limit`` smaller than :attr:`size`, a subset of ``limit`` distinct
+        accelerators drawn without replacement with ``rng`` (``default_rng(0)`` when
+        not given, so the subset is reproducible), still in product order.
+        """
+        size = self.size
+        if limit is not None:
+            if not _is_int(limit) or limit < 1:
+                raise ValueError(f"limit must be an integer >= 1 or None, got {limit!r}")
+            if limit < size:
+                rng = np.random.default_rng(0) if rng is None else rng
+                indices = np.sort(rng.choice(size, size=int(limit), replace=False))
+                return [self._at(int(i)) for i in indices]
+        return [self._at(i) for i in range(size)]
+
+    # --- serialisation ---
+
+    def to_dict(self) -> dict:
+        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AcceleratorSpace":
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = set(data) - set(names)
+        if unknown:
+            raise ValueError(f"unknown accelerator space field(s) {sorted(unknown)}; allowed: {names}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "AcceleratorSpace":
+        return cls.from_dict(json.loads(text))
+
+
+#: A Squeezelerator-like space (seeds/002: N x N PEs with N = 8 to 32, WS/OS/flex,
+#: 128 KB buffer, 8 -> 16 register-file entries, 16 GB/s, 100 cycles), widened around it.
+#: The squeezelerator preset is a point of it (up to its name).
+DEFAULT_ACCELERATOR_SPACE = AcceleratorSpace()
+
+
+# --- presets ----------------------------------------------------------------------------------
+
+PRESETS: dict[str, Accelerator] = {
+    # Kwon et al., DAC'18 (seeds/002 section 4.1): 32 x 32 PEs, per-layer WS or OS,
+    # 128 KB global buffer, 16-bit integer multipliers, register file of 8 entries of
+    # 16 bit (the final design doubled it to 16 entries), DRAM modelled as 100 cycles
+    # latency and 16 GB/s effective bandwidth, zero weights skipped (the paper models
+    # 40 % weight sparsity). seeds/002 gives no clock: 500 MHz is an assumption, which
+    # makes 16 GB/s = 32 bytes per cycle.
+    "squeezelerator": Accelerator(
+        rows=32, cols=32, dataflow=FLEX, flex_set=("ws", "os"), rf_bytes=16, gb_bytes=128 * 1024,
+        dram_bw=gbps_to_bytes_per_cycle(16, 500), dram_latency=100, clock_mhz=500, mac_bits=16,
+        zero_skip=True, name="squeezelerator"),
+    # Chen et al., ISCA'16 / JSSC'17: 12 x 14 = 168 PEs, row stationary, 108 KB global
+    # buffer, 0.5 KB of register file / scratchpad per PE, 16-bit fixed point, 200 MHz.
+    # DRAM bandwidth is not a figure of the papers' model; 4 GB/s (20 bytes per cycle,
+    # an LPDDR-class channel) is our choice. Latency 100 cycles as for the others. The
+    # chip clock-gates on zero activations (saves energy, not cycles): zero_skip False.
+    "eyeriss": Accelerator(
+        rows=12, cols=14, dataflow="rs", rf_bytes=512, gb_bytes=108 * 1024,
+        dram_bw=gbps_to_bytes_per_cycle(4, 200), dram_latency=100, clock_mhz=200, mac_bits=16,
+        zero_skip=False, name="eyeriss"),
+    # Jouppi et al., ISCA'17: 256 x 256 systolic 8-bit MACs, weight stationary, 24 MiB
+    # unified buffer, 700 MHz, 34 GB/s DDR3 weight memory. Register file: one weight
+    # (double-buffered) and the partial sum per cell, taken as 4 bytes. DRAM latency
+    # 100 cycles (assumed; not given by the paper).
+    "tpu_v1": Accelerator(
+        rows=256, cols=256, dataflow="ws_systolic", rf_bytes=4, gb_bytes=24 * 1024 * 1024,
+        dram_bw=gbps_to_bytes_per_cycle(34, 700), dram_latency=100, clock_mhz=700, mac_bits=8,
+        zero_skip=False, name="tpu_v1"),
+    # Du et al., ISCA'15: 8 x 8 PEs, output stationary, 1 GHz, 16-bit fixed point, on-chip
+    # SRAM 288 KB in total, modelled as one global buffer (NBin and NBout 64 KB each,
+    # SB 128 KB; the 288 KB figure as usually quoted also counts a 32 KB instruction
+    # buffer, so the data buffers alone would be 256 KB). ShiDianNao sits next to the sensor and keeps the model on chip; for a
+    # shared-DRAM comparison we assume 8 GB/s and 100 cycles. Register file 64 bytes per PE
+    # (assumed: a few 16-bit FIFO entries and the accumulator).
+    "shidiannao": Accelerator(
+        rows=8, cols=8, dataflow="os", rf_bytes=64, gb_bytes=288 * 1024,
+        dram_bw=gbps_to_bytes_per_cycle(8, 1000), dram_latency=100, clock_mhz=1000, mac_bits=16,
+        zero_skip=False, name="shidiannao"),
+}
+
+
+def preset(name: str) -> Accelerator:
+    """A published accelerator by name (see :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown accelerator preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
+__all__ = ["AcceleratorSpace", "DEFAULT_ACCELERATOR_SPACE", "PARAM_PREFIX", "PRESETS", "preset"]
