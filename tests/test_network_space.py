@@ -1,0 +1,66 @@
+"""The network space: draws are valid, build workloads and models, round-trip JSON; Optuna reproducibility."""
+
+import jax
+import numpy as np
+import optuna
+import pytest
+
+from search_spaces.flax_models import build_model, count_params
+from search_spaces.network_space import CIFAR_NETWORK_SPACE, DEFAULT_NETWORK_SPACE, NetworkSpace
+from search_spaces.networks import NetworkSpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+jax.config.update("jax_default_prng_impl", "rbg")
+
+
+@pytest.mark.parametrize("space", [DEFAULT_NETWORK_SPACE, CIFAR_NETWORK_SPACE], ids=["digits", "cifar"])
+def test_thousand_draws_are_valid_build_and_round_trip(space):
+    rng = np.random.default_rng(0)
+    blocks = set()
+    for _ in range(1000):
+        spec = space.draw(rng)
+        assert NetworkSpec.from_json(spec.to_json()) == spec
+        workload = spec.workload()
+        assert workload.macs > 0 and spec.params > 0
+        blocks.update(stage.block for stage in spec.stages)
+    assert blocks == set(space.blocks)  # MobileNet-, SqueezeNet- and SqueezeNext-like all occur
+
+
+def test_drawn_specs_build_flax_models_with_the_spec_parameter_count():
+    rng = np.random.default_rng(1)
+    for _ in range(12):
+        spec = DEFAULT_NETWORK_SPACE.draw(rng)
+        x = jax.numpy.zeros((1, spec.resolution, spec.resolution, spec.in_channels))
+        variables = jax.eval_shape(build_model(spec).init, jax.random.key(0), x)
+        assert count_params(variables["params"]) == spec.params
+
+
+def test_sampled_spec_is_reproducible_from_trial_params():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(20):
+        trial = study.ask()
+        spec = DEFAULT_NETWORK_SPACE.sample(trial)
+        assert DEFAULT_NETWORK_SPACE.from_params(trial.params) == spec
+        assert all(name.startswith("net.") for name in trial.params)
+        study.tell(trial, 0.0)
+
+
+def test_space_round_trips_json_and_overrides():
+    space = NetworkSpace(blocks=("inverted", "residual"), widths=(8, 16), resolutions=(32,), in_channels=3)
+    assert NetworkSpace.from_json(space.to_json()) == space
+    spec = space.draw(np.random.default_rng(0))
+    assert {s.block for s in spec.stages} <= {"inverted", "residual"} and spec.resolution == 32
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(blocks=("lstm",)), "'blocks'"), (dict(widths=(-8,)), "'widths'"), (dict(widths=(6,)), "'widths'"),
+    (dict(depths=()), "'depths'"), (dict(kernels=(4,)), "'kernels'"),
+])
+def test_bad_space_fields_are_named(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        NetworkSpace(**kwargs)
+
+
+def test_missing_parameter_is_named():
+    with pytest.raises(ValueError, match="parameter .net\.stem\.kernel. is missing"):
+        DEFAULT_NETWORK_SPACE.from_params({})
