@@ -62,5 +62,5 @@ def test_bad_space_fields_are_named(kwargs, field):
 
 
 def test_missing_parameter_is_named():
-    with pytest.raises(ValueError, match="parameter .net\.stem\.kernel. is missing"):
+    with pytest.raises(ValueError, match=r"parameter .net\.stem\.kernel. is missing"):
         DEFAULT_NETWORK_SPACE.from_params({})
