@@ -1,23 +1,140 @@
 """Flax (linen) modules built from a NetworkSpec: trainable at any input resolution.
 
-``build_model(spec)`` returns a module whose layers are exactly those of
-:func:`search_spaces.networks.layer_table` (same order, kernels, strides, groups and
-padding), with batch norm and ReLU after every convolution; the classifier convolution
-(SqueezeNet head) and fully connected layers carry a bias instead. Inputs are NHWC.
+``build_model(spec, compression)`` returns a module whose layers are exactly those of
+:func:`search_spaces.networks.layer_table` (same names, order, kernels, strides, groups
+and padding), with batch norm and ReLU after every convolution; the classifier
+convolution (SqueezeNet head) and fully connected layers carry a bias instead. Inputs
+are NHWC.
 
-Convolutions and dense layers are created through ``conv_factory`` / ``dense_factory``
-so a compression policy can swap in quantized or masked versions.
+With a :class:`~search_spaces.compression.CompressionPolicy`, each layer is compressed
+as the policy says:
+
+* quantization-aware training: the layer's input activations are fake-quantized
+  (symmetric, per tensor; the range is the batch's maximum in training and its running
+  average, kept in ``batch_stats``, at inference) and its weights too (symmetric, one
+  scale per output channel); gradients pass straight through the rounding (STE);
+* pruning: a ``masks`` collection beside ``params`` (same tree paths) multiplies the
+  weights; :func:`search_spaces.compression.update_masks` recomputes it from the
+  weights' magnitudes and :func:`~search_spaces.compression.apply_masks` zeroes the
+  masked weights themselves. A channel-pruned layer also zeroes its output channels
+  after batch norm and ReLU, so the channel is gone, as the cost model assumes.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from search_spaces.networks import NetworkSpec, Stage
+from search_spaces.compression import FLOAT, NONE, CompressionPolicy, LayerCompression
+from search_spaces.networks import NetworkSpec, Stage, layer_table
+
+#: Momentum of the running activation range used at inference.
+RANGE_MOMENTUM = 0.9
+
+
+def fake_quantize(x, bits: int, scale):
+    """Symmetric uniform quantization to ``bits`` (signed) with a straight-through gradient."""
+    levels = 2.0 ** (bits - 1) - 1.0
+    scale = jnp.maximum(scale, 1e-8)
+    q = jnp.clip(jnp.round(x / scale), -levels, levels) * scale
+    return x + jax.lax.stop_gradient(q - x)
+
+
+def quantize_weights(kernel, bits: int | str):
+    """Per-output-channel (last axis) fake quantization of a kernel."""
+    if bits == FLOAT:
+        return kernel
+    levels = 2.0 ** (bits - 1) - 1.0
+    axes = tuple(range(kernel.ndim - 1))
+    scale = jax.lax.stop_gradient(jnp.max(jnp.abs(kernel), axis=axes, keepdims=True)) / levels
+    return fake_quantize(kernel, bits, scale)
+
+
+def _compressed_kernel(module: nn.Module, shape: tuple, setting: LayerCompression):
+    """The layer's weights as the forward pass uses them: masked, then fake-quantized."""
+    kernel = module.param("kernel", nn.initializers.lecun_normal(), shape)
+    if setting.pruned:
+        mask = module.variable("masks", "kernel", jnp.ones, shape, jnp.float32)
+        kernel = kernel * mask.value
+    return quantize_weights(kernel, setting.w_bits)
+
+
+def _quantized_input(module: nn.Module, x, setting: LayerCompression, train: bool):
+    """Fake-quantized input activations, with a running range for inference."""
+    if setting.a_bits == FLOAT:
+        return x
+    running = module.variable("batch_stats", "act_range", lambda: jnp.zeros((), jnp.float32))
+    current = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
+    if train and not module.is_initializing():
+        seen = running.value > 0
+        running.value = jnp.where(seen, RANGE_MOMENTUM * running.value + (1 - RANGE_MOMENTUM) * current, current)
+    value_range = current if train else jnp.where(running.value > 0, running.value, current)
+    return fake_quantize(x, setting.a_bits, value_range / (2.0 ** (setting.a_bits - 1) - 1.0))
+
+
+def _conv(x, kernel, stride: int, padding, groups: int):
+    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (stride, stride), padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+
+
+class CompressedConv(nn.Module):
+    """A convolution with bias (the SqueezeNet classifier), compressed by ``setting``."""
+
+    features: int
+    kernel: tuple[int, int] = (1, 1)
+    setting: LayerCompression = NONE
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        R, S = self.kernel
+        kernel = _compressed_kernel(self, (R, S, x.shape[-1], self.features), self.setting)
+        x = _quantized_input(self, x, self.setting, train)
+        y = _conv(x, kernel, 1, ((R // 2, R // 2), (S // 2, S // 2)), 1)
+        return y + self.param("bias", nn.initializers.zeros, (self.features,))
+
+
+class CompressedDense(nn.Module):
+    """A fully connected layer with bias, compressed by ``setting``."""
+
+    features: int
+    setting: LayerCompression = NONE
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        kernel = _compressed_kernel(self, (x.shape[-1], self.features), self.setting)
+        x = _quantized_input(self, x, self.setting, train)
+        return x @ kernel.astype(x.dtype) + self.param("bias", nn.initializers.zeros, (self.features,))
+
+
+class ConvBN(nn.Module):
+    """Convolution (no bias), batch norm, optional ReLU; compressed by ``setting``."""
+
+    features: int
+    kernel: tuple[int, int]
+    stride: int = 1
+    padding: tuple[int, int] | None = None
+    groups: int = 1
+    relu: bool = True
+    setting: LayerCompression = NONE
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        R, S = self.kernel
+        pad_h, pad_w = (R // 2, S // 2) if self.padding is None else self.padding
+        shape = (R, S, x.shape[-1] // self.groups, self.features)
+        kernel = _compressed_kernel(self, shape, self.setting)
+        x = _quantized_input(self, x, self.setting, train)
+        x = _conv(x, kernel, self.stride, ((pad_h, pad_h), (pad_w, pad_w)), self.groups)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = nn.relu(x) if self.relu else x
+        if self.setting.pruned and self.setting.granularity == "channel":
+            channels = self.get_variable("masks", "kernel").reshape(-1, self.features).max(axis=0)
+            x = x * channels
+        return x
 
 
 def _max_pool_ceil(x, kind: str):
@@ -34,37 +151,19 @@ def _max_pool_ceil(x, kind: str):
     return nn.max_pool(x, (window, window), strides=(2, 2), padding="VALID")
 
 
-class ConvBN(nn.Module):
-    """Convolution (no bias), batch norm, optional ReLU."""
-
-    features: int
-    kernel: tuple[int, int]
-    stride: int = 1
-    padding: tuple[int, int] | None = None
-    groups: int = 1
-    relu: bool = True
-    conv_factory: Callable[..., nn.Module] = nn.Conv
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        R, S = self.kernel
-        pad_h, pad_w = (R // 2, S // 2) if self.padding is None else self.padding
-        x = self.conv_factory(self.features, (R, S), strides=(self.stride, self.stride),
-                              padding=((pad_h, pad_h), (pad_w, pad_w)), feature_group_count=self.groups,
-                              use_bias=False)(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
-        return nn.relu(x) if self.relu else x
-
-
 class Network(nn.Module):
     """The network a NetworkSpec describes."""
 
     spec: NetworkSpec
-    conv_factory: Callable[..., nn.Module] = nn.Conv
-    dense_factory: Callable[..., nn.Module] = nn.Dense
+    compression: CompressionPolicy | None = None
+
+    def _setting(self, name: str) -> LayerCompression:
+        if self.compression is None:
+            return NONE
+        return _settings(self.spec, self.compression)[name]
 
     def _conv(self, x, features, kernel, train, stride=1, padding=None, groups=1, relu=True, name=None):
-        return ConvBN(features, kernel, stride, padding, groups, relu, self.conv_factory, name=name)(x, train)
+        return ConvBN(features, kernel, stride, padding, groups, relu, self._setting(name), name=name)(x, train)
 
     def _block(self, x, stage: Stage, s: int, i: int, width: int, stride: int, train: bool):
         k = stage.kernel
@@ -122,19 +221,37 @@ class Network(nn.Module):
                 x = self._block(x, stage, s, i, width, stage.stride if i == 0 else 1, train)
             x = _max_pool_ceil(x, stage.pool)
         if spec.head == "conv":
-            x = self.conv_factory(spec.num_classes, (1, 1), use_bias=True, name="classifier")(x)
+            x = CompressedConv(spec.num_classes, (1, 1), self._setting("classifier"), name="classifier")(x, train)
             return jnp.mean(x, axis=(1, 2))
         if spec.head == "fc":
             x = jnp.mean(x, axis=(1, 2))
         else:
             x = x.reshape((x.shape[0], -1))
         for j, width in enumerate(spec.head_widths):
-            x = nn.relu(self.dense_factory(width, name=f"fc{j}")(x))
-        return self.dense_factory(spec.num_classes, name="fc")(x)
+            x = nn.relu(CompressedDense(width, self._setting(f"fc{j}"), name=f"fc{j}")(x, train))
+        return CompressedDense(spec.num_classes, self._setting("fc"), name="fc")(x, train)
 
 
-def build_model(spec: NetworkSpec, **factories: Any) -> Network:
-    return Network(spec, **factories)
+_SETTINGS_CACHE: dict = {}
+
+
+def _settings(spec: NetworkSpec, policy: CompressionPolicy) -> dict[str, LayerCompression]:
+    key = (spec, policy)
+    if key not in _SETTINGS_CACHE:
+        _SETTINGS_CACHE[key] = policy.settings(layer_table(spec))
+    return _SETTINGS_CACHE[key]
+
+
+def build_model(spec: NetworkSpec, compression: CompressionPolicy | None = None) -> Network:
+    """The Flax module of ``spec``, compressed by ``compression`` when given."""
+    if compression is not None and compression.is_identity:
+        compression = None
+    return Network(spec, compression)
+
+
+def layer_settings(spec: NetworkSpec, compression: CompressionPolicy) -> dict[str, LayerCompression]:
+    """Layer name -> the compression the model applies to it (for update_masks)."""
+    return dict(_settings(spec, compression))
 
 
 def count_params(params) -> int:

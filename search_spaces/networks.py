@@ -170,9 +170,10 @@ class NetworkSpec:
     def workload(self, resolution: int | None = None, compression=None) -> Workload:
         """The cost model's layer list (optionally at another resolution, with a compression policy)."""
         spec = self if resolution is None else self.at_resolution(resolution)
-        layers = tuple(row.layer for row in layer_table(spec))
-        workload = Workload(layers, spec.name)
-        return workload if compression is None else compression.apply(workload)
+        rows = layer_table(spec)
+        if compression is not None:
+            return compression.apply(rows, spec.name)
+        return Workload(tuple(row.layer for row in rows), spec.name)
 
     @property
     def macs(self) -> int:
@@ -193,6 +194,10 @@ class LayerRow:
     in_shape: tuple[int, int, int]  # C, H, W
     out_shape: tuple[int, int, int]
     params: int
+    #: names of the layers whose outputs this layer reads (summed channels when several,
+    #: as after a fire module's concatenation; an eltwise add reads its two operands);
+    #: empty for the network input.
+    inputs: tuple[str, ...] = ()
 
 
 class _Builder:
@@ -202,18 +207,24 @@ class _Builder:
         self.spec = spec
         self.rows: list[LayerRow] = []
         self.C, self.H, self.W = spec.in_channels, spec.resolution, spec.resolution
+        self.tensor: tuple[str, ...] = ()  # the layers producing the current feature map
 
-    def _emit(self, layer: Layer, stage: int, block: int, params: int, keep_shape: bool = False):
+    def state(self) -> tuple:
+        """The current feature map (C, H, W, producers), to branch from later."""
+        return (self.C, self.H, self.W, self.tensor)
+
+    def _emit(self, layer: Layer, stage: int, block: int, params: int, inputs: tuple[str, ...] | None = None):
         in_shape = (self.C, self.H, self.W)
         out_shape = (layer.K, layer.P, layer.Q)
-        self.rows.append(LayerRow(layer, stage, block, in_shape, out_shape, params))
-        if not keep_shape:
-            self.C, self.H, self.W = out_shape
+        inputs = self.tensor if inputs is None else inputs
+        self.rows.append(LayerRow(layer, stage, block, in_shape, out_shape, params, inputs))
+        self.C, self.H, self.W = out_shape
+        self.tensor = (layer.name,)
 
     def conv(self, name, K, R, S=None, stride=1, padding=None, groups=1, stage=0, block=0, bn=True, bias=False,
              source=None):
         S = R if S is None else S
-        C, H, W = source or (self.C, self.H, self.W)
+        C, H, W, inputs = source or self.state()
         pad_h = R // 2 if padding is None else padding
         pad_w = S // 2 if padding is None else padding
         P = conv_output_size(H, R, stride, pad_h)
@@ -231,7 +242,7 @@ class _Builder:
         if source is None:
             self._emit(layer, stage, block, params)
         else:
-            self.rows.append(LayerRow(layer, stage, block, source, (K, P, Q), params))
+            self.rows.append(LayerRow(layer, stage, block, (C, H, W), (K, P, Q), params, inputs))
         return (K, P, Q)
 
     def pool(self, name, kind, stage, block):
@@ -247,9 +258,15 @@ class _Builder:
         layer = Layer(name, "pool", self.C, self.C, self.H, self.W, R, R, 2, 0, P=P, Q=Q)
         self._emit(layer, stage, block, 0)
 
-    def eltwise(self, name, stage, block):
+    def eltwise(self, name, stage, block, skip: tuple[str, ...]):
+        """An addition of the current map and ``skip`` (the producers of the other operand)."""
         layer = Layer(name, "eltwise", self.C, self.C, self.H, self.W)
-        self._emit(layer, stage, block, 0)
+        self._emit(layer, stage, block, 0, inputs=self.tensor + skip)
+
+
+def _skip(entry: tuple, stride: int, width: int, prefix: str) -> tuple[str, ...]:
+    """The producers of a skip connection's operand: a 1x1 projection or the block's input."""
+    return (f"{prefix}_shortcut",) if entry[0] != width or stride != 1 else entry[3]
 
 
 def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int):
@@ -263,22 +280,24 @@ def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int):
         b.conv(f"{prefix}_pw", width, 1, stage=s, block=i)
     elif stage.block == "inverted":
         skip = stride == 1 and b.C == width
+        entry = b.state()
         hidden = max(1, int(round(b.C * stage.expansion)))
         if hidden != b.C:
             b.conv(f"{prefix}_expand", hidden, 1, stage=s, block=i)
         b.conv(f"{prefix}_dw", hidden, k, stride=stride, groups=hidden, stage=s, block=i)
         b.conv(f"{prefix}_project", width, 1, stage=s, block=i)
         if skip:
-            b.eltwise(f"{prefix}_add", s, i)
+            b.eltwise(f"{prefix}_add", s, i, skip=entry[3])
     elif stage.block == "fire":
         squeeze = max(1, int(round(width * stage.expansion)))
         b.conv(f"{prefix}_squeeze", squeeze, 1, stride=stride, stage=s, block=i)
-        source = (b.C, b.H, b.W)
+        source = b.state()
         b.conv(f"{prefix}_expand1x1", width // 2, 1, stage=s, block=i, source=source)
         b.conv(f"{prefix}_expand{k}x{k}", width // 2, k, stage=s, block=i, source=source)
         b.C = width
+        b.tensor = (f"{prefix}_expand1x1", f"{prefix}_expand{k}x{k}")  # concatenated
     elif stage.block == "squeezenext":
-        entry = (b.C, b.H, b.W)
+        entry = b.state()
         b.conv(f"{prefix}_reduce1", width // 2, 1, stride=stride, stage=s, block=i)
         b.conv(f"{prefix}_reduce2", width // 4, 1, stage=s, block=i)
         b.conv(f"{prefix}_{k}x1", width // 2, k, 1, padding=None, stage=s, block=i)
@@ -286,14 +305,14 @@ def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int):
         b.conv(f"{prefix}_expand", width, 1, stage=s, block=i)
         if entry[0] != width or stride != 1:
             b.conv(f"{prefix}_shortcut", width, 1, stride=stride, stage=s, block=i, source=entry)
-        b.eltwise(f"{prefix}_add", s, i)
+        b.eltwise(f"{prefix}_add", s, i, skip=_skip(entry, stride, width, prefix))
     elif stage.block == "residual":
-        entry = (b.C, b.H, b.W)
+        entry = b.state()
         b.conv(f"{prefix}_conv1", width, k, stride=stride, stage=s, block=i)
         b.conv(f"{prefix}_conv2", width, k, stage=s, block=i)
         if entry[0] != width or stride != 1:
             b.conv(f"{prefix}_shortcut", width, 1, stride=stride, stage=s, block=i, source=entry)
-        b.eltwise(f"{prefix}_add", s, i)
+        b.eltwise(f"{prefix}_add", s, i, skip=_skip(entry, stride, width, prefix))
 
 
 def layer_table(spec: NetworkSpec) -> tuple[LayerRow, ...]:
@@ -309,23 +328,21 @@ def layer_table(spec: NetworkSpec) -> tuple[LayerRow, ...]:
             _block(b, stage, s, i, width, stage.stride if i == 0 else 1)
         b.pool(f"s{s}_pool", stage.pool, s, stage.depth)
     head = len(spec.stages)
+    global_pool = lambda: Layer("global_pool", "pool", b.C, b.C, b.H, b.W, b.H, b.W, 1, 0, P=1, Q=1)
     if spec.head == "conv":
         # SqueezeNet: a 1x1 classifier convolution with bias, then global average pooling.
         b.conv("classifier", spec.num_classes, 1, stage=head, bn=False, bias=True)
-        b.rows.append(LayerRow(Layer("global_pool", "pool", b.C, b.C, b.H, b.W, b.H, b.W, 1, 0, P=1, Q=1),
-                               head, 0, (b.C, b.H, b.W), (b.C, 1, 1), 0))
+        b._emit(global_pool(), head, 0, 0)
     else:
         if spec.head == "fc":
-            b.rows.append(LayerRow(Layer("global_pool", "pool", b.C, b.C, b.H, b.W, b.H, b.W, 1, 0, P=1, Q=1),
-                                   head, 0, (b.C, b.H, b.W), (b.C, 1, 1), 0))
-            features = b.C
-        else:  # fc3: flatten, then hidden fully connected layers (AlexNet)
-            features = b.C * b.H * b.W
+            b._emit(global_pool(), head, 0, 0)
+        # fc3 (AlexNet) flattens the map: the first fully connected layer reads C*H*W inputs
         for j, width in enumerate(spec.head_widths + (spec.num_classes,)):
             name = "fc" if j == len(spec.head_widths) else f"fc{j}"
+            features = b.C * b.H * b.W
             layer = Layer(name, "fc", features, width, 1, 1)
-            b.rows.append(LayerRow(layer, head, j, (features, 1, 1), (width, 1, 1), layer.params + width))
-            features = width
+            b.rows.append(LayerRow(layer, head, j, (features, 1, 1), (width, 1, 1), layer.params + width, b.tensor))
+            b.C, b.H, b.W, b.tensor = width, 1, 1, (name,)
     return tuple(b.rows)
 
 

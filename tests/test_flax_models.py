@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from search_spaces.flax_models import build_model, count_params
+from search_spaces.flax_models import CompressedConv, CompressedDense, ConvBN, build_model, count_params
 from search_spaces.networks import layer_table
 from search_spaces.reference import REFERENCE_NETWORKS, reference_network
 
@@ -28,9 +28,9 @@ def macs_from_model(spec):
     def count(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
         module = context.module
-        if context.method_name == "__call__" and isinstance(module, (nn.Conv, nn.Dense)):
+        if context.method_name == "__call__" and isinstance(module, (ConvBN, CompressedConv, CompressedDense)):
             kernel = module.variables["params"]["kernel"]
-            positions = int(np.prod(out.shape[1:-1])) if isinstance(module, nn.Conv) else 1
+            positions = 1 if isinstance(module, CompressedDense) else int(np.prod(out.shape[1:-1]))
             total.append(positions * int(np.prod(kernel.shape)))
         return out
 

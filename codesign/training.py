@@ -1,0 +1,225 @@
+"""Training a compressed network with optax: the trained accuracy proxy's engine.
+
+``train(spec, compression, dataset, config, seed)`` builds the Flax model of ``spec``
+with the compression policy active (fake quantization with a straight-through
+estimator, magnitude pruning masks on a cubic schedule), trains it with the
+optimiser and learning-rate schedule of :class:`TrainConfig` and returns a
+:class:`TrainResult`: the variables (``params``, ``batch_stats``, ``masks``), the
+validation accuracy after every epoch, and the status. Everything is determined by
+``seed`` (initialisation, batch order, augmentation).
+
+A run whose loss stops being finite ends at once with status ``"diverged"`` and the
+reason, not a number. ``report(epoch, accuracy)`` is called after every epoch (for
+Optuna pruners); when it returns True the run stops with status ``"pruned"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from codesign.datasets import Dataset, augment
+from search_spaces.compression import CompressionPolicy, apply_masks, pruning_progress, update_masks
+from search_spaces.flax_models import build_model, layer_settings
+from search_spaces.networks import NetworkSpec
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+EVAL_BATCH = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a candidate is trained. ``epochs`` is the fidelity (fractions allowed)."""
+
+    epochs: float = 10.0
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 3e-3
+    schedule: str = "cosine"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    prune_end: float = 0.5  # pruning reaches its target ratio at this fraction of training
+    mask_updates: int = 8
+
+    def __post_init__(self):
+        def number(field, low, high=math.inf, low_open=True):
+            v = getattr(self, field)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > low if low_open else v >= low) and v <= high
+            if not ok:
+                bound = f"> {low}" if low_open else f">= {low}"
+                raise ValueError(f"training: field {field!r} must be a number {bound}" +
+                                 (f" and <= {high}" if high != math.inf else "") + f", got {v!r}")
+        number("epochs", 0)
+        number("learning_rate", 0)
+        number("weight_decay", 0, low_open=False)
+        number("momentum", 0, 1, low_open=False)
+        number("prune_end", 0, 1)
+        for field in ("batch_size", "mask_updates"):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"training: field {field!r} must be an integer >= 1, got {v!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"training: field 'optimizer' must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"training: field 'schedule' must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    status: str  # "ok", "diverged" or "pruned"
+    accuracy: float | None  # validation accuracy at the end (None when diverged)
+    history: list[tuple[int, float]]  # (epoch, validation accuracy)
+    variables: dict
+    steps: int
+    seconds: float
+    reason: str = ""
+
+
+def optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """The optax optimiser and schedule a config names."""
+    if config.schedule == "cosine":
+        lr = optax.cosine_decay_schedule(config.learning_rate, max(total_steps, 1))
+    else:
+        lr = optax.constant_schedule(config.learning_rate)
+    if config.optimizer == "sgd":
+        opt = optax.sgd(lr, momentum=config.momentum, nesterov=True)
+        return optax.chain(optax.add_decayed_weights(config.weight_decay), opt) if config.weight_decay else opt
+    if config.optimizer == "adamw":
+        return optax.adamw(lr, weight_decay=config.weight_decay)
+    opt = optax.adam(lr)
+    return optax.chain(optax.add_decayed_weights(config.weight_decay), opt) if config.weight_decay else opt
+
+
+def init_variables(spec: NetworkSpec, compression: CompressionPolicy | None, seed: int) -> dict:
+    model = build_model(spec, compression)
+    x = jnp.zeros((1, spec.resolution, spec.resolution, spec.in_channels), jnp.float32)
+    return dict(model.init(jax.random.key(seed, impl="rbg"), x, train=False))
+
+
+def _steps(model, tx):
+    def loss_fn(params, state, masks, x, y):
+        variables = {"params": params, **state, **({"masks": masks} if masks else {})}
+        logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, updates
+
+    @jax.jit
+    def train_step(params, state, opt_state, masks, x, y):
+        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, masks, x, y)
+        changes, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, changes)
+        if masks:
+            params = apply_masks(params, masks)  # masked weights stay exactly zero
+        return params, dict(updates), opt_state, loss
+
+    @jax.jit
+    def predict(variables, x):
+        return jnp.argmax(model.apply(variables, x, train=False), axis=-1)
+
+    return train_step, predict
+
+
+def accuracy(predict, variables, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy, in fixed-size batches (one compilation)."""
+    if len(x) == 0:
+        return float("nan")
+    correct = 0
+    batch = min(EVAL_BATCH, len(x))
+    for start in range(0, len(x), batch):
+        xb = x[start:start + batch]
+        n = len(xb)
+        if n < batch:
+            xb = np.concatenate([xb, np.zeros((batch - n,) + xb.shape[1:], xb.dtype)])
+        pred = np.asarray(predict(variables, xb))[:n]
+        correct += int((pred == y[start:start + n]).sum())
+    return correct / len(x)
+
+
+def predictor(spec: NetworkSpec, compression: CompressionPolicy | None) -> Callable:
+    """A jitted ``predict(variables, x) -> labels`` for a network."""
+    return _steps(build_model(spec, compression), optax.identity())[1]
+
+
+def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dataset,
+          config: TrainConfig = TrainConfig(), seed: int = 0,
+          report: Callable[[int, float], bool] | None = None) -> TrainResult:
+    """Train ``spec`` compressed by ``compression`` on ``dataset`` (see module docstring)."""
+    _check_fit(spec, dataset)
+    started = time.perf_counter()
+    model = build_model(spec, compression)
+    variables = init_variables(spec, compression, seed)
+    params = variables.pop("params")
+    masks = variables.pop("masks", {})
+    state = variables  # batch_stats
+    n = len(dataset.x_train)
+    batch = min(config.batch_size, n)
+    steps_per_epoch = max(1, n // batch)
+    total = max(1, int(round(config.epochs * steps_per_epoch)))
+    tx = optimizer(config, total)
+    opt_state = tx.init(params)
+    train_step, predict = _steps(model, tx)
+    settings = layer_settings(spec, compression) if masks else {}
+    prune_end = max(1, int(total * config.prune_end))
+    mask_steps = {max(1, round(prune_end * (k + 1) / config.mask_updates)) for k in range(config.mask_updates)}
+    rng = np.random.default_rng(seed)
+    history: list[tuple[int, float]] = []
+    step, epoch = 0, 0
+    status, reason = "ok", ""
+    while step < total:
+        order = rng.permutation(n)
+        losses = []
+        for b in range(steps_per_epoch):
+            if step >= total:
+                break
+            idx = order[b * batch:(b + 1) * batch]
+            x = dataset.x_train[idx]
+            if dataset.augmented:
+                x = augment(x, rng)
+            params, state, opt_state, loss = train_step(params, state, opt_state, masks, x, dataset.y_train[idx])
+            losses.append(loss)
+            step += 1
+            if masks and step in mask_steps:
+                progress = pruning_progress(step, total, config.prune_end)
+                masks = jax.tree_util.tree_map(jnp.asarray, update_masks(params, masks, settings, progress))
+                params = apply_masks(params, masks)
+        epoch += 1
+        bad = [i for i, value in enumerate(np.asarray(jnp.stack(losses))) if not np.isfinite(value)]
+        if bad:
+            status = "diverged"
+            reason = f"training diverged: the loss became {float(losses[bad[0]])} at step {step - len(losses) + bad[0] + 1} of {total}"
+            break
+        variables_now = {"params": params, **state, **({"masks": masks} if masks else {})}
+        acc = accuracy(predict, variables_now, dataset.x_val, dataset.y_val)
+        history.append((epoch, acc))
+        if report is not None and step < total and report(epoch, acc):
+            status, reason = "pruned", f"stopped by the pruner after epoch {epoch}"
+            break
+    final = {"params": params, **state, **({"masks": masks} if masks else {})}
+    acc = None if status == "diverged" else (history[-1][1] if history else None)
+    return TrainResult(status, acc, history, final, step, time.perf_counter() - started, reason)
+
+
+def _check_fit(spec: NetworkSpec, dataset: Dataset):
+    if spec.in_channels != dataset.in_channels or spec.resolution != dataset.resolution:
+        raise ValueError(
+            f"network {spec.name!r} expects {spec.resolution}x{spec.resolution}x{spec.in_channels} inputs but dataset "
+            f"{dataset.name!r} has {dataset.resolution}x{dataset.resolution}x{dataset.in_channels} images")
+    if spec.num_classes < dataset.num_classes:
+        raise ValueError(f"network {spec.name!r} has {spec.num_classes} outputs but dataset {dataset.name!r} has "
+                         f"{dataset.num_classes} classes")
