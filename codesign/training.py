@@ -109,17 +109,27 @@ def optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransforma
 def init_variables(spec: NetworkSpec, compression: CompressionPolicy | None, seed: int) -> dict:
     model = build_model(spec, compression)
     x = jnp.zeros((1, spec.resolution, spec.resolution, spec.in_channels), jnp.float32)
-    return dict(model.init(jax.random.key(seed, impl="rbg"), x, train=False))
+    # compiled once (cheaply): 2-5x faster than running the initialisers op by op
+    init = jax.jit(lambda key: model.init(key, x, train=False), compiler_options=FAST_COMPILE)
+    return dict(init(jax.random.key(seed, impl="rbg")))
 
 
-def _steps(model, tx):
+#: Short runs: cheaper XLA optimisation compiles about 40 % faster and each step runs
+#: somewhat slower, a good trade below this many steps.
+FAST_COMPILE_STEPS = 300
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _steps(model, tx, fast_compile: bool = False):
     def loss_fn(params, state, masks, x, y):
         variables = {"params": params, **state, **({"masks": masks} if masks else {})}
         logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, updates
 
-    @jax.jit
+    jit = (lambda f: jax.jit(f, compiler_options=FAST_COMPILE)) if fast_compile else jax.jit
+
+    @jit
     def train_step(params, state, opt_state, masks, x, y):
         (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, masks, x, y)
         changes, opt_state = tx.update(grads, opt_state, params)
@@ -128,7 +138,7 @@ def _steps(model, tx):
             params = apply_masks(params, masks)  # masked weights stay exactly zero
         return params, dict(updates), opt_state, loss
 
-    @jax.jit
+    @jit
     def predict(variables, x):
         return jnp.argmax(model.apply(variables, x, train=False), axis=-1)
 
@@ -173,7 +183,7 @@ def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dat
     total = max(1, int(round(config.epochs * steps_per_epoch)))
     tx = optimizer(config, total)
     opt_state = tx.init(params)
-    train_step, predict = _steps(model, tx)
+    train_step, predict = _steps(model, tx, fast_compile=total <= FAST_COMPILE_STEPS)
     settings = layer_settings(spec, compression) if masks else {}
     prune_end = max(1, int(total * config.prune_end))
     mask_steps = {max(1, round(prune_end * (k + 1) / config.mask_updates)) for k in range(config.mask_updates)}

@@ -1,0 +1,148 @@
+"""The accuracy cache: no network + compression pair is ever evaluated twice.
+
+A proxy's result depends on the network, the compression policy, the dataset (its
+fingerprint), the proxy and its fidelity, and the seed: never on the accelerator. The
+cache keys results by a digest of exactly those and keeps them in a folder (by default
+``<run folder>/accuracy_cache``), one ``<key>.json`` per result plus ``<key>.msgpack``
+with the trained weights (Flax msgpack). Files are written atomically, so the folder
+can be shared by parallel workers, by restarts, and by the nodes of a cluster on a
+shared file system.
+
+While one worker evaluates a pair it holds ``<key>.lock`` (created exclusively);
+another worker asking for the same pair waits for the result instead of training
+again. A lock whose owner died (same host, process gone) or that is older than
+``stale_after`` seconds is taken over. Results stopped by a pruner are not stored
+(they are not the proxy's value); diverged runs are, with their reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+from flax import serialization
+
+from codesign.proxies import ProxyResult
+
+
+def cache_key(spec, compression, dataset, proxy, seed: int) -> str:
+    """Digest of everything a proxy result depends on."""
+    if compression is not None and compression.is_identity:
+        compression = None
+    fields = {"network": spec.to_dict(), "compression": None if compression is None else compression.to_dict(),
+              "dataset": dataset.fingerprint, "proxy": proxy.describe(), "seed": int(seed)}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class AccuracyCache:
+    """A folder of proxy results shared by every trial, worker and restart of a run."""
+
+    def __init__(self, folder: str | os.PathLike, poll_seconds: float = 0.2, stale_after: float = 6 * 3600):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.poll_seconds = poll_seconds
+        self.stale_after = stale_after
+        self.hits = 0
+        self.computed = 0
+
+    # --- reading and writing ----------------------------------------------------------------
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.folder / f"{key}{suffix}"
+
+    def get(self, key: str, with_weights: bool = True) -> ProxyResult | None:
+        path = self._path(key, ".json")
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        variables = None
+        weights = self._path(key, ".msgpack")
+        if with_weights and weights.is_file():
+            variables = serialization.msgpack_restore(weights.read_bytes())
+        return ProxyResult(data["score"], data["status"], data["reason"], data["seconds"],
+                           [tuple(h) for h in data["history"]], variables, cached=True)
+
+    def put(self, key: str, result: ProxyResult, about: dict | None = None) -> None:
+        if result.variables is not None:
+            arrays = _to_numpy(result.variables)
+            _atomic_write(self._path(key, ".msgpack"), serialization.msgpack_serialize(arrays))
+        record = {**result.to_dict(), "about": about or {}, "written": time.time()}
+        _atomic_write(self._path(key, ".json"), json.dumps(record, sort_keys=True).encode())
+
+    def __contains__(self, key: str) -> bool:
+        return self._path(key, ".json").is_file()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.folder.glob("*.json"))
+
+    # --- evaluate once ------------------------------------------------------------------
+    def evaluate(self, spec, compression, dataset, proxy, seed: int = 0, report=None) -> ProxyResult:
+        """The proxy's result for this pair: from the cache, or computed once and stored."""
+        key = cache_key(spec, compression, dataset, proxy, seed)
+        while True:
+            cached = self.get(key)
+            if cached is not None:
+                self.hits += 1
+                return cached
+            if self._claim(key):
+                try:
+                    if key in self:  # finished by another worker between our look and our claim
+                        continue
+                    result = proxy.evaluate(spec, compression, dataset, seed, report)
+                    self.computed += 1
+                    if result.status != "pruned":
+                        self.put(key, result, {"network": spec.name, "proxy": proxy.describe(), "seed": seed})
+                    return result
+                finally:
+                    self._path(key, ".lock").unlink(missing_ok=True)
+            time.sleep(self.poll_seconds)
+
+    def _claim(self, key: str) -> bool:
+        lock = self._path(key, ".lock")
+        owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if self._stale(lock):
+                lock.unlink(missing_ok=True)
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(owner)
+        return True
+
+    def _stale(self, lock: Path) -> bool:
+        try:
+            owner = json.loads(lock.read_text() or "{}")
+        except (OSError, ValueError):
+            return False  # being written right now
+        if not owner:
+            return False
+        if time.time() - owner.get("time", time.time()) > self.stale_after:
+            return True
+        return owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0)))
+
+
+def _to_numpy(tree):
+    if isinstance(tree, dict):
+        return {k: _to_numpy(v) for k, v in tree.items()}
+    return np.asarray(tree)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

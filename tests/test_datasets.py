@@ -1,0 +1,74 @@
+"""Datasets: built-in digits and synthetic sets, CIFAR-10 folders, .npz files, arrays, and clear errors."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from codesign.datasets import augment, from_arrays, load_dataset
+
+
+def test_digits_split_is_fixed_by_seed_and_normalised():
+    a, b, c = load_dataset("digits", seed=0), load_dataset("digits", seed=0), load_dataset("digits", seed=1)
+    assert a.x_train.shape[1:] == (8, 8, 1) and a.num_classes == 10
+    assert len(a.y_train) + len(a.y_val) + len(a.y_test) == 1797
+    assert np.array_equal(a.x_val, b.x_val) and a.fingerprint == b.fingerprint
+    assert not np.array_equal(a.y_val, c.y_val) and a.fingerprint != c.fingerprint
+    assert abs(a.x_train.mean()) < 1e-4 and abs(a.x_train.std() - 1) < 1e-3
+    assert not a.augmented  # 8x8 images are not cropped or flipped
+
+
+def test_synthetic_set_is_deterministic():
+    a, b = load_dataset("synthetic"), load_dataset("synthetic")
+    assert np.array_equal(a.x_train, b.x_train) and a.num_classes == 10 and a.resolution == 8
+
+
+def test_npz_and_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = dict(x_train=rng.integers(0, 255, (50, 16, 16)), y_train=rng.integers(0, 3, 50),
+                  x_test=rng.integers(0, 255, (10, 16, 16)), y_test=rng.integers(0, 3, 10))
+    np.savez(tmp_path / "mine.npz", **arrays)
+    data = load_dataset(tmp_path / "mine.npz")
+    assert data.x_train.shape[1:] == (16, 16, 1) and len(data.y_train) + len(data.y_val) == 50 and data.num_classes == 3
+    np.savez(tmp_path / "bad.npz", x_train=arrays["x_train"])
+    with pytest.raises(ValueError, match="y_train"):
+        load_dataset(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="x_train has 50 images but y_train has 49"):
+        from_arrays(arrays["x_train"], arrays["y_train"][:49], arrays["x_test"], arrays["y_test"])
+    with pytest.raises(ValueError, match="y_test"):
+        from_arrays(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"] - 5)
+
+
+def write_fake_cifar(folder, per_batch=6):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 255, (per_batch, 3072), dtype=np.uint8),
+                 b"labels": list(rng.integers(0, 10, per_batch))}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)  # the standard CIFAR-10 python format (input only)
+
+
+def test_cifar_folder_in_standard_python_format(tmp_path):
+    write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    for path in (tmp_path, tmp_path / "cifar-10-batches-py"):
+        data = load_dataset(path)
+        assert data.x_train.shape[1:] == (32, 32, 3) and len(data.y_test) == 6 and data.augmented
+        assert len(data.y_train) + len(data.y_val) == 30
+
+
+def test_missing_paths_say_what_to_put_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py.*Nothing is downloaded"):
+        load_dataset(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="missing data_batch_1"):
+        load_dataset(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="x_train, y_train"):
+        load_dataset(tmp_path / "absent.npz")
+
+
+def test_augmentation_crops_and_flips_reproducibly():
+    x = np.arange(2 * 32 * 32 * 3, dtype=np.float32).reshape(2, 32, 32, 3)
+    a = augment(x, np.random.default_rng(0))
+    b = augment(x, np.random.default_rng(0))
+    assert a.shape == x.shape and np.array_equal(a, b) and not np.array_equal(a, x)
