@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from cost_models import ALL_DATAFLOW_NAMES, Accelerator, describe, evaluate
 from cost_models.scalesim import FormatError, read_config, read_topology
@@ -43,7 +44,6 @@ def _cost(args) -> int:
 
 
 def _load_network(source: str):
-    from pathlib import Path
 
     from search_spaces.networks import NetworkSpec
     from search_spaces.reference import REFERENCE_NETWORKS, reference_network
@@ -89,6 +89,84 @@ def _network(args) -> int:
     return 0
 
 
+def _load_experiment(path: str):
+    import runpy
+
+    from codesign.experiment import Experiment
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no experiment file {path}; it must be a Python file that defines `experiment`")
+    namespace = runpy.run_path(str(file), run_name="codesign_experiment")
+    experiment = namespace.get("experiment")
+    if not isinstance(experiment, Experiment):
+        raise ValueError(f"{path} must define `experiment = codesign.Experiment(...)`, found {type(experiment).__name__}")
+    return experiment
+
+
+def _run(args) -> int:
+    from codesign.search import run
+
+    experiment = _load_experiment(args.experiment)
+    if args.trials is not None:
+        experiment.trials = args.trials
+    results = run(experiment, address=args.address, progress=not args.no_progress)
+    print(results.table())
+    print(f"run folder: {experiment.folder}")
+    return 0
+
+
+def _results(args):
+    from codesign.results import load
+
+    return load(args.run, storage=args.storage, study_name=args.study)
+
+
+def _show(args) -> int:
+    results = _results(args)
+    if args.json:
+        print(json.dumps([d.summary() for d in results.pareto_front], indent=2))
+    else:
+        print(results.table())
+    return 0
+
+
+def _plot(args) -> int:
+    from codesign.plots import plot_layers, plot_pareto, plot_run
+
+    results = _results(args)
+    out = Path(args.out or Path(args.run or ".") / "plots")
+    if args.trial is not None:
+        paths = [plot_pareto(results, out / "pareto.png"), plot_layers(results.design(args.trial),
+                                                                       out / f"layers_trial{args.trial}.png")]
+    else:
+        paths = plot_run(results, out)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _export(args) -> int:
+    from cost_models.scalesim import format_config, format_topology
+
+    design = _results(args).design(args.trial)
+    out = Path(args.out or f"trial{args.trial}")
+    out.mkdir(parents=True, exist_ok=True)
+    if args.format == "json":
+        files = {"network.json": design.network.to_json(), "accelerator.json": design.accelerator.to_json(),
+                 "compression.json": "null" if design.compression is None else design.compression.to_json(),
+                 "metrics.json": json.dumps(design.metrics, sort_keys=True),
+                 "cost_report.json": json.dumps(design.cost_report().to_dict())}
+    else:
+        workload = design.network.workload(compression=design.compression)
+        files = {"topology.csv": format_topology(workload),
+                 "accelerator.cfg": format_config(design.accelerator)}
+    for name, text in files.items():
+        (out / name).write_text(text)
+        print(out / name)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codesign", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +183,33 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument("--resolution", type=int, help="input resolution (default: the spec's)")
     network.add_argument("--json", action="store_true", help='print {"layers": [...], "total": {...}}')
     network.set_defaults(handler=_network)
+
+    run = commands.add_parser("run", help="run (or resume) the search an EXPERIMENT.py file defines as `experiment`")
+    run.add_argument("experiment", help="a Python file defining `experiment = codesign.Experiment(...)`")
+    run.add_argument("--address", help="a Ray cluster HOST:PORT (default: RAY_ADDRESS or a local Ray)")
+    run.add_argument("--trials", type=int, help="override the trial budget")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    def results_parser(name, help_text):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("run", nargs="?", help="the run folder (holding study.db and artifacts/)")
+        sub.add_argument("--storage", help="an Optuna storage URL instead of the run folder's SQLite file")
+        sub.add_argument("--study", help="the study name (when the storage holds several)")
+        return sub
+
+    show = results_parser("show", "the Pareto front of a run")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_show)
+    plot = results_parser("plot", "Pareto plot and per-layer plot (PNG)")
+    plot.add_argument("--trial", type=int, help="the design for the per-layer plot (default: first on the front)")
+    plot.add_argument("--out", help="output folder (default: RUN/plots)")
+    plot.set_defaults(handler=_plot)
+    export = results_parser("export", "a design's specs (json) or SCALE-Sim topology + cfg (scalesim)")
+    export.add_argument("--trial", type=int, required=True)
+    export.add_argument("--format", choices=("json", "scalesim"), default="json")
+    export.add_argument("--out", help="output folder (default: ./trialN)")
+    export.set_defaults(handler=_export)
     return parser
 
 

@@ -1,0 +1,202 @@
+"""An experiment: what to search (three spaces), how to score it, and how to run the search.
+
+:class:`Experiment` is plain configuration; :func:`codesign.run` executes it. Objectives
+are metric names, each maximised or minimised:
+
+=============  =======================================================  ===========
+metric         meaning                                                  default
+=============  =======================================================  ===========
+accuracy       the accuracy proxy's score (validation accuracy when     maximize
+               trained)
+latency        milliseconds per inference on the accelerator            minimize
+energy         microjoules per inference                                 minimize
+edp            energy-delay product, uJ x ms                            minimize
+area           accelerator area, mm^2                                    minimize
+model_size     compressed weights, KiB (non-zero weights x bit width)   minimize
+=============  =======================================================  ===========
+
+Constraints bound any metric (``Constraint("area", max=2.0)``); they are recorded on
+every trial with ``trial.set_constraint`` (feasible when <= 0), so Optuna's samplers
+and ``study.best_trials`` respect them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from codesign.proxies import TrainedProxy, ZeroCostProxy
+from codesign.training import TrainConfig
+from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
+from search_spaces.compression import DEFAULT_COMPRESSION_SPACE, CompressionSpace
+from search_spaces.network_space import DEFAULT_NETWORK_SPACE, NetworkSpace
+
+METRICS = {"accuracy": "maximize", "latency": "minimize", "energy": "minimize", "edp": "minimize",
+           "area": "minimize", "model_size": "minimize"}
+#: Metrics that depend on the accelerator (the nested sweep optimises these).
+HARDWARE_METRICS = ("latency", "energy", "edp", "area")
+MODES = ("joint", "nested")
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str = ""
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"experiment: objective {self.metric!r} is not a metric; allowed: {', '.join(METRICS)}")
+        direction = self.direction or METRICS[self.metric]
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"experiment: objective {self.metric!r} direction must be 'maximize' or 'minimize', "
+                             f"got {self.direction!r}")
+        object.__setattr__(self, "direction", direction)
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    """``metric <= max`` and/or ``metric >= min``."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"experiment: constraint on {self.metric!r}; allowed metrics: {', '.join(METRICS)}")
+        if self.max is None and self.min is None:
+            raise ValueError(f"experiment: constraint on {self.metric!r} needs a 'max' or a 'min'")
+        for bound in ("max", "min"):
+            v = getattr(self, bound)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ValueError(f"experiment: constraint {self.metric!r} field {bound!r} must be a number, got {v!r}")
+
+    def violations(self, metrics: dict) -> dict[str, float]:
+        """Constraint name -> value (<= 0 when satisfied), for ``trial.set_constraint``."""
+        value = metrics[self.metric]
+        out = {}
+        if self.max is not None:
+            out[f"{self.metric}<={self.max:g}"] = float(value - self.max)
+        if self.min is not None:
+            out[f"{self.metric}>={self.min:g}"] = float(self.min - value)
+        return out
+
+
+def _objective(item) -> Objective:
+    if isinstance(item, Objective):
+        return item
+    if isinstance(item, str):
+        return Objective(item)
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return Objective(*item)
+    raise ValueError(f"experiment: an objective must be a metric name or (metric, direction), got {item!r}")
+
+
+def _constraint(item) -> Constraint:
+    if isinstance(item, Constraint):
+        return item
+    if isinstance(item, dict):
+        return Constraint(**item)
+    raise ValueError(f"experiment: a constraint must be a Constraint or a dict, got {item!r}")
+
+
+@dataclasses.dataclass
+class Experiment:
+    """A co-design search, ready for :func:`codesign.run` (see the README for each field)."""
+
+    name: str = "codesign"
+    network_space: NetworkSpace = DEFAULT_NETWORK_SPACE
+    compression_space: CompressionSpace | None = DEFAULT_COMPRESSION_SPACE
+    accelerator_space: AcceleratorSpace = DEFAULT_ACCELERATOR_SPACE
+    dataset: Any = "digits"  # "digits", "synthetic", a CIFAR-10 folder, an .npz path, or a Dataset
+    proxy: TrainedProxy | ZeroCostProxy = TrainedProxy(TrainConfig(epochs=3))
+    objectives: tuple = ("accuracy", "latency", "energy")
+    constraints: tuple = ()
+    mode: str = "joint"
+    nested_accelerators: int | None = 1024  # accelerators swept per candidate in nested mode (None: all)
+    tie_break: str = "edp"  # nested mode: which front accelerator a trial reports
+    sampler: Any = "tpe"  # "tpe", "nsga2", "random" or any optuna sampler object
+    pruner: Any = None  # an optuna pruner (single-objective experiments)
+    trials: int | None = 40
+    timeout: float | None = None  # seconds of wall time for the whole run
+    storage: str | None = None  # any Optuna storage URL; default: SQLite in the run folder
+    run_folder: str | os.PathLike | None = None  # default: runs/<name>
+    seed: int = 0
+    cpus_per_trial: float = 1.0
+    memory_per_trial: int | None = None  # bytes
+    gpus_per_trial: float = 0.0
+    max_retries: int = 2  # Ray retries of a trial whose worker died
+    save_weights: bool = True
+
+    def __post_init__(self):
+        self.objectives = tuple(_objective(o) for o in (self.objectives if isinstance(self.objectives, (list, tuple))
+                                                         else (self.objectives,)))
+        if not self.objectives:
+            raise ValueError("experiment: field 'objectives' needs at least one metric")
+        if len({o.metric for o in self.objectives}) != len(self.objectives):
+            raise ValueError(f"experiment: field 'objectives' repeats a metric: {[o.metric for o in self.objectives]}")
+        self.constraints = tuple(_constraint(c) for c in self.constraints)
+        if self.mode not in MODES:
+            raise ValueError(f"experiment: field 'mode' must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.tie_break not in HARDWARE_METRICS:
+            raise ValueError(f"experiment: field 'tie_break' must be one of {', '.join(HARDWARE_METRICS)}; "
+                             f"got {self.tie_break!r}")
+        if isinstance(self.sampler, str) and self.sampler not in SAMPLERS:
+            raise ValueError(f"experiment: field 'sampler' must be one of {', '.join(SAMPLERS)} or an optuna sampler; "
+                             f"got {self.sampler!r}")
+        if self.pruner is not None and len(self.objectives) > 1:
+            raise ValueError("experiment: field 'pruner' needs a single objective (Optuna pruners do not support "
+                             "multi-objective studies)")
+        if self.trials is None and self.timeout is None:
+            raise ValueError("experiment: set a budget: field 'trials' and/or 'timeout'")
+        for field, low in (("trials", 1), ("max_retries", 0)):
+            v = getattr(self, field)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise ValueError(f"experiment: field {field!r} must be an integer >= {low}, got {v!r}")
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise ValueError(f"experiment: field 'name' must be a non-empty string without '/', got {self.name!r}")
+        if not isinstance(self.proxy, (TrainedProxy, ZeroCostProxy)):
+            raise ValueError(f"experiment: field 'proxy' must be a TrainedProxy or ZeroCostProxy, got {self.proxy!r}")
+
+    # --- derived settings -----------------------------------------------------------------
+    @property
+    def folder(self) -> Path:
+        return Path(self.run_folder) if self.run_folder is not None else Path("runs") / self.name
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(self.folder / 'study.db').resolve()}"
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    def make_sampler(self) -> optuna.samplers.BaseSampler:
+        if not isinstance(self.sampler, str):
+            return self.sampler
+        if self.sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=self.seed)
+        if self.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=self.seed)
+        return optuna.samplers.TPESampler(seed=self.seed)
+
+    def describe(self) -> dict:
+        """A JSON-ready summary, stored with the study."""
+        return {"name": self.name, "mode": self.mode, "objectives": [[o.metric, o.direction] for o in self.objectives],
+                "constraints": [dataclasses.asdict(c) for c in self.constraints],
+                "network_space": self.network_space.to_dict(),
+                "compression_space": None if self.compression_space is None else self.compression_space.to_dict(),
+                "accelerator_space": self.accelerator_space.to_dict(),
+                "dataset": self.dataset if isinstance(self.dataset, str) else getattr(self.dataset, "name", "arrays"),
+                "proxy": self.proxy.describe(), "sampler": self.sampler if isinstance(self.sampler, str)
+                else type(self.sampler).__name__, "seed": self.seed, "tie_break": self.tie_break,
+                "nested_accelerators": self.nested_accelerators}
+
+    def to_json(self) -> str:
+        return json.dumps(self.describe(), sort_keys=True, default=str)

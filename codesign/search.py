@@ -1,0 +1,282 @@
+"""The search loop: Optuna ask/tell in the driver, candidates scored as Ray tasks.
+
+``run(experiment)`` opens (or resumes) the experiment's study, then keeps at most as
+many trials in flight as the cluster has CPU slots for ``cpus_per_trial``:
+
+1. ``study.ask()``; the spaces turn the trial into specs (joint mode: network,
+   compression and accelerator; nested mode: network and compression, the whole
+   accelerator space is swept by the worker in one cost-model call);
+2. a Ray task runs :func:`codesign.evaluation.evaluate_candidate` (accuracy through
+   the shared cache, so a pair is trained once, then costs);
+3. ``study.tell`` with the objectives; constraints are set on the trial; specs,
+   metrics and the reason of a failure are user attributes; the specs (JSON), the
+   weights (Flax msgpack) and the per-layer cost report go to Optuna's artifact store.
+
+A worker that dies costs that task a Ray retry (``max_retries``); a candidate that
+fails for its own reason is told FAIL with the reason and the search goes on. Running
+the same experiment again continues the study: finished trials count toward the
+budget, and trials a dead driver left RUNNING are failed (marked ``interrupted``, not
+counted) and re-queued with their parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import TrialState
+
+from codesign.evaluation import HARDWARE, Candidate, evaluate_candidate
+from codesign.experiment import Experiment
+
+log = logging.getLogger("codesign")
+
+INTERRUPTED = "interrupted"
+
+
+def open_study(experiment: Experiment) -> optuna.Study:
+    experiment.folder.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(study_name=experiment.name, storage=experiment.storage_url,
+                                directions=experiment.directions, sampler=experiment.make_sampler(),
+                                pruner=experiment.pruner, load_if_exists=True)
+    if "codesign.experiment" not in study.user_attrs:
+        study.set_user_attr("codesign.experiment", json.loads(experiment.to_json()))
+        study.set_user_attr("codesign.objectives", [o.metric for o in experiment.objectives])
+    return study
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Fail the trials a dead driver left running and enqueue their parameters again."""
+    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for t in stale:
+        study._storage.set_trial_user_attr(t._trial_id, INTERRUPTED, True)
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        if t.params:
+            study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number}, skip_if_exists=False)
+    return len(stale)
+
+
+def finished_count(study: optuna.Study) -> int:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+    return sum(1 for t in done if not t.user_attrs.get(INTERRUPTED))
+
+
+def sample_candidate(experiment: Experiment, trial: optuna.Trial) -> Candidate:
+    network = experiment.network_space.sample(trial)
+    compression = None
+    if experiment.compression_space is not None:
+        compression = experiment.compression_space.sample(trial, network)
+    trial.set_user_attr("network", network.to_dict())
+    trial.set_user_attr("compression", None if compression is None else compression.to_dict())
+    if experiment.mode == "joint":
+        accelerator = experiment.accelerator_space.sample(trial)
+        return Candidate(network.to_json(), compression and compression.to_json(), accelerator.to_json(),
+                         seed=experiment.seed)
+    return Candidate(network.to_json(), compression and compression.to_json(), None,
+                     experiment.accelerator_space.to_json(), experiment.nested_accelerators, experiment.seed)
+
+
+def _ray(address: str | None):
+    import ray
+
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def _pruning_reporter(experiment: Experiment, trial: optuna.Trial):
+    """A report callback a worker uses to talk to the study's pruner through the storage."""
+    if experiment.pruner is None:
+        return None
+    return PrunerReporter(experiment.name, experiment.storage_url, trial._trial_id, experiment.pruner)
+
+
+class PrunerReporter:
+    """Reports intermediate accuracies from a worker and asks the pruner (single objective)."""
+
+    def __init__(self, study_name, storage_url, trial_id, pruner):
+        self.study_name, self.storage_url, self.trial_id, self.pruner = study_name, storage_url, trial_id, pruner
+        self._trial = None
+
+    def __call__(self, epoch: int, accuracy: float) -> bool:
+        if self._trial is None:
+            study = optuna.load_study(study_name=self.study_name, storage=self.storage_url, pruner=self.pruner)
+            self._trial = optuna.Trial(study, self.trial_id)
+        self._trial.report(accuracy, epoch)
+        return self._trial.should_prune()
+
+
+class Progress:
+    """A tqdm bar: trials done, failed, running, Pareto-front size, elapsed time."""
+
+    def __init__(self, total: int | None, initial: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="trial", dynamic_ncols=True)
+
+    def update(self, n: int, **status):
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(status, refresh=True)
+
+    def write(self, line: str):
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            log.warning(line)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(experiment: Experiment, address: str | None = None, progress: bool = True, stop_after: int | None = None):
+    """Run (or resume) ``experiment``; returns :class:`codesign.results.Results`.
+
+    ``address``: a Ray cluster (``HOST:PORT``); default ``RAY_ADDRESS`` or a local
+    Ray. ``stop_after``: return after this many trials finished in this call (to
+    interrupt a run on purpose; the next call resumes).
+    """
+    from codesign.results import load
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(experiment)
+    requeued = requeue_interrupted(study)
+    if requeued:
+        log.warning("resuming %s: %d trial(s) left running by a stopped driver were re-queued", experiment.name, requeued)
+    store = FileSystemArtifactStore(str(_mkdir(experiment.folder / "artifacts")))
+    cache_folder = str(_mkdir(experiment.folder / "accuracy_cache"))
+    ray = _ray(address)
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(experiment.cpus_per_trial, 1e-9)))
+    options = {"num_cpus": experiment.cpus_per_trial, "max_retries": experiment.max_retries,
+               "retry_exceptions": False}
+    if experiment.gpus_per_trial:
+        options["num_gpus"] = experiment.gpus_per_trial
+    if experiment.memory_per_trial:
+        options["memory"] = experiment.memory_per_trial
+    task = ray.remote(**options)(evaluate_candidate)
+    dataset = experiment.dataset if isinstance(experiment.dataset, (str, os.PathLike)) else ray.put(experiment.dataset)
+    if isinstance(dataset, os.PathLike):
+        dataset = str(Path(dataset).resolve())
+    hardware_objectives = [o.metric for o in experiment.objectives if o.metric in HARDWARE]
+    hardware_constraints = [c for c in experiment.constraints if c.metric in HARDWARE]
+
+    started = time.monotonic()
+    done_before = finished_count(study)
+    budget = experiment.trials
+    bar = Progress(budget, min(done_before, budget or done_before), progress)
+    in_flight: dict = {}
+    finished_now = failed = 0
+
+    def room() -> bool:
+        if stop_after is not None and finished_now + len(in_flight) >= stop_after:
+            return False
+        if experiment.timeout is not None and time.monotonic() - started > experiment.timeout:
+            return False
+        return budget is None or done_before + finished_now + len(in_flight) < budget
+
+    try:
+        while True:
+            while len(in_flight) < slots and room():
+                trial = study.ask()
+                try:
+                    candidate = sample_candidate(experiment, trial)
+                except ValueError as error:  # a spec the space cannot build
+                    _fail(study, trial, f"invalid candidate: {error}", bar)
+                    finished_now += 1
+                    failed += 1
+                    continue
+                ref = task.remote(candidate, dataset, experiment.proxy, cache_folder, hardware_objectives,
+                                  hardware_constraints, experiment.tie_break, _pruning_reporter(experiment, trial),
+                                  experiment.save_weights)
+                in_flight[ref] = trial
+            if not in_flight:
+                break
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                trial = in_flight.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as error:  # noqa: BLE001 - the worker died beyond its retries
+                    result = {"status": "failed", "reason": f"worker lost after {experiment.max_retries} retries: "
+                                                            f"{type(error).__name__}: {str(error)[:300]}"}
+                ok = _tell(study, trial, result, experiment, store, bar)
+                finished_now += 1
+                failed += 0 if ok else 1
+                bar.update(1, failed=failed, running=len(in_flight), front=_front_size(study))
+    finally:
+        bar.close()
+    return load(experiment.folder, storage=experiment.storage_url, study_name=experiment.name)
+
+
+def _front_size(study) -> int:
+    try:
+        return len(study.best_trials)
+    except ValueError:
+        return 0
+
+
+def _fail(study, trial, reason: str, bar: Progress) -> None:
+    trial.set_user_attr("fail_reason", reason)
+    study.tell(trial, state=TrialState.FAIL)
+    bar.write(f"trial {trial.number} failed: {reason}")
+
+
+def _tell(study, trial, result: dict, experiment: Experiment, store, bar: Progress) -> bool:
+    status = result["status"]
+    for key in ("accelerator", "front", "history", "accuracy_cached", "proxy_seconds"):
+        if result.get(key) is not None:
+            value = json.loads(result[key]) if key == "accelerator" else result[key]
+            trial.set_user_attr(key, value)
+    if status == "pruned":
+        trial.set_user_attr("fail_reason", result["reason"])
+        study.tell(trial, state=TrialState.PRUNED)
+        return True
+    if status != "ok":
+        if result.get("traceback"):
+            trial.set_user_attr("traceback", result["traceback"][-2000:])
+        _fail(study, trial, result["reason"], bar)
+        return False
+    metrics = result["metrics"]
+    trial.set_user_attr("metrics", metrics)
+    for constraint in experiment.constraints:
+        for name, value in constraint.violations(metrics).items():
+            trial.set_constraint(name, value)
+    _store_artifacts(trial, result, store)
+    study.tell(trial, [metrics[o.metric] for o in experiment.objectives])
+    return True
+
+
+def _store_artifacts(trial, result: dict, store) -> None:
+    files = {"network.json": json.dumps(trial.user_attrs["network"], sort_keys=True).encode(),
+             "compression.json": json.dumps(trial.user_attrs["compression"], sort_keys=True).encode(),
+             "accelerator.json": result["accelerator"].encode(),
+             "cost_report.json": json.dumps(result["cost_report"]).encode()}
+    if result.get("front") is not None:
+        files["accelerator_front.json"] = json.dumps(result["front"]).encode()
+    if result.get("weights") is not None:
+        files["weights.msgpack"] = result["weights"]
+    ids = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            ids[name] = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+    trial.set_user_attr("artifacts", ids)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

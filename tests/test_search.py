@@ -1,0 +1,170 @@
+"""The co-design search end to end: Optuna ask/tell with Ray tasks, constraints, artifacts, reload,
+resume, failed candidates, and nested mode against an exhaustive loop."""
+
+import os
+import tempfile
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import codesign
+from codesign.evaluation import Candidate, evaluate_candidate, pareto_mask, totals_metrics
+from codesign.datasets import load_dataset
+from codesign.search import open_study
+from cost_models import evaluate
+from search_spaces.accelerators import AcceleratorSpace
+from search_spaces.compression import CompressionSpace
+from search_spaces.network_space import NetworkSpace
+
+TINY_NETWORKS = NetworkSpace(blocks=("dwsep", "fire"), stages=(1,), depths=(1,), widths=(8, 16), stem_widths=(8,),
+                             kernels=(3,), stem_kernels=(3,))
+TINY_ACCELERATORS = AcceleratorSpace(rows=(8, 16), cols=(8, 16), gb_kib=(64,), rf_bytes=(16,), dram_gbps=(16.0,),
+                                     mac_bits=(16,), zero_skip=(False,))
+CHEAP = codesign.ZeroCostProxy("params")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    import ray
+
+    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    old = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "HOME")}
+    os.environ["RAY_TMPDIR"], os.environ["HOME"] = tmp, tmp
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=tmp)
+    yield
+    ray.shutdown()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def experiment(tmp_path, **changes):
+    settings = dict(name="t", run_folder=tmp_path / "run", network_space=TINY_NETWORKS,
+                    compression_space=CompressionSpace(w_bits=(8, 16), a_bits=(16,), prune_ratios=(0.0, 0.5)),
+                    accelerator_space=TINY_ACCELERATORS, dataset="synthetic", proxy=CHEAP, trials=4, seed=1)
+    settings.update(changes)
+    return codesign.Experiment(**settings)
+
+
+def dominated(a, b, directions):
+    """b dominates a."""
+    sign = [1 if d == "minimize" else -1 for d in directions]
+    no_worse = all(s * y <= s * x for x, y, s in zip(a, b, sign))
+    return no_worse and any(s * y < s * x for x, y, s in zip(a, b, sign))
+
+
+def test_end_to_end_search_stores_trials_front_constraints_and_reloads_a_working_model(tmp_path):
+    exp = experiment(tmp_path, proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=2)), trials=4,
+                     constraints=[codesign.Constraint("area", max=0.6)])
+    results = codesign.run(exp, progress=False)
+    assert results.counts() == {"complete": 4}
+    trials = results.study.get_trials(states=(TrialState.COMPLETE,))
+    for t in trials:
+        assert t.constraints["area<=0.6"] == pytest.approx(t.user_attrs["metrics"]["area"] - 0.6)
+        assert set(t.user_attrs["artifacts"]) >= {"network.json", "compression.json", "accelerator.json",
+                                                  "cost_report.json", "weights.msgpack"}
+        assert all(name.split(".")[0] in ("net", "compress", "accel") for name in t.params)
+    front = results.pareto_front
+    assert front
+    directions = exp.directions
+    for d in front:
+        assert d.feasible and d.metrics["area"] <= 0.6
+        assert not any(dominated(d.trial.values, t.values, directions) for t in trials if _feasible(t))
+    again = codesign.load(tmp_path / "run")
+    best = again.pareto_front[0]
+    data = load_dataset("synthetic", seed=exp.seed)
+    accuracy = float((best.predict(data.x_val) == data.y_val).mean())
+    assert accuracy == pytest.approx(best.metrics["accuracy"], abs=1e-9)
+    report = best.cost_report()
+    assert report.total["latency_s"] * 1e3 == pytest.approx(best.metrics["latency"], rel=1e-6)
+    assert {r["dataflow"] for r in report.layers} <= {"ws", "os", "simd"}
+
+
+def _feasible(t):
+    return all(v <= 0 for v in (t.constraints or {}).values())
+
+
+def test_resume_reaches_the_budget_with_no_trial_lost_or_duplicated(tmp_path):
+    exp = experiment(tmp_path, trials=6)
+    first = codesign.run(exp, progress=False, stop_after=2)
+    assert first.counts() == {"complete": 2}
+    # a driver that died leaves a trial RUNNING: it is re-queued, not counted
+    study = open_study(exp)
+    stale = study.ask()
+    exp.network_space.sample(stale)
+    results = codesign.run(exp, progress=False)
+    counted = [t for t in results.trials if not t.user_attrs.get("interrupted")]
+    assert len(counted) == 6 and all(t.state == TrialState.COMPLETE for t in counted)
+    assert len({t.number for t in counted}) == 6
+    requeued = [t for t in counted if "requeued_from" in t.user_attrs]
+    assert [t.user_attrs["requeued_from"] for t in requeued] == [stale.number]
+    assert {k: v for k, v in requeued[0].params.items() if k.startswith("net.")} == \
+        {k: v for k, v in stale.params.items()}
+    # a third run has nothing left to do
+    assert len(codesign.run(exp, progress=False).trials) == len(results.trials)
+
+
+def test_failed_candidates_are_recorded_with_their_reason_and_the_search_goes_on(tmp_path):
+    wrong_size = experiment(tmp_path, network_space=NetworkSpace(blocks=("dwsep",), stages=(1,), depths=(1,),
+                                                                  widths=(8,), resolutions=(16,)),
+                            proxy=codesign.TrainedProxy(), trials=2)
+    results = codesign.run(wrong_size, progress=False)
+    assert results.counts() == {"fail": 2}
+    assert all("expects 16x16x1 inputs but dataset 'synthetic' has 8x8x1" in t.user_attrs["fail_reason"]
+               for t in results.trials)
+    diverging = experiment(tmp_path, name="d", run_folder=tmp_path / "d", trials=2,
+                           proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=1, learning_rate=1e38)))
+    results = codesign.run(diverging, progress=False)
+    assert results.counts() == {"fail": 2}
+    assert all("diverged" in t.user_attrs["fail_reason"] for t in results.trials)
+
+
+def test_nested_mode_picks_the_accelerator_an_exhaustive_loop_picks(tmp_path):
+    network = TINY_NETWORKS.draw(np.random.default_rng(0))
+    space = AcceleratorSpace(rows=(8, 16, 32), cols=(8, 16), dataflows=("ws", "os", "flex"), gb_kib=(32, 128),
+                             rf_bytes=(16,), dram_gbps=(8.0, 32.0), mac_bits=(16,), zero_skip=(False, True))
+    constraint = codesign.Constraint("area", max=1.0)
+    out = evaluate_candidate(Candidate(network.to_json(), None, None, space.to_json(), None, 0), "synthetic", CHEAP,
+                             str(tmp_path / "cache"), ["latency", "energy"], [constraint], "edp")
+    assert out["status"] == "ok"
+    # the exhaustive loop: one cost-model call per accelerator, brute-force Pareto front, lowest EDP
+    workload = network.workload()
+    rows = []
+    for acc in space.grid():
+        total = evaluate(workload, acc).total
+        m = {k: float(v[0]) for k, v in totals_metrics([total["latency_s"]], [total["energy_pj"]],
+                                                       [total["area_mm2"]]).items()}
+        rows.append((acc, m))
+    feasible = [(a, m) for a, m in rows if m["area"] <= 1.0]
+    front = [(a, m) for a, m in feasible if not any(
+        o["latency"] <= m["latency"] and o["energy"] <= m["energy"] and (o["latency"] < m["latency"] or o["energy"] < m["energy"])
+        for _, o in feasible)]
+    best = min(front, key=lambda am: am[1]["edp"])[0]
+    assert out["accelerator"] == best.to_json()
+    assert len(out["front"]) == len(front)
+
+
+def test_pareto_mask_matches_brute_force():
+    values = np.random.default_rng(0).random((700, 3))
+    brute = [not any((values[j] <= values[i]).all() and (values[j] < values[i]).any() for j in range(700))
+             for i in range(700)]
+    assert np.array_equal(pareto_mask(values), brute)
+
+
+@pytest.mark.parametrize("changes, field", [
+    (dict(objectives=("accuracy", "speed")), "speed"),
+    (dict(objectives=(("latency", "up"),)), "direction"),
+    (dict(mode="serial"), "mode"),
+    (dict(sampler="cmaes"), "sampler"),
+    (dict(tie_break="accuracy"), "tie_break"),
+    (dict(pruner=optuna.pruners.MedianPruner()), "pruner"),
+    (dict(trials=None, timeout=None), "budget"),
+    (dict(constraints=[codesign.Constraint("area", max=1.0), {"metric": "power", "max": 1}]), "power"),
+])
+def test_experiment_bad_input_names_the_field(tmp_path, changes, field):
+    with pytest.raises(ValueError, match=field):
+        experiment(tmp_path, **changes)
