@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) experiments/quickstart.py
+	$(PY) experiments/quickstart.py --fresh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 import traceback
 from typing import Any, Callable
 
@@ -98,14 +99,17 @@ def evaluate_candidate(candidate: Candidate, dataset_source: Any, proxy, cache_f
                        hardware_objectives: list[str], hardware_constraints: list, tie_break: str = "edp",
                        report: Callable[[int, float], bool] | None = None, save_weights: bool = True) -> dict:
     """Score one candidate; never raises for the candidate's own faults (see module docstring)."""
+    started = time.perf_counter()
     try:
-        return _evaluate(candidate, dataset_source, proxy, cache_folder, hardware_objectives, hardware_constraints,
-                         tie_break, report, save_weights)
+        out = _evaluate(candidate, dataset_source, proxy, cache_folder, hardware_objectives, hardware_constraints,
+                        tie_break, report, save_weights)
     except (ValueError, FileNotFoundError) as error:
-        return {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
+        out = {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
     except Exception as error:  # noqa: BLE001 - a candidate's crash must not end the study
-        return {"status": "failed", "reason": f"{type(error).__name__}: {error}",
-                "traceback": traceback.format_exc(limit=8)}
+        out = {"status": "failed", "reason": f"{type(error).__name__}: {error}",
+               "traceback": traceback.format_exc(limit=8)}
+    out["worker_seconds"] = time.perf_counter() - started
+    return out
 
 
 def _evaluate(candidate, dataset_source, proxy, cache_folder, hardware_objectives, hardware_constraints, tie_break,

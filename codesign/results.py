@@ -109,6 +109,7 @@ class Results:
     def __init__(self, study: optuna.Study, artifacts: FileSystemArtifactStore | None):
         self.study = study
         self.artifacts = artifacts
+        self.timings: list[dict] = []  # filled by codesign.run for the trials of that call
 
     @property
     def objectives(self) -> list[str]:
@@ -129,13 +130,18 @@ class Results:
 
     @property
     def pareto_front(self) -> list[Design]:
-        """Non-dominated feasible designs (Optuna's ``best_trials``), sorted by the first objective."""
+        """Non-dominated feasible designs (Optuna's ``best_trials``), one per distinct design, sorted by the
+        first objective."""
         if not self.designs:
             return []
         best = self.study.best_trials if len(self.study.directions) > 1 else [self.study.best_trial]
         first = 0
         reverse = self.study.directions[first] == optuna.study.StudyDirection.MAXIMIZE
-        return sorted((Design(t, self.artifacts) for t in best), key=lambda d: d.trial.values[first], reverse=reverse)
+        unique = {}
+        for t in sorted(best, key=lambda t: t.number):  # samplers may repeat a design: keep its first trial
+            unique.setdefault(json.dumps(t.params, sort_keys=True, default=str), t)
+        return sorted((Design(t, self.artifacts) for t in unique.values()), key=lambda d: d.trial.values[first],
+                      reverse=reverse)
 
     def design(self, number: int) -> Design:
         for t in self.trials:

@@ -178,6 +178,7 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
     budget = experiment.trials
     bar = Progress(budget, min(done_before, budget or done_before), progress)
     in_flight: dict = {}
+    timings: list[dict] = []  # this call's trials, with the tell included in overhead_s
     finished_now = failed = 0
 
     def room() -> bool:
@@ -190,6 +191,7 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
     try:
         while True:
             while len(in_flight) < slots and room():
+                asked = time.perf_counter()
                 trial = study.ask()
                 try:
                     candidate = sample_candidate(experiment, trial)
@@ -201,24 +203,39 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
                 ref = task.remote(candidate, dataset, experiment.proxy, cache_folder, hardware_objectives,
                                   hardware_constraints, experiment.tie_break, _pruning_reporter(experiment, trial),
                                   experiment.save_weights)
-                in_flight[ref] = trial
+                in_flight[ref] = (trial, time.perf_counter() - asked, time.perf_counter())
             if not in_flight:
                 break
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
-                trial = in_flight.pop(ref)
+                trial, sample_s, submitted = in_flight.pop(ref)
                 try:
                     result = ray.get(ref)
                 except Exception as error:  # noqa: BLE001 - the worker died beyond its retries
                     result = {"status": "failed", "reason": f"worker lost after {experiment.max_retries} retries: "
                                                             f"{type(error).__name__}: {str(error)[:300]}"}
+                timing = _timing(sample_s, time.perf_counter() - submitted, result)
+                trial.set_user_attr("timing", timing)
+                telling = time.perf_counter()
                 ok = _tell(study, trial, result, experiment, store, bar)
+                timing["tell_s"] = time.perf_counter() - telling
+                timing["overhead_s"] += timing["tell_s"]
+                timings.append(timing)
                 finished_now += 1
                 failed += 0 if ok else 1
                 bar.update(1, failed=failed, running=len(in_flight), front=_front_size(study))
     finally:
         bar.close()
-    return load(experiment.folder, storage=experiment.storage_url, study_name=experiment.name)
+    results = load(experiment.folder, storage=experiment.storage_url, study_name=experiment.name)
+    results.timings = timings
+    return results
+
+
+def _timing(sample_s: float, roundtrip_s: float, result: dict) -> dict:
+    """Where a trial's time went (before the tell); ``overhead_s`` excludes the accuracy proxy."""
+    proxy_s = 0.0 if result.get("accuracy_cached") else float(result.get("proxy_seconds") or 0.0)
+    return {"sample_s": sample_s, "roundtrip_s": roundtrip_s, "worker_s": float(result.get("worker_seconds") or 0.0),
+            "proxy_s": proxy_s, "overhead_s": sample_s + roundtrip_s - proxy_s}
 
 
 def _front_size(study) -> int:
