@@ -187,6 +187,9 @@ def load(run_folder: str | Path | None = None, storage: str | None = None, study
             raise FileNotFoundError(f"load: {folder} holds no study.db; pass storage= and study_name= for a run "
                                     f"kept in another storage")
         storage = f"sqlite:///{db.resolve()}"
+    from codesign.search import make_storage
+
+    storage = make_storage(storage)
     if study_name is None:
         names = optuna.study.get_all_study_names(storage)
         if len(names) != 1:

@@ -40,9 +40,29 @@ log = logging.getLogger("codesign")
 INTERRUPTED = "interrupted"
 
 
+JOURNAL = "journal://"
+
+
+def make_storage(url: str):
+    """An Optuna storage from a URL; ``journal:///path/study.log`` is Optuna's journal file storage.
+
+    Use SQLite (the default) for one driver; for several drivers at once use the journal
+    file on a shared file system (works on NFS without a server) or a server database
+    URL (``postgresql://...``, ``mysql://...``).
+    """
+    if isinstance(url, str) and url.startswith(JOURNAL):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len(JOURNAL):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    return url
+
+
 def open_study(experiment: Experiment) -> optuna.Study:
     experiment.folder.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(study_name=experiment.name, storage=experiment.storage_url,
+    study = optuna.create_study(study_name=experiment.name, storage=make_storage(experiment.storage_url),
                                 directions=experiment.directions, sampler=experiment.make_sampler(),
                                 pruner=experiment.pruner, load_if_exists=True)
     if "codesign.experiment" not in study.user_attrs:
@@ -110,7 +130,8 @@ class PrunerReporter:
 
     def __call__(self, epoch: int, accuracy: float) -> bool:
         if self._trial is None:
-            study = optuna.load_study(study_name=self.study_name, storage=self.storage_url, pruner=self.pruner)
+            study = optuna.load_study(study_name=self.study_name, storage=make_storage(self.storage_url),
+                                      pruner=self.pruner)
             self._trial = optuna.Trial(study, self.trial_id)
         self._trial.report(accuracy, epoch)
         return self._trial.should_prune()
@@ -166,7 +187,7 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
         options["num_gpus"] = experiment.gpus_per_trial
     if experiment.memory_per_trial:
         options["memory"] = experiment.memory_per_trial
-    task = ray.remote(**options)(evaluate_candidate)
+    task = ray.remote(**options)(_evaluate_on_worker)
     dataset = experiment.dataset if isinstance(experiment.dataset, (str, os.PathLike)) else ray.put(experiment.dataset)
     if isinstance(dataset, os.PathLike):
         dataset = str(Path(dataset).resolve())
@@ -231,6 +252,18 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
     return results
 
 
+def _evaluate_on_worker(*args):
+    """The Ray task: score the candidate and say where it ran."""
+    import socket
+
+    import ray
+
+    result = evaluate_candidate(*args)
+    result["worker"] = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+                        "pid": os.getpid()}
+    return result
+
+
 def _timing(sample_s: float, roundtrip_s: float, result: dict) -> dict:
     """Where a trial's time went (before the tell); ``overhead_s`` excludes the accuracy proxy."""
     proxy_s = 0.0 if result.get("accuracy_cached") else float(result.get("proxy_seconds") or 0.0)
@@ -253,7 +286,7 @@ def _fail(study, trial, reason: str, bar: Progress) -> None:
 
 def _tell(study, trial, result: dict, experiment: Experiment, store, bar: Progress) -> bool:
     status = result["status"]
-    for key in ("accelerator", "front", "history", "accuracy_cached", "proxy_seconds"):
+    for key in ("accelerator", "front", "history", "accuracy_cached", "proxy_seconds", "worker"):
         if result.get(key) is not None:
             value = json.loads(result[key]) if key == "accelerator" else result[key]
             trial.set_user_attr(key, value)

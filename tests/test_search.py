@@ -168,3 +168,41 @@ def test_pareto_mask_matches_brute_force():
 def test_experiment_bad_input_names_the_field(tmp_path, changes, field):
     with pytest.raises(ValueError, match=field):
         experiment(tmp_path, **changes)
+
+
+def test_single_objective_search_with_a_pruner_stops_poor_candidates(tmp_path):
+    exp = experiment(tmp_path, objectives=("accuracy",), trials=2,
+                     proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=3)),
+                     pruner=optuna.pruners.ThresholdPruner(lower=0.99))  # nothing reaches 99 % after one epoch
+    results = codesign.run(exp, progress=False)
+    assert results.counts() == {"pruned": 2}
+    for t in results.trials:
+        assert list(t.intermediate_values) == [1] and "epoch 1" in t.user_attrs["fail_reason"]
+
+
+def test_cli_run_show_plot_export(tmp_path, capsys):
+    from codesign.cli import main
+
+    (tmp_path / "exp.py").write_text(
+        "import codesign\n"
+        "from test_search import TINY_NETWORKS, TINY_ACCELERATORS\n"
+        f"experiment = codesign.Experiment(name='cli', run_folder={str(tmp_path / 'run')!r}, trials=2, dataset='synthetic',\n"
+        "    network_space=TINY_NETWORKS, accelerator_space=TINY_ACCELERATORS, proxy=codesign.ZeroCostProxy('params'))\n")
+    assert main(["run", str(tmp_path / "exp.py"), "--no-progress"]) == 0
+    assert "Pareto front of 'cli'" in capsys.readouterr().out
+    run = str(tmp_path / "run")
+    assert main(["show", run, "--json"]) == 0
+    shown = __import__("json").loads(capsys.readouterr().out)
+    assert shown and {"trial", "accuracy", "latency", "energy"} <= set(shown[0])
+    assert main(["plot", run]) == 0
+    assert all(p.endswith(".png") and os.path.getsize(p) > 1000 for p in capsys.readouterr().out.split())
+    trial = shown[0]["trial"]
+    assert main(["export", run, "--trial", str(trial), "--format", "scalesim", "--out", str(tmp_path / "x")]) == 0
+    from cost_models.scalesim import read_config, read_topology
+
+    assert len(read_topology(tmp_path / "x" / "topology.csv")) > 0
+    read_config(tmp_path / "x" / "accelerator.cfg")
+    assert main(["export", run, "--trial", str(trial), "--format", "json", "--out", str(tmp_path / "j")]) == 0
+    assert (tmp_path / "j" / "network.json").is_file()
+    assert main(["show", str(tmp_path / "nothing")]) == 2  # a clear error, not a traceback
+    assert "holds no study.db" in capsys.readouterr().err
