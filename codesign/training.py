@@ -40,9 +40,9 @@ class TrainConfig:
     """How a candidate is trained. ``epochs`` is the fidelity (fractions allowed)."""
 
     epochs: float = 10.0
-    batch_size: int = 64
+    batch_size: int = 32
     optimizer: str = "adam"
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2
     schedule: str = "cosine"
     weight_decay: float = 0.0
     momentum: float = 0.9

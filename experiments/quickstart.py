@@ -38,7 +38,7 @@ def make_experiment(trials: int, folder: str) -> codesign.Experiment:
         accelerator_space=AcceleratorSpace(rows=(8, 16, 32), cols=(8, 16, 32), dataflows=("ws", "os", "flex"),
                                            rf_bytes=(16,), gb_kib=(32, 128), dram_gbps=(16.0,), mac_bits=(8, 16),
                                            zero_skip=(True,)),
-        proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=3, learning_rate=1e-2, batch_size=32)),
+        proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=3)),
         objectives=("accuracy", "latency", "energy"),
         constraints=[codesign.Constraint("area", max=2.0)],
         trials=trials,

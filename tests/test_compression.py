@@ -184,7 +184,7 @@ def held_out_accuracy(spec, policy, result, data):
 
 
 def test_eight_bit_training_stays_within_one_point_of_float_and_two_bit_is_worse(digits):
-    config = TrainConfig(epochs=15)
+    config = TrainConfig(epochs=15, learning_rate=3e-3, batch_size=64)
     results = {}
     for label, policy in (("float", None), ("8-bit", CompressionPolicy.uniform(8, 8)),
                           ("2-bit", CompressionPolicy.uniform(2, 8))):
