@@ -35,8 +35,10 @@ import codesign  # noqa: E402
 from quickstart import make_experiment  # noqa: E402
 
 
-def run_one(sampler: str, seed: int, trials: int, proxy: str, folder: Path):
+def run_one(sampler: str, seed: int, trials: int, proxy: str, folder: Path, storage: str):
     experiment = make_experiment(trials, str(folder))
+    if storage == "journal":
+        experiment.storage = f"journal:///{folder.resolve()}/study.log"
     experiment.name = f"{sampler}-{seed}"
     experiment.sampler = sampler
     experiment.seed = seed
@@ -46,7 +48,7 @@ def run_one(sampler: str, seed: int, trials: int, proxy: str, folder: Path):
     results = codesign.run(experiment, progress=False)
     wall = time.perf_counter() - started
     points = np.array([[-d.metrics["accuracy"], d.metrics["latency"], d.metrics["energy"]] for d in results.designs
-                       if d.feasible])
+                       if d.feasible]).reshape(-1, 3)
     return points, results.timings, wall
 
 
@@ -56,6 +58,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samplers", nargs="+", default=["tpe", "nsga2", "random"])
     parser.add_argument("--proxy", default="params")
+    parser.add_argument("--storage", choices=("sqlite", "journal"), default="sqlite",
+                        help="the run folder's SQLite file (the default of codesign) or an Optuna journal file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -64,7 +68,8 @@ def main(argv=None) -> dict:
     try:
         for sampler in args.samplers:
             for seed in args.seeds:
-                points, timings, wall = run_one(sampler, seed, args.trials, args.proxy, root / f"{sampler}-{seed}")
+                points, timings, wall = run_one(sampler, seed, args.trials, args.proxy, root / f"{sampler}-{seed}",
+                                               args.storage)
                 runs[(sampler, seed)] = (points, timings, wall)
                 print(f"{sampler} seed {seed}: {len(points)} feasible designs in {wall:.1f} s", file=sys.stderr)
     finally:
@@ -73,7 +78,7 @@ def main(argv=None) -> dict:
     low, high = every.min(axis=0), every.max(axis=0)
     scale = np.where(high > low, high - low, 1.0)
     reference = np.full(3, 1.1)
-    report = {"trials": args.trials, "seeds": args.seeds, "proxy": args.proxy, "samplers": {}}
+    report = {"trials": args.trials, "seeds": args.seeds, "proxy": args.proxy, "storage": args.storage, "samplers": {}}
     for sampler in args.samplers:
         volumes, overheads, walls, parts = [], [], [], []
         for seed in args.seeds:
@@ -92,7 +97,7 @@ def main(argv=None) -> dict:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{args.trials} trials x seeds {args.seeds}, proxy {args.proxy!r}; hypervolume of (accuracy, latency, "
+        print(f"{args.trials} trials x seeds {args.seeds}, proxy {args.proxy!r}, {args.storage} storage; hypervolume of (accuracy, latency, "
               f"energy), normalised, reference 1.1")
         print(f"{'sampler':<8}{'HV mean':>9}{'HV std':>8}{'overhead ms (median / p90)':>29}"
               f"{'sample':>8}{'roundtrip':>10}{'tell':>7}{'wall s':>8}")
