@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -29,14 +30,20 @@ def plot_pareto(results: Results, path: str | Path) -> Path:
     colour_by = next((m for m in results.objectives if m not in ("accuracy", "latency", "energy")), "edp")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colour = np.array([d.metrics.get(colour_by, np.nan) for d in designs])
+    shared = dict(cmap="viridis", vmin=np.nanmin(colour), vmax=np.nanmax(colour))
+    feasible = np.array([d.feasible for d in designs])
     for ax, x_metric in zip(axes, ("latency", "energy")):
         x = np.array([d.metrics[x_metric] for d in designs])
         y = np.array([d.metrics["accuracy"] for d in designs])
         on = np.array([d.number in front for d in designs])
-        scatter = ax.scatter(x[~on], y[~on], c=colour[~on], cmap="viridis", s=18, alpha=0.5, label="trials")
-        ax.scatter(x[on], y[on], c=colour[on], cmap="viridis", s=60, edgecolors="red", linewidths=1.4,
-                   label="Pareto front")
+        rest = ~on & feasible
+        scatter = ax.scatter(x[rest], y[rest], c=colour[rest], s=18, alpha=0.5, label="trials", **shared)
+        if (~feasible).any():
+            ax.scatter(x[~feasible], y[~feasible], c=colour[~feasible], s=22, marker="x", alpha=0.6,
+                       label="violates a constraint", **shared)
+        ax.scatter(x[on], y[on], c=colour[on], s=60, edgecolors="red", linewidths=1.4, label="Pareto front", **shared)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(UNITS[x_metric])
         ax.set_ylabel(UNITS["accuracy"])
         ax.grid(alpha=0.3)
