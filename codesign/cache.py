@@ -24,7 +24,7 @@ import socket
 import time
 from pathlib import Path
 
-import numpy as np
+import jax
 from flax import serialization
 
 from codesign.proxies import ProxyResult
@@ -78,7 +78,7 @@ class AccuracyCache:
 
     def put(self, key: str, result: ProxyResult, about: dict | None = None) -> None:
         if result.variables is not None:
-            arrays = _to_numpy(result.variables)
+            arrays = jax.device_get(result.variables)  # numpy leaves, same tree
             _atomic_write(self._path(key, ".msgpack"), serialization.msgpack_serialize(arrays))
         record = {**result.to_dict(), "about": about or {}, "written": time.time()}
         _atomic_write(self._path(key, ".json"), json.dumps(record, sort_keys=True).encode())
@@ -134,12 +134,6 @@ class AccuracyCache:
         if time.time() - owner.get("time", time.time()) > self.stale_after:
             return True
         return owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0)))
-
-
-def _to_numpy(tree):
-    if isinstance(tree, dict):
-        return {k: _to_numpy(v) for k, v in tree.items()}
-    return np.asarray(tree)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -16,6 +16,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+import jax
 import numpy as np
 from flax import serialization
 
@@ -152,11 +153,5 @@ def _evaluate(candidate, dataset_source, proxy, cache_folder, hardware_objective
     metrics["accuracy"] = float(result.score)
     out.update(status="ok", metrics=metrics)
     if save_weights and result.variables is not None:
-        out["weights"] = serialization.msgpack_serialize(_numpy_tree(result.variables))
+        out["weights"] = serialization.msgpack_serialize(jax.device_get(result.variables))
     return out
-
-
-def _numpy_tree(tree):
-    if isinstance(tree, dict):
-        return {k: _numpy_tree(v) for k, v in tree.items()}
-    return np.asarray(tree)
