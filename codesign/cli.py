@@ -44,7 +44,6 @@ def _cost(args) -> int:
 
 
 def _load_network(source: str):
-
     from search_spaces.networks import NetworkSpec
     from search_spaces.reference import REFERENCE_NETWORKS, reference_network
 

@@ -22,7 +22,8 @@ from flax import serialization
 
 from codesign.cache import AccuracyCache
 from codesign.datasets import Dataset, load_dataset
-from cost_models import Accelerator, evaluate, evaluate_batch
+from cost_models import Accelerator, evaluate, evaluate_batch, stack
+from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.compression import CompressionPolicy
 from search_spaces.networks import NetworkSpec
 
@@ -44,6 +45,13 @@ class Candidate:
 @functools.lru_cache(maxsize=4)
 def _dataset(source: str, seed: int) -> Dataset:
     return load_dataset(source, seed=seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _accelerator_grid(space_json: str, limit: int | None, seed: int) -> tuple[tuple[Accelerator, ...], Any]:
+    """The nested sweep's accelerators, built and stacked once per worker (same for every candidate of a run)."""
+    accelerators = tuple(AcceleratorSpace.from_json(space_json).grid(limit, np.random.default_rng(seed)))
+    return accelerators, stack(accelerators)
 
 
 def model_size_kib(workload) -> float:
@@ -122,11 +130,8 @@ def _evaluate(candidate, dataset_source, proxy, cache_folder, hardware_objective
 
     # hardware first: it is cheap, and a workload the cost model rejects fails fast
     if candidate.accelerators is not None:
-        from search_spaces.accelerators import AcceleratorSpace
-
-        space = AcceleratorSpace.from_json(candidate.accelerators)
-        accelerators = space.grid(candidate.nested_limit, np.random.default_rng(candidate.seed))
-        costs = evaluate_batch(workload, accelerators)
+        accelerators, stacked = _accelerator_grid(candidate.accelerators, candidate.nested_limit, candidate.seed)
+        costs = evaluate_batch(workload, stacked)
         all_metrics = totals_metrics(costs.latency_s, costs.energy_pj, costs.area_mm2)
         front, pick = pick_accelerators(all_metrics, hardware_objectives, hardware_constraints, tie_break)
         accelerator = accelerators[pick]

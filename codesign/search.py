@@ -96,7 +96,7 @@ def open_study(experiment: Experiment) -> optuna.Study:
 
 def requeue_interrupted(study: optuna.Study) -> int:
     """Fail the trials a dead driver left running and enqueue their parameters again."""
-    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
         study._storage.set_trial_user_attr(t._trial_id, INTERRUPTED, True)
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)

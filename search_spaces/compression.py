@@ -26,6 +26,7 @@ from a numpy generator, or rebuilds them from a trial's parameters.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from typing import Any, Callable, Mapping, Sequence
@@ -39,6 +40,15 @@ FLOAT = "float"
 GRANULARITIES = ("unstructured", "channel")
 MIN_BITS, MAX_BITS = 2, 16
 MAX_PRUNE = 0.95
+
+
+def _from_dict(cls, data: Mapping[str, Any], owner: str):
+    """``cls(**data)``, refusing unknown fields by name."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(f"{owner}: unknown field(s) {sorted(unknown)}; allowed: {names}")
+    return cls(**data)
 
 
 def _check_bits(field: str, value) -> int | str:
@@ -79,11 +89,7 @@ class LayerCompression:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "LayerCompression":
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = set(data) - set(names)
-        if unknown:
-            raise ValueError(f"compression: unknown field(s) {sorted(unknown)}; allowed: {names}")
-        return cls(**data)
+        return _from_dict(cls, data, "compression")
 
 
 NONE = LayerCompression()
@@ -153,8 +159,15 @@ class CompressionPolicy:
 
     def setting(self, layer_name: str, stage: str) -> LayerCompression:
         """The setting that applies to a layer (by name, then stage key, then default)."""
-        layers, stages = dict(self.layers), dict(self.stages)
-        return layers.get(layer_name) or stages.get(stage) or self.default
+        return self._by_layer.get(layer_name) or self._by_stage.get(stage) or self.default
+
+    @functools.cached_property
+    def _by_layer(self) -> dict[str, LayerCompression]:
+        return dict(self.layers)
+
+    @functools.cached_property
+    def _by_stage(self) -> dict[str, LayerCompression]:
+        return dict(self.stages)
 
     def settings(self, rows: Sequence) -> dict[str, LayerCompression]:
         """Layer name -> effective setting, for the rows of :func:`search_spaces.networks.layer_table`.
@@ -188,11 +201,12 @@ class CompressionPolicy:
             raise ValueError("compression: apply() needs the network's layer rows (data flow), not a Workload; "
                              "use NetworkSpec.workload(compression=policy)")
         settings = self.settings(rows)
+        original = {r.layer.name: r.layer.K for r in rows}
         out_channels: dict[str, int] = {}
         layers = []
         for r in rows:
             layer, setting = r.layer, settings[r.layer.name]
-            C = _input_channels(r, out_channels, rows)
+            C = _input_channels(r, out_channels, original)
             K = layer.K
             groups = layer.groups
             if layer.kind in ("depthwise", "pool", "eltwise"):
@@ -218,11 +232,7 @@ class CompressionPolicy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CompressionPolicy":
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = set(data) - set(names)
-        if unknown:
-            raise ValueError(f"compression: unknown field(s) {sorted(unknown)}; allowed: {names}")
-        return cls(**data)
+        return _from_dict(cls, data, "compression")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -232,12 +242,14 @@ class CompressionPolicy:
         return cls.from_dict(json.loads(text))
 
 
-def _input_channels(row, out_channels: Mapping[str, int], rows: Sequence) -> int:
-    """A layer's input channels once its producers are pruned (flattened maps scale too)."""
+def _input_channels(row, out_channels: Mapping[str, int], original: Mapping[str, int]) -> int:
+    """A layer's input channels once its producers are pruned (flattened maps scale too).
+
+    ``original`` and ``out_channels`` map layer names to output channels before and after pruning.
+    """
     layer = row.layer
     if not row.inputs:
         return layer.C
-    original = {r.layer.name: r.layer.K for r in rows}
     producers = row.inputs[:1] if layer.kind == "eltwise" else row.inputs  # an add's operands share channels
     old = sum(original[p] for p in producers)
     new = sum(out_channels[p] for p in producers)
@@ -398,11 +410,8 @@ class CompressionSpace:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CompressionSpace":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"compression space: unknown field(s) {sorted(unknown)}; allowed: {sorted(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return _from_dict(cls, {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()},
+                          "compression space")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

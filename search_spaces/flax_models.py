@@ -22,6 +22,7 @@ as the policy says:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -232,14 +233,9 @@ class Network(nn.Module):
         return CompressedDense(spec.num_classes, self._setting("fc"), name="fc")(x, train)
 
 
-_SETTINGS_CACHE: dict = {}
-
-
+@functools.lru_cache(maxsize=256)  # every ConvBN asks while tracing; specs and policies are hashable
 def _settings(spec: NetworkSpec, policy: CompressionPolicy) -> dict[str, LayerCompression]:
-    key = (spec, policy)
-    if key not in _SETTINGS_CACHE:
-        _SETTINGS_CACHE[key] = policy.settings(layer_table(spec))
-    return _SETTINGS_CACHE[key]
+    return policy.settings(layer_table(spec))
 
 
 def build_model(spec: NetworkSpec, compression: CompressionPolicy | None = None) -> Network:
@@ -255,6 +251,4 @@ def layer_settings(spec: NetworkSpec, compression: CompressionPolicy) -> dict[st
 
 
 def count_params(params) -> int:
-    import jax
-
     return int(sum(leaf.size for leaf in jax.tree_util.tree_leaves(params)))
