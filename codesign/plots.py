@@ -4,11 +4,13 @@
   latency and against energy, coloured by the third objective (or by EDP).
 * :func:`plot_layers`: one design's per-layer latency (bars, by dataflow) with PE
   utilisation as a line, like Figures 1 and 3 of seeds/002.
+* :func:`plot_layer_comparison`: the same for several cost reports, one panel each.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import matplotlib
 import matplotlib.ticker
@@ -18,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from codesign.results import Design, Results  # noqa: E402
+from cost_models.evaluate import CostReport  # noqa: E402
 
 UNITS = {"accuracy": "accuracy", "latency": "latency (ms)", "energy": "energy (uJ)", "edp": "EDP (uJ x ms)",
          "area": "area (mm^2)", "model_size": "model size (KiB)"}
@@ -55,26 +58,53 @@ def plot_pareto(results: Results, path: str | Path) -> Path:
 
 def plot_layers(design: Design, path: str | Path) -> Path:
     report = design.cost_report()
+    acc = design.accelerator
+    fig, ax = plt.subplots(figsize=(max(6, 0.32 * len(report.layers) + 2), 4.2))
+    _layer_panel(ax, report, f"trial {design.number}: {acc.rows}x{acc.cols} {acc.dataflow}, "
+                             f"{report.total['latency_s'] * 1e3:.3g} ms, {report.total['energy_pj'] / 1e6:.3g} uJ")
+    return _save(fig, path)
+
+
+def plot_layer_comparison(reports: Mapping[str, CostReport], path: str | Path, title: str = "") -> Path:
+    """Per-layer latency and utilisation of several cost reports, one panel each.
+
+    For side-by-side views such as seeds/002 Figure 1 (one network under WS, OS and the
+    per-layer choice) and Figure 3 (network variants on one accelerator). Each panel has
+    its own latency scale; its title gives the totals.
+    """
+    longest = max(len(r.layers) for r in reports.values())
+    fig, axes = plt.subplots(len(reports), 1, figsize=(min(18, max(6, 0.3 * longest + 2)), 2.9 * len(reports)),
+                             squeeze=False)
+    for ax, (name, report) in zip(axes[:, 0], reports.items()):
+        _layer_panel(ax, report, f"{name}: {report.total['latency_s'] * 1e3:.3g} ms, "
+                                 f"{report.total['energy_pj'] / 1e6:.3g} uJ, "
+                                 f"utilisation {100 * report.total['utilization']:.0f} %")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _layer_panel(ax, report: CostReport, title: str) -> None:
+    """Bars of per-layer latency coloured by dataflow; PE utilisation of the array layers as a dotted line."""
     rows = report.layers
-    clock_hz = design.accelerator.clock_mhz * 1e6
+    clock_hz = report.accelerator.clock_mhz * 1e6
+    x = np.arange(len(rows))
     latency_us = np.array([r["cycles"] / clock_hz * 1e6 for r in rows])
-    utilisation = np.array([100 * r["utilization"] for r in rows])
-    names = [r["layer"] for r in rows]
-    colours = [DATAFLOW_COLOURS.get(r["dataflow"], "tab:purple") for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, 0.32 * len(rows) + 2), 4.2))
-    ax.bar(range(len(rows)), latency_us, color=colours)
+    used = list(dict.fromkeys(r["dataflow"] for r in rows))
+    ax.bar(x, latency_us, color=[DATAFLOW_COLOURS.get(r["dataflow"], "tab:purple") for r in rows])
     ax.set_ylabel("latency (us)")
-    ax.set_xticks(range(len(rows)), names, rotation=90, fontsize=7)
+    step = max(1, len(rows) // 60)
+    ax.set_xticks(x[::step], [r["layer"] for r in rows][::step], rotation=90, fontsize=6 if step > 1 else 7)
+    on_array = np.array([r["dataflow"] != "simd" for r in rows])
     twin = ax.twinx()
-    twin.plot(range(len(rows)), utilisation, color="black", marker=".", linewidth=1)
+    twin.plot(x[on_array], [100 * r["utilization"] for r, a in zip(rows, on_array) if a], color="black",
+              marker=".", markersize=3, linewidth=0.8, linestyle=":")
     twin.set_ylabel("PE utilisation (%)")
     twin.set_ylim(0, 105)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in DATAFLOW_COLOURS.values()]
-    ax.legend(handles, list(DATAFLOW_COLOURS), title="dataflow", fontsize=7, loc="upper right")
-    acc = design.accelerator
-    ax.set_title(f"trial {design.number}: {acc.rows}x{acc.cols} {acc.dataflow}, "
-                 f"{report.total['latency_s'] * 1e3:.3g} ms, {report.total['energy_pj'] / 1e6:.3g} uJ")
-    return _save(fig, path)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=DATAFLOW_COLOURS.get(df, "tab:purple")) for df in used]
+    ax.legend(handles, used, title="dataflow", fontsize=7, loc="upper right")
+    ax.set_title(title, fontsize=9)
 
 
 def plot_run(results: Results, folder: str | Path) -> list[Path]:

@@ -14,7 +14,8 @@ once (``dataflows.TABLE``):
 * DRAM traffic and stalls from loop tiling, chosen by enumerating tile counts over
   output channels, output rows and input channels and two loop orders (weights or
   inputs resident), keeping the fastest that fits the double-buffered global
-  buffer; time = max(compute, DRAM) plus the unhidden first load and last store;
+  buffer (within 1 % of the fastest, the least traffic); time = max(compute, DRAM)
+  plus the unhidden first load and last store;
 * energy = accesses x unit energy per level (scaled by bit width), area from the
   accelerator's size.
 
@@ -46,6 +47,8 @@ N_LEVELS = 5
 OUTER_TILE_MULTIPLES = np.asarray([1, 2], np.int32)
 #: Tile counts tried for input channels (each split spills partial sums to DRAM).
 CHANNEL_TILE_COUNTS = np.asarray([1, 2, 4, 16, 64], np.int32)
+#: Tilings this close to the fastest count as equally fast; the least DRAM traffic among them wins.
+TILING_TIME_TOLERANCE = 0.01
 
 _STATIONARY = {"ws": "weight", "os": "output", "rs": "weight",
                "os_systolic": "output", "ws_systolic": "weight", "is_systolic": "input"}
@@ -283,16 +286,21 @@ def _tiling_candidates(layer, acc):
 
 
 def _pick_tiling(compute, candidates):
-    """Index of the fastest feasible tiling for a given compute time, and the overflow flag.
+    """Index of the tiling to use for a given compute time, and the overflow flag.
 
     With double buffering, transfers overlap compute except the first load and the last
-    store: total = max(compute + unhidden, DRAM time). If nothing fits, the candidate
+    store: total = max(compute + unhidden, DRAM time). Among the feasible tilings within
+    ``TILING_TIME_TOLERANCE`` of the fastest, the one with the least DRAM traffic wins:
+    a compute-bound layer should not take several times the traffic (and DRAM energy)
+    to shorten its first load by a fraction of a percent. If nothing fits, the candidate
     with the least traffic is used and the layer is flagged.
     """
     traffic, dram, unhidden, fits = candidates
     total = jnp.maximum(compute + unhidden, dram)
     overflow = ~jnp.any(fits)
-    key = jnp.where(fits, total + traffic * 1e-9, jnp.inf)
+    fastest = jnp.min(jnp.where(fits, total, jnp.inf))
+    near = fits & (total <= fastest * (1.0 + TILING_TIME_TOLERANCE))
+    key = jnp.where(near, traffic + total * 1e-9, jnp.inf)
     index = jnp.where(overflow, jnp.argmin(traffic), jnp.argmin(key))
     return index, overflow.astype(jnp.float32)
 

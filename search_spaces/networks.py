@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from cost_models import Layer, Workload
 from cost_models.workload import conv_output_size, infer_kind
@@ -346,32 +346,44 @@ def layer_table(spec: NetworkSpec) -> tuple[LayerRow, ...]:
     return tuple(b.rows)
 
 
-def mac_shares(spec: NetworkSpec) -> dict[str, float]:
-    """Share of MACs (percent) by layer type as seeds/002 Table 1 counts them.
+TABLE1_TYPES = ("conv1", "1x1", "FxF", "DW", "FC")
 
-    ``conv1``: the first convolution; ``1x1``: pointwise convolutions (fully connected
-    layers apart); ``FxF``: other dense or grouped convolutions, F > 1; ``DW``: depthwise;
-    ``FC``: fully connected layers.
+
+def table1_type(layer: Layer, first: bool) -> str | None:
+    """seeds/002 Table 1's category of a layer, or None for layers without MACs.
+
+    ``conv1``: the first convolution (``first``); ``1x1``: pointwise convolutions;
+    ``FxF``: other dense or grouped convolutions, F > 1; ``DW``: depthwise; ``FC``:
+    fully connected layers.
     """
-    rows = layer_table(spec)
-    total = sum(r.layer.macs for r in rows)
-    shares = {"conv1": 0.0, "1x1": 0.0, "FxF": 0.0, "DW": 0.0, "FC": 0.0}
-    first = True
-    for r in rows:
-        layer = r.layer
-        if layer.macs == 0:
-            continue
-        if first:
-            key, first = "conv1", False
-        elif layer.kind == "depthwise":
-            key = "DW"
-        elif layer.kind == "fc":
-            key = "FC"
-        elif layer.R == layer.S == 1:
-            key = "1x1"
-        else:
-            key = "FxF"
-        shares[key] += 100.0 * layer.macs / total
+    if layer.macs == 0:
+        return None
+    if first:
+        return "conv1"
+    if layer.kind == "depthwise":
+        return "DW"
+    if layer.kind == "fc":
+        return "FC"
+    return "1x1" if layer.R == layer.S == 1 else "FxF"
+
+
+def table1_types(layers: Iterable[Layer]) -> tuple[str | None, ...]:
+    """:func:`table1_type` of every layer of a network, in order (the first with MACs is conv1)."""
+    types, seen_first = [], False
+    for layer in layers:
+        types.append(table1_type(layer, first=not seen_first))
+        seen_first = seen_first or types[-1] is not None
+    return tuple(types)
+
+
+def mac_shares(spec: NetworkSpec) -> dict[str, float]:
+    """Share of MACs (percent) by layer type as seeds/002 Table 1 counts them (see :func:`table1_type`)."""
+    layers = [r.layer for r in layer_table(spec)]
+    total = sum(layer.macs for layer in layers)
+    shares = dict.fromkeys(TABLE1_TYPES, 0.0)
+    for layer, kind in zip(layers, table1_types(layers)):
+        if kind is not None:
+            shares[kind] += 100.0 * layer.macs / total
     return shares
 
 

@@ -7,6 +7,8 @@ ceil-mode pools), 1.0-SqNxt-23 (SqueezeNext), Tiny Darknet and ResNet-18.
 
 from __future__ import annotations
 
+import dataclasses
+
 from search_spaces.networks import NetworkSpec, Stage, Stem
 
 
@@ -53,6 +55,30 @@ def squeezenext_23() -> NetworkSpec:
          Stage("squeezenext", 8, 128, stride=2), Stage("squeezenext", 1, 256, stride=2),
          Stage("conv", 1, 128, kernel=1)),
         head="fc", resolution=227, name="squeezenext_23")
+
+
+#: Variants of 1.0-SqNxt-23 on the Squeezelerator (seeds/002 Figure 3; Gholami et al., CVPR-W'18,
+#: section 6): first-layer kernel and blocks in the four SqueezeNext stages. v1 is the published
+#: 1.0-SqNxt-23 and v5 the released 1.0-SqNxt-23v5; v2 only shrinks the first kernel, and v3, v4
+#: are intermediate steps of moving blocks from early to late stages.
+SQUEEZENEXT_VARIANTS = {
+    "v1": (7, (6, 6, 8, 1)),
+    "v2": (5, (6, 6, 8, 1)),
+    "v3": (5, (4, 8, 8, 1)),
+    "v4": (5, (2, 10, 8, 1)),
+    "v5": (5, (2, 4, 14, 1)),
+}
+
+
+def squeezenext_variant(name: str) -> NetworkSpec:
+    """One of :data:`SQUEEZENEXT_VARIANTS` (``v1`` equals :func:`squeezenext_23`)."""
+    if name not in SQUEEZENEXT_VARIANTS:
+        raise ValueError(f"unknown SqueezeNext variant {name!r}; choose one of {', '.join(SQUEEZENEXT_VARIANTS)}")
+    kernel, depths = SQUEEZENEXT_VARIANTS[name]
+    base = squeezenext_23()
+    stages = tuple(dataclasses.replace(stage, depth=depth) for stage, depth in zip(base.stages, depths))
+    return base.replace(stem=dataclasses.replace(base.stem, kernel=kernel), stages=stages + base.stages[len(depths):],
+                        name=f"squeezenext_23_{name}")
 
 
 def tiny_darknet() -> NetworkSpec:
