@@ -115,6 +115,16 @@ def from_arrays(x_train, y_train, x_test, y_test, name: str = "arrays", seed: in
     return _normalised(name, x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test)
 
 
+def upsampled(dataset: Dataset, factor: int) -> Dataset:
+    """The dataset with every image enlarged ``factor`` times (nearest neighbour), e.g. 8x8 digits
+    to 32x32 so that networks see feature maps of the sizes accelerators are built for."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"dataset: field 'factor' must be an integer >= 1, got {factor!r}")
+    grow = lambda x: np.repeat(np.repeat(x, factor, axis=1), factor, axis=2)
+    return dataclasses.replace(dataset, name=f"{dataset.name}@{dataset.resolution * factor}",
+                               x_train=grow(dataset.x_train), x_val=grow(dataset.x_val), x_test=grow(dataset.x_test))
+
+
 def augment(x: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:
     """Random crop (after zero padding by ``pad``) and horizontal flip of a batch (NHWC)."""
     n, h, w, _ = x.shape

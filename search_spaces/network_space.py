@@ -40,8 +40,40 @@ def _choices(name: str, values, kind=int, low=None, allowed=None) -> tuple:
     return values
 
 
+class _ChooserSpace:
+    """``sample`` / ``draw`` / ``from_params`` for a space whose ``build(choose)`` walks its decisions."""
+
+    def build(self, choose: Chooser) -> NetworkSpec:
+        raise NotImplementedError
+
+    def sample(self, trial) -> NetworkSpec:
+        """A spec from an Optuna trial (``suggest_categorical`` with stable names)."""
+        return self.build(lambda name, options: trial.suggest_categorical(name, options))
+
+    def draw(self, rng: np.random.Generator) -> NetworkSpec:
+        """A uniformly drawn spec, without Optuna."""
+        return self.build(lambda name, options: options[int(rng.integers(len(options)))])
+
+    def from_params(self, params: dict) -> NetworkSpec:
+        """The spec a trial with these parameters sampled (other prefixes are ignored)."""
+        def choose(name, options):
+            if name not in params:
+                raise ValueError(f"network space: parameter {name!r} is missing from the trial's parameters")
+            if params[name] not in options:
+                raise ValueError(f"network space: parameter {name!r}={params[name]!r} is not one of {options}")
+            return params[name]
+        return self.build(choose)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+
 @dataclasses.dataclass(frozen=True)
-class NetworkSpace:
+class NetworkSpace(_ChooserSpace):
     """Choices for every network decision; each field is a tuple of allowed values."""
 
     blocks: tuple[str, ...] = ("dwsep", "fire", "squeezenext")
@@ -104,24 +136,6 @@ class NetworkSpace:
                            num_classes=self.num_classes,
                            width_multiplier=pick("net.width_multiplier", self.width_multipliers), name="searched")
 
-    def sample(self, trial) -> NetworkSpec:
-        """A spec from an Optuna trial (``suggest_categorical`` with stable names)."""
-        return self.build(lambda name, options: trial.suggest_categorical(name, options))
-
-    def draw(self, rng: np.random.Generator) -> NetworkSpec:
-        """A uniformly drawn spec, without Optuna."""
-        return self.build(lambda name, options: options[int(rng.integers(len(options)))])
-
-    def from_params(self, params: dict) -> NetworkSpec:
-        """The spec a trial with these parameters sampled (other prefixes are ignored)."""
-        def choose(name, options):
-            if name not in params:
-                raise ValueError(f"network space: parameter {name!r} is missing from the trial's parameters")
-            if params[name] not in options:
-                raise ValueError(f"network space: parameter {name!r}={params[name]!r} is not one of {options}")
-            return params[name]
-        return self.build(choose)
-
     # --- data ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -134,12 +148,62 @@ class NetworkSpace:
             raise ValueError(f"network space: unknown field(s) {sorted(unknown)}; allowed: {sorted(names)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkVariantSpace(_ChooserSpace):
+    """Variants of one macro-architecture: the first kernel, and per stage the depth and block type.
+
+    The moves of the SqueezeNext co-design (seeds/002 section 4.2) as a search space:
+    the base network's widths, strides, pools and head stay; ``net.stem.kernel``,
+    ``net.s<i>.depth`` and ``net.s<i>.block`` are searched for the stages in
+    ``stages`` (default: every stage). A stage that stays fire keeps the base's squeeze
+    ratio; one that becomes fire gets 1/8; squeezenext blocks have their own.
+    """
+
+    base: NetworkSpec
+    stem_kernels: tuple[int, ...] = (3, 5, 7)
+    depths: tuple[int, ...] = (1, 2, 3, 4)
+    blocks: tuple[str, ...] = ("fire", "squeezenext")
+    stages: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.base, NetworkSpec):
+            raise ValueError(f"network variant space: field 'base' must be a NetworkSpec, got {type(self.base).__name__}")
+        set_ = lambda f, v: object.__setattr__(self, f, v)
+        set_("stem_kernels", _choices("stem_kernels", self.stem_kernels, int, allowed=(3, 5, 7, 11)))
+        set_("depths", _choices("depths", self.depths, int, low=1))
+        set_("blocks", _choices("blocks", self.blocks, str, allowed=BLOCKS))
+        indices = tuple(range(len(self.base.stages))) if self.stages is None else self.stages
+        set_("stages", _choices("stages", indices, int, allowed=tuple(range(len(self.base.stages)))))
+
+    def build(self, choose: Chooser) -> NetworkSpec:
+        pick = lambda name, options: options[0] if len(options) == 1 else choose(name, options)
+        stem = dataclasses.replace(self.base.stem, kernel=pick("net.stem.kernel", self.stem_kernels))
+        stages = []
+        for s, stage in enumerate(self.base.stages):
+            if s in self.stages:
+                block = pick(f"net.s{s}.block", self.blocks)
+                kept = block == stage.block
+                expansion = stage.expansion if kept else (0.125 if block == "fire" else 1.0)
+                stage = dataclasses.replace(stage, block=block, depth=pick(f"net.s{s}.depth", self.depths),
+                                            expansion=expansion)
+            stages.append(stage)
+        return self.base.replace(stem=stem, stages=tuple(stages), name=f"{self.base.name}_variant")
+
+    def to_dict(self) -> dict:
+        return {"base": self.base.to_dict(), "stem_kernels": list(self.stem_kernels), "depths": list(self.depths),
+                "blocks": list(self.blocks), "stages": list(self.stages)}
 
     @classmethod
-    def from_json(cls, text: str) -> "NetworkSpace":
-        return cls.from_dict(json.loads(text))
+    def from_dict(cls, data: dict) -> "NetworkVariantSpace":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown or "base" not in data:
+            raise ValueError(f"network variant space: unknown field(s) {sorted(unknown)} or no 'base'; "
+                             f"allowed: {sorted(names)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "base"}
+        return cls(NetworkSpec.from_dict(data["base"]), **values)
 
 
 #: MobileNet-, SqueezeNet- and SqueezeNext-like networks for the 8x8 digits data.

@@ -72,3 +72,16 @@ def test_augmentation_crops_and_flips_reproducibly():
     a = augment(x, np.random.default_rng(0))
     b = augment(x, np.random.default_rng(0))
     assert a.shape == x.shape and np.array_equal(a, b) and not np.array_equal(a, x)
+
+
+def test_upsampled_digits_keep_labels_and_repeat_pixels():
+    from codesign.datasets import upsampled
+
+    digits = load_dataset("digits")
+    big = upsampled(digits, 4)
+    assert big.resolution == 32 and big.in_channels == 1 and big.name == "digits@32"
+    assert (big.y_train == digits.y_train).all() and len(big.x_test) == len(digits.x_test)
+    assert np.array_equal(big.x_train[:, ::4, ::4], digits.x_train)
+    assert big.fingerprint != digits.fingerprint
+    with pytest.raises(ValueError, match="'factor'"):
+        upsampled(digits, 0)

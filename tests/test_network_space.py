@@ -1,5 +1,7 @@
 """The network space: draws are valid, build workloads and models, round-trip JSON; Optuna reproducibility."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import optuna
@@ -64,3 +66,26 @@ def test_bad_space_fields_are_named(kwargs, field):
 def test_missing_parameter_is_named():
     with pytest.raises(ValueError, match=r"parameter .net\.stem\.kernel. is missing"):
         DEFAULT_NETWORK_SPACE.from_params({})
+
+
+def test_variant_space_changes_only_first_kernel_depths_and_blocks():
+    from search_spaces.network_space import NetworkVariantSpace
+    from search_spaces.reference import squeezenet_v1_1
+
+    base = squeezenet_v1_1()
+    space = NetworkVariantSpace(base, stem_kernels=(3, 5), depths=(1, 3), stages=(0, 2))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(10):
+        trial = study.ask()
+        spec = space.sample(trial)
+        assert space.from_params(trial.params) == spec
+        assert set(trial.params) == {"net.stem.kernel", "net.s0.block", "net.s0.depth", "net.s2.block", "net.s2.depth"}
+        assert [s.width for s in spec.stages] == [s.width for s in base.stages]
+        assert spec.stages[1] == base.stages[1] and spec.stages[3] == base.stages[3]
+        assert spec.stem.stride == base.stem.stride and spec.head == base.head
+        study.tell(trial, 0.0)
+    params = {"net.stem.kernel": 3, "net.s0.block": "fire", "net.s0.depth": 1, "net.s2.block": "fire", "net.s2.depth": 3}
+    assert space.from_params(params).stages[0] == dataclasses.replace(base.stages[0], depth=1)
+    assert NetworkVariantSpace.from_json(space.to_json()) == space
+    with pytest.raises(ValueError, match="'stages'"):
+        NetworkVariantSpace(base, stages=(9,))

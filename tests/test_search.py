@@ -3,6 +3,7 @@ resume, failed candidates, and nested mode against an exhaustive loop."""
 
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -206,3 +207,27 @@ def test_cli_run_show_plot_export(tmp_path, capsys):
     assert (tmp_path / "j" / "network.json").is_file()
     assert main(["show", str(tmp_path / "nothing")]) == 2  # a clear error, not a traceback
     assert "holds no study.db" in capsys.readouterr().err
+
+
+def test_rediscovery_script_starts_from_squeezenet_and_compares_on_each_designs_accelerator(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "rediscover_squeezenext.py"
+    spec = importlib.util.spec_from_file_location("rediscover_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    folder = tmp_path / "rediscover"
+    code = script.main(["--trials", "2", "--epochs", "1", "--folder", str(folder), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == (0 if summary["winners"] else 1)
+    assert summary["baseline"]["trial"] == 0 and summary["trials"] == {"complete": 2}
+    results = codesign.load(folder)
+    baseline = next(d for d in results.designs if d.number == 0)
+    assert baseline.network.stem.kernel == 7 and [s.depth for s in baseline.network.stages] == [3, 4, 1]
+    itself = script.compare_with_baseline(baseline, baseline.metrics["accuracy"], script.scaled_squeezenet_v1_0(1))
+    assert itself["speedup"] == pytest.approx(1.0) and itself["energy_ratio"] == pytest.approx(1.0)
+    assert not itself["beats_baseline"]  # equal is not better
+    for row in summary["front"]:
+        assert row["beats_baseline"] == (row["speedup"] > 1 and row["energy_ratio"] > 1
+                                         and row["accuracy"] >= row["baseline_accuracy"])
