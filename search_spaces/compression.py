@@ -35,6 +35,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from cost_models import Layer, Workload
+from search_spaces.choosers import Chooser, asking_only_for_choices, params_chooser, rng_chooser, trial_chooser
 
 FLOAT = "float"
 GRANULARITIES = ("unstructured", "channel")
@@ -333,9 +334,6 @@ def apply_masks(params, masks):
 
 
 # --- the search space -----------------------------------------------------------------------
-Chooser = Callable[[str, tuple], Any]
-
-
 def _choices(field: str, values, check) -> tuple:
     values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
     if not values:
@@ -376,7 +374,7 @@ class CompressionSpace:
 
     def build(self, choose: Chooser, network) -> CompressionPolicy:
         """A policy for ``network`` (a NetworkSpec) from a chooser ``choose(name, choices)``."""
-        pick = lambda name, options: options[0] if len(options) == 1 else choose(name, options)
+        pick = asking_only_for_choices(choose)
         granularity = pick("compress.granularity", self.granularities)
 
         def setting(prefix: str) -> LayerCompression:
@@ -389,21 +387,15 @@ class CompressionSpace:
 
     def sample(self, trial, network) -> CompressionPolicy:
         """A policy from an Optuna trial (``suggest_categorical`` with stable names)."""
-        return self.build(lambda name, options: trial.suggest_categorical(name, options), network)
+        return self.build(trial_chooser(trial), network)
 
     def draw(self, rng: np.random.Generator, network) -> CompressionPolicy:
         """A uniformly drawn policy, without Optuna."""
-        return self.build(lambda name, options: options[int(rng.integers(len(options)))], network)
+        return self.build(rng_chooser(rng), network)
 
     def from_params(self, params: Mapping[str, Any], network) -> CompressionPolicy:
         """The policy a trial with these parameters sampled."""
-        def choose(name, options):
-            if name not in params:
-                raise ValueError(f"compression space: parameter {name!r} is missing from the trial's parameters")
-            if params[name] not in options:
-                raise ValueError(f"compression space: parameter {name!r}={params[name]!r} is not one of {options}")
-            return params[name]
-        return self.build(choose, network)
+        return self.build(params_chooser(params, "compression space"), network)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

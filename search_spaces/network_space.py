@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable
-
 import numpy as np
 
+from search_spaces.choosers import Chooser, asking_only_for_choices, params_chooser, rng_chooser, trial_chooser
 from search_spaces.networks import BLOCKS, NetworkSpec, Stage, Stem
-
-Chooser = Callable[[str, tuple], Any]
 
 
 def _choices(name: str, values, kind=int, low=None, allowed=None) -> tuple:
@@ -48,21 +45,15 @@ class _ChooserSpace:
 
     def sample(self, trial) -> NetworkSpec:
         """A spec from an Optuna trial (``suggest_categorical`` with stable names)."""
-        return self.build(lambda name, options: trial.suggest_categorical(name, options))
+        return self.build(trial_chooser(trial))
 
     def draw(self, rng: np.random.Generator) -> NetworkSpec:
         """A uniformly drawn spec, without Optuna."""
-        return self.build(lambda name, options: options[int(rng.integers(len(options)))])
+        return self.build(rng_chooser(rng))
 
     def from_params(self, params: dict) -> NetworkSpec:
         """The spec a trial with these parameters sampled (other prefixes are ignored)."""
-        def choose(name, options):
-            if name not in params:
-                raise ValueError(f"network space: parameter {name!r} is missing from the trial's parameters")
-            if params[name] not in options:
-                raise ValueError(f"network space: parameter {name!r}={params[name]!r} is not one of {options}")
-            return params[name]
-        return self.build(choose)
+        return self.build(params_chooser(params, "network space"))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -113,7 +104,7 @@ class NetworkSpace(_ChooserSpace):
     # --- one code path for trials, generators and parameter dicts -----------------------
     def build(self, choose: Chooser) -> NetworkSpec:
         """A NetworkSpec from a chooser ``choose(name, choices) -> value``."""
-        pick = lambda name, options: options[0] if len(options) == 1 else choose(name, options)
+        pick = asking_only_for_choices(choose)
         resolution = pick("net.resolution", self.resolutions)
         stem_kernel = pick("net.stem.kernel", self.stem_kernels)
         stem_stride = 2 if resolution >= 64 else 1
@@ -178,7 +169,7 @@ class NetworkVariantSpace(_ChooserSpace):
         set_("stages", _choices("stages", indices, int, allowed=tuple(range(len(self.base.stages)))))
 
     def build(self, choose: Chooser) -> NetworkSpec:
-        pick = lambda name, options: options[0] if len(options) == 1 else choose(name, options)
+        pick = asking_only_for_choices(choose)
         stem = dataclasses.replace(self.base.stem, kernel=pick("net.stem.kernel", self.stem_kernels))
         stages = []
         for s, stage in enumerate(self.base.stages):
