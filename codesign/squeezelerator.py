@@ -78,7 +78,8 @@ def sparse_workload(spec: NetworkSpec) -> Workload:
 
 def table1(networks: Iterable[str] = NETWORKS) -> dict[str, dict[str, float]]:
     """Percent of MACs in conv1 / 1x1 / FxF / DW layers (FC layers make up the rest)."""
-    return {name: {k: mac_shares(reference_network(name))[k] for k in TABLE1_KEYS} for name in networks}
+    shares = {name: mac_shares(reference_network(name)) for name in networks}
+    return {name: {k: row[k] for k in TABLE1_KEYS} for name, row in shares.items()}
 
 
 def dataflow_reports(spec: NetworkSpec, base: Accelerator | None = None) -> dict[str, CostReport]:

@@ -1,3 +1,20 @@
+import importlib.util
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.fixture
+def experiment_script():
+    """Import a script of ``experiments/`` by its file name (the folder is not a package)."""
+    def load(filename: str):
+        spec = importlib.util.spec_from_file_location(Path(filename).stem, EXPERIMENTS / filename)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

@@ -3,7 +3,6 @@ resume, failed candidates, and nested mode against an exhaustive loop."""
 
 import os
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -209,14 +208,11 @@ def test_cli_run_show_plot_export(tmp_path, capsys):
     assert "holds no study.db" in capsys.readouterr().err
 
 
-def test_rediscovery_script_starts_from_squeezenet_and_compares_on_each_designs_accelerator(tmp_path, capsys):
-    import importlib.util
+def test_rediscovery_script_starts_from_squeezenet_and_compares_on_each_designs_accelerator(tmp_path, capsys,
+                                                                                             experiment_script):
     import json
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "rediscover_squeezenext.py"
-    spec = importlib.util.spec_from_file_location("rediscover_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = experiment_script("rediscover_squeezenext.py")
     folder = tmp_path / "rediscover"
     code = script.main(["--trials", "2", "--epochs", "1", "--folder", str(folder), "--json"])
     summary = json.loads(capsys.readouterr().out)

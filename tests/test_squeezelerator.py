@@ -73,14 +73,8 @@ def test_final_squeezenext_beats_squeezenet_v1_0_and_alexnet():
     assert outcome["alexnet"]["speedup"] > outcome["squeezenet_v1_0"]["speedup"]
 
 
-def test_script_prints_the_issue_schema_and_writes_report_and_figures(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "experiments" / "squeezelerator.py"
-    spec = importlib.util.spec_from_file_location("squeezelerator_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_script_prints_the_issue_schema_and_writes_report_and_figures(tmp_path, capsys, experiment_script):
+    script = experiment_script("squeezelerator.py")
     report = tmp_path / "report.md"
     assert script.main(["--json", "--figures", str(tmp_path / "figs"), "--report", str(report)]) == 0
     data = json.loads(capsys.readouterr().out)
