@@ -21,6 +21,7 @@ counted) and re-queued with their parameters.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -66,11 +67,14 @@ def _sqlite_storage(url: str):
     """SQLite in WAL mode: readers never block the writer, and commits cost a third less.
 
     ``synchronous=NORMAL`` keeps the database consistent through a crash of any process;
-    only a power loss can drop the last commits.
+    only a power loss can drop the last commits. Opening is serialized across processes
+    (see :func:`_first_open_lock`), so a driver and a reader opening a new database at the
+    same moment do not both create its tables.
     """
     import sqlalchemy
 
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    with _first_open_lock(Path(url[len("sqlite:///"):])):
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
 
     @sqlalchemy.event.listens_for(storage.engine, "connect")
     def _pragmas(connection, _record):
@@ -81,6 +85,32 @@ def _sqlite_storage(url: str):
 
     storage.engine.dispose()  # connections opened before the listener get the pragmas on reconnect
     return storage
+
+
+@contextlib.contextmanager
+def _first_open_lock(db: Path):
+    """Hold an exclusive ``flock`` on ``<db>.lock`` while Optuna creates or checks the schema.
+
+    Optuna's ``RDBStorage`` creates tables and stamps the schema version with no guard
+    against another process doing the same: two processes opening one new SQLite file
+    at once fail with "table ... already exists" or a UNIQUE error on
+    ``alembic_version``. The lock is a separate file because closing any descriptor of
+    the database file itself would drop the POSIX locks SQLite holds on it in this
+    process (and can corrupt a WAL database). Where ``fcntl`` is missing (Windows) the
+    open is not serialized.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "ab") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_study(experiment: Experiment) -> optuna.Study:
