@@ -27,8 +27,6 @@ from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.compression import CompressionPolicy
 from search_spaces.networks import NetworkSpec
 
-HARDWARE = ("latency", "energy", "edp", "area")
-
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:

@@ -33,8 +33,8 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
-from codesign.evaluation import HARDWARE, Candidate, evaluate_candidate
-from codesign.experiment import Experiment
+from codesign.evaluation import Candidate, evaluate_candidate
+from codesign.experiment import HARDWARE_METRICS, Experiment
 
 log = logging.getLogger("codesign")
 
@@ -68,12 +68,12 @@ def _sqlite_storage(url: str):
 
     ``synchronous=NORMAL`` keeps the database consistent through a crash of any process;
     only a power loss can drop the last commits. Opening is serialized across processes
-    (see :func:`_first_open_lock`), so a driver and a reader opening a new database at the
+    (see :func:`_schema_lock`), so a driver and a reader opening a new database at the
     same moment do not both create its tables.
     """
     import sqlalchemy
 
-    with _first_open_lock(Path(url[len("sqlite:///"):])):
+    with _schema_lock(Path(url[len("sqlite:///"):])):
         storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
 
     @sqlalchemy.event.listens_for(storage.engine, "connect")
@@ -88,7 +88,7 @@ def _sqlite_storage(url: str):
 
 
 @contextlib.contextmanager
-def _first_open_lock(db: Path):
+def _schema_lock(db: Path):
     """Hold an exclusive ``flock`` on ``<db>.lock`` while Optuna creates or checks the schema.
 
     Optuna's ``RDBStorage`` creates tables and stamps the schema version with no guard
@@ -200,6 +200,10 @@ class Progress:
 
             self.bar = tqdm(total=total, initial=initial, unit="trial", dynamic_ncols=True)
 
+    @property
+    def shown(self) -> bool:
+        return self.bar is not None
+
     def update(self, n: int, **status):
         if self.bar is not None:
             self.bar.update(n)
@@ -223,7 +227,7 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
     Ray. ``stop_after``: return after this many trials finished in this call (to
     interrupt a run on purpose; the next call resumes).
     """
-    from codesign.results import load
+    from codesign.results import Results
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(experiment)
@@ -244,8 +248,8 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
     dataset = experiment.dataset if isinstance(experiment.dataset, (str, os.PathLike)) else ray.put(experiment.dataset)
     if isinstance(dataset, os.PathLike):
         dataset = str(Path(dataset).resolve())
-    hardware_objectives = [o.metric for o in experiment.objectives if o.metric in HARDWARE]
-    hardware_constraints = [c for c in experiment.constraints if c.metric in HARDWARE]
+    hardware_objectives = [o.metric for o in experiment.objectives if o.metric in HARDWARE_METRICS]
+    hardware_constraints = [c for c in experiment.constraints if c.metric in HARDWARE_METRICS]
 
     started = time.monotonic()
     done_before = finished_count(study)
@@ -297,10 +301,11 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
                 timings.append(timing)
                 finished_now += 1
                 failed += 0 if ok else 1
-                bar.update(1, failed=failed, running=len(in_flight), front=_front_size(study))
+                if bar.shown:  # the front size reads every trial from the storage
+                    bar.update(1, failed=failed, running=len(in_flight), front=_front_size(study))
     finally:
         bar.close()
-    results = load(experiment.folder, storage=experiment.storage_url, study_name=experiment.name)
+    results = Results(study, store)
     results.timings = timings
     return results
 
