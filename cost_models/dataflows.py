@@ -30,8 +30,9 @@ iteration reloads the stationary operand). The cost model reads only this table:
     cycle); ``reload_hidden`` when the next load overlaps the current stream (WS: a
     register file of >= 2 entries double-buffers the weights; OS: the preload buffer
     fills the next input block while the stream buffer broadcasts weights, seeds/002
-    section 4.1.2). Without the OS overlap a 1x1 layer runs up to 50x slower on OS
-    than on WS, against the 1.4x to 7.0x the paper reports (experiments/squeezelerator.md).
+    section 4.1.2). Without the OS overlap, the 1x1 layers of the six networks of
+    experiments/squeezelerator.py run up to 18x slower on OS than on WS, against the
+    1.4x to 7.0x the paper reports (7.5x with it).
 ``writeback``
     Cycles to drain results held in the PEs per mapping, per ``rf_block`` entry and
     per occupied array row (Squeezelerator OS: results leave through the bottom row;

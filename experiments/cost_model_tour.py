@@ -1,6 +1,8 @@
-"""Embedded demo: the cost model on a SqueezeNet-like workload across dataflows and a small grid.
+"""A tour of the cost model alone: a SqueezeNet-like workload on the Squeezelerator (per-layer
+table), then a 144-accelerator grid in one batched call, timed. `make demo` runs the full
+co-design search instead (experiments/quickstart.py).
 
-(The full co-design search replaces this demo when the search loop lands; see the issues.)
+    .venv/bin/python experiments/cost_model_tour.py
 """
 
 import time

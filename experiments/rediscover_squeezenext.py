@@ -57,15 +57,6 @@ def scaled_squeezenet_v1_0(in_channels: int, num_classes: int = 10) -> NetworkSp
         name="squeezenet_v1_0_32")
 
 
-def baseline_params(space: NetworkVariantSpace) -> dict:
-    """The trial parameters that rebuild the space's base network."""
-    params = {"net.stem.kernel": space.base.stem.kernel}
-    for s in space.stages:
-        params[f"net.s{s}.block"] = space.base.stages[s].block
-        params[f"net.s{s}.depth"] = space.base.stages[s].depth
-    return params
-
-
 def make_experiment(dataset, trials: int, epochs: int, folder: str) -> codesign.Experiment:
     base = scaled_squeezenet_v1_0(dataset.in_channels, dataset.num_classes)
     return codesign.Experiment(
@@ -148,12 +139,12 @@ def main(argv=None) -> int:
     experiment = make_experiment(dataset, args.trials, args.epochs, args.folder)
     space = experiment.network_space
     # The search starts where the paper did: SqueezeNet v1.0 is the first trial.
-    open_study(experiment).enqueue_trial(baseline_params(space), skip_if_exists=True)
+    wanted = space.base_params()
+    open_study(experiment).enqueue_trial(wanted, skip_if_exists=True)
     started = time.perf_counter()
     results = codesign.run(experiment, progress=not args.json)
     elapsed = time.perf_counter() - started
 
-    wanted = baseline_params(space)
     baseline = next((d for d in results.designs if all(d.params.get(k) == v for k, v in wanted.items())), None)
     if baseline is None:
         print("SqueezeNet v1.0's trial did not complete; see the failed trials with `codesign show`", file=sys.stderr)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+
 import numpy as np
 
 from search_spaces.choosers import Chooser, asking_only_for_choices, params_chooser, rng_chooser, trial_chooser
@@ -140,7 +141,6 @@ class NetworkSpace(_ChooserSpace):
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-
 @dataclasses.dataclass(frozen=True)
 class NetworkVariantSpace(_ChooserSpace):
     """Variants of one macro-architecture: the first kernel, and per stage the depth and block type.
@@ -181,6 +181,23 @@ class NetworkVariantSpace(_ChooserSpace):
                                             expansion=expansion)
             stages.append(stage)
         return self.base.replace(stem=stem, stages=tuple(stages), name=f"{self.base.name}_variant")
+
+    def base_params(self) -> dict:
+        """The trial parameters under which :meth:`build` gives back the base network, e.g. to enqueue
+        it as the first trial; only the decisions the space asks for (more than one option) appear."""
+        base = {"net.stem.kernel": self.base.stem.kernel}
+        for s, stage in enumerate(self.base.stages):
+            base[f"net.s{s}.block"], base[f"net.s{s}.depth"] = stage.block, stage.depth
+        asked = {}
+
+        def answer(name, options):
+            if base[name] not in options:
+                raise ValueError(f"network variant space: the base network's {name}={base[name]!r} is not one of "
+                                 f"{options}")
+            asked[name] = base[name]
+            return base[name]
+        self.build(answer)
+        return asked
 
     def to_dict(self) -> dict:
         return {"base": self.base.to_dict(), "stem_kernels": list(self.stem_kernels), "depths": list(self.depths),

@@ -89,3 +89,17 @@ def test_variant_space_changes_only_first_kernel_depths_and_blocks():
     assert NetworkVariantSpace.from_json(space.to_json()) == space
     with pytest.raises(ValueError, match="'stages'"):
         NetworkVariantSpace(base, stages=(9,))
+
+
+def test_variant_space_base_params_rebuild_the_base_network():
+    from search_spaces.network_space import NetworkVariantSpace
+    from search_spaces.reference import squeezenet_v1_1
+
+    base = squeezenet_v1_1()
+    space = NetworkVariantSpace(base, stem_kernels=(3,), depths=(1, 2, 3), stages=(0, 2))
+    params = space.base_params()
+    assert params == {"net.s0.block": base.stages[0].block, "net.s0.depth": base.stages[0].depth,
+                      "net.s2.block": base.stages[2].block, "net.s2.depth": base.stages[2].depth}
+    assert space.from_params(params).replace(name=base.name) == base.replace(stem=dataclasses.replace(base.stem, kernel=3))
+    with pytest.raises(ValueError, match=r"net\.s0\.depth.*not one of \(4, 5\)"):
+        NetworkVariantSpace(base, depths=(4, 5)).base_params()
