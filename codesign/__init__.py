@@ -7,17 +7,23 @@
     best = results.pareto_front[0]
     best.model()(images), best.cost_report().table(), best.accelerator
 
-The data path: :mod:`codesign.experiment` (what to search) -> :mod:`codesign.search`
-(the loop) -> :mod:`codesign.evaluation` (one candidate: cached accuracy proxy plus
-one cost-model call) -> :mod:`codesign.results` (reload).
+One trial's path: :mod:`codesign.search` (ask, sample a :class:`Candidate`, submit,
+tell) -> :mod:`codesign.evaluator` (the :class:`Evaluator`: one cost-model call plus
+the cached accuracy proxy) -> :mod:`codesign.outcome` (the :class:`Outcome` that
+writes itself to the study and reads itself back, which :mod:`codesign.results`
+builds designs on). Metrics, their units and directions: :mod:`codesign.metrics`.
 """
 
 from codesign.datasets import Dataset, from_arrays, load_dataset
-from codesign.experiment import Constraint, Experiment, Objective
+from codesign.evaluator import Evaluator
+from codesign.experiment import Experiment
+from codesign.metrics import METRICS, Constraint, Objective
+from codesign.outcome import Candidate, Outcome, Status
 from codesign.proxies import TrainedProxy, ZeroCostProxy, make_proxy
 from codesign.results import Design, Results, load
 from codesign.search import run
 from codesign.training import TrainConfig
 
-__all__ = ["Constraint", "Dataset", "Design", "Experiment", "Objective", "Results", "TrainConfig", "TrainedProxy",
-           "ZeroCostProxy", "from_arrays", "load", "load_dataset", "make_proxy", "run"]
+__all__ = ["METRICS", "Candidate", "Constraint", "Dataset", "Design", "Evaluator", "Experiment", "Objective",
+           "Outcome", "Results", "Status", "TrainConfig", "TrainedProxy", "ZeroCostProxy", "from_arrays", "load",
+           "load_dataset", "make_proxy", "run"]

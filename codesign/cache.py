@@ -27,7 +27,7 @@ from pathlib import Path
 import jax
 from flax import serialization
 
-from codesign.proxies import ProxyResult
+from codesign.outcome import Outcome, Status
 
 
 def cache_key(spec, compression, dataset, proxy, seed: int) -> str:
@@ -57,30 +57,32 @@ class AccuracyCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.poll_seconds = poll_seconds
         self.stale_after = stale_after
-        self.hits = 0
-        self.computed = 0
 
     # --- reading and writing ----------------------------------------------------------------
     def _path(self, key: str, suffix: str) -> Path:
         return self.folder / f"{key}{suffix}"
 
-    def get(self, key: str, with_weights: bool = True) -> ProxyResult | None:
+    def get(self, key: str, with_weights: bool = True) -> Outcome | None:
+        """The stored accuracy outcome (``cached`` set), or None."""
         path = self._path(key, ".json")
         if not path.is_file():
             return None
         data = json.loads(path.read_text())
-        variables = None
         weights = self._path(key, ".msgpack")
-        if with_weights and weights.is_file():
-            variables = serialization.msgpack_restore(weights.read_bytes())
-        return ProxyResult(data["score"], data["status"], data["reason"], data["seconds"],
-                           [tuple(h) for h in data["history"]], variables, cached=True)
+        variables = serialization.msgpack_restore(weights.read_bytes()) if with_weights and weights.is_file() else None
+        status = Status.COMPLETE if data["status"] == "ok" else Status(data["status"])  # "ok": written before Status
+        return Outcome(status, metrics={} if data["score"] is None else {"accuracy": data["score"]},
+                       history=tuple(tuple(h) for h in data["history"]), weights=variables, reason=data["reason"],
+                       proxy_seconds=data["seconds"], cached=True)
 
-    def put(self, key: str, result: ProxyResult, about: dict | None = None) -> None:
-        if result.variables is not None:
-            arrays = jax.device_get(result.variables)  # numpy leaves, same tree
+    def put(self, key: str, result: Outcome, about: dict | None = None) -> None:
+        """Store the accuracy part of ``result`` (score, status, reason, history, weights)."""
+        if result.weights is not None:
+            arrays = jax.device_get(result.weights)  # numpy leaves, same tree
             _atomic_write(self._path(key, ".msgpack"), serialization.msgpack_serialize(arrays))
-        record = {**result.to_dict(), "about": about or {}, "written": time.time()}
+        record = {"score": result.accuracy, "status": result.status.value, "reason": result.reason,
+                  "seconds": result.proxy_seconds, "history": [list(h) for h in result.history],
+                  "about": about or {}, "written": time.time()}
         _atomic_write(self._path(key, ".json"), json.dumps(record, sort_keys=True).encode())
 
     def __contains__(self, key: str) -> bool:
@@ -90,21 +92,19 @@ class AccuracyCache:
         return sum(1 for _ in self.folder.glob("*.json"))
 
     # --- evaluate once ------------------------------------------------------------------
-    def evaluate(self, spec, compression, dataset, proxy, seed: int = 0, report=None) -> ProxyResult:
+    def evaluate(self, spec, compression, dataset, proxy, seed: int = 0, report=None) -> Outcome:
         """The proxy's result for this pair: from the cache, or computed once and stored."""
         key = cache_key(spec, compression, dataset, proxy, seed)
         while True:
             cached = self.get(key)
             if cached is not None:
-                self.hits += 1
                 return cached
             if self._claim(key):
                 try:
                     if key in self:  # finished by another worker between our look and our claim
                         continue
                     result = proxy.evaluate(spec, compression, dataset, seed, report)
-                    self.computed += 1
-                    if result.status != "pruned":
+                    if result.status != Status.PRUNED:
                         self.put(key, result, {"network": spec.name, "proxy": proxy.describe(), "seed": seed})
                     return result
                 finally:

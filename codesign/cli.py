@@ -104,11 +104,13 @@ def _load_experiment(path: str):
 
 
 def _run(args) -> int:
+    import dataclasses
+
     from codesign.search import run
 
     experiment = _load_experiment(args.experiment)
     if args.trials is not None:
-        experiment.trials = args.trials
+        experiment = dataclasses.replace(experiment, trials=args.trials)  # validated again
     results = run(experiment, address=args.address, progress=not args.no_progress)
     print(results.table())
     print(f"run folder: {experiment.folder}")
@@ -155,7 +157,8 @@ def _export(args) -> int:
         files = {"network.json": design.network.to_json(), "accelerator.json": design.accelerator.to_json(),
                  "compression.json": "null" if design.compression is None else design.compression.to_json(),
                  "metrics.json": json.dumps(design.metrics, sort_keys=True),
-                 "cost_report.json": json.dumps(design.cost_report().to_dict())}
+                 "cost_report.json": json.dumps({"cost_model_version": design.cost_model_version,
+                                                  **design.cost_report().to_dict()})}
     else:
         workload = design.network.workload(compression=design.compression)
         files = {"topology.csv": format_topology(workload),

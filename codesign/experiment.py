@@ -1,19 +1,10 @@
 """An experiment: what to search (three spaces), how to score it, and how to run the search.
 
-:class:`Experiment` is plain configuration; :func:`codesign.run` executes it. Objectives
-are metric names, each maximised or minimised:
-
-=============  =======================================================  ===========
-metric         meaning                                                  default
-=============  =======================================================  ===========
-accuracy       the accuracy proxy's score (validation accuracy when     maximize
-               trained)
-latency        milliseconds per inference on the accelerator            minimize
-energy         microjoules per inference                                 minimize
-edp            energy-delay product, uJ x ms                            minimize
-area           accelerator area, mm^2                                    minimize
-model_size     compressed weights, KiB (non-zero weights x bit width)   minimize
-=============  =======================================================  ===========
+:class:`Experiment` is frozen configuration, validated on construction; change a field
+with ``dataclasses.replace(experiment, trials=80)`` (validated again).
+:func:`codesign.run` executes it. Objectives are metric names of
+:data:`codesign.metrics.METRICS` (accuracy, latency, energy, edp, area, model_size),
+each maximised or minimised in its own direction unless told otherwise.
 
 Constraints bound any metric (``Constraint("area", max=2.0)``); they are recorded on
 every trial with ``trial.set_constraint`` (feasible when <= 0), so Optuna's samplers
@@ -30,62 +21,17 @@ from typing import Any
 
 import optuna
 
+from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, Objective
 from codesign.proxies import TrainedProxy, ZeroCostProxy
 from codesign.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
 from search_spaces.compression import DEFAULT_COMPRESSION_SPACE, CompressionSpace
 from search_spaces.network_space import DEFAULT_NETWORK_SPACE, NetworkSpace
 
-METRICS = {"accuracy": "maximize", "latency": "minimize", "energy": "minimize", "edp": "minimize",
-           "area": "minimize", "model_size": "minimize"}
-#: Metrics that depend on the accelerator (the nested sweep optimises these).
-HARDWARE_METRICS = ("latency", "energy", "edp", "area")
+__all__ = ["Constraint", "Experiment", "HARDWARE_METRICS", "METRICS", "Objective"]
+
 MODES = ("joint", "nested")
 SAMPLERS = ("tpe", "nsga2", "random")
-
-
-@dataclasses.dataclass(frozen=True)
-class Objective:
-    metric: str
-    direction: str = ""
-
-    def __post_init__(self):
-        if self.metric not in METRICS:
-            raise ValueError(f"experiment: objective {self.metric!r} is not a metric; allowed: {', '.join(METRICS)}")
-        direction = self.direction or METRICS[self.metric]
-        if direction not in ("maximize", "minimize"):
-            raise ValueError(f"experiment: objective {self.metric!r} direction must be 'maximize' or 'minimize', "
-                             f"got {self.direction!r}")
-        object.__setattr__(self, "direction", direction)
-
-
-@dataclasses.dataclass(frozen=True)
-class Constraint:
-    """``metric <= max`` and/or ``metric >= min``."""
-
-    metric: str
-    max: float | None = None
-    min: float | None = None
-
-    def __post_init__(self):
-        if self.metric not in METRICS:
-            raise ValueError(f"experiment: constraint on {self.metric!r}; allowed metrics: {', '.join(METRICS)}")
-        if self.max is None and self.min is None:
-            raise ValueError(f"experiment: constraint on {self.metric!r} needs a 'max' or a 'min'")
-        for bound in ("max", "min"):
-            v = getattr(self, bound)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise ValueError(f"experiment: constraint {self.metric!r} field {bound!r} must be a number, got {v!r}")
-
-    def violations(self, metrics: dict) -> dict[str, float]:
-        """Constraint name -> value (<= 0 when satisfied), for ``trial.set_constraint``."""
-        value = metrics[self.metric]
-        out = {}
-        if self.max is not None:
-            out[f"{self.metric}<={self.max:g}"] = float(value - self.max)
-        if self.min is not None:
-            out[f"{self.metric}>={self.min:g}"] = float(self.min - value)
-        return out
 
 
 def _objective(item) -> Objective:
@@ -106,7 +52,7 @@ def _constraint(item) -> Constraint:
     raise ValueError(f"experiment: a constraint must be a Constraint or a dict, got {item!r}")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Experiment:
     """A co-design search, ready for :func:`codesign.run` (see the README for each field)."""
 
@@ -135,13 +81,13 @@ class Experiment:
     save_weights: bool = True
 
     def __post_init__(self):
-        self.objectives = tuple(_objective(o) for o in (self.objectives if isinstance(self.objectives, (list, tuple))
-                                                         else (self.objectives,)))
+        objectives = self.objectives if isinstance(self.objectives, (list, tuple)) else (self.objectives,)
+        object.__setattr__(self, "objectives", tuple(_objective(o) for o in objectives))
         if not self.objectives:
             raise ValueError("experiment: field 'objectives' needs at least one metric")
         if len({o.metric for o in self.objectives}) != len(self.objectives):
             raise ValueError(f"experiment: field 'objectives' repeats a metric: {[o.metric for o in self.objectives]}")
-        self.constraints = tuple(_constraint(c) for c in self.constraints)
+        object.__setattr__(self, "constraints", tuple(_constraint(c) for c in self.constraints))
         if self.mode not in MODES:
             raise ValueError(f"experiment: field 'mode' must be one of {', '.join(MODES)}; got {self.mode!r}")
         if self.tie_break not in HARDWARE_METRICS:

@@ -19,11 +19,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from codesign.metrics import METRICS  # noqa: E402
 from codesign.results import Design, Results  # noqa: E402
 from cost_models.evaluate import CostReport  # noqa: E402
 
-UNITS = {"accuracy": "accuracy", "latency": "latency (ms)", "energy": "energy (uJ)", "edp": "EDP (uJ x ms)",
-         "area": "area (mm^2)", "model_size": "model size (KiB)"}
 DATAFLOW_COLOURS = {"ws": "tab:blue", "os": "tab:orange", "rs": "tab:green", "simd": "tab:gray"}
 
 
@@ -47,11 +46,11 @@ def plot_pareto(results: Results, path: str | Path) -> Path:
         ax.scatter(x[on], y[on], c=colour[on], s=60, edgecolors="red", linewidths=1.4, label="Pareto front", **shared)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel(UNITS[x_metric])
-        ax.set_ylabel(UNITS["accuracy"])
+        ax.set_xlabel(METRICS[x_metric].label)
+        ax.set_ylabel(METRICS["accuracy"].label)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right")
-    fig.colorbar(scatter, ax=axes, label=UNITS[colour_by])
+    fig.colorbar(scatter, ax=axes, label=METRICS[colour_by].label)
     fig.suptitle(f"{results.study.study_name}: {len(designs)} designs, {len(front)} on the Pareto front")
     return _save(fig, path)
 

@@ -9,7 +9,8 @@
   the ReLU activation-pattern kernel), ``grad_norm``, ``snip`` (Lee et al. 2019, summed
   ``|g * w|``) and ``params`` (the compressed model's non-zero weight count, a baseline).
 
-Both return a :class:`ProxyResult`; a higher score means a better predicted accuracy.
+Both return an :class:`~codesign.outcome.Outcome` whose ``accuracy`` metric is the
+score; a higher score means a better predicted accuracy.
 Results depend on network, compression, dataset, proxy settings and seed, never on the
 accelerator: :mod:`codesign.cache` stores them so no pair is evaluated twice.
 """
@@ -27,6 +28,7 @@ import optax
 from flax.traverse_util import flatten_dict
 
 from codesign.datasets import Dataset
+from codesign.outcome import Outcome, Status
 from codesign.training import FAST_COMPILE, TrainConfig, init_variables, train
 from search_spaces.compression import CompressionPolicy, apply_masks, update_masks
 from search_spaces.flax_models import ConvBN, build_model, layer_settings
@@ -34,23 +36,6 @@ from search_spaces.networks import NetworkSpec
 
 ZERO_COST = ("synflow", "naswot", "grad_norm", "snip", "params")
 PROXIES = ("trained",) + ZERO_COST
-
-
-@dataclasses.dataclass
-class ProxyResult:
-    """A proxy's verdict on one pair."""
-
-    score: float | None  # accuracy for the trained proxy; None when it failed
-    status: str = "ok"  # "ok", "diverged" or "pruned"
-    reason: str = ""
-    seconds: float = 0.0
-    history: list = dataclasses.field(default_factory=list)  # (epoch, validation accuracy)
-    variables: dict | None = None  # trained weights (trained proxy only)
-    cached: bool = False
-
-    def to_dict(self) -> dict:
-        return {"score": self.score, "status": self.status, "reason": self.reason, "seconds": self.seconds,
-                "history": [list(h) for h in self.history]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +50,8 @@ class TrainedProxy:
         return {"proxy": self.name, **self.config.to_dict()}
 
     def evaluate(self, spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dataset, seed: int = 0,
-                 report: Callable[[int, float], bool] | None = None) -> ProxyResult:
-        result = train(spec, compression, dataset, self.config, seed, report)
-        return ProxyResult(result.accuracy, result.status, result.reason, result.seconds, result.history,
-                           result.variables)
+                 report: Callable[[int, float], bool] | None = None) -> Outcome:
+        return train(spec, compression, dataset, self.config, seed, report)
 
     def at_fidelity(self, epochs: float) -> "TrainedProxy":
         return TrainedProxy(self.config.replace(epochs=epochs))
@@ -91,17 +74,18 @@ class ZeroCostProxy:
         return {"proxy": self.name, "batch_size": self.batch_size}
 
     def evaluate(self, spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dataset, seed: int = 0,
-                 report=None) -> ProxyResult:
+                 report=None) -> Outcome:
         started = time.perf_counter()
         if self.name == "params":
             workload = spec.workload(compression=compression)
             score = float(sum(layer.params * layer.w_density for layer in workload))
         else:
             score = zero_cost_score(self.name, spec, compression, dataset, seed, self.batch_size)
+        seconds = time.perf_counter() - started
         if not np.isfinite(score):
-            return ProxyResult(None, "diverged", f"{self.name} score is {score} (overflow or degenerate network)",
-                               time.perf_counter() - started)
-        return ProxyResult(score, "ok", "", time.perf_counter() - started)
+            return Outcome(Status.DIVERGED, reason=f"{self.name} score is {score} (overflow or degenerate network)",
+                           proxy_seconds=seconds)
+        return Outcome(Status.COMPLETE, metrics={"accuracy": score}, proxy_seconds=seconds)
 
 
 def make_proxy(name: str = "trained", **settings):

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
+import warnings
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import optuna
-from flax import serialization
-from optuna.artifacts import FileSystemArtifactStore, download_artifact
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial, TrialState
 
+from codesign.metrics import METRICS
+from codesign.outcome import COST_REPORT, WEIGHTS, FrontPoint, Outcome, trial_status
+from codesign.storage import make_storage
 from cost_models import Accelerator, CostReport, evaluate
+from cost_models.version import COST_MODEL_VERSION
 from search_spaces.compression import CompressionPolicy
 from search_spaces.flax_models import build_model
 from search_spaces.networks import NetworkSpec
@@ -29,10 +32,15 @@ from search_spaces.networks import NetworkSpec
 
 @dataclasses.dataclass
 class Design:
-    """One finished trial: a model-accelerator pair with its metrics."""
+    """One completed trial: a model-accelerator pair with its metrics, read through its :class:`Outcome`."""
 
     trial: FrozenTrial
     artifacts: FileSystemArtifactStore | None
+
+    @cached_property
+    def outcome(self) -> Outcome:
+        """What the trial recorded, without its artifacts (see :attr:`variables` and :meth:`cost_report`)."""
+        return Outcome.from_trial(self.trial, self.artifacts, artifacts=())
 
     @property
     def number(self) -> int:
@@ -40,7 +48,7 @@ class Design:
 
     @property
     def metrics(self) -> dict:
-        return dict(self.trial.user_attrs.get("metrics", {}))
+        return dict(self.outcome.metrics)
 
     @property
     def params(self) -> dict:
@@ -48,40 +56,30 @@ class Design:
 
     @property
     def feasible(self) -> bool:
-        return all(v <= 0 for v in (self.trial.constraints or {}).values())
-
-    @cached_property
-    def network(self) -> NetworkSpec:
-        return NetworkSpec.from_dict(self.trial.user_attrs["network"])
-
-    @cached_property
-    def compression(self) -> CompressionPolicy | None:
-        data = self.trial.user_attrs.get("compression")
-        return None if data is None else CompressionPolicy.from_dict(data)
-
-    @cached_property
-    def accelerator(self) -> Accelerator:
-        return Accelerator.from_dict(self.trial.user_attrs["accelerator"])
+        return all(v <= 0 for v in self.outcome.constraints.values())
 
     @property
-    def accelerator_front(self) -> list[dict]:
-        """Nested mode: the candidate's hardware Pareto front (accelerator + metrics)."""
-        return list(self.trial.user_attrs.get("front") or [])
+    def network(self) -> NetworkSpec:
+        return self.outcome.candidate.network
 
-    def _artifact(self, name: str) -> bytes | None:
-        ids = self.trial.user_attrs.get("artifacts", {})
-        if name not in ids or self.artifacts is None:
-            return None
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            download_artifact(artifact_store=self.artifacts, file_path=str(path), artifact_id=ids[name])
-            return path.read_bytes()
+    @property
+    def compression(self) -> CompressionPolicy | None:
+        return self.outcome.candidate.compression
+
+    @property
+    def accelerator(self) -> Accelerator:
+        return self.outcome.accelerator
+
+    @property
+    def accelerator_front(self) -> tuple[FrontPoint, ...]:
+        """Nested mode: the candidate's hardware Pareto front (accelerators and their metrics); empty in joint
+        mode."""
+        return self.outcome.front or ()
 
     @cached_property
     def variables(self) -> dict | None:
         """The trained weights (params, batch_stats, masks), or None when the proxy trained nothing."""
-        data = self._artifact("weights.msgpack")
-        return None if data is None else serialization.msgpack_restore(data)
+        return Outcome.from_trial(self.trial, self.artifacts, artifacts=(WEIGHTS,)).weights
 
     def model(self):
         """The Flax module bound to the trained weights: ``design.model()(x)`` gives logits."""
@@ -94,9 +92,34 @@ class Design:
         """Class predictions for NHWC images (normalised like the dataset)."""
         return np.asarray(self.model()(np.asarray(x, np.float32), train=False)).argmax(-1)
 
-    def cost_report(self) -> CostReport:
-        """Per-layer costs of the compressed network on the accelerator (recomputed, deterministic)."""
-        return evaluate(self.network.workload(compression=self.compression), self.accelerator)
+    @cached_property
+    def _stored_report(self) -> Outcome:
+        return Outcome.from_trial(self.trial, self.artifacts, artifacts=(COST_REPORT,))
+
+    @property
+    def cost_model_version(self) -> str:
+        """The version of the cost model that computed the stored report ("" when the run predates versions)."""
+        return self._stored_report.cost_model_version
+
+    def cost_report(self, recompute: bool = False) -> CostReport:
+        """Per-layer costs of the compressed network on the accelerator, as stored with the trial.
+
+        The stored report is the one the search ranked the design on. When it came from
+        another version of the cost model than the installed one, a warning says so;
+        ``recompute=True`` evaluates the design on the installed model instead.
+        """
+        stored = self._stored_report
+        if recompute or stored.cost_report is None:
+            if stored.cost_report is None and not recompute:
+                warnings.warn(f"trial {self.number} has no stored cost report; recomputed with cost model "
+                              f"v{COST_MODEL_VERSION}", stacklevel=2)
+            return evaluate(self.network.workload(compression=self.compression), self.accelerator)
+        if stored.cost_model_version != COST_MODEL_VERSION:
+            warnings.warn(f"trial {self.number}'s cost report was computed by cost model "
+                          f"{'v' + stored.cost_model_version if stored.cost_model_version else 'of an older release'}; "
+                          f"the installed model is v{COST_MODEL_VERSION}: design.cost_report(recompute=True) "
+                          f"recomputes it", stacklevel=2)
+        return stored.cost_report
 
     def summary(self) -> dict:
         return {"trial": self.number, **self.metrics, "network": self.network.name, "accelerator":
@@ -106,10 +129,11 @@ class Design:
 class Results:
     """A study and its artifacts."""
 
-    def __init__(self, study: optuna.Study, artifacts: FileSystemArtifactStore | None):
+    def __init__(self, study: optuna.Study, artifacts: FileSystemArtifactStore | None,
+                 timings: list[dict] | None = None):
         self.study = study
         self.artifacts = artifacts
-        self.timings: list[dict] = []  # filled by codesign.run for the trials of that call
+        self.timings: list[dict] = list(timings or [])  # codesign.run's trials of that call: where their time went
 
     @property
     def objectives(self) -> list[str]:
@@ -147,30 +171,32 @@ class Results:
         for t in self.trials:
             if t.number == number:
                 if t.state != TrialState.COMPLETE:
-                    raise ValueError(f"trial {number} did not complete ({t.state.name}): "
-                                     f"{t.user_attrs.get('fail_reason', '')}")
+                    outcome = Outcome.from_trial(t, artifacts=()) if t.state.is_finished() else None
+                    raise ValueError(f"trial {number} did not complete ("
+                                     f"{outcome.status.value if outcome else t.state.name.lower()})"
+                                     f"{': ' + outcome.reason if outcome and outcome.reason else ''}")
                 return Design(t, self.artifacts)
         raise ValueError(f"no trial {number} in study {self.study.study_name!r} ({len(self.trials)} trials)")
 
     def counts(self) -> dict[str, int]:
+        """Trials by how they ended (complete, failed, diverged, pruned, interrupted) or are (running, waiting)."""
         out: dict[str, int] = {}
         for t in self.trials:
-            out[t.state.name.lower()] = out.get(t.state.name.lower(), 0) + 1
+            status = trial_status(t)
+            key = status.value if status is not None else t.state.name.lower()
+            out[key] = out.get(key, 0) + 1
         return out
 
     def table(self) -> str:
         """The Pareto front as a text table."""
         front = self.pareto_front
-        metrics = ["accuracy", "latency", "energy", "edp", "area", "model_size"]
-        units = {"accuracy": "", "latency": "ms", "energy": "uJ", "edp": "uJ*ms", "area": "mm2", "model_size": "KiB"}
-        head = f"{'trial':>6} " + " ".join(f"{(m + (' ' + units[m] if units[m] else '')):>15}" for m in metrics) + \
-            "  accelerator / network"
+        head = f"{'trial':>6} " + " ".join(f"{m.heading:>15}" for m in METRICS.values()) + "  accelerator / network"
         lines = [f"Pareto front of {self.study.study_name!r}: {len(front)} design(s) from "
                  f"{self.counts()} trials; objectives {', '.join(self.objectives)}", head, "-" * len(head)]
         for d in front:
             m = d.metrics
             acc = d.accelerator
-            lines.append(f"{d.number:>6} " + " ".join(f"{m.get(k, float('nan')):>15.4g}" for k in metrics) +
+            lines.append(f"{d.number:>6} " + " ".join(f"{m.get(k, float('nan')):>15.4g}" for k in METRICS) +
                          f"  {acc.rows}x{acc.cols} {acc.dataflow} {acc.gb_bytes // 1024}KiB; "
                          f"{'/'.join(s.block for s in d.network.stages)}")
         return "\n".join(lines)
@@ -187,8 +213,6 @@ def load(run_folder: str | Path | None = None, storage: str | None = None, study
             raise FileNotFoundError(f"load: {folder} holds no study.db; pass storage= and study_name= for a run "
                                     f"kept in another storage")
         storage = f"sqlite:///{db.resolve()}"
-    from codesign.search import make_storage
-
     storage = make_storage(storage)
     if study_name is None:
         names = optuna.study.get_all_study_names(storage)

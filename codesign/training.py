@@ -3,14 +3,15 @@
 ``train(spec, compression, dataset, config, seed)`` builds the Flax model of ``spec``
 with the compression policy active (fake quantization with a straight-through
 estimator, magnitude pruning masks on a cubic schedule), trains it with the
-optimiser and learning-rate schedule of :class:`TrainConfig` and returns a
-:class:`TrainResult`: the variables (``params``, ``batch_stats``, ``masks``), the
-validation accuracy after every epoch, and the status. Everything is determined by
-``seed`` (initialisation, batch order, augmentation).
+optimiser and learning-rate schedule of :class:`TrainConfig` and returns an
+:class:`~codesign.outcome.Outcome`: the validation accuracy, the weights
+(``params``, ``batch_stats``, ``masks``), the accuracy after every epoch, and the
+status. Everything is determined by ``seed`` (initialisation, batch order,
+augmentation).
 
-A run whose loss stops being finite ends at once with status ``"diverged"`` and the
+A run whose loss stops being finite ends at once with status ``diverged`` and the
 reason, not a number. ``report(epoch, accuracy)`` is called after every epoch (for
-Optuna pruners); when it returns True the run stops with status ``"pruned"``.
+Optuna pruners); when it returns True the run stops with status ``pruned``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import optax
 
 from codesign.datasets import Dataset, augment
+from codesign.outcome import Outcome, Status
 from search_spaces.compression import CompressionPolicy, apply_masks, pruning_progress, update_masks
 from search_spaces.flax_models import build_model, layer_settings
 from search_spaces.networks import NetworkSpec
@@ -76,19 +78,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """What a training run produced."""
-
-    status: str  # "ok", "diverged" or "pruned"
-    accuracy: float | None  # validation accuracy at the end (None when diverged)
-    history: list[tuple[int, float]]  # (epoch, validation accuracy)
-    variables: dict
-    steps: int
-    seconds: float
-    reason: str = ""
 
 
 def optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
@@ -168,7 +157,7 @@ def predictor(spec: NetworkSpec, compression: CompressionPolicy | None) -> Calla
 
 def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dataset,
           config: TrainConfig = TrainConfig(), seed: int = 0,
-          report: Callable[[int, float], bool] | None = None) -> TrainResult:
+          report: Callable[[int, float], bool] | None = None) -> Outcome:
     """Train ``spec`` compressed by ``compression`` on ``dataset`` (see module docstring)."""
     _check_fit(spec, dataset)
     started = time.perf_counter()
@@ -190,7 +179,7 @@ def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dat
     rng = np.random.default_rng(seed)
     history: list[tuple[int, float]] = []
     step, epoch = 0, 0
-    status, reason = "ok", ""
+    status, reason = Status.COMPLETE, ""
     while step < total:
         order = rng.permutation(n)
         losses = []
@@ -211,18 +200,19 @@ def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dat
         epoch += 1
         bad = [i for i, value in enumerate(np.asarray(jnp.stack(losses))) if not np.isfinite(value)]
         if bad:
-            status = "diverged"
+            status = Status.DIVERGED
             reason = f"training diverged: the loss became {float(losses[bad[0]])} at step {step - len(losses) + bad[0] + 1} of {total}"
             break
         variables_now = {"params": params, **state, **({"masks": masks} if masks else {})}
         acc = accuracy(predict, variables_now, dataset.x_val, dataset.y_val)
         history.append((epoch, acc))
         if report is not None and step < total and report(epoch, acc):
-            status, reason = "pruned", f"stopped by the pruner after epoch {epoch}"
+            status, reason = Status.PRUNED, f"stopped by the pruner after epoch {epoch}"
             break
     final = {"params": params, **state, **({"masks": masks} if masks else {})}
-    acc = None if status == "diverged" else (history[-1][1] if history else None)
-    return TrainResult(status, acc, history, final, step, time.perf_counter() - started, reason)
+    metrics = {"accuracy": history[-1][1]} if status != Status.DIVERGED and history else {}
+    return Outcome(status, metrics=metrics, history=tuple(history), weights=final, reason=reason,
+                   proxy_seconds=time.perf_counter() - started)
 
 
 def _check_fit(spec: NetworkSpec, dataset: Dataset):

@@ -9,13 +9,13 @@ accelerator grid is one call of the jitted cost model.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, dataflow_code
 from cost_models.energy import ENERGY_TABLES, area_mm2, energy_vector
+from cost_models.specs import JsonSpec
 
 
 def gbps_to_bytes_per_cycle(gbps: float, clock_mhz: float) -> float:
@@ -36,7 +36,7 @@ def _positive_number(name, value, *, integer=False, allow_zero=False):
 
 
 @dataclasses.dataclass(frozen=True)
-class Accelerator:
+class Accelerator(JsonSpec):
     """A PE-array accelerator.
 
     rows, cols: PE array size. dataflow: one of ``ws os rs os_systolic ws_systolic
@@ -103,28 +103,7 @@ class Accelerator:
     def replace(self, **changes) -> "Accelerator":
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["flex_set"] = list(self.flex_set)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Accelerator":
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = set(data) - set(names)
-        if unknown:
-            raise ValueError(f"unknown accelerator field(s) {sorted(unknown)}; allowed: {names}")
-        data = dict(data)
-        if "flex_set" in data:
-            data["flex_set"] = tuple(data["flex_set"])
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Accelerator":
-        return cls.from_dict(json.loads(text))
+    # to_dict / from_dict / to_json / from_json: JsonSpec's (flex_set as a JSON list; unknown fields refused)
 
 
 class AcceleratorParams(NamedTuple):

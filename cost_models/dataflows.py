@@ -14,6 +14,11 @@ iteration reloads the stationary operand). The cost model reads only this table:
 ``inner``
     Dimensions iterated in time per mapping (one MAC per PE per cycle); the others
     not on an axis are ``outer``.
+``stationary``
+    The operand (``weight``, ``input`` or ``output``) held in the PEs: it stays
+    there across the outer loops it does not depend on, so it is not re-read from
+    the buffer for them (for ``output``: partial sums leave the PEs only for the
+    reduction dimensions folded over the array, not per outer reduction step).
 ``rf_block``
     A dimension split between outer and inner by register-file capacity: each PE
     keeps ``rf_entries`` partial sums (or filter rows) of that dimension, so one
@@ -78,22 +83,22 @@ RELEVANT = {
 REDUCTION = ("C", "R", "S")
 
 _TABLE = {
-    "ws": dict(rows="C", cols="K", inner="PQ", rf_block="", zero_skip=0,
+    "ws": dict(rows="C", cols="K", inner="PQ", stationary="weight", rf_block="", zero_skip=0,
                fill=(1, 0, 0), reload=(1, 0, 0), reload_hidden=1, writeback=0,
                sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2, run_offset=0),
-    "os": dict(rows="P", cols="Q", inner="RS", rf_block="K", zero_skip=1,
+    "os": dict(rows="P", cols="Q", inner="RS", stationary="output", rf_block="K", zero_skip=1,
                fill=(0, 0, 0), reload=(1, 0, 0), reload_hidden=1, writeback=1,
                sliding=1, fc_gemv=1, rf_per_mac=3, noc_per_mac=2, run_offset=0),
-    "rs": dict(rows="RC", cols="P", inner="SQ", rf_block="K", zero_skip=0,
+    "rs": dict(rows="RC", cols="P", inner="SQ", stationary="weight", rf_block="K", zero_skip=0,
                fill=(1, 0, 0), reload=(0, 0, 0), reload_hidden=0, writeback=0,
                sliding=1, fc_gemv=1, rf_per_mac=3, noc_per_mac=1, run_offset=0),
-    "os_systolic": dict(rows="PQ", cols="K", inner="CRS", rf_block="", zero_skip=0,
+    "os_systolic": dict(rows="PQ", cols="K", inner="CRS", stationary="output", rf_block="", zero_skip=0,
                         fill=(1, 1, -2), reload=(0, 0, 0), reload_hidden=0, writeback=0,
                         sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2, run_offset=-1),
-    "ws_systolic": dict(rows="CRS", cols="K", inner="PQ", rf_block="", zero_skip=0,
+    "ws_systolic": dict(rows="CRS", cols="K", inner="PQ", stationary="weight", rf_block="", zero_skip=0,
                         fill=(2, 1, -2), reload=(0, 0, 0), reload_hidden=0, writeback=0,
                         sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2, run_offset=-1),
-    "is_systolic": dict(rows="CRS", cols="PQ", inner="K", rf_block="", zero_skip=0,
+    "is_systolic": dict(rows="CRS", cols="PQ", inner="K", stationary="input", rf_block="", zero_skip=0,
                         fill=(2, 1, -2), reload=(0, 0, 0), reload_hidden=0, writeback=0,
                         sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2, run_offset=-1),
 }
@@ -120,6 +125,9 @@ def _build_table() -> dict[str, np.ndarray]:
         "cols": np.stack([_dim_mask(r["cols"]) for r in rows]),
         "inner": np.stack([_dim_mask(r["inner"]) for r in rows]),
         "rf_block": np.stack([_dim_mask(r["rf_block"]) for r in rows]),
+        # One 0/1 column per operand: 1 where that operand is the stationary one.
+        **{f"stationary_{op}": np.asarray([1.0 if r["stationary"] == op else 0.0 for r in rows], np.float32)
+           for op in RELEVANT},
         "zero_skip": np.asarray([r["zero_skip"] for r in rows], np.float32),
         "fill": np.asarray([r["fill"] for r in rows], np.float32),
         "reload": np.asarray([r["reload"] for r in rows], np.float32),

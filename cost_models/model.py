@@ -19,6 +19,10 @@ once (``dataflows.TABLE``):
 * energy = accesses x unit energy per level (scaled by bit width), area from the
   accelerator's size.
 
+Pooling and element-wise layers have no MACs: they run on the 1-D SIMD unit
+(``_vector_cost``); every layer is costed both ways and one select keeps its own
+(no branching under vmap).
+
 ``flex`` then picks per layer the fastest dataflow of the accelerator's ``flex_set``
 (ties broken by energy); a single-dataflow accelerator takes its own row.
 
@@ -37,21 +41,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from cost_models.accelerator import AcceleratorParams
-from cost_models.dataflows import DATAFLOW_CODE, DATAFLOWS, DIM_INDEX, DIMS, FLEX_CODE, GEMV, RELEVANT, REDUCTION, TABLE
-from cost_models.energy import VECTOR_OP_FRACTION, area_mm2
+from cost_models.dataflows import DATAFLOW_CODE, DIM_INDEX, DIMS, FLEX_CODE, GEMV, RELEVANT, REDUCTION, TABLE
+from cost_models.energy import LEVELS, VECTOR_OP_FRACTION, area_mm2
 from cost_models.workload import KIND_CODE, LayerArrays
 
 N_DATAFLOWS = TABLE["rows"].shape[0]
-N_LEVELS = 5
 #: Multiples of the smallest feasible outer tile count tried (output channels or rows).
 OUTER_TILE_MULTIPLES = np.asarray([1, 2], np.int32)
 #: Tile counts tried for input channels (each split spills partial sums to DRAM).
 CHANNEL_TILE_COUNTS = np.asarray([1, 2, 4, 16, 64], np.int32)
 #: Tilings this close to the fastest count as equally fast; the least DRAM traffic among them wins.
 TILING_TIME_TOLERANCE = 0.01
-
-_STATIONARY = {"ws": "weight", "os": "output", "rs": "weight",
-               "os_systolic": "output", "ws_systolic": "weight", "is_systolic": "input"}
 
 
 def _operand_masks():
@@ -61,10 +61,6 @@ def _operand_masks():
 
 _RELEVANT_MASK = _operand_masks()
 _REDUCTION_MASK = np.asarray([1 if d in REDUCTION else 0 for d in DIMS], np.int32)
-_STATIONARY_MASK = {
-    op: np.asarray([1.0 if _STATIONARY[name] == op else 0.0 for name in DATAFLOWS], np.float32)
-    for op in RELEVANT
-}
 
 
 class LayerCosts(NamedTuple):
@@ -76,8 +72,8 @@ class LayerCosts(NamedTuple):
     utilization: jax.Array
     dataflow: jax.Array  # int32 code of the dataflow used
     macs: jax.Array  # MACs executed (zero weights skipped where applicable)
-    accesses: jax.Array  # [..., 5] MACs, RF, inter-PE, buffer, DRAM accesses (words)
-    energy: jax.Array  # [..., 5] pJ per level
+    accesses: jax.Array  # [..., 5] per level of energy.LEVELS: MACs (or vector ops), RF, inter-PE, buffer, DRAM (words)
+    energy: jax.Array  # [..., 5] pJ per level of energy.LEVELS
     dram_bytes: jax.Array
     buffer_overflow: jax.Array  # 1.0 when even the finest tiling does not fit the buffer
 
@@ -90,7 +86,7 @@ class NetworkCosts(NamedTuple):
     stall_cycles: jax.Array
     latency_s: jax.Array
     energy_pj: jax.Array
-    energy_by_level: jax.Array  # [..., 5]
+    energy_by_level: jax.Array  # [..., 5] pJ per level of energy.LEVELS
     utilization: jax.Array
     area_mm2: jax.Array
     layers: LayerCosts
@@ -108,8 +104,11 @@ def _affine(coeffs, rows, cols):
     return coeffs[0] * rows + coeffs[1] * cols + coeffs[2]
 
 
-def _dataflow_cost(row, dims, layer, acc):
-    """Compute cycles and buffer-level access counts of one layer under one table row."""
+def _dataflow_cost(row, dims, layer, acc, passes):
+    """Compute cycles and buffer-level access counts of one layer under one table row.
+
+    ``passes``: MAC passes per multiply-accumulate (operands wider than the multiplier).
+    """
     rows = acc.rows
     cols = acc.cols
     rows_f = rows.astype(jnp.float32)
@@ -136,7 +135,6 @@ def _dataflow_cost(row, dims, layer, acc):
     G_runs = dims[DIM_INDEX["G"]].astype(jnp.float32)
     skip = acc.zero_skip * row["zero_skip"]
     density_time = jnp.where(skip > 0, layer.w_density, 1.0)
-    passes = jnp.ceil(layer.w_bits / acc.mac_bits) * jnp.ceil(layer.a_bits / acc.mac_bits)
     inner = _prod_where(row["inner"], dims).astype(jnp.float32) * block.astype(jnp.float32)
     inner_time = inner * density_time * passes
 
@@ -196,14 +194,81 @@ def _dataflow_cost(row, dims, layer, acc):
     )
 
 
+class _OnChip(NamedTuple):
+    """A layer's work inside the chip (everything but DRAM), per dataflow: shape [N_DATAFLOWS]
+    on the PE array, scalars on the SIMD unit (the same for every dataflow)."""
+
+    compute: jax.Array  # compute cycles
+    busy: jax.Array  # unit-cycles of useful work (PE-cycles or lane-cycles)
+    units: jax.Array  # units working in parallel: PEs or SIMD lanes
+    macs: jax.Array  # MACs executed (0 on the SIMD unit)
+    ops: jax.Array  # operations at the compute level: MACs or vector operations
+    ops_energy: jax.Array  # pJ of those operations
+    rf: jax.Array  # register-file accesses (words)
+    noc: jax.Array  # inter-PE transfers (words)
+    gb: jax.Array  # global-buffer accesses (words), not counting the DRAM fills
+    gb_16bit: jax.Array  # the same in 16-bit words, the unit of the energy tables
+
+
 def _table_rows():
-    rows = {k: jnp.asarray(v) for k, v in TABLE.items()}
-    for op in RELEVANT:
-        rows[f"stationary_{op}"] = jnp.asarray(_STATIONARY_MASK[op])
-    return rows
+    return {k: jnp.asarray(v) for k, v in TABLE.items()}
 
 
-def _tiling_candidates(layer, acc):
+def _array_cost(layer: LayerArrays, acc: AcceleratorParams, passes, unit) -> _OnChip:
+    """A convolution or fully connected layer on the PE array, under every dataflow of the table."""
+    f32 = jnp.float32
+    dims = jnp.stack([layer.G, layer.K, layer.C, layer.P, layer.Q, layer.R, layer.S]).astype(jnp.int32)
+    table = _table_rows()
+    per_df = jax.vmap(lambda row: _dataflow_cost(row, dims, layer, acc, passes))(table)
+
+    # Fully connected layers fall back to the GEMV mapping on dataflows that cannot spread them.
+    is_fc = layer.kind == KIND_CODE["fc"]
+    use_gemv = is_fc & (table["fc_gemv"] == 1)
+    per_df = {k: jnp.where(use_gemv, v[DATAFLOW_CODE[GEMV]], v) for k, v in per_df.items()}
+
+    scale_a = layer.a_bits.astype(f32) / 16.0
+    scale_w = layer.w_bits.astype(f32) / 16.0
+    mac_scale = (acc.mac_bits / 16.0) ** 2
+    macs = per_df["macs"]
+    return _OnChip(
+        compute=per_df["compute"],
+        busy=per_df["busy"],
+        units=(acc.rows * acc.cols).astype(f32),
+        macs=macs,
+        ops=macs,
+        ops_energy=macs * unit["mac"] * mac_scale * passes,
+        rf=per_df["rf"],
+        noc=per_df["noc"],
+        gb=per_df["gb_weight"] + per_df["gb_input"] + per_df["gb_output"],
+        gb_16bit=per_df["gb_weight"] * scale_w + (per_df["gb_input"] + per_df["gb_output"]) * scale_a,
+    )
+
+
+def _vector_cost(layer: LayerArrays, acc: AcceleratorParams, n_inputs, unit) -> _OnChip:
+    """A pooling or element-wise layer on the 1-D SIMD unit: no MACs, no PE-array traffic."""
+    f32 = jnp.float32
+    is_pool = layer.kind == KIND_CODE["pool"]
+    ops = jnp.where(is_pool, (layer.G * layer.C * layer.P * layer.Q * layer.R * layer.S).astype(f32),
+                    (layer.G * layer.C * layer.P * layer.Q).astype(f32))
+    # Per output element, one buffer word per input map read and one written.
+    gb = (n_inputs + 1.0) * ops / jnp.where(is_pool, layer.R * layer.S, 1).astype(f32)
+    scale_a = layer.a_bits.astype(f32) / 16.0
+    zero = jnp.zeros((), f32)
+    return _OnChip(
+        compute=jnp.ceil(ops / acc.simd_lanes),
+        busy=ops,
+        units=acc.simd_lanes,
+        macs=zero,
+        ops=ops,
+        ops_energy=ops * unit["mac"] * VECTOR_OP_FRACTION * scale_a,
+        rf=zero,
+        noc=zero,
+        gb=gb,
+        gb_16bit=gb * scale_a,
+    )
+
+
+def _tiling_candidates(layer, acc, is_vector, n_inputs):
     """Every candidate tiling's DRAM traffic, DRAM time, unhidden load/store time and feasibility.
 
     Candidates: two loop orders (0: a weight tile resident, input tiles streamed; 1: an
@@ -218,8 +283,6 @@ def _tiling_candidates(layer, acc):
     P, H = layer.P.astype(f32), layer.H.astype(f32)
     R, stride = layer.R.astype(f32), layer.stride.astype(f32)
     a_bytes = layer.a_bits.astype(f32) / 8.0
-    is_vector = layer.kind >= KIND_CODE["pool"]
-    n_inputs = jnp.where(layer.kind == KIND_CODE["eltwise"], 2.0, 1.0)
     density = jnp.where(acc.zero_skip > 0, layer.w_density, 1.0)
     dense_weight_bytes = jnp.where(is_vector, 0.0, G * K * C * layer.R * layer.S * layer.w_bits / 8.0)
     weight_bytes = dense_weight_bytes * density
@@ -308,26 +371,20 @@ def _pick_tiling(compute, candidates):
 def _layer_cost(layer: LayerArrays, acc: AcceleratorParams, compute_only: bool):
     """Costs of one layer on one accelerator (scalars), after the dataflow choice."""
     f32 = jnp.float32
-    dims = jnp.stack([layer.G, layer.K, layer.C, layer.P, layer.Q, layer.R, layer.S]).astype(jnp.int32)
-    table = _table_rows()
-    per_df = jax.vmap(lambda row: _dataflow_cost(row, dims, layer, acc))(table)
-
-    # Fully connected layers fall back to the GEMV mapping on dataflows that cannot spread them.
-    is_fc = layer.kind == KIND_CODE["fc"]
-    use_gemv = is_fc & (table["fc_gemv"] == 1)
-    per_df = {k: jnp.where(use_gemv, v[DATAFLOW_CODE[GEMV]], v) for k, v in per_df.items()}
-
-    is_vector = layer.kind >= KIND_CODE["pool"]
     a_bits = layer.a_bits.astype(f32)
-    vector_ops = jnp.where(layer.kind == KIND_CODE["pool"],
-                           (layer.G * layer.C * layer.P * layer.Q * layer.R * layer.S).astype(f32),
-                           (layer.G * layer.C * layer.P * layer.Q).astype(f32))
-    vector_time = jnp.ceil(vector_ops / acc.simd_lanes)
-    compute = jnp.where(is_vector, vector_time, per_df["compute"])
+    is_vector = layer.kind >= KIND_CODE["pool"]
+    n_inputs = jnp.where(layer.kind == KIND_CODE["eltwise"], 2.0, 1.0)
+    passes = jnp.ceil(layer.w_bits / acc.mac_bits) * jnp.ceil(layer.a_bits / acc.mac_bits)
+    unit = {level: acc.energy[i] for i, level in enumerate(LEVELS)}  # pJ per 16-bit access (per MAC)
+
+    # Both are computed (no branching under vmap); one select keeps the layer's own.
+    on_chip = jax.tree_util.tree_map(lambda vector, array: jnp.where(is_vector, vector, array),
+                                     _vector_cost(layer, acc, n_inputs, unit), _array_cost(layer, acc, passes, unit))
+    compute = on_chip.compute
 
     # Total time is monotone in compute time, so the fastest (dataflow, tiling) pair is
     # the fastest tiling for the fastest-computing dataflow: one tiling choice per layer.
-    candidates = _tiling_candidates(layer, acc)
+    candidates = _tiling_candidates(layer, acc, is_vector, n_inputs)
     allowed = jnp.where(acc.dataflow == FLEX_CODE, acc.flex_mask > 0, jnp.arange(N_DATAFLOWS) == acc.dataflow)
     reference_compute = jnp.min(jnp.where(allowed, compute, jnp.inf))
     index, overflow = _pick_tiling(reference_compute, candidates)
@@ -337,34 +394,27 @@ def _layer_cost(layer: LayerArrays, acc: AcceleratorParams, compute_only: bool):
     traffic = jnp.broadcast_to(chosen(traffic_all), compute.shape)
     total = compute if compute_only else jnp.maximum(compute + chosen(unhidden_all), chosen(dram_all))
     dram_words = traffic * 8.0 / a_bits
+    dram_16bit = traffic * 8.0 / 16.0
 
+    # Per level (energy.LEVELS): words accessed, and energy = accesses x unit energy x width.
     scale_a = a_bits / 16.0
-    scale_w = layer.w_bits.astype(f32) / 16.0
-    mac_scale = (acc.mac_bits / 16.0) ** 2
-    passes = jnp.ceil(layer.w_bits / acc.mac_bits) * jnp.ceil(layer.a_bits / acc.mac_bits)
-    n_inputs = jnp.where(layer.kind == KIND_CODE["eltwise"], 2.0, 1.0)
-    vec_gb = (n_inputs + 1.0) * vector_ops / jnp.where(layer.kind == KIND_CODE["pool"], layer.R * layer.S, 1).astype(f32)
-    zero = jnp.zeros_like(compute)
-    macs = jnp.where(is_vector, zero, per_df["macs"])
-    rf = jnp.where(is_vector, zero, per_df["rf"])
-    noc = jnp.where(is_vector, zero, per_df["noc"])
-    gb_words = jnp.where(is_vector, vec_gb, per_df["gb_weight"] + per_df["gb_input"] + per_df["gb_output"]) + dram_words
-    gb_energy_words = jnp.where(
-        is_vector, vec_gb * scale_a,
-        per_df["gb_weight"] * scale_w + (per_df["gb_input"] + per_df["gb_output"]) * scale_a) + traffic * 8.0 / 16.0
-    e = acc.energy
-    energy = jnp.stack([
-        jnp.where(is_vector, vector_ops * e[0] * VECTOR_OP_FRACTION * scale_a, macs * e[0] * mac_scale * passes),
-        rf * e[1] * scale_a,
-        noc * e[2] * scale_a,
-        gb_energy_words * e[3],
-        traffic * 8.0 / 16.0 * e[4],
-    ], axis=-1)
-    accesses = jnp.stack([jnp.where(is_vector, vector_ops, macs), rf, noc, gb_words, dram_words], axis=-1)
-    pes = (acc.rows * acc.cols).astype(f32)
-    busy = jnp.where(is_vector, vector_ops, per_df["busy"])
-    capacity = jnp.where(is_vector, acc.simd_lanes, pes) * compute
-    utilization = busy / capacity
+    accesses = {
+        "mac": on_chip.ops,
+        "rf": on_chip.rf,
+        "noc": on_chip.noc,
+        "gb": on_chip.gb + dram_words,  # PE-array traffic, plus DRAM fills and spills
+        "dram": dram_words,
+    }
+    energy = {
+        "mac": on_chip.ops_energy,
+        "rf": on_chip.rf * unit["rf"] * scale_a,
+        "noc": on_chip.noc * unit["noc"] * scale_a,
+        "gb": (on_chip.gb_16bit + dram_16bit) * unit["gb"],
+        "dram": dram_16bit * unit["dram"],
+    }
+    accesses = jnp.stack([accesses[level] for level in LEVELS], axis=-1)
+    energy = jnp.stack([energy[level] for level in LEVELS], axis=-1)
+    utilization = on_chip.busy / (on_chip.units * compute)
 
     # Dataflow choice: the accelerator's own, or the fastest allowed one for flex.
     energy_total = energy.sum(-1)
@@ -382,7 +432,7 @@ def _layer_cost(layer: LayerArrays, acc: AcceleratorParams, compute_only: bool):
         stall_cycles=take(total - compute),
         utilization=take(utilization),
         dataflow=choice.astype(jnp.int32),
-        macs=take(macs),
+        macs=take(on_chip.macs),
         accesses=take(accesses),
         energy=take(energy),
         dram_bytes=take(traffic),

@@ -1,4 +1,4 @@
-"""Read and write SCALE-Sim topology CSVs and ``.cfg`` files, with SCALE-Sim's meaning.
+"""Read SCALE-Sim topology CSVs and ``.cfg`` files, and format them as text, with SCALE-Sim's meaning.
 
 Topology rows are ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter
 Width, Channels, Num Filter, Strides,``. SCALE-Sim takes the IFMAP as already
@@ -121,10 +121,6 @@ def format_topology(workload: Workload) -> str:
     return "\n".join(rows) + "\n"
 
 
-def write_topology(workload: Workload, path: str | Path) -> None:
-    Path(path).write_text(format_topology(workload))
-
-
 @dataclasses.dataclass(frozen=True)
 class ScaleSimConfig:
     """A cfg's accelerator, and whether its bandwidth mode is CALC (unlimited: compute only)."""
@@ -238,7 +234,3 @@ RandomNumberGeneratorSeed = 40
 InterfaceBandwidth = {'CALC' if calc_bandwidth else 'USER'}
 UseRamulatorTrace = False
 """
-
-
-def write_config(accelerator: Accelerator, path: str | Path, calc_bandwidth: bool = False) -> None:
-    Path(path).write_text(format_config(accelerator, calc_bandwidth))

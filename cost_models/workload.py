@@ -131,15 +131,6 @@ class Layer:
         return self.P * self.Q * self.K * self.R * self.S * (self.C // self.groups)
 
     @property
-    def vector_ops(self) -> int:
-        """Operations on the SIMD unit (0 for array layers)."""
-        if self.kind == "pool":
-            return self.P * self.Q * self.C * self.R * self.S
-        if self.kind == "eltwise":
-            return self.P * self.Q * self.C
-        return 0
-
-    @property
     def params(self) -> int:
         """Weights (biases are not counted; see search_spaces for model parameter counts)."""
         if self.kind in VECTOR_KINDS:
@@ -247,10 +238,6 @@ class Workload:
     @property
     def params(self) -> int:
         return sum(layer.params for layer in self.layers)
-
-    def replace_all(self, **changes) -> "Workload":
-        """The same workload with some fields changed on every layer (e.g. ``w_density=0.6``)."""
-        return Workload(tuple(dataclasses.replace(layer, **changes) for layer in self.layers), self.name)
 
     def arrays(self, bucket: int | None = None) -> LayerArrays:
         """Struct of arrays padded to ``bucket`` (default: next power of two)."""

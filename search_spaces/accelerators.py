@@ -11,6 +11,9 @@ allowed values; an experiment overrides the tuples it wants to explore. A space 
 * enumerate its Cartesian product, or a reproducible random subset of it
   (:meth:`AcceleratorSpace.grid`), for a batched ``cost_models.evaluate_batch`` call.
 
+Sampling, drawing and rebuilding share :meth:`AcceleratorSpace.build` and the choosers of
+:mod:`search_spaces.choosers`, as the network and compression spaces do.
+
 Units in the space are the ones people quote: the global buffer in KiB (``gb_kib``),
 DRAM bandwidth in GB/s (``dram_gbps``, converted to bytes per cycle at the sampled
 clock with :func:`cost_models.gbps_to_bytes_per_cycle`), clock in MHz.
@@ -23,7 +26,6 @@ ShiDianNao) as :class:`~cost_models.Accelerator` values; :func:`preset` looks on
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Any, Mapping
 
@@ -32,84 +34,36 @@ import numpy as np
 from cost_models.accelerator import Accelerator, gbps_to_bytes_per_cycle
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX
 from cost_models.energy import ENERGY_TABLES
+from cost_models.specs import JsonSpec
+from search_spaces.choosers import (BOOLEANS, Chooser, ChooserSpace, asking_only_for_choices, choices, integers,
+                                    is_integer, numbers, one_of, params_chooser)
 
 #: Prefix of every Optuna parameter this space suggests.
 PARAM_PREFIX = "accel."
 
-
-# --- validation of choice tuples ---------------------------------------------------------------
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value) -> bool:
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_)) and math.isfinite(float(value)))
-
-
-class _Kind:
-    """How the values of one choice field are checked and normalised."""
-
-    def __init__(self, describe: str, check, convert):
-        self.describe = describe
-        self.check = check
-        self.convert = convert
-
-
-def _int_kind(low: int, high: int | None = None) -> _Kind:
-    describe = f"integers >= {low}" if high is None else f"integers from {low} to {high}"
-    return _Kind(describe, lambda v: _is_int(v) and v >= low and (high is None or v <= high), int)
-
-
-def _float_kind(allow_zero: bool) -> _Kind:
-    describe = "numbers >= 0" if allow_zero else "numbers > 0"
-    return _Kind(describe, lambda v: _is_number(v) and (v >= 0 if allow_zero else v > 0), float)
-
-
-def _enum_kind(allowed: tuple) -> _Kind:
-    describe = "values from " + ", ".join(map(str, allowed))
-    return _Kind(describe, lambda v: isinstance(v, str) and v in allowed, str)
-
-
-_BOOL_KIND = _Kind("values from False, True", lambda v: isinstance(v, (bool, np.bool_)), bool)
-
-#: Choice field -> (kind of its values, Optuna parameter name without the prefix).
-_AXES: dict[str, tuple[_Kind, str]] = {
-    "rows": (_int_kind(1), "rows"),
-    "cols": (_int_kind(1), "cols"),
-    "dataflows": (_enum_kind(ALL_DATAFLOW_NAMES), "dataflow"),
-    "rf_bytes": (_int_kind(1), "rf_bytes"),
-    "gb_kib": (_int_kind(1), "gb_kib"),
-    "dram_gbps": (_float_kind(allow_zero=False), "dram_gbps"),
-    "dram_latency": (_float_kind(allow_zero=True), "dram_latency"),
-    "mac_bits": (_int_kind(1, 32), "mac_bits"),
-    "zero_skip": (_BOOL_KIND, "zero_skip"),
-    "clock_mhz": (_float_kind(allow_zero=False), "clock_mhz"),
-    "energy_table": (_enum_kind(tuple(ENERGY_TABLES)), "energy_table"),
+#: Choice field -> (its allowed values, Optuna parameter name without the prefix), in suggestion order.
+_AXES = {
+    "rows": (integers(1), "rows"),
+    "cols": (integers(1), "cols"),
+    "dataflows": (one_of(ALL_DATAFLOW_NAMES), "dataflow"),
+    "rf_bytes": (integers(1), "rf_bytes"),
+    "gb_kib": (integers(1), "gb_kib"),
+    "dram_gbps": (numbers(0, above=True), "dram_gbps"),
+    "dram_latency": (numbers(0), "dram_latency"),
+    "mac_bits": (integers(1, 32), "mac_bits"),
+    "zero_skip": (BOOLEANS, "zero_skip"),
+    "clock_mhz": (numbers(0, above=True), "clock_mhz"),
+    "energy_table": (one_of(tuple(ENERGY_TABLES)), "energy_table"),
 }
 
-
-def _normalise_choices(field: str, values) -> tuple:
-    kind, _ = _AXES[field]
-    if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
-        raise ValueError(f"field {field!r} must be a non-empty tuple of {kind.describe}; got {values!r}")
-    if not values:
-        raise ValueError(f"field {field!r} must be a non-empty tuple of {kind.describe}; got an empty tuple")
-    bad = [v for v in values if not kind.check(v)]
-    if bad:
-        raise ValueError(f"field {field!r} must be a non-empty tuple of {kind.describe}; "
-                         f"got {', '.join(map(repr, bad))} in {tuple(values)!r}")
-    out = tuple(kind.convert(v) for v in values)
-    if len(set(out)) != len(out):
-        raise ValueError(f"field {field!r} has duplicate choices: {out!r}")
-    return out
+#: Optuna parameter name -> choice field.
+_FIELD_OF = {PARAM_PREFIX + name: field for field, (_, name) in _AXES.items()}
 
 
 # --- the space --------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class AcceleratorSpace:
+class AcceleratorSpace(ChooserSpace, JsonSpec):
     """Per design parameter, the tuple of values a search may pick (defaults: Squeezelerator-like).
 
     rows, cols: PE array size. dataflows: from ``ws os rs os_systolic ws_systolic
@@ -125,6 +79,8 @@ class AcceleratorSpace:
     (``dram_gbps=(16,)`` is stored as ``(16.0,)``), so equal spaces compare equal.
     """
 
+    OWNER = "accelerator space"
+
     rows: tuple[int, ...] = (8, 16, 32, 64)
     cols: tuple[int, ...] = (8, 16, 32, 64)
     dataflows: tuple[str, ...] = ("ws", "os", FLEX)
@@ -139,12 +95,12 @@ class AcceleratorSpace:
     energy_table: tuple[str, ...] = ("eyeriss",)
 
     def __post_init__(self):
-        for field in _AXES:
-            object.__setattr__(self, field, _normalise_choices(field, getattr(self, field)))
+        for field, (allowed, _) in _AXES.items():
+            object.__setattr__(self, field, choices(self.OWNER, field, getattr(self, field), allowed))
         flex_set = self.flex_set
         if (isinstance(flex_set, str) or not isinstance(flex_set, (tuple, list)) or not flex_set
                 or any(not isinstance(d, str) or d not in DATAFLOWS for d in flex_set)):
-            raise ValueError(f"field 'flex_set' must be a non-empty tuple of values from "
+            raise ValueError(f"{self.OWNER}: field 'flex_set' must be a non-empty tuple of values from "
                              f"{', '.join(DATAFLOWS)}; got {flex_set!r}")
         # The same canonical order Accelerator uses, so flex accelerators compare equal.
         object.__setattr__(self, "flex_set", tuple(sorted(set(flex_set), key=DATAFLOWS.index)))
@@ -166,9 +122,13 @@ class AcceleratorSpace:
         """Number of accelerators in the Cartesian product of all choices."""
         return math.prod(len(values) for values in self.axes.values())
 
-    # --- building accelerators ---
+    # --- building accelerators: sample(trial), draw(rng) and from_params(params) are ChooserSpace's ---
 
-    def _build(self, picked: Mapping[str, Any]) -> Accelerator:
+    def build(self, choose: Chooser) -> Accelerator:
+        """An accelerator from a chooser ``choose(name, choices)``, asked per field with more than one choice
+        under its parameter name (``accel.rows``, ``accel.dataflow``, ...) in the order of :attr:`axes`."""
+        pick = asking_only_for_choices(choose)
+        picked = {field: pick(PARAM_PREFIX + name, getattr(self, field)) for field, (_, name) in _AXES.items()}
         clock = picked["clock_mhz"]
         return Accelerator(
             rows=picked["rows"], cols=picked["cols"], dataflow=picked["dataflows"], flex_set=self.flex_set,
@@ -178,54 +138,29 @@ class AcceleratorSpace:
             energy_table=picked["energy_table"],
         )
 
-    def sample(self, trial) -> Accelerator:
-        """An accelerator from an Optuna trial (``suggest_categorical`` per field with > 1 choice)."""
-        picked = {}
-        for field, values in self.axes.items():
-            if len(values) > 1:
-                picked[field] = trial.suggest_categorical(PARAM_PREFIX + _AXES[field][1], list(values))
-            else:
-                picked[field] = values[0]
-        return self._build(picked)
-
     def from_params(self, params: Mapping[str, Any]) -> Accelerator:
-        """The accelerator :meth:`sample` built, from ``trial.params`` (other keys are ignored).
+        """The accelerator :meth:`sample` built, from ``trial.params`` (keys without the ``accel.`` prefix are ignored).
 
         Parameters not present take the field's single value; a missing parameter of
-        a field with several choices, a value outside the choices, or an unknown
-        ``accel.*`` name is a ValueError.
+        a field with several choices, a value outside the choices (a fixed field's
+        parameter, when present, included), or an unknown ``accel.*`` name is a ValueError.
         """
-        known = {PARAM_PREFIX + name: field for field, (_, name) in _AXES.items()}
-        unknown = sorted(k for k in params if k.startswith(PARAM_PREFIX) and k not in known)
+        unknown = sorted(k for k in params if k.startswith(PARAM_PREFIX) and k not in _FIELD_OF)
         if unknown:
-            raise ValueError(f"unknown accelerator parameter(s) {unknown}; allowed: {sorted(known)}")
-        picked = {}
-        for field, values in self.axes.items():
-            key = PARAM_PREFIX + _AXES[field][1]
-            if key in params:
-                value = params[key]
-                is_bool = isinstance(value, (bool, np.bool_))
-                match = [c for c in values if isinstance(c, bool) == is_bool and c == value]
-                if not match:
-                    raise ValueError(f"parameter {key!r} is {value!r}, not one of {values!r}")
-                picked[field] = match[0]
-            elif len(values) == 1:
-                picked[field] = values[0]
-            else:
-                raise ValueError(f"parameter {key!r} is missing; it has choices {values!r}")
-        return self._build(picked)
-
-    def draw(self, rng: np.random.Generator) -> Accelerator:
-        """An accelerator drawn uniformly over the choices of each field (no Optuna)."""
-        return self._build({field: values[int(rng.integers(len(values)))] for field, values in self.axes.items()})
+            raise ValueError(f"{self.OWNER}: unknown parameter(s) {unknown}; allowed: {sorted(_FIELD_OF)}")
+        check = params_chooser(params, self.OWNER)
+        for name, field in _FIELD_OF.items():
+            if name in params and len(getattr(self, field)) == 1:  # fixed: never asked, but must match
+                check(name, getattr(self, field))
+        return super().from_params(params)
 
     def _at(self, index: int) -> Accelerator:
         """The ``index``-th accelerator of the product (the last field varies fastest)."""
         picked = {}
         for field, values in reversed(self.axes.items()):
             index, digit = divmod(index, len(values))
-            picked[field] = values[digit]
-        return self._build(picked)
+            picked[PARAM_PREFIX + _AXES[field][1]] = values[digit]
+        return self.build(lambda name, options: picked[name])
 
     def grid(self, limit: int | None = None, rng: np.random.Generator | None = None) -> list[Accelerator]:
         """Every accelerator of the Cartesian product, in product order (last field fastest).
@@ -236,7 +171,7 @@ class AcceleratorSpace:
         """
         size = self.size
         if limit is not None:
-            if not _is_int(limit) or limit < 1:
+            if not is_integer(limit) or limit < 1:
                 raise ValueError(f"limit must be an integer >= 1 or None, got {limit!r}")
             if limit < size:
                 rng = np.random.default_rng(0) if rng is None else rng
@@ -244,25 +179,7 @@ class AcceleratorSpace:
                 return [self._at(int(i)) for i in indices]
         return [self._at(i) for i in range(size)]
 
-    # --- serialisation ---
-
-    def to_dict(self) -> dict:
-        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "AcceleratorSpace":
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = set(data) - set(names)
-        if unknown:
-            raise ValueError(f"unknown accelerator space field(s) {sorted(unknown)}; allowed: {names}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "AcceleratorSpace":
-        return cls.from_dict(json.loads(text))
+    # to_dict / from_dict / to_json / from_json: JsonSpec's (tuples as JSON lists; unknown fields refused)
 
 
 #: A Squeezelerator-like space (seeds/002: N x N PEs with N = 8 to 32, WS/OS/flex,

@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from cost_models import Layer, Workload
-from search_spaces.choosers import Chooser, asking_only_for_choices, params_chooser, rng_chooser, trial_chooser
+from cost_models.specs import JsonSpec
+from search_spaces.choosers import Allowed, Chooser, ChooserSpace, asking_only_for_choices, choices, one_of
 
 FLOAT = "float"
 GRANULARITIES = ("unstructured", "channel")
@@ -43,26 +43,29 @@ MIN_BITS, MAX_BITS = 2, 16
 MAX_PRUNE = 0.95
 
 
-def _from_dict(cls, data: Mapping[str, Any], owner: str):
-    """``cls(**data)``, refusing unknown fields by name."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = set(data) - set(names)
-    if unknown:
-        raise ValueError(f"{owner}: unknown field(s) {sorted(unknown)}; allowed: {names}")
-    return cls(**data)
+def _is_bits(value) -> bool:
+    if isinstance(value, str):
+        return value == FLOAT
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and MIN_BITS <= value <= MAX_BITS
+
+
+def _bits(value) -> int | str:
+    return FLOAT if isinstance(value, str) else int(value)
 
 
 def _check_bits(field: str, value) -> int | str:
-    if value == FLOAT and isinstance(value, str):
-        return FLOAT
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not MIN_BITS <= value <= MAX_BITS:
+    if not _is_bits(value):
         raise ValueError(f"compression: field {field!r} must be an integer from {MIN_BITS} to {MAX_BITS} "
                          f"or {FLOAT!r}, got {value!r}")
-    return int(value)
+    return _bits(value)
+
+
+def _is_ratio(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.floating)) and 0.0 <= value <= MAX_PRUNE
 
 
 @dataclasses.dataclass(frozen=True)
-class LayerCompression:
+class LayerCompression(JsonSpec):
     """How one layer is compressed."""
 
     w_bits: int | str = FLOAT
@@ -74,7 +77,7 @@ class LayerCompression:
         object.__setattr__(self, "w_bits", _check_bits("w_bits", self.w_bits))
         object.__setattr__(self, "a_bits", _check_bits("a_bits", self.a_bits))
         ratio = self.prune_ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.floating)) or not 0.0 <= ratio <= MAX_PRUNE:
+        if not _is_ratio(ratio):
             raise ValueError(f"compression: field 'prune_ratio' must be a number in [0, {MAX_PRUNE}], got {ratio!r}")
         object.__setattr__(self, "prune_ratio", float(ratio))
         if self.granularity not in GRANULARITIES:
@@ -85,12 +88,7 @@ class LayerCompression:
     def pruned(self) -> bool:
         return self.prune_ratio > 0.0
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LayerCompression":
-        return _from_dict(cls, data, "compression")
+    # to_dict / from_dict / to_json / from_json: JsonSpec's (unknown fields refused)
 
 
 NONE = LayerCompression()
@@ -130,7 +128,7 @@ def _is_stage_key(key: str) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class CompressionPolicy:
+class CompressionPolicy(JsonSpec):
     """Per-layer compression: ``layers`` (by name) over ``stages`` (by key) over ``default``.
 
     ``stages`` and ``layers`` accept dicts; they are stored as sorted tuples of pairs so
@@ -231,16 +229,7 @@ class CompressionPolicy:
                 "layers": {k: v.to_dict() for k, v in self.layers},
                 "float_bits": self.float_bits}
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CompressionPolicy":
-        return _from_dict(cls, data, "compression")
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "CompressionPolicy":
-        return cls.from_dict(json.loads(text))
+    # from_dict / to_json / from_json: JsonSpec's (``__post_init__`` reads the dicts back; unknown fields refused)
 
 
 def _input_channels(row, out_channels: Mapping[str, int], original: Mapping[str, int]) -> int:
@@ -334,26 +323,28 @@ def apply_masks(params, masks):
 
 
 # --- the search space -----------------------------------------------------------------------
-def _choices(field: str, values, check) -> tuple:
-    values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
-    if not values:
-        raise ValueError(f"compression space: field {field!r} must be a non-empty tuple of choices")
-    for v in values:
-        check(v)
-    if len(set(values)) != len(values):
-        raise ValueError(f"compression space: field {field!r} has repeated choices {values}")
-    return values
+_OWNER = "compression space"
+_BITS = Allowed(f"integers from {MIN_BITS} to {MAX_BITS} or {FLOAT!r}", _is_bits, _bits)
+#: Ratios are kept as given (``0`` stays ``0`` in the space's JSON); policies store them as floats.
+_PRUNE_RATIOS = Allowed(f"numbers from 0 to {MAX_PRUNE}", _is_ratio)
+
+
+def _choices(field: str, values, allowed: Allowed) -> tuple:
+    return choices(_OWNER, field, values, allowed, lone_value=True)
 
 
 @dataclasses.dataclass(frozen=True)
-class CompressionSpace:
+class CompressionSpace(ChooserSpace, JsonSpec):
     """Choices for compression; ``per_stage`` draws one setting per stage (stem and head too).
 
     Parameter names: ``compress.w_bits``, ``compress.a_bits``, ``compress.prune``,
     ``compress.granularity`` (global), or ``compress.<stage>.w_bits`` etc. per stage,
     with ``<stage>`` one of ``stem``, ``s0``, ``s1``, ..., ``head``. Granularity is
-    always global.
+    always global. ``sample(trial, network)``, ``draw(rng, network)`` and
+    ``from_params(params, network)`` take the network (a NetworkSpec) the policy is for.
     """
+
+    OWNER = _OWNER
 
     w_bits: tuple = (4, 8, 16)
     a_bits: tuple = (8, 16)
@@ -363,12 +354,10 @@ class CompressionSpace:
 
     def __post_init__(self):
         set_ = lambda f, v: object.__setattr__(self, f, v)
-        set_("w_bits", _choices("w_bits", self.w_bits, lambda v: _check_bits("w_bits", v)))
-        set_("a_bits", _choices("a_bits", self.a_bits, lambda v: _check_bits("a_bits", v)))
-        set_("prune_ratios", _choices("prune_ratios", self.prune_ratios,
-                                      lambda v: LayerCompression(prune_ratio=v)))
-        set_("granularities", _choices("granularities", self.granularities,
-                                       lambda v: LayerCompression(granularity=v)))
+        set_("w_bits", _choices("w_bits", self.w_bits, _BITS))
+        set_("a_bits", _choices("a_bits", self.a_bits, _BITS))
+        set_("prune_ratios", _choices("prune_ratios", self.prune_ratios, _PRUNE_RATIOS))
+        set_("granularities", _choices("granularities", self.granularities, one_of(GRANULARITIES)))
         if not isinstance(self.per_stage, bool):
             raise ValueError(f"compression space: field 'per_stage' must be true or false, got {self.per_stage!r}")
 
@@ -385,32 +374,8 @@ class CompressionSpace:
         keys = ["stem"] + [f"s{s}" for s in range(len(network.stages))] + ["head"]
         return CompressionPolicy(NONE, {key: setting(f"compress.{key}") for key in keys})
 
-    def sample(self, trial, network) -> CompressionPolicy:
-        """A policy from an Optuna trial (``suggest_categorical`` with stable names)."""
-        return self.build(trial_chooser(trial), network)
-
-    def draw(self, rng: np.random.Generator, network) -> CompressionPolicy:
-        """A uniformly drawn policy, without Optuna."""
-        return self.build(rng_chooser(rng), network)
-
-    def from_params(self, params: Mapping[str, Any], network) -> CompressionPolicy:
-        """The policy a trial with these parameters sampled."""
-        return self.build(params_chooser(params, "compression space"), network)
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CompressionSpace":
-        return _from_dict(cls, {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()},
-                          "compression space")
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "CompressionSpace":
-        return cls.from_dict(json.loads(text))
+    # sample / draw / from_params: ChooserSpace's, with the network as context.
+    # to_dict / from_dict / to_json / from_json: JsonSpec's (tuples as JSON lists; unknown fields refused)
 
 
 #: Weights 4/8/16 bits, activations 8/16, up to half the weights pruned.

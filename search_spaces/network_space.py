@@ -16,57 +16,23 @@ SqueezeNext-like (``squeezenext``) networks, for the embedded digits data (8x8).
 from __future__ import annotations
 
 import dataclasses
-import json
 
-import numpy as np
-
-from search_spaces.choosers import Chooser, asking_only_for_choices, params_chooser, rng_chooser, trial_chooser
+from cost_models.specs import JsonSpec, known_fields
+from search_spaces.choosers import Chooser, ChooserSpace, asking_only_for_choices, choices, integers, numbers, one_of
 from search_spaces.networks import BLOCKS, NetworkSpec, Stage, Stem
 
-
-def _choices(name: str, values, kind=int, low=None, allowed=None) -> tuple:
-    values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
-    if not values:
-        raise ValueError(f"network space: field {name!r} must be a non-empty tuple of choices")
-    for v in values:
-        ok = (isinstance(v, kind) or (kind is float and isinstance(v, int))) and not isinstance(v, bool)
-        if not ok or (low is not None and v < low) or (allowed is not None and v not in allowed):
-            what = f"one of {', '.join(map(str, allowed))}" if allowed else f"{kind.__name__} values" + (f" >= {low}" if low is not None else "")
-            raise ValueError(f"network space: field {name!r} must hold {what}; got {v!r}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"network space: field {name!r} has repeated choices {values}")
-    return values
+_OWNER = "network space"
 
 
-class _ChooserSpace:
-    """``sample`` / ``draw`` / ``from_params`` for a space whose ``build(choose)`` walks its decisions."""
-
-    def build(self, choose: Chooser) -> NetworkSpec:
-        raise NotImplementedError
-
-    def sample(self, trial) -> NetworkSpec:
-        """A spec from an Optuna trial (``suggest_categorical`` with stable names)."""
-        return self.build(trial_chooser(trial))
-
-    def draw(self, rng: np.random.Generator) -> NetworkSpec:
-        """A uniformly drawn spec, without Optuna."""
-        return self.build(rng_chooser(rng))
-
-    def from_params(self, params: dict) -> NetworkSpec:
-        """The spec a trial with these parameters sampled (other prefixes are ignored)."""
-        return self.build(params_chooser(params, "network space"))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str):
-        return cls.from_dict(json.loads(text))
+def _choices(field: str, values, allowed, owner: str = _OWNER) -> tuple:
+    return choices(owner, field, values, allowed, lone_value=True)
 
 
 @dataclasses.dataclass(frozen=True)
-class NetworkSpace(_ChooserSpace):
+class NetworkSpace(ChooserSpace, JsonSpec):
     """Choices for every network decision; each field is a tuple of allowed values."""
+
+    OWNER = _OWNER
 
     blocks: tuple[str, ...] = ("dwsep", "fire", "squeezenext")
     stages: tuple[int, ...] = (2, 3)
@@ -84,19 +50,19 @@ class NetworkSpace(_ChooserSpace):
 
     def __post_init__(self):
         set_ = lambda f, v: object.__setattr__(self, f, v)
-        set_("blocks", _choices("blocks", self.blocks, str, allowed=BLOCKS))
-        set_("stages", _choices("stages", self.stages, int, low=1))
-        set_("depths", _choices("depths", self.depths, int, low=1))
-        set_("widths", _choices("widths", self.widths, int, low=4))
+        set_("blocks", _choices("blocks", self.blocks, one_of(BLOCKS)))
+        set_("stages", _choices("stages", self.stages, integers(1)))
+        set_("depths", _choices("depths", self.depths, integers(1)))
+        set_("widths", _choices("widths", self.widths, integers(4)))
         if any(w % 4 for w in self.widths):
             raise ValueError(f"network space: field 'widths' must hold multiples of 4 (fire and SqueezeNext "
                              f"blocks split them); got {self.widths}")
-        set_("kernels", _choices("kernels", self.kernels, int, allowed=(3, 5, 7)))
-        set_("expansions", tuple(float(e) for e in _choices("expansions", self.expansions, float, low=0.05)))
-        set_("stem_kernels", _choices("stem_kernels", self.stem_kernels, int, allowed=(3, 5, 7)))
-        set_("stem_widths", _choices("stem_widths", self.stem_widths, int, low=1))
-        set_("width_multipliers", tuple(float(w) for w in _choices("width_multipliers", self.width_multipliers, float, low=0.05)))
-        set_("resolutions", _choices("resolutions", self.resolutions, int, low=1))
+        set_("kernels", _choices("kernels", self.kernels, integers(among=(3, 5, 7))))
+        set_("expansions", _choices("expansions", self.expansions, numbers(0.05)))
+        set_("stem_kernels", _choices("stem_kernels", self.stem_kernels, integers(among=(3, 5, 7))))
+        set_("stem_widths", _choices("stem_widths", self.stem_widths, integers(1)))
+        set_("width_multipliers", _choices("width_multipliers", self.width_multipliers, numbers(0.05)))
+        set_("resolutions", _choices("resolutions", self.resolutions, integers(1)))
         for field, low in (("num_classes", 2), ("in_channels", 1), ("min_map", 1)):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -128,21 +94,11 @@ class NetworkSpace(_ChooserSpace):
                            num_classes=self.num_classes,
                            width_multiplier=pick("net.width_multiplier", self.width_multipliers), name="searched")
 
-    # --- data ------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "NetworkSpace":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"network space: unknown field(s) {sorted(unknown)}; allowed: {sorted(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    # to_dict / from_dict / to_json / from_json: JsonSpec's (tuples as JSON lists; unknown fields refused)
 
 
 @dataclasses.dataclass(frozen=True)
-class NetworkVariantSpace(_ChooserSpace):
+class NetworkVariantSpace(ChooserSpace, JsonSpec):
     """Variants of one macro-architecture: the first kernel, and per stage the depth and block type.
 
     The moves of the SqueezeNext co-design (seeds/002 section 4.2) as a search space:
@@ -152,6 +108,8 @@ class NetworkVariantSpace(_ChooserSpace):
     ratio; one that becomes fire gets 1/8; squeezenext blocks have their own.
     """
 
+    OWNER = "network variant space"
+
     base: NetworkSpec
     stem_kernels: tuple[int, ...] = (3, 5, 7)
     depths: tuple[int, ...] = (1, 2, 3, 4)
@@ -160,13 +118,14 @@ class NetworkVariantSpace(_ChooserSpace):
 
     def __post_init__(self):
         if not isinstance(self.base, NetworkSpec):
-            raise ValueError(f"network variant space: field 'base' must be a NetworkSpec, got {type(self.base).__name__}")
+            raise ValueError(f"{self.OWNER}: field 'base' must be a NetworkSpec, got {type(self.base).__name__}")
         set_ = lambda f, v: object.__setattr__(self, f, v)
-        set_("stem_kernels", _choices("stem_kernels", self.stem_kernels, int, allowed=(3, 5, 7, 11)))
-        set_("depths", _choices("depths", self.depths, int, low=1))
-        set_("blocks", _choices("blocks", self.blocks, str, allowed=BLOCKS))
+        owner = self.OWNER
+        set_("stem_kernels", _choices("stem_kernels", self.stem_kernels, integers(among=(3, 5, 7, 11)), owner))
+        set_("depths", _choices("depths", self.depths, integers(1), owner))
+        set_("blocks", _choices("blocks", self.blocks, one_of(BLOCKS), owner))
         indices = tuple(range(len(self.base.stages))) if self.stages is None else self.stages
-        set_("stages", _choices("stages", indices, int, allowed=tuple(range(len(self.base.stages)))))
+        set_("stages", _choices("stages", indices, integers(among=tuple(range(len(self.base.stages)))), owner))
 
     def build(self, choose: Chooser) -> NetworkSpec:
         pick = asking_only_for_choices(choose)
@@ -192,7 +151,7 @@ class NetworkVariantSpace(_ChooserSpace):
 
         def answer(name, options):
             if base[name] not in options:
-                raise ValueError(f"network variant space: the base network's {name}={base[name]!r} is not one of "
+                raise ValueError(f"{self.OWNER}: the base network's {name}={base[name]!r} is not one of "
                                  f"{options}")
             asked[name] = base[name]
             return base[name]
@@ -205,13 +164,10 @@ class NetworkVariantSpace(_ChooserSpace):
 
     @classmethod
     def from_dict(cls, data: dict) -> "NetworkVariantSpace":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown or "base" not in data:
-            raise ValueError(f"network variant space: unknown field(s) {sorted(unknown)} or no 'base'; "
-                             f"allowed: {sorted(names)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "base"}
-        return cls(NetworkSpec.from_dict(data["base"]), **values)
+        data = known_fields(cls, data)
+        if "base" not in data:
+            raise ValueError(f"{cls.__name__}: field 'base' (the base network) is missing")
+        return super().from_dict({**data, "base": NetworkSpec.from_dict(data["base"])})
 
 
 #: MobileNet-, SqueezeNet- and SqueezeNext-like networks for the 8x8 digits data.

@@ -23,11 +23,11 @@ output channel, and the classifier's weights and bias (the Flax model has exactl
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from cost_models import Layer, Workload
+from cost_models.specs import JsonSpec, known_fields
 from cost_models.workload import conv_output_size, infer_kind
 
 BLOCKS = ("conv", "dwsep", "inverted", "fire", "squeezenext", "residual")
@@ -46,7 +46,7 @@ def _check_choice(owner: str, name: str, value, choices):
 
 
 @dataclasses.dataclass(frozen=True)
-class Stem:
+class Stem(JsonSpec):
     """The first convolution (and an optional max pool after it)."""
 
     kernel: int = 3
@@ -68,7 +68,7 @@ class Stem:
 
 
 @dataclasses.dataclass(frozen=True)
-class Stage:
+class Stage(JsonSpec):
     """``depth`` blocks of one type; the first block has ``stride``; a pool may follow."""
 
     block: str
@@ -100,7 +100,7 @@ class Stage:
 
 
 @dataclasses.dataclass(frozen=True)
-class NetworkSpec:
+class NetworkSpec(JsonSpec):
     """A CNN: stem, stages, head; input resolution and classes; a global width multiplier."""
 
     stem: Stem
@@ -143,29 +143,15 @@ class NetworkSpec:
     def at_resolution(self, resolution: int, num_classes: int | None = None) -> "NetworkSpec":
         return dataclasses.replace(self, resolution=resolution, num_classes=num_classes or self.num_classes)
 
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["stages"] = [dataclasses.asdict(s) for s in self.stages]
-        data["head_widths"] = list(self.head_widths)
-        return data
+    # to_dict / to_json / from_json: JsonSpec's (the stem and stages as dicts, tuples as lists)
 
     @classmethod
     def from_dict(cls, data: dict) -> "NetworkSpec":
-        data = dict(data)
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"network: unknown field(s) {sorted(unknown)}")
-        data["stem"] = Stem(**data["stem"])
-        data["stages"] = tuple(Stage(**s) for s in data["stages"])
+        data = known_fields(cls, data)
+        data["stem"] = Stem.from_dict(data["stem"])
+        data["stages"] = tuple(Stage.from_dict(s) for s in data["stages"])
         data["head_widths"] = tuple(data.get("head_widths", ()))
         return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "NetworkSpec":
-        return cls.from_dict(json.loads(text))
 
     def workload(self, resolution: int | None = None, compression=None) -> Workload:
         """The cost model's layer list (optionally at another resolution, with a compression policy)."""
@@ -386,8 +372,3 @@ def mac_shares(spec: NetworkSpec) -> dict[str, float]:
             shares[kind] += 100.0 * layer.macs / total
     return shares
 
-
-def iter_blocks(spec: NetworkSpec) -> Iterator[tuple[int, int, Stage]]:
-    for s, stage in enumerate(spec.stages):
-        for i in range(stage.depth):
-            yield s, i, stage

@@ -1,10 +1,13 @@
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cost_models import Accelerator
-from cost_models.scalesim import format_config
+from cost_models.scalesim import format_config, read_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = ROOT / "experiments" / "scalesim_reference" / "layers.csv"
@@ -14,18 +17,33 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "codesign.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def test_cost_json_has_per_layer_fields_and_totals(tmp_path):
+def test_cost_json_matches_recorded_scalesim_compute_and_bandwidth_adds_only_stalls(tmp_path):
+    # The recorded SCALE-Sim run user_ws_32x32_bw2 (experiments/scalesim_reference/recorded.csv):
+    # 32x32 WS, three 16 KB SRAMs, 2 words (bytes) per cycle from DRAM.
+    with open(TOPOLOGY.parent / "recorded.csv") as handle:
+        recorded = {row["layer"]: float(row["compute_cycles"]) for row in csv.DictReader(handle)
+                    if row["config"] == "user_ws_32x32_bw2" and row["status"] == "ok"}
     cfg = tmp_path / "a.cfg"
-    cfg.write_text(format_config(Accelerator(rows=16, cols=16, dataflow="ws_systolic", dram_bw=4.0)))
-    result = run("cost", "--topology", str(TOPOLOGY), "--config", str(cfg), "--json")
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert [row["layer"] for row in data["layers"]][:2] == ["Conv1", "Conv2"]
-    for row in data["layers"]:
+    cfg.write_text(format_config(Accelerator(rows=32, cols=32, dataflow="ws_systolic", gb_bytes=3 * 16 * 1024, dram_bw=2.0)))
+    limited = run("cost", "--topology", str(TOPOLOGY), "--config", str(cfg), "--json")
+    unlimited = run("cost", "--topology", str(TOPOLOGY), "--config", str(cfg), "--compute-only", "--json")
+    assert limited.returncode == 0, limited.stderr
+    assert unlimited.returncode == 0, unlimited.stderr
+    data, compute_only = json.loads(limited.stdout), json.loads(unlimited.stdout)
+    weights = {layer.name: layer.params for layer in read_topology(TOPOLOGY)}  # 8-bit: one byte each
+    assert [row["layer"] for row in data["layers"]] == list(weights)
+    assert sorted(recorded) == sorted(weights)
+    for row, alone in zip(data["layers"], compute_only["layers"]):
         assert row["dataflow"] == "ws_systolic"
         assert {"cycles", "compute_cycles", "stall_cycles", "utilization", "energy_pj"} <= set(row)
-        assert row["cycles"] == row["compute_cycles"] + row["stall_cycles"]
-    assert data["total"]["cycles"] == sum(row["cycles"] for row in data["layers"])
+        assert row["compute_cycles"] == pytest.approx(recorded[row["layer"]], rel=0.01)  # SCALE-Sim's compute cycles
+        # Bandwidth leaves the compute time alone, and a layer cannot finish before its weights arrive.
+        assert alone["cycles"] == alone["compute_cycles"] == row["compute_cycles"]
+        assert row["cycles"] >= max(row["compute_cycles"], weights[row["layer"]] / 2.0)
+    fc = next(row for row in data["layers"] if row["layer"] == "FC")
+    assert weights["FC"] / 2.0 > 5 * fc["compute_cycles"]  # memory-bound: 512,000 weight bytes at 2 per cycle
+    assert fc["cycles"] > fc["compute_cycles"] and fc["stall_cycles"] > 0
+    assert data["total"]["compute_cycles"] == pytest.approx(sum(recorded.values()), rel=0.01)
 
 
 def test_cost_dataflow_override_and_compute_only(tmp_path):

@@ -21,7 +21,8 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-from codesign.search import make_storage
+from codesign.outcome import Status, trial_status
+from codesign.storage import make_storage
 
 EXPERIMENT = """
 import codesign
@@ -122,7 +123,7 @@ def study(folder: Path):
 
 
 def counted(folder: Path):
-    return [t for t in study(folder).get_trials() if not t.user_attrs.get("interrupted")]
+    return [t for t in study(folder).get_trials() if trial_status(t) != Status.INTERRUPTED]
 
 
 def completed(folder: Path) -> list:

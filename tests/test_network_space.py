@@ -15,15 +15,25 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 jax.config.update("jax_default_prng_impl", "rbg")
 
 
+def in_space(space, spec):
+    return (spec.resolution in space.resolutions and spec.stem.kernel in space.stem_kernels
+            and spec.stem.width in space.stem_widths and len(spec.stages) in space.stages
+            and spec.width_multiplier in space.width_multipliers
+            and (spec.in_channels, spec.num_classes) == (space.in_channels, space.num_classes)
+            and all(s.block in space.blocks and s.depth in space.depths and s.width in space.widths
+                    and s.kernel in space.kernels for s in spec.stages))
+
+
 @pytest.mark.parametrize("space", [DEFAULT_NETWORK_SPACE, CIFAR_NETWORK_SPACE], ids=["digits", "cifar"])
 def test_thousand_draws_are_valid_build_and_round_trip(space):
     rng = np.random.default_rng(0)
     blocks = set()
     for _ in range(1000):
         spec = space.draw(rng)
+        assert in_space(space, spec)
         assert NetworkSpec.from_json(spec.to_json()) == spec
         workload = spec.workload()
-        assert workload.macs > 0 and spec.params > 0
+        assert workload.layers[-1].K == space.num_classes  # the network ends in the logits
         blocks.update(stage.block for stage in spec.stages)
     assert blocks == set(space.blocks)  # MobileNet-, SqueezeNet- and SqueezeNext-like all occur
 
@@ -52,6 +62,8 @@ def test_space_round_trips_json_and_overrides():
     assert NetworkSpace.from_json(space.to_json()) == space
     spec = space.draw(np.random.default_rng(0))
     assert {s.block for s in spec.stages} <= {"inverted", "residual"} and spec.resolution == 32
+    with pytest.raises(ValueError, match=r"NetworkSpace: unknown field\(s\) \['width'\]; allowed: blocks, stages"):
+        NetworkSpace.from_dict({**space.to_dict(), "width": [8]})
 
 
 @pytest.mark.parametrize("kwargs, field", [
@@ -59,13 +71,23 @@ def test_space_round_trips_json_and_overrides():
     (dict(depths=()), "'depths'"), (dict(kernels=(4,)), "'kernels'"),
 ])
 def test_bad_space_fields_are_named(kwargs, field):
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match=f"network space: field {field}"):
         NetworkSpace(**kwargs)
 
 
-def test_missing_parameter_is_named():
-    with pytest.raises(ValueError, match=r"parameter .net\.stem\.kernel. is missing"):
+def test_bad_choice_message_lists_the_allowed_values():
+    with pytest.raises(ValueError, match=r"field 'kernels' must be a non-empty tuple of values from 3, 5, 7; got 4"):
+        NetworkSpace(kernels=(3, 4))
+    with pytest.raises(ValueError, match=r"field 'depths' has repeated choices \(1, 1\)"):
+        NetworkSpace(depths=(1, 1))
+    assert NetworkSpace(blocks="fire", widths=[16]).blocks == ("fire",)  # a lone value is one choice
+
+
+def test_missing_and_foreign_parameters_are_named():
+    with pytest.raises(ValueError, match=r"network space: parameter 'net\.stem\.kernel' is missing"):
         DEFAULT_NETWORK_SPACE.from_params({})
+    with pytest.raises(ValueError, match=r"network space: parameter 'net\.stem\.kernel'=4 is not one of \(3, 5\)"):
+        DEFAULT_NETWORK_SPACE.from_params({"net.stem.kernel": 4})
 
 
 def test_variant_space_changes_only_first_kernel_depths_and_blocks():
@@ -86,6 +108,8 @@ def test_variant_space_changes_only_first_kernel_depths_and_blocks():
         study.tell(trial, 0.0)
     params = {"net.stem.kernel": 3, "net.s0.block": "fire", "net.s0.depth": 1, "net.s2.block": "fire", "net.s2.depth": 3}
     assert space.from_params(params).stages[0] == dataclasses.replace(base.stages[0], depth=1)
+    with pytest.raises(ValueError, match=r"network variant space: parameter 'net\.s2\.block' is missing"):
+        space.from_params({k: v for k, v in params.items() if k != "net.s2.block"})
     assert NetworkVariantSpace.from_json(space.to_json()) == space
     with pytest.raises(ValueError, match="'stages'"):
         NetworkVariantSpace(base, stages=(9,))

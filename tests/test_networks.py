@@ -53,6 +53,15 @@ def test_reference_specs_round_trip_json_and_build_workloads(name):
     assert small.macs < workload.macs
 
 
+def test_from_dict_refuses_unknown_fields_by_class_name():
+    data = reference_network("resnet18").to_dict()
+    with pytest.raises(ValueError, match=r"NetworkSpec: unknown field\(s\) \['depth'\]; allowed: stem, stages"):
+        NetworkSpec.from_dict({**data, "depth": 18})
+    stages = [dict(data["stages"][0], blocks=2)] + data["stages"][1:]
+    with pytest.raises(ValueError, match=r"Stage: unknown field\(s\) \['blocks'\]; allowed: block, depth"):
+        NetworkSpec.from_dict({**data, "stages": stages})
+
+
 def test_layer_shapes_chain():
     rows = layer_table(reference_network("resnet18"))
     assert rows[0].in_shape == (3, 224, 224) and rows[0].out_shape == (64, 112, 112)

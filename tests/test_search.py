@@ -1,6 +1,7 @@
 """The co-design search end to end: Optuna ask/tell with Ray tasks, constraints, artifacts, reload,
 resume, failed candidates, and nested mode against an exhaustive loop."""
 
+import dataclasses
 import os
 import tempfile
 
@@ -10,9 +11,11 @@ import pytest
 from optuna.trial import TrialState
 
 import codesign
-from codesign.evaluation import Candidate, evaluate_candidate, pareto_mask, totals_metrics
 from codesign.datasets import load_dataset
-from codesign.search import open_study
+from codesign.evaluator import Evaluator
+from codesign.metrics import Objective, hardware_metrics, pareto_mask
+from codesign.outcome import Candidate, Outcome, Status, trial_status
+from codesign.storage import open_study
 from cost_models import evaluate
 from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.compression import CompressionSpace
@@ -64,9 +67,11 @@ def test_end_to_end_search_stores_trials_front_constraints_and_reloads_a_working
     assert results.counts() == {"complete": 4}
     trials = results.study.get_trials(states=(TrialState.COMPLETE,))
     for t in trials:
-        assert t.constraints["area<=0.6"] == pytest.approx(t.user_attrs["metrics"]["area"] - 0.6)
-        assert set(t.user_attrs["artifacts"]) >= {"network.json", "compression.json", "accelerator.json",
-                                                  "cost_report.json", "weights.msgpack"}
+        outcome = Outcome.from_trial(t, results.artifacts)
+        assert t.constraints["area<=0.6"] == pytest.approx(outcome.metrics["area"] - 0.6)
+        assert list(t.values) == [outcome.metrics[m] for m in ("accuracy", "latency", "energy")]
+        assert outcome.weights is not None and outcome.cost_report is not None
+        assert outcome.cost_report.total["latency_s"] * 1e3 == pytest.approx(outcome.metrics["latency"], rel=1e-12)
         assert all(name.split(".")[0] in ("net", "compress", "accel") for name in t.params)
     front = results.pareto_front
     assert front
@@ -97,7 +102,9 @@ def test_resume_reaches_the_budget_with_no_trial_lost_or_duplicated(tmp_path):
     stale = study.ask()
     exp.network_space.sample(stale)
     results = codesign.run(exp, progress=False)
-    counted = [t for t in results.trials if not t.user_attrs.get("interrupted")]
+    assert trial_status(results.study.get_trials()[stale.number]) == Status.INTERRUPTED
+    assert results.counts() == {"complete": 6, "interrupted": 1}
+    counted = [t for t in results.trials if trial_status(t) != Status.INTERRUPTED]
     assert len(counted) == 6 and all(t.state == TrialState.COMPLETE for t in counted)
     assert len({t.number for t in counted}) == 6
     requeued = [t for t in counted if "requeued_from" in t.user_attrs]
@@ -113,14 +120,14 @@ def test_failed_candidates_are_recorded_with_their_reason_and_the_search_goes_on
                                                                   widths=(8,), resolutions=(16,)),
                             proxy=codesign.TrainedProxy(), trials=2)
     results = codesign.run(wrong_size, progress=False)
-    assert results.counts() == {"fail": 2}
-    assert all("expects 16x16x1 inputs but dataset 'synthetic' has 8x8x1" in t.user_attrs["fail_reason"]
+    assert results.counts() == {"failed": 2}
+    assert all("expects 16x16x1 inputs but dataset 'synthetic' has 8x8x1" in Outcome.from_trial(t).reason
                for t in results.trials)
     diverging = experiment(tmp_path, name="d", run_folder=tmp_path / "d", trials=2,
                            proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=1, learning_rate=1e38)))
     results = codesign.run(diverging, progress=False)
-    assert results.counts() == {"fail": 2}
-    assert all("diverged" in t.user_attrs["fail_reason"] for t in results.trials)
+    assert results.counts() == {"diverged": 2}
+    assert all(t.state == TrialState.FAIL and "diverged" in Outcome.from_trial(t).reason for t in results.trials)
 
 
 def test_nested_mode_picks_the_accelerator_an_exhaustive_loop_picks(tmp_path):
@@ -128,24 +135,91 @@ def test_nested_mode_picks_the_accelerator_an_exhaustive_loop_picks(tmp_path):
     space = AcceleratorSpace(rows=(8, 16, 32), cols=(8, 16), dataflows=("ws", "os", "flex"), gb_kib=(32, 128),
                              rf_bytes=(16,), dram_gbps=(8.0, 32.0), mac_bits=(16,), zero_skip=(False, True))
     constraint = codesign.Constraint("area", max=1.0)
-    out = evaluate_candidate(Candidate(network.to_json(), None, None, space.to_json(), None, 0), "synthetic", CHEAP,
-                             str(tmp_path / "cache"), ["latency", "energy"], [constraint], "edp")
-    assert out["status"] == "ok"
+    evaluator = Evaluator(CHEAP, "synthetic", str(tmp_path / "cache"), (Objective("latency"), Objective("energy")),
+                          (constraint,), "edp", nested=space)
+    out = evaluator(Candidate(network))
+    assert out.status == Status.COMPLETE
     # the exhaustive loop: one cost-model call per accelerator, brute-force Pareto front, lowest EDP
     workload = network.workload()
     rows = []
     for acc in space.grid():
         total = evaluate(workload, acc).total
-        m = {k: float(v[0]) for k, v in totals_metrics([total["latency_s"]], [total["energy_pj"]],
-                                                       [total["area_mm2"]]).items()}
+        m = {k: float(v) for k, v in hardware_metrics(total).items()}
         rows.append((acc, m))
     feasible = [(a, m) for a, m in rows if m["area"] <= 1.0]
     front = [(a, m) for a, m in feasible if not any(
         o["latency"] <= m["latency"] and o["energy"] <= m["energy"] and (o["latency"] < m["latency"] or o["energy"] < m["energy"])
         for _, o in feasible)]
     best = min(front, key=lambda am: am[1]["edp"])[0]
-    assert out["accelerator"] == best.to_json()
-    assert len(out["front"]) == len(front)
+    assert out.accelerator == best
+    assert {p.accelerator for p in out.front} == {a for a, _ in front}
+
+
+def test_a_design_reads_its_stored_cost_report_and_says_when_the_model_is_newer(tmp_path, monkeypatch):
+    import warnings
+
+    import codesign.results
+
+    codesign.run(experiment(tmp_path, trials=2), progress=False)
+    design = codesign.load(tmp_path / "run").designs[0]
+    stored_totals = dict(design.cost_report().total)
+    assert design.cost_model_version == codesign.results.COST_MODEL_VERSION
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("the stored report was recomputed")
+    monkeypatch.setattr(codesign.results, "evaluate", no_recompute)
+    design = codesign.load(tmp_path / "run").designs[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same version: no warning
+        assert design.cost_report().total == stored_totals
+    monkeypatch.undo()
+    monkeypatch.setattr(codesign.results, "COST_MODEL_VERSION", "999")
+    design = codesign.load(tmp_path / "run").designs[0]
+    with pytest.warns(UserWarning, match=r"computed by cost model v1; the installed model is v999"):
+        design.cost_report()
+    assert design.cost_report(recompute=True).total == pytest.approx(stored_totals, rel=1e-12)
+
+
+def test_an_outcome_reads_back_as_it_was_told(tmp_path):
+    from optuna.artifacts import FileSystemArtifactStore
+
+    network = TINY_NETWORKS.draw(np.random.default_rng(3))
+    accelerator = TINY_ACCELERATORS.draw(np.random.default_rng(3))
+    evaluator = Evaluator(codesign.TrainedProxy(codesign.TrainConfig(epochs=1)), "synthetic", str(tmp_path / "cache"),
+                          (Objective("accuracy"), Objective("latency")), (codesign.Constraint("energy", max=1e-9),))
+    told = evaluator(Candidate(network, None, accelerator))
+    assert told.status == Status.COMPLETE and told.constraints["energy<=1e-09"] > 0
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    store = FileSystemArtifactStore(str(tmp_path))
+    trial = study.ask()
+    told.tell(study, trial, store)
+    failed = Outcome.failed("no reason", Candidate(network))
+    failed.tell(study, study.ask(), store)
+    read, read_failed = (Outcome.from_trial(t, store) for t in study.get_trials())
+    for field in ("status", "candidate", "metrics", "values", "constraints", "accelerator", "history",
+                  "cost_model_version", "reason"):
+        assert getattr(read, field) == getattr(told, field), field
+    assert read.cost_report.layers == told.cost_report.layers and read.cost_report.total == told.cost_report.total
+    for x, y in zip(*(jax_leaves(o.weights) for o in (told, read))):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    assert (read_failed.status, read_failed.reason, read_failed.candidate) == (Status.FAILED, "no reason",
+                                                                                Candidate(network))
+    assert study.get_trials()[1].state == TrialState.FAIL
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree_util.tree_leaves(tree)
+
+
+def test_an_experiment_is_frozen_and_replace_validates_again(tmp_path):
+    exp = experiment(tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        exp.trials = 8
+    assert dataclasses.replace(exp, trials=8).trials == 8
+    with pytest.raises(ValueError, match="'mode'"):
+        dataclasses.replace(exp, mode="serial")
 
 
 def test_pareto_mask_matches_brute_force():
@@ -177,7 +251,8 @@ def test_single_objective_search_with_a_pruner_stops_poor_candidates(tmp_path):
     results = codesign.run(exp, progress=False)
     assert results.counts() == {"pruned": 2}
     for t in results.trials:
-        assert list(t.intermediate_values) == [1] and "epoch 1" in t.user_attrs["fail_reason"]
+        outcome = Outcome.from_trial(t)
+        assert list(t.intermediate_values) == [1] and outcome.status == Status.PRUNED and "epoch 1" in outcome.reason
 
 
 def test_cli_run_show_plot_export(tmp_path, capsys):

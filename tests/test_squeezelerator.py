@@ -4,9 +4,11 @@ import json
 
 import pytest
 
-from codesign import squeezelerator as sq
+from conftest import load_experiment_module
 from cost_models.model import TILING_TIME_TOLERANCE
 from search_spaces.reference import squeezenext_variant
+
+sq = load_experiment_module("squeezelerator_study.py")
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import optuna
 
-from codesign.search import make_storage
+from codesign.storage import make_storage
 
 OPEN_ON_GO = """
 import sys, time
 from pathlib import Path
 import optuna
-from codesign.search import make_storage
+from codesign.storage import make_storage
 folder = Path(sys.argv[1])
 (folder / ("ready." + sys.argv[2])).touch()
 while not (folder / "go").exists():

@@ -37,7 +37,7 @@ def timed(proxy, spec, policy, data, seed):
     jax.clear_caches()
     started = time.perf_counter()
     result = proxy.evaluate(spec, policy, data, seed)
-    return result.score, time.perf_counter() - started
+    return result.accuracy, time.perf_counter() - started
 
 
 def main(argv=None) -> dict:

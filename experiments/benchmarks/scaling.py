@@ -14,6 +14,7 @@ Ray round trip minus the worker's own time (submission, scheduling, result trans
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -46,9 +47,8 @@ def main(argv=None) -> dict:
             started = time.perf_counter()
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
             startup = time.perf_counter() - started
-            experiment = make_experiment(args.trials, str(folder))
-            experiment.proxy = codesign.ZeroCostProxy(args.proxy)
-            experiment.save_weights = False
+            experiment = dataclasses.replace(make_experiment(args.trials, str(folder)),
+                                             proxy=codesign.ZeroCostProxy(args.proxy), save_weights=False)
             started = time.perf_counter()
             results = codesign.run(experiment, progress=False)
             wall = time.perf_counter() - started

@@ -1,0 +1,194 @@
+"""The search loop's set-up and bookkeeping: Ray, the study, the budget, timing, progress.
+
+:class:`Driver` holds what :func:`codesign.search.run` needs around its ask/tell loop:
+the study (created or resumed), the artifact store, Ray (local on the loopback address
+unless a cluster is given) with the evaluator in its object store once, how many trials
+fit in flight, the budget left, and the progress bar. :class:`TrialClock` records where
+a trial's time went, so the loop's own overhead (everything but the accuracy proxy) is
+measured on every trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import time
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+
+from codesign.evaluator import Evaluator
+from codesign.experiment import Experiment
+from codesign.outcome import Candidate, Outcome, Status
+from codesign.storage import PrunerReporter, finished_count, open_study, requeue_interrupted
+
+log = logging.getLogger("codesign")
+
+
+class TrialClock:
+    """Where one trial's time went; ``overhead_s`` is everything but the accuracy proxy."""
+
+    def __init__(self):
+        self.asked = time.perf_counter()
+        self.sample_s = 0.0
+        self.submitted = self.asked
+
+    def submit(self) -> "TrialClock":
+        self.submitted = time.perf_counter()
+        self.sample_s = self.submitted - self.asked
+        return self
+
+    def timing(self, outcome: Outcome) -> dict[str, float]:
+        roundtrip_s = time.perf_counter() - self.submitted
+        proxy_s = 0.0 if outcome.cached else outcome.proxy_seconds
+        worker_s = float((outcome.worker or {}).get("seconds", 0.0))
+        return {"sample_s": self.sample_s, "roundtrip_s": roundtrip_s, "worker_s": worker_s, "proxy_s": proxy_s,
+                "overhead_s": self.sample_s + roundtrip_s - proxy_s}
+
+
+class Driver:
+    """One call of :func:`codesign.search.run`: the study, Ray, the budget and the progress bar."""
+
+    def __init__(self, experiment: Experiment, address: str | None, progress: bool, stop_after: int | None):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.experiment = experiment
+        self.study = open_study(experiment)
+        requeued = requeue_interrupted(self.study)
+        if requeued:
+            log.warning("resuming %s: %d trial(s) left running by a stopped driver were re-queued",
+                        experiment.name, requeued)
+        (experiment.folder / "artifacts").mkdir(parents=True, exist_ok=True)
+        self.store = FileSystemArtifactStore(str(experiment.folder / "artifacts"))
+        self.ray = start_ray(address)
+        self.task = self.ray.remote(**task_options(experiment))(evaluate_on_worker)
+        self.evaluator = self.ray.put(Evaluator.from_experiment(experiment))
+        cpus = self.ray.cluster_resources().get("CPU", 1)
+        self.slots = max(1, int(cpus // max(experiment.cpus_per_trial, 1e-9)))
+        self.started = time.monotonic()
+        self.done_before = finished_count(self.study)
+        self.stop_after = stop_after
+        self.finished = self.failed = 0
+        self.timings: list[dict] = []  # this call's trials, the tell included in overhead_s
+        budget = experiment.trials
+        self.bar = Progress(budget, min(self.done_before, budget or self.done_before), progress)
+
+    def room(self, in_flight: int) -> bool:
+        """Whether another trial may start: within the trial budget, the time budget and ``stop_after``."""
+        if self.stop_after is not None and self.finished + in_flight >= self.stop_after:
+            return False
+        if self.experiment.timeout is not None and time.monotonic() - self.started > self.experiment.timeout:
+            return False
+        budget = self.experiment.trials
+        return budget is None or self.done_before + self.finished + in_flight < budget
+
+    def submit(self, trial: optuna.Trial, candidate: Candidate):
+        """Start scoring ``candidate`` as a Ray task; returns its object reference."""
+        reporter = None
+        if self.experiment.pruner is not None:
+            reporter = PrunerReporter(self.experiment.name, self.experiment.storage_url, trial.number,
+                                      self.experiment.pruner)
+        return self.task.remote(self.evaluator, candidate, reporter)
+
+    def result(self, ref, candidate: Candidate) -> Outcome:
+        """The task's outcome; a worker lost beyond its retries is a failed trial, not a crash of the loop."""
+        try:
+            return self.ray.get(ref)
+        except Exception as error:  # noqa: BLE001 - the worker died beyond its retries
+            return Outcome.failed(f"worker lost after {self.experiment.max_retries} retries: "
+                                  f"{type(error).__name__}: {str(error)[:300]}", candidate)
+
+    def tell(self, trial: optuna.Trial, outcome: Outcome, clock: TrialClock, in_flight: int = 0) -> None:
+        """Record the outcome with its timing, and count it."""
+        timing = clock.timing(outcome)
+        telling = time.perf_counter()
+        outcome.replace(timing=timing).tell(self.study, trial, self.store)
+        timing["tell_s"] = time.perf_counter() - telling
+        timing["overhead_s"] += timing["tell_s"]
+        self.timings.append(timing)
+        self.finished += 1
+        if outcome.status not in (Status.COMPLETE, Status.PRUNED):
+            self.failed += 1
+            self.bar.write(f"trial {trial.number} {outcome.status.value}: {outcome.reason}")
+        if self.bar.shown:  # the front size reads every trial from the storage
+            self.bar.update(1, failed=self.failed, running=in_flight, front=_front_size(self.study))
+
+    def close(self):
+        self.bar.close()
+
+
+def evaluate_on_worker(evaluator: Evaluator, candidate: Candidate, reporter) -> Outcome:
+    """The Ray task: score the candidate and say where it ran and for how long."""
+    import ray
+
+    started = time.perf_counter()
+    outcome = evaluator(candidate, reporter)
+    return outcome.replace(worker={"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+                                   "pid": os.getpid(), "seconds": time.perf_counter() - started})
+
+
+def task_options(experiment: Experiment) -> dict:
+    """Ray resources and retries of one trial's task."""
+    options = {"num_cpus": experiment.cpus_per_trial, "max_retries": experiment.max_retries,
+               "retry_exceptions": False}
+    if experiment.gpus_per_trial:
+        options["num_gpus"] = experiment.gpus_per_trial
+    if experiment.memory_per_trial:
+        options["memory"] = experiment.memory_per_trial
+    return options
+
+
+def start_ray(address: str | None):
+    """Ray, connected to ``address`` (or ``RAY_ADDRESS``) or started locally; an already started Ray is used."""
+    import ray
+
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def _front_size(study) -> int:
+    try:
+        return len(study.best_trials)
+    except ValueError:
+        return 0
+
+
+@dataclasses.dataclass
+class Progress:
+    """A tqdm bar: trials done, failed, running, Pareto-front size, elapsed time."""
+
+    total: int | None
+    initial: int
+    enabled: bool
+
+    def __post_init__(self):
+        self.bar = None
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, initial=self.initial, unit="trial", dynamic_ncols=True)
+
+    @property
+    def shown(self) -> bool:
+        return self.bar is not None
+
+    def update(self, n: int, **status):
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(status, refresh=True)
+
+    def write(self, line: str):
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            log.warning(line)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

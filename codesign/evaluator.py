@@ -1,0 +1,131 @@
+"""Scoring one candidate: accuracy (cached proxy) plus hardware costs (one cost-model call).
+
+An :class:`Evaluator` is built once from the :class:`~codesign.experiment.Experiment`
+and put in Ray's object store once; each trial's task is
+``evaluator(candidate, reporter) -> Outcome``. Hardware comes first (it is cheap, and
+a workload the cost model rejects fails fast): in joint mode the candidate's own
+accelerator, in nested mode the whole accelerator grid in one vectorised call, of which
+the hardware Pareto front under the constraints is kept and the tie-break metric picks
+the accelerator the trial reports. Then the accuracy proxy, through the shared
+:class:`~codesign.cache.AccuracyCache`, so no network + compression pair is trained
+twice.
+
+The candidate's own faults (a spec that does not fit the dataset, a diverging
+training, a crash) come back as an outcome with that status and the reason; the
+evaluator never raises for them, so the search goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from codesign.cache import AccuracyCache
+from codesign.datasets import Dataset, load_dataset
+from codesign.metrics import (HARDWARE_METRICS, Constraint, Objective, hardware_metrics, model_size_kib,
+                              pick_accelerators)
+from codesign.outcome import Candidate, FrontPoint, Outcome, Status
+from cost_models import Accelerator, evaluate, evaluate_batch, stack
+from cost_models.version import COST_MODEL_VERSION
+from search_spaces.accelerators import AcceleratorSpace
+
+#: ``reporter(epoch, accuracy) -> stop?``: intermediate accuracies for a pruner.
+Reporter = Callable[[int, float], bool]
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+    """Everything that scores a candidate the same way for every trial of an experiment."""
+
+    proxy: Any  # TrainedProxy or ZeroCostProxy
+    dataset: str | Dataset  # a built-in name or path (loaded once per worker), or the arrays themselves
+    cache_folder: str
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...] = ()
+    tie_break: str = "edp"  # nested mode: which front accelerator the trial reports
+    nested: AcceleratorSpace | None = None  # nested mode: the accelerator space swept per candidate
+    nested_limit: int | None = None  # accelerators of ``nested`` swept (None: all)
+    seed: int = 0
+    save_weights: bool = True
+
+    @classmethod
+    def from_experiment(cls, experiment) -> "Evaluator":
+        dataset = experiment.dataset
+        if isinstance(dataset, os.PathLike):  # workers may run elsewhere: an absolute path
+            dataset = str(Path(dataset).resolve())
+        nested = experiment.mode == "nested"
+        return cls(proxy=experiment.proxy, dataset=dataset, cache_folder=str(experiment.folder / "accuracy_cache"),
+                   objectives=experiment.objectives, constraints=experiment.constraints,
+                   tie_break=experiment.tie_break, nested=experiment.accelerator_space if nested else None,
+                   nested_limit=experiment.nested_accelerators, seed=experiment.seed,
+                   save_weights=experiment.save_weights)
+
+    @property
+    def hardware_objectives(self) -> tuple[str, ...]:
+        return tuple(o.metric for o in self.objectives if o.metric in HARDWARE_METRICS)
+
+    @property
+    def hardware_constraints(self) -> tuple[Constraint, ...]:
+        return tuple(c for c in self.constraints if c.metric in HARDWARE_METRICS)
+
+    def __call__(self, candidate: Candidate, reporter: Reporter | None = None) -> Outcome:
+        """Score ``candidate``; never raises for the candidate's own faults (see the module docstring)."""
+        try:
+            return self._score(candidate, reporter)
+        except (ValueError, FileNotFoundError) as error:
+            return Outcome.failed(f"{type(error).__name__}: {error}", candidate)
+        except Exception as error:  # noqa: BLE001 - a candidate's crash must not end the study
+            return Outcome.failed(f"{type(error).__name__}: {error}", candidate, traceback.format_exc(limit=8))
+
+    def _score(self, candidate: Candidate, reporter: Reporter | None) -> Outcome:
+        workload = candidate.network.workload(compression=candidate.compression)
+        accelerator, front = self._accelerator(candidate, workload)
+        report = evaluate(workload, accelerator)
+        metrics = {name: float(value) for name, value in hardware_metrics(report.total).items()}
+        metrics["model_size"] = model_size_kib(workload)
+
+        dataset = self.dataset if isinstance(self.dataset, Dataset) else _dataset(self.dataset, self.seed)
+        cache = AccuracyCache(self.cache_folder)
+        accuracy = cache.evaluate(candidate.network, candidate.compression, dataset, self.proxy, self.seed, reporter)
+        outcome = accuracy.replace(candidate=candidate, accelerator=accelerator, front=front, cost_report=report,
+                                   cost_model_version=COST_MODEL_VERSION,
+                                   weights=accuracy.weights if self.save_weights else None)
+        if accuracy.status != Status.COMPLETE:
+            return outcome.replace(metrics={})
+        metrics["accuracy"] = float(accuracy.accuracy)
+        return outcome.replace(metrics=metrics, values=tuple(metrics[o.metric] for o in self.objectives),
+                               constraints={name: v for c in self.constraints
+                                            for name, v in c.violations(metrics).items()})
+
+    def _accelerator(self, candidate: Candidate, workload) -> tuple[Accelerator, tuple[FrontPoint, ...] | None]:
+        """Joint mode: the candidate's accelerator. Nested mode: the sweep's pick and its front."""
+        if self.nested is None:
+            if candidate.accelerator is None:
+                raise ValueError("a joint-mode candidate needs an accelerator")
+            return candidate.accelerator, None
+        accelerators, stacked = _accelerator_grid(self.nested, self.nested_limit, self.seed)
+        costs = evaluate_batch(workload, stacked)
+        metrics = hardware_metrics({"latency_s": costs.latency_s, "energy_pj": costs.energy_pj,
+                                    "area_mm2": costs.area_mm2})
+        front, pick = pick_accelerators(metrics, self.hardware_objectives, self.hardware_constraints, self.tie_break)
+        points = tuple(FrontPoint(accelerators[i], {k: float(v[i]) for k, v in metrics.items()}) for i in front)
+        return accelerators[pick], points
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(source: str, seed: int) -> Dataset:
+    """A built-in or on-disk dataset, loaded once per worker process."""
+    return load_dataset(source, seed=seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _accelerator_grid(space: AcceleratorSpace, limit: int | None, seed: int) -> tuple[tuple[Accelerator, ...], Any]:
+    """The nested sweep's accelerators, built and stacked once per worker (the same for every candidate)."""
+    accelerators = tuple(space.grid(limit, np.random.default_rng(seed)))
+    return accelerators, stack(accelerators)

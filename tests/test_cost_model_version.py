@@ -1,0 +1,44 @@
+"""The cost model's numbers are pinned to its version: a change of any cost needs a new COST_MODEL_VERSION.
+
+Studies store the cost report they ranked designs on with the version that computed it
+(``codesign.results.Design.cost_report`` warns when it differs from the installed
+model). This digest of the model's outputs on fixed networks and accelerators fails when
+the numbers change under the same version: bump ``cost_models/version.py`` and record
+the new digest here.
+"""
+
+import hashlib
+
+from cost_models import Accelerator, evaluate
+from cost_models.version import COST_MODEL_VERSION
+from search_spaces.compression import CompressionPolicy
+from search_spaces.reference import reference_network
+
+#: version -> digest of :func:`outputs`.
+DIGESTS = {"1": "f2d33c770c2cab1b"}
+
+ACCELERATORS = (
+    Accelerator(rows=16, cols=16, dataflow="ws", mac_bits=8),
+    Accelerator(rows=32, cols=8, dataflow="flex", gb_bytes=32 * 1024, dram_bw=4.0, zero_skip=True, mac_bits=16),
+    Accelerator(rows=8, cols=8, dataflow="os_systolic", gb_bytes=16 * 1024, rf_bytes=8, mac_bits=8),
+)
+
+
+def outputs() -> str:
+    """Totals and per-layer cycles and energy, 7 significant digits, as text."""
+    lines = []
+    for name, compression in (("squeezenet_v1_0", None), ("mobilenet_v1", CompressionPolicy.uniform(4, 8, 0.5)),
+                              ("squeezenext_23", CompressionPolicy.uniform(8, 8, 0.4, "channel"))):
+        workload = reference_network(name).workload(compression=compression)
+        for accelerator in ACCELERATORS:
+            report = evaluate(workload, accelerator)
+            lines.append(" ".join(f"{k}={v:.6e}" for k, v in sorted(report.total.items())))
+            lines += [f"{r['layer']} {r['dataflow']} {r['cycles']:.6e} {r['energy_pj']:.6e}" for r in report.layers]
+    return "\n".join(lines)
+
+
+def test_the_numbers_of_this_cost_model_version_have_not_changed():
+    digest = hashlib.sha256(outputs().encode()).hexdigest()[:16]
+    assert DIGESTS.get(COST_MODEL_VERSION) == digest, (
+        f"the cost model's numbers changed (digest {digest}) under version {COST_MODEL_VERSION}: bump "
+        f"COST_MODEL_VERSION in cost_models/version.py and record the digest in DIGESTS")
