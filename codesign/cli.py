@@ -170,7 +170,8 @@ def _export(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codesign", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="codesign", description="Hardware-aware NAS and accelerator co-design: "
+                                     "the cost model, reference networks, and searches (run, show, plot, export).")
     commands = parser.add_subparsers(dest="command", required=True)
     cost = commands.add_parser("cost", help="evaluate a SCALE-Sim topology with the analytical cost model")
     cost.add_argument("--topology", required=True, help="SCALE-Sim topology CSV")

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from codesign.cache import AccuracyCache
-from codesign.datasets import Dataset, load_dataset
+from codesign.datasets import BUILT_IN, Dataset, load_dataset
 from codesign.metrics import (HARDWARE_METRICS, Constraint, Objective, hardware_metrics, model_size_kib,
                               pick_accelerators)
 from codesign.outcome import Candidate, FrontPoint, Outcome, Status
@@ -56,11 +56,12 @@ class Evaluator:
 
     @classmethod
     def from_experiment(cls, experiment) -> "Evaluator":
-        dataset = experiment.dataset
-        if isinstance(dataset, os.PathLike):  # workers may run elsewhere: an absolute path
-            dataset = str(Path(dataset).resolve())
+        dataset = experiment.dataset  # workers may start in another folder: a path on disk goes absolute
+        if isinstance(dataset, os.PathLike) or (isinstance(dataset, str) and dataset not in BUILT_IN
+                                                and Path(dataset).expanduser().exists()):
+            dataset = str(Path(dataset).expanduser().resolve())
         nested = experiment.mode == "nested"
-        return cls(proxy=experiment.proxy, dataset=dataset, cache_folder=str(experiment.folder / "accuracy_cache"),
+        return cls(proxy=experiment.proxy, dataset=dataset, cache_folder=str((experiment.folder / "accuracy_cache").resolve()),
                    objectives=experiment.objectives, constraints=experiment.constraints,
                    tie_break=experiment.tie_break, nested=experiment.accelerator_space if nested else None,
                    nested_limit=experiment.nested_accelerators, seed=experiment.seed,

@@ -54,7 +54,7 @@ def _constraint(item) -> Constraint:
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-    """A co-design search, ready for :func:`codesign.run` (see the README for each field)."""
+    """A co-design search, ready for :func:`codesign.run` (docs/GUIDE.md describes each field)."""
 
     name: str = "codesign"
     network_space: NetworkSpace = DEFAULT_NETWORK_SPACE

@@ -3,7 +3,7 @@
 * :func:`plot_pareto`: every completed trial and the Pareto front, accuracy against
   latency and against energy, coloured by the third objective (or by EDP).
 * :func:`plot_layers`: one design's per-layer latency (bars, by dataflow) with PE
-  utilisation as a line, like Figures 1 and 3 of seeds/002.
+  utilisation as a line, like Figures 1 and 3 of Kwon et al. (DAC'18).
 * :func:`plot_layer_comparison`: the same for several cost reports, one panel each.
 """
 
@@ -67,7 +67,7 @@ def plot_layers(design: Design, path: str | Path) -> Path:
 def plot_layer_comparison(reports: Mapping[str, CostReport], path: str | Path, title: str = "") -> Path:
     """Per-layer latency and utilisation of several cost reports, one panel each.
 
-    For side-by-side views such as seeds/002 Figure 1 (one network under WS, OS and the
+    For side-by-side views such as Kwon et al. (DAC'18) Figure 1 (one network under WS, OS and the
     per-layer choice) and Figure 3 (network variants on one accelerator). Each panel has
     its own latency scale; its title gives the totals.
     """

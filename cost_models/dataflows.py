@@ -34,8 +34,8 @@ iteration reloads the stationary operand). The cost model reads only this table:
     c``, with ``rows`` the PE rows the mapping occupies (data enter one row per
     cycle); ``reload_hidden`` when the next load overlaps the current stream (WS: a
     register file of >= 2 entries double-buffers the weights; OS: the preload buffer
-    fills the next input block while the stream buffer broadcasts weights, seeds/002
-    section 4.1.2). Without the OS overlap, the 1x1 layers of the six networks of
+    fills the next input block while the stream buffer broadcasts weights, Kwon et al.,
+    DAC'18, section 4.1.2). Without the OS overlap, the 1x1 layers of the six networks of
     experiments/squeezelerator.py run up to 18x slower on OS than on WS, against the
     1.4x to 7.0x the paper reports (7.5x with it).
 ``writeback``
@@ -49,7 +49,7 @@ iteration reloads the stationary operand). The cost model reads only this table:
 ``fc_gemv``
     A fully connected layer has a 1x1 output map, which this dataflow cannot spread
     over the array; it runs as a matrix-vector product (input features on rows,
-    outputs on columns), as the Squeezelerator does (seeds/002: FC layers "cannot
+    outputs on columns), as the Squeezelerator does (Kwon et al., DAC'18: FC layers "cannot
     take advantage of either dataflow").
 ``rf_per_mac`` / ``noc_per_mac``
     Register-file accesses and inter-PE transfers per MAC.
@@ -57,8 +57,8 @@ iteration reloads the stationary operand). The cost model reads only this table:
     Cycles added once per group (SCALE-Sim reports the index of the last cycle,
     i.e. one less than the count, and runs a depthwise layer channel by channel).
 
-``ws`` and ``os`` follow seeds/002 section 4.1.2, ``rs`` follows Eyeriss, and the
-three systolic rows follow SCALE-Sim (REFERENCES.md): OS rows <- P*Q, cols <- K,
+``ws`` and ``os`` follow Kwon et al. (DAC'18) section 4.1.2, ``rs`` follows Eyeriss, and the
+three systolic rows follow SCALE-Sim: OS rows <- P*Q, cols <- K,
 time <- R*S*C; WS rows <- R*S*C, cols <- K, time <- P*Q; IS rows <- R*S*C,
 cols <- P*Q, time <- K; their fill terms reproduce SCALE-Sim's compute cycles
 (see experiments/scalesim_reference).

@@ -5,11 +5,11 @@ level (MAC, register file, inter-PE network, global buffer, DRAM) and multiply e
 by a unit energy. Units here are picojoules per access of a 16-bit word (per 16-bit
 MAC for the MAC), and are scaled with bit width:
 
-* multiplier energy ~ bits^2 (seeds/003: halving the bit width makes a multiplier
-  about 4x cheaper): a MAC of ``mac_bits`` costs ``mac * (mac_bits / 16) ** 2``;
+* multiplier energy ~ bits^2 (Lee et al., "Resource-efficient convolutional networks: a
+  survey": halving the bit width makes a multiplier about 4x cheaper): a MAC of ``mac_bits`` costs ``mac * (mac_bits / 16) ** 2``;
 * storage and movement ~ bits: an access of a ``b``-bit word costs ``level * b / 16``.
 
-Two built-in tables (REFERENCES.md):
+Two built-in tables:
 
 ``eyeriss``
     Normalised to one 16-bit MAC: RF 1, inter-PE 2, global buffer 6, DRAM 200,

@@ -1,4 +1,4 @@
-"""Let the co-design search rediscover SqueezeNext-style changes (seeds/002 section 4.2).
+"""Let the co-design search rediscover SqueezeNext-style changes (Kwon et al., DAC'18, section 4.2).
 
     python experiments/rediscover_squeezenext.py [--trials 30] [--epochs 4] [--cifar PATH] [--fresh]
 

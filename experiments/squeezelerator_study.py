@@ -1,4 +1,4 @@
-"""The Squeezelerator study of seeds/002 (Kwon et al., DAC'18), recomputed on the cost model.
+"""The Squeezelerator study (Kwon et al., DAC'18), recomputed on the cost model.
 
 Pure functions behind ``experiments/squeezelerator.py`` and its tests:
 
@@ -11,7 +11,7 @@ Pure functions behind ``experiments/squeezelerator.py`` and its tests:
   (first kernel 7x7 -> 5x5, blocks moved to later stages, register file 8 -> 16
   entries) and where they end up against SqueezeNet v1.0 and AlexNet.
 
-The paper's own numbers (``PAPER_*``) come from ``shared/REFERENCES.md``.
+The paper's own numbers (``PAPER_*``) are those the paper prints.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ clock with :func:`cost_models.gbps_to_bytes_per_cycle`), clock in MHz.
 
 :data:`PRESETS` holds published accelerators (Squeezelerator, Eyeriss, TPU v1,
 ShiDianNao) as :class:`~cost_models.Accelerator` values; :func:`preset` looks one up.
-:data:`DEFAULT_ACCELERATOR_SPACE` is a Squeezelerator-like space around seeds/002.
+:data:`DEFAULT_ACCELERATOR_SPACE` is a Squeezelerator-like space around Kwon et al. (DAC'18).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
     # to_dict / from_dict / to_json / from_json: JsonSpec's (tuples as JSON lists; unknown fields refused)
 
 
-#: A Squeezelerator-like space (seeds/002: N x N PEs with N = 8 to 32, WS/OS/flex,
+#: A Squeezelerator-like space (Kwon et al., DAC'18: N x N PEs with N = 8 to 32, WS/OS/flex,
 #: 128 KB buffer, 8 -> 16 register-file entries, 16 GB/s, 100 cycles), widened around it.
 #: The squeezelerator preset is a point of it (up to its name).
 DEFAULT_ACCELERATOR_SPACE = AcceleratorSpace()
@@ -191,11 +191,11 @@ DEFAULT_ACCELERATOR_SPACE = AcceleratorSpace()
 # --- presets ----------------------------------------------------------------------------------
 
 PRESETS: dict[str, Accelerator] = {
-    # Kwon et al., DAC'18 (seeds/002 section 4.1): 32 x 32 PEs, per-layer WS or OS,
+    # Kwon et al., DAC'18, section 4.1: 32 x 32 PEs, per-layer WS or OS,
     # 128 KB global buffer, 16-bit integer multipliers, register file of 8 entries of
     # 16 bit (the final design doubled it to 16 entries), DRAM modelled as 100 cycles
     # latency and 16 GB/s effective bandwidth, zero weights skipped (the paper models
-    # 40 % weight sparsity). seeds/002 gives no clock: 500 MHz is an assumption, which
+    # 40 % weight sparsity). Kwon et al. (DAC'18) give no clock: 500 MHz is an assumption, which
     # makes 16 GB/s = 32 bytes per cycle.
     "squeezelerator": Accelerator(
         rows=32, cols=32, dataflow=FLEX, flex_set=("ws", "os"), rf_bytes=16, gb_bytes=128 * 1024,

@@ -101,7 +101,7 @@ class NetworkSpace(ChooserSpace, JsonSpec):
 class NetworkVariantSpace(ChooserSpace, JsonSpec):
     """Variants of one macro-architecture: the first kernel, and per stage the depth and block type.
 
-    The moves of the SqueezeNext co-design (seeds/002 section 4.2) as a search space:
+    The moves of the SqueezeNext co-design (Kwon et al., DAC'18, section 4.2) as a search space:
     the base network's widths, strides, pools and head stay; ``net.stem.kernel``,
     ``net.s<i>.depth`` and ``net.s<i>.block`` are searched for the stages in
     ``stages`` (default: every stage). A stage that stays fire keeps the base's squeeze

@@ -256,7 +256,6 @@ def _skip(entry: tuple, stride: int, width: int, prefix: str) -> tuple[str, ...]
 
 
 def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int):
-    spec = b.spec
     prefix = f"s{s}b{i}"
     k = stage.kernel
     if stage.block == "conv":
@@ -336,7 +335,7 @@ TABLE1_TYPES = ("conv1", "1x1", "FxF", "DW", "FC")
 
 
 def table1_type(layer: Layer, first: bool) -> str | None:
-    """seeds/002 Table 1's category of a layer, or None for layers without MACs.
+    """Kwon et al. (DAC'18) Table 1's category of a layer, or None for layers without MACs.
 
     ``conv1``: the first convolution (``first``); ``1x1``: pointwise convolutions;
     ``FxF``: other dense or grouped convolutions, F > 1; ``DW``: depthwise; ``FC``:
@@ -363,7 +362,7 @@ def table1_types(layers: Iterable[Layer]) -> tuple[str | None, ...]:
 
 
 def mac_shares(spec: NetworkSpec) -> dict[str, float]:
-    """Share of MACs (percent) by layer type as seeds/002 Table 1 counts them (see :func:`table1_type`)."""
+    """Share of MACs (percent) by layer type as Kwon et al. (DAC'18) Table 1 counts them (see :func:`table1_type`)."""
     layers = [r.layer for r in layer_table(spec)]
     total = sum(layer.macs for layer in layers)
     shares = dict.fromkeys(TABLE1_TYPES, 0.0)

@@ -57,7 +57,7 @@ def squeezenext_23() -> NetworkSpec:
         head="fc", resolution=227, name="squeezenext_23")
 
 
-#: Variants of 1.0-SqNxt-23 on the Squeezelerator (seeds/002 Figure 3; Gholami et al., CVPR-W'18,
+#: Variants of 1.0-SqNxt-23 on the Squeezelerator (Kwon et al., DAC'18, Figure 3; Gholami et al., CVPR-W'18,
 #: section 6): first-layer kernel and blocks in the four SqueezeNext stages. v1 is the published
 #: 1.0-SqNxt-23 and v5 the released 1.0-SqNxt-23v5; v2 only shrinks the first kernel, and v3, v4
 #: are intermediate steps of moving blocks from early to late stages.

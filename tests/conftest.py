@@ -1,5 +1,6 @@
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,25 @@ def load_experiment_module(filename: str):
 def experiment_script():
     """:func:`load_experiment_module` as a fixture."""
     return load_experiment_module
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray (2 CPUs, under a temporary folder and HOME) for every test that runs a search in-process.
+
+    ``codesign.run`` uses an already started Ray. One session for the whole test run: a
+    second ``ray.init`` in the same process after a shutdown can time out starting its GCS.
+    """
+    import ray
+
+    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    old = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "HOME")}
+    os.environ["RAY_TMPDIR"], os.environ["HOME"] = tmp, tmp
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=tmp)
+    yield
+    ray.shutdown()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -6,7 +6,6 @@ the environment, which every process of that node (raylet, GCS, workers) inherit
 clusters of other runs on the same machine are left alone. Ray writes under a temporary
 folder (RAY_TMPDIR, HOME)."""
 
-import json
 import os
 import signal
 import socket

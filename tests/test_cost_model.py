@@ -1,7 +1,6 @@
 """The analytical cost model: SCALE-Sim agreement, properties, the paper's layer findings, bad input."""
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -157,9 +156,9 @@ def test_cost_is_differentiable_in_dram_bandwidth():
     assert grad[0] == pytest.approx(-row["dram_bytes"] / acc.dram_bw ** 2, rel=1e-6)
 
 
-# --- seeds/002 layer-type findings on the Squeezelerator settings --------------------------
+# --- Kwon et al. (DAC'18) layer-type findings on the Squeezelerator settings --------------------------
 
-# seeds/002 gives 16 GB/s and 100 cycles but no clock; 500 MHz is assumed (32 bytes per cycle).
+# Kwon et al. (DAC'18) give 16 GB/s and 100 cycles but no clock; 500 MHz is assumed (32 bytes per cycle).
 SQUEEZELERATOR = Accelerator(rows=32, cols=32, rf_bytes=16, gb_bytes=128 * 1024, clock_mhz=500.0,
                              dram_bw=gbps_to_bytes_per_cycle(16, 500), dram_latency=100, mac_bits=16, zero_skip=True)
 
@@ -180,7 +179,7 @@ def test_pointwise_layers_are_never_slower_on_ws(layer):
 
 @pytest.mark.parametrize("layer", [conv("fire9_expand1x1", 64, 256, 13), conv("mobilenet_pw13", 1024, 1024, 7)])
 def test_pointwise_layers_on_maps_smaller_than_the_array_are_faster_on_ws_by_the_papers_range(layer):
-    # seeds/002: 1x1 layers are 1.4x to 7.0x faster on WS; OS idles the PEs the map does not cover.
+    # Kwon et al., DAC'18: 1x1 layers are 1.4x to 7.0x faster on WS; OS idles the PEs the map does not cover.
     assert 1.4 <= cycles_on(layer, "os") / cycles_on(layer, "ws") <= 7.0 * 1.1
 
 

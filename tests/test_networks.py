@@ -1,17 +1,17 @@
-"""Network specs: reference networks' MACs, parameters and seeds/002 Table 1 shares; validation."""
+"""Network specs: reference networks' MACs, parameters and Kwon et al. (DAC'18) Table 1 shares; validation."""
 
 import pytest
 
 from search_spaces.networks import NetworkSpec, Stage, Stem, layer_table, mac_shares
 from search_spaces.reference import REFERENCE_NETWORKS, reference_network
 
-PUBLISHED = {  # MACs, params (REFERENCES.md, seeds/001)
+PUBLISHED = {  # MACs, params (Cheng et al., "A Survey on Acceleration of Deep Convolutional Neural Networks")
     "alexnet": (0.72e9, 61e6),
     "mobilenet_v1": (569e6, 4.2e6),
     "resnet18": (1.8e9, 11.7e6),
 }
 
-TABLE1 = {  # seeds/002 Table 1: conv1, 1x1, FxF, DW (percent of MACs)
+TABLE1 = {  # Kwon et al. (DAC'18) Table 1: conv1, 1x1, FxF, DW (percent of MACs)
     "mobilenet_v1": (1, 95, 0, 3),
     "tiny_darknet": (5, 13, 82, 0),
     "squeezenet_v1_0": (21, 25, 54, 0),

@@ -3,7 +3,6 @@ resume, failed candidates, and nested mode against an exhaustive loop."""
 
 import dataclasses
 import os
-import tempfile
 
 import numpy as np
 import optuna
@@ -28,21 +27,7 @@ TINY_ACCELERATORS = AcceleratorSpace(rows=(8, 16), cols=(8, 16), gb_kib=(64,), r
 CHEAP = codesign.ZeroCostProxy("params")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    import ray
-
-    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    old = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "HOME")}
-    os.environ["RAY_TMPDIR"], os.environ["HOME"] = tmp, tmp
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=tmp)
-    yield
-    ray.shutdown()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+pytestmark = pytest.mark.usefixtures("ray_session")  # conftest.py: one local Ray for the test run
 
 
 def experiment(tmp_path, **changes):

@@ -1,4 +1,4 @@
-"""seeds/002 on the cost model: Table 2's orderings and the direction of each SqueezeNext change."""
+"""Kwon et al. (DAC'18) on the cost model: Table 2's orderings and the direction of each SqueezeNext change."""
 
 import json
 
