@@ -262,13 +262,16 @@ class _Builder:
                    operands=(self.tensor, skip))
 
 
-def _skip(entry: tuple, stride: int, width: int, prefix: str) -> tuple[str, ...]:
+def _skip(entry: tuple, stride: int, width: int, prefix: str, every_layer: bool = False) -> tuple[str, ...]:
     """The producers of a skip connection's operand: a 1x1 projection or the block's input."""
-    return (f"{prefix}_shortcut",) if entry[0] != width or stride != 1 else entry[3]
+    return (f"{prefix}_shortcut",) if entry[0] != width or stride != 1 or every_layer else entry[3]
 
 
-def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int):
-    prefix = f"s{s}b{i}"
+def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int, prefix: str | None = None,
+           every_layer: bool = False):
+    """Emit block ``i`` of stage ``s``. ``every_layer`` emits the layers a block has only for some sizes too
+    (an inverted block's expansion and addition, a projection shortcut): the union an elastic network needs."""
+    prefix = f"s{s}b{i}" if prefix is None else prefix
     k = stage.kernel
     if stage.block == "conv":
         b.conv(f"{prefix}_conv", width, k, stride=stride, groups=stage.groups, stage=s, block=i)
@@ -276,10 +279,10 @@ def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int):
         b.conv(f"{prefix}_dw", b.C, k, stride=stride, groups=b.C, stage=s, block=i)
         b.conv(f"{prefix}_pw", width, 1, stage=s, block=i)
     elif stage.block == "inverted":
-        skip = stride == 1 and b.C == width
+        skip = stride == 1 and (b.C == width or every_layer)
         entry = b.state()
         hidden = max(1, int(round(b.C * stage.expansion)))
-        if hidden != b.C:
+        if hidden != b.C or every_layer:
             b.conv(f"{prefix}_expand", hidden, 1, stage=s, block=i)
         b.conv(f"{prefix}_dw", hidden, k, stride=stride, groups=hidden, stage=s, block=i)
         b.conv(f"{prefix}_project", width, 1, stage=s, block=i, relu=False)
@@ -300,16 +303,16 @@ def _block(b: _Builder, stage: Stage, s: int, i: int, width: int, stride: int):
         b.conv(f"{prefix}_{k}x1", width // 2, k, 1, padding=None, stage=s, block=i)
         b.conv(f"{prefix}_1x{k}", width // 2, 1, k, stage=s, block=i)
         b.conv(f"{prefix}_expand", width, 1, stage=s, block=i, relu=False)
-        if entry[0] != width or stride != 1:
+        if entry[0] != width or stride != 1 or every_layer:
             b.conv(f"{prefix}_shortcut", width, 1, stride=stride, stage=s, block=i, source=entry, relu=False)
-        b.eltwise(f"{prefix}_add", s, i, skip=_skip(entry, stride, width, prefix), relu=True)
+        b.eltwise(f"{prefix}_add", s, i, skip=_skip(entry, stride, width, prefix, every_layer), relu=True)
     elif stage.block == "residual":
         entry = b.state()
         b.conv(f"{prefix}_conv1", width, k, stride=stride, stage=s, block=i)
         b.conv(f"{prefix}_conv2", width, k, stage=s, block=i, relu=False)
-        if entry[0] != width or stride != 1:
+        if entry[0] != width or stride != 1 or every_layer:
             b.conv(f"{prefix}_shortcut", width, 1, stride=stride, stage=s, block=i, source=entry, relu=False)
-        b.eltwise(f"{prefix}_add", s, i, skip=_skip(entry, stride, width, prefix), relu=True)
+        b.eltwise(f"{prefix}_add", s, i, skip=_skip(entry, stride, width, prefix, every_layer), relu=True)
 
 
 def layer_table(spec: NetworkSpec) -> tuple[LayerRow, ...]:

@@ -1,0 +1,630 @@
+"""One compiled network for a whole space: the elastic model and the encoding of a candidate.
+
+An :class:`ElasticSpace` is a network space (plus the compression it may carry) at one
+input resolution, with every shape at the space's maximum: per stage the most blocks,
+the widest channels and the largest kernel, and every block type the stage allows. Its
+layers are the union of the layer tables of its candidates, emitted by the same
+``networks._block`` that builds a single network (with ``every_layer``), so a block type
+is still written once.
+
+A candidate (a ``NetworkSpec`` and a ``CompressionPolicy``) is an :class:`Encoding` of
+arrays, not a new pytree shape: which blocks and layers are active, how many channels
+each layer keeps, the kernel as the centre crop of the largest one, the block type per
+stage, the number of stages, the head, per-layer weight and activation bits as numbers
+(fake quantization with the bit width as a traced value; 0 is float), and the pruning
+masks. :class:`ElasticNetwork` takes the encoding as an input, so one ``jax.jit`` per
+(space, input shape, batch size) serves every candidate.
+
+With a stand-alone model's variables copied in (:func:`embed`), the elastic model gives
+the stand-alone model's logits to float tolerance: masked channels are exact zeros,
+cropped and masked kernel entries take no part in the per-channel weight scales, and a
+layer a candidate lacks passes its input through.
+
+    >>> space = ElasticSpace.of(NetworkSpace(), CompressionSpace(), resolution=8)
+    >>> spec = NetworkSpace().draw(np.random.default_rng(0))
+    >>> encoding = space.encode(spec)                # arrays, the same shapes for every candidate
+    >>> model = ElasticNetwork(space)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from search_spaces.compression import FLOAT, CompressionPolicy
+from search_spaces.flax_models import RANGE_MOMENTUM, _max_pool_ceil, _settings, fake_quantize
+from search_spaces.networks import LayerRow, NetworkSpec, Stage, _block, _Builder, layer_table
+
+BLOCK_INPUT = "__block_input__"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSlot:
+    """One stage of the elastic network: every block type it allows at its largest."""
+
+    blocks: tuple[str, ...]
+    depth: int  # the most blocks
+    stride: int
+    pool: str
+    kernel: int  # the largest kernel
+    stages: tuple[Stage, ...]  # per block type: the stage at its maxima (width before scaling)
+    widths: tuple[int, ...]  # per block type: the scaled width at its maximum
+
+
+@dataclasses.dataclass(frozen=True)
+class ElasticSpace:
+    """A network space's maxima at one resolution (see the module docstring)."""
+
+    resolution: int
+    in_channels: int
+    num_classes: int
+    stem: Any  # the stem at its maxima (Stem)
+    stem_width: int  # scaled
+    stages: tuple[StageSlot, ...]
+    stage_counts: tuple[int, ...]
+    width_multiplier: float  # the largest
+    pruning: bool  # whether candidates may carry pruning masks
+
+    # --- construction from a space ------------------------------------------------------------
+    @classmethod
+    def of(cls, network_space, compression_space=None, resolution: int | None = None) -> "ElasticSpace":
+        """The elastic space of ``network_space`` (a NetworkSpace or NetworkVariantSpace) at ``resolution``.
+
+        The space is walked once per block type with a chooser that takes the largest
+        option of every decision (and that block type wherever it is allowed), recording
+        every option it is offered.
+        """
+        asked: dict[str, set] = {}
+        blocks = sorted(set(getattr(network_space, "blocks", ()))) or [None]
+        specs = [network_space.build(_maximal_chooser(block, resolution, asked)) for block in blocks]
+        largest = max(specs, key=lambda spec: len(spec.stages))
+        for spec in specs:
+            if spec.head not in ("fc", "conv") or spec.head_widths:
+                raise ValueError(f"elastic network: head {spec.head!r} with hidden layers {spec.head_widths} is not "
+                                 f"supported; allowed: 'fc' or 'conv' without hidden layers")
+        slots = []
+        for s, stage in enumerate(largest.stages):
+            if stage.groups != 1:
+                raise ValueError(f"elastic network: stage {s} is a grouped convolution (groups {stage.groups}); "
+                                 f"allowed: groups 1")
+            types = tuple(sorted(asked.get(f"net.s{s}.block", {stage.block})))
+            depth = max(asked.get(f"net.s{s}.depth", {stage.depth}))
+            kernel = max(asked.get(f"net.s{s}.kernel", {stage.kernel}))
+            per_type = []
+            for block in types:
+                expansions = {sp.stages[s].expansion for sp in specs if len(sp.stages) > s and sp.stages[s].block == block}
+                expansions |= asked.get(f"net.s{s}.expansion", set()) if block in ("fire", "inverted") else set()
+                per_type.append(dataclasses.replace(stage, block=block, depth=depth, kernel=kernel,
+                                                    expansion=max(expansions or {1.0})))
+            widths = tuple(largest.scaled(st.width, _multiple(st.block)) for st in per_type)
+            slots.append(StageSlot(types, depth, stage.stride, stage.pool, kernel, tuple(per_type), widths))
+        stem = dataclasses.replace(largest.stem, kernel=max(asked.get("net.stem.kernel", {largest.stem.kernel})))
+        stage_counts = tuple(sorted(asked.get("net.stages", {len(largest.stages)})))
+        pruning = compression_space is not None and any(r > 0 for r in compression_space.prune_ratios)
+        return cls(largest.resolution, largest.in_channels, largest.num_classes, stem,
+                   largest.scaled(stem.width), tuple(slots), stage_counts, largest.width_multiplier, pruning)
+
+    # --- the union of the candidates' layers -----------------------------------------------------
+    @functools.cached_property
+    def plan(self) -> "Plan":
+        """The elastic network's layers: the stem, every (stage, block, type) slot, the exits and the heads."""
+        b = _Builder(_probe_spec(self))
+        b.conv("stem", self.stem_width, self.stem.kernel, stride=self.stem.stride, padding=self.stem.pad, stage=-1)
+        b.pool("stem_pool", self.stem.pool, -1, 0)
+        stem_rows = tuple(b.rows)
+        blocks, exits = [], []
+        for s, slot in enumerate(self.stages):
+            out_channels = max(slot.widths)
+            for i in range(slot.depth):
+                C, H, W = b.C, b.H, b.W
+                stride = slot.stride if i == 0 else 1
+                per_type = []
+                for stage, width in zip(slot.stages, slot.widths):
+                    t = _Builder(b.spec)
+                    t.C, t.H, t.W, t.tensor = C, H, W, (BLOCK_INPUT,)
+                    _block(t, stage, s, i, width, stride, prefix=f"s{s}b{i}.{stage.block}", every_layer=True)
+                    per_type.append(BlockType(stage.block, tuple(t.rows), t.tensor, t.C))
+                    P, Q = t.H, t.W
+                blocks.append(BlockSlot(s, i, C, out_channels, slot.kernel, tuple(per_type)))
+                b.C, b.H, b.W = out_channels, P, Q
+            pool = ()
+            if slot.pool != "none":
+                b.tensor = (f"s{s}_exit",)
+                b.pool(f"s{s}_pool", slot.pool, s, slot.depth)
+                pool = (b.rows.pop(),)
+            exits.append(Exit(s, pool, b.C, b.H, b.W))
+        return Plan(stem_rows, tuple(blocks), tuple(exits), max(e.channels for e in exits))
+
+    # --- a candidate as arrays -------------------------------------------------------------------
+    def encode(self, spec: NetworkSpec, compression: CompressionPolicy | None = None) -> dict:
+        """The encoding of ``spec`` compressed by ``compression`` (numpy arrays; the same tree for every candidate).
+
+        A spec outside the space's maxima is a ValueError naming the field and the range.
+        """
+        self.check(spec, compression)
+        rows = {r.layer.name: r for r in layer_table(spec)}
+        settings = _settings(spec, compression) if compression is not None and not compression.is_identity else {}
+        plan = self.plan
+        layers, real = {}, {BLOCK_INPUT: self.in_channels}
+        for row in plan.stem_rows:
+            _encode_row(layers, real, row, rows.get(row.layer.name), settings, self.pruning)
+        channels = real[plan.stem_rows[-1].layer.name]
+        blocks = {}
+        for slot in plan.blocks:
+            stage = spec.stages[slot.stage] if slot.stage < len(spec.stages) else None
+            active = stage is not None and slot.index < stage.depth
+            out = channels
+            for kind in slot.types:
+                chosen = active and kind.block == stage.block
+                real[BLOCK_INPUT] = channels
+                mapping = _standalone_names(kind, stage, slot) if chosen else {}
+                for row in kind.rows:
+                    _encode_row(layers, real, row, rows.get(mapping.get(row.layer.name, "")), settings, self.pruning,
+                                used=chosen)
+                index, mask, count = _gather(kind, real, slot.out_channels)
+                blocks[f"s{slot.stage}b{slot.index}.{kind.block}"] = {"chosen": np.bool_(chosen), "gather": index,
+                                                                      "mask": mask}
+                out = count if chosen else out
+            channels = out
+            blocks[f"s{slot.stage}b{slot.index}"] = {"active": np.bool_(active), "channels": np.int32(channels)}
+        head_conv = spec.head == "conv"
+        for name, used in (("classifier", head_conv), ("fc", not head_conv)):
+            layers[name] = _row_code(rows.get(name), settings.get(name), self._head_shape(name), self.pruning, used)
+        return {"layers": layers, "blocks": blocks, "head_conv": np.bool_(head_conv),
+                "exit": np.eye(len(self.stages), dtype=np.float32)[len(spec.stages) - 1]}
+
+    def _head_shape(self, name: str) -> tuple[int, ...]:
+        C = self.plan.channels
+        return (1, 1, C, self.num_classes) if name == "classifier" else (C, self.num_classes)
+
+    def check(self, spec: NetworkSpec, compression: CompressionPolicy | None) -> None:
+        """A ValueError naming the field and the elastic space's range when ``spec`` does not fit."""
+        def bad(field, value, allowed):
+            raise ValueError(f"elastic network: {field} {value!r} is outside the space; allowed: {allowed}")
+        if (spec.resolution, spec.in_channels) != (self.resolution, self.in_channels):
+            bad("input", f"{spec.resolution}x{spec.resolution}x{spec.in_channels}",
+                f"{self.resolution}x{self.resolution}x{self.in_channels}")
+        if spec.num_classes != self.num_classes:
+            bad("num_classes", spec.num_classes, self.num_classes)
+        if len(spec.stages) not in self.stage_counts:
+            bad("number of stages", len(spec.stages), self.stage_counts)
+        if spec.stem.kernel > self.stem.kernel or spec.scaled(spec.stem.width) > self.stem_width:
+            bad("stem", (spec.stem.kernel, spec.scaled(spec.stem.width)),
+                f"kernel <= {self.stem.kernel}, width <= {self.stem_width}")
+        if (spec.stem.stride, spec.stem.pool) != (self.stem.stride, self.stem.pool):
+            bad("stem stride/pool", (spec.stem.stride, spec.stem.pool), (self.stem.stride, self.stem.pool))
+        for s, stage in enumerate(spec.stages):
+            slot = self.stages[s]
+            if stage.block not in slot.blocks:
+                bad(f"net.s{s}.block", stage.block, slot.blocks)
+            limit = slot.stages[slot.blocks.index(stage.block)]
+            width = spec.scaled(stage.width, _multiple(stage.block))
+            for field, value, high in (("depth", stage.depth, slot.depth), ("kernel", stage.kernel, slot.kernel),
+                                       ("width", width, slot.widths[slot.blocks.index(stage.block)]),
+                                       ("expansion", stage.expansion if stage.block in ("fire", "inverted") else 0,
+                                        limit.expansion)):
+                if value > high:
+                    bad(f"net.s{s}.{field}", value, f"<= {high}")
+            if (stage.stride, stage.pool, stage.groups) != (slot.stride, slot.pool, 1):
+                bad(f"net.s{s}.stride/pool", (stage.stride, stage.pool), (slot.stride, slot.pool))
+        if compression is not None:
+            for name, setting in _settings(spec, compression).items():
+                if setting.pruned and not self.pruning:
+                    bad(f"pruning of {name}", setting.prune_ratio, "none (the compression space prunes nothing)")
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockType:
+    block: str
+    rows: tuple[LayerRow, ...]
+    output: tuple[str, ...]  # the producers of the block's output (concatenated)
+    channels: int  # the output's channels at the maximum
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSlot:
+    stage: int
+    index: int
+    in_channels: int
+    out_channels: int
+    kernel: int  # the stage's largest kernel
+    types: tuple[BlockType, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Exit:
+    stage: int
+    pool: tuple[LayerRow, ...]
+    channels: int
+    H: int
+    W: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    stem_rows: tuple[LayerRow, ...]
+    blocks: tuple[BlockSlot, ...]
+    exits: tuple[Exit, ...]
+    channels: int  # the most channels at any exit (the heads' input)
+
+
+def _maximal_chooser(block, resolution, asked: dict):
+    """A chooser that records every option and picks the largest (and ``block`` where allowed)."""
+    def choose(name, options):
+        key = name
+        if name == "net.resolution":
+            if resolution is None:
+                if len(options) > 1:
+                    raise ValueError(f"elastic network: the space has resolutions {options}; pass resolution=")
+                return options[0]
+            if resolution not in options:
+                raise ValueError(f"elastic network: resolution {resolution} is not in the space's {options}")
+            return resolution
+        if name.endswith(".block"):
+            pick = block if block in options else options[0]
+        else:
+            pick = max(options)
+        if name.endswith(".expansion"):
+            key = f"{name}.{_last_block[0]}"
+        asked.setdefault(key, set()).update(options)
+        if name.endswith(".block"):
+            _last_block[0] = pick
+        return pick
+    _last_block = [None]
+    return choose
+
+
+def _probe_spec(space: ElasticSpace) -> NetworkSpec:
+    """A spec that only names the network for the builder's error messages."""
+    return NetworkSpec(space.stem, (space.stages[0].stages[0],), resolution=space.resolution,
+                       in_channels=space.in_channels, num_classes=space.num_classes, name="elastic")
+
+
+def _standalone_names(kind: BlockType, stage: Stage, slot: BlockSlot) -> dict[str, str]:
+    """Union row name -> the stand-alone network's layer name, for the block the candidate has here."""
+    prefix_u = f"s{slot.stage}b{slot.index}.{kind.block}_"
+    prefix_s = f"s{slot.stage}b{slot.index}_"
+    out = {}
+    for row in kind.rows:
+        suffix = row.layer.name[len(prefix_u):]
+        kmax, k = slot.kernel, stage.kernel
+        for a, c in ((f"{kmax}x{kmax}", f"{k}x{k}"), (f"{kmax}x1", f"{k}x1"), (f"1x{kmax}", f"1x{k}")):
+            if suffix.endswith(a) and not suffix.endswith("1x1"):
+                suffix = suffix[:-len(a)] + c
+                break
+        out[row.layer.name] = prefix_s + suffix
+    return out
+
+
+def _multiple(block: str) -> int:
+    """The channel multiple a block type's width is rounded to (as ``layer_table`` rounds it)."""
+    return 4 if block in ("fire", "squeezenext") else 1
+
+
+def _bits(value) -> int:
+    return 0 if value == FLOAT else int(value)
+
+
+def _row_code(row: LayerRow | None, setting, shape: tuple[int, ...], pruning: bool, used: bool) -> dict:
+    """The arrays of one union layer: channels kept, kernel crop, bits, presence, pruning mask."""
+    code = {"out": np.int32(row.layer.K if row is not None else 0), "present": np.bool_(row is not None),
+            "used": np.bool_(used and row is not None),
+            "ksize": np.array([row.layer.R, row.layer.S] if row is not None else [0, 0], np.int32),
+            "w_bits": np.int32(_bits(setting.w_bits) if setting is not None else 0),
+            "a_bits": np.int32(_bits(setting.a_bits) if setting is not None else 0),
+            "channel_pruned": np.bool_(setting is not None and setting.pruned and setting.granularity == "channel")}
+    if pruning:
+        code["prune"] = np.ones(shape, np.float32)
+        code["pruned"] = np.bool_(setting is not None and setting.pruned)
+    return code
+
+
+def _encode_row(layers: dict, real: dict, row: LayerRow, standalone: LayerRow | None, settings: Mapping, pruning: bool,
+                used: bool = True) -> None:
+    """Encode one union row and record its real output channels (a missing layer passes its input through)."""
+    name = row.layer.name
+    setting = settings.get(standalone.layer.name) if standalone is not None else None
+    if row.op in ("conv", "fc"):
+        shape = (row.layer.R, row.layer.S, row.layer.C // row.layer.groups, row.layer.K)
+        layers[name] = _row_code(standalone, setting, shape, pruning, used)
+    elif row.op == "add":
+        layers[name] = {"present": np.bool_(standalone is not None)}
+    if standalone is not None:
+        real[name] = standalone.layer.K
+    elif row.op == "add":
+        real[name] = min(sum(real[p] for p in row.operands[0]), row.layer.K)
+    else:  # passed through, cut to the layer's channels
+        real[name] = min(sum(real[p] for p in row.inputs), row.layer.K)
+
+
+def _gather(kind: BlockType, real: Mapping[str, int], channels: int):
+    """Channel index and mask that turn the block's output (producers at their maxima) into the
+    stand-alone layout (the producers' real channels, concatenated)."""
+    maxima = {r.layer.name: r.layer.K for r in kind.rows}
+    index, offset = [], 0
+    for producer in kind.output:
+        index += list(range(offset, offset + real.get(producer, 0)))
+        offset += maxima[producer]
+    index = index[:channels]
+    out = len(index)
+    mask = np.zeros(channels, np.float32)
+    mask[:out] = 1.0
+    return np.array(index + [0] * (channels - out), np.int32), mask, out
+
+
+# --- the elastic Flax model --------------------------------------------------------------------------
+def _channel_mask(count, size):
+    return (jnp.arange(size) < count).astype(jnp.float32)
+
+
+def _kernel_mask(ksize, shape):
+    """1 inside the centred ksize crop of a (R, S, ...) kernel."""
+    R, S = shape[0], shape[1]
+    rows = jnp.abs(jnp.arange(R) - R // 2) <= ksize[0] // 2
+    cols = jnp.abs(jnp.arange(S) - S // 2) <= ksize[1] // 2
+    return (rows[:, None] & cols[None, :]).astype(jnp.float32).reshape((R, S) + (1,) * (len(shape) - 2))
+
+
+def _quantize(x, bits, scale):
+    """``fake_quantize`` with a traced bit width; 0 bits leaves ``x`` in float."""
+    q = fake_quantize(x, jnp.maximum(bits, 2), scale)
+    return jnp.where(bits > 0, q, x)
+
+
+def _levels(bits):
+    return 2.0 ** (jnp.maximum(bits, 2) - 1) - 1.0
+
+
+def _fit_channels(x, channels: int):
+    """``x`` with its channel axis cut or zero-padded to ``channels`` (the real channels come first)."""
+    C = x.shape[-1]
+    if C >= channels:
+        return x[..., :channels]
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, channels - C)])
+
+
+class ElasticLayer(nn.Module):
+    """A convolution with batch norm at its maximum shape, cut by its code (channels, kernel crop, bits, mask)."""
+
+    row: LayerRow
+    shape: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, x, code, in_count, train: bool):
+        row, shape = self.row, self.shape
+        K = shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
+        mask = _channel_mask(code["out"], K)
+        mask_in = _kernel_mask(code["ksize"], shape)
+        if row.layer.groups == 1:
+            mask_in = mask_in * _channel_mask(in_count, shape[2])[:, None]
+        kernel = kernel * mask_in * mask
+        if "prune" in code:
+            kernel = kernel * jnp.where(code["pruned"], code["prune"], 1.0)
+        axes = tuple(range(kernel.ndim - 1))
+        w_scale = jax.lax.stop_gradient(jnp.max(jnp.abs(kernel), axis=axes, keepdims=True)) / _levels(code["w_bits"])
+        kernel = _quantize(kernel, code["w_bits"], w_scale)
+        running = self.variable("batch_stats", "act_range", lambda: jnp.zeros((), jnp.float32))
+        current = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
+        if train and not self.is_initializing():
+            seen = running.value > 0
+            running.value = jnp.where(seen, RANGE_MOMENTUM * running.value + (1 - RANGE_MOMENTUM) * current, current)
+        value_range = current if train else jnp.where(running.value > 0, running.value, current)
+        xq = _quantize(x, code["a_bits"], value_range / _levels(code["a_bits"]))
+        pad = row.padding
+        y = jax.lax.conv_general_dilated(xq, kernel.astype(xq.dtype), (row.layer.stride,) * 2, ((pad[0], pad[0]), (pad[1], pad[1])),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                         feature_group_count=row.layer.groups)
+        y = nn.BatchNorm(use_running_average=not train, momentum=0.9)(y)
+        y = nn.relu(y) if row.relu else y
+        if "prune" in code:  # a channel-pruned layer's pruned channels are gone after batch norm and ReLU
+            kept = jnp.where(code["pruned"], code["prune"], 1.0).reshape(-1, K).max(axis=0)
+            mask = mask * jnp.where(code["channel_pruned"], kept, 1.0)
+        return y * mask
+
+
+class ElasticHead(nn.Module):
+    """The classifier on one of several exits: a 1x1 convolution then global average pooling (``conv``), or
+    global average pooling then a fully connected layer (``fc``), with bias; compressed by its code.
+
+    The exits are the maps after each stage; ``weights`` (one-hot) picks the candidate's.
+    The 1x1 convolution commutes with the average, so both heads quantize the chosen
+    exit's activations, pool them and apply one matrix.
+    """
+
+    conv: bool
+    channels: int
+    classes: int
+
+    @nn.compact
+    def __call__(self, exits, counts, weights, code, train: bool):
+        C, K = self.channels, self.classes
+        shape = (1, 1, C, K) if self.conv else (C, K)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
+        count = sum(w * c for w, c in zip(weights, counts))
+        mask_in = _channel_mask(count, C).reshape((1, 1, C, 1) if self.conv else (C, 1))
+        kernel = kernel * mask_in
+        if "prune" in code:
+            kernel = kernel * jnp.where(code["pruned"], code["prune"], 1.0)
+        axes = tuple(range(kernel.ndim - 1))
+        w_scale = jax.lax.stop_gradient(jnp.max(jnp.abs(kernel), axis=axes, keepdims=True)) / _levels(code["w_bits"])
+        kernel = _quantize(kernel, code["w_bits"], w_scale).reshape((C, K))
+        maps = [_fit_channels(x, C) for x in exits]
+        if not self.conv:
+            maps = [jnp.mean(x, axis=(1, 2)) for x in maps]
+        current = jax.lax.stop_gradient(sum(w * jnp.max(jnp.abs(x)) for w, x in zip(weights, maps)))
+        running = self.variable("batch_stats", "act_range", lambda: jnp.zeros((), jnp.float32))
+        if train and not self.is_initializing():
+            seen = running.value > 0
+            running.value = jnp.where(seen, RANGE_MOMENTUM * running.value + (1 - RANGE_MOMENTUM) * current, current)
+        value_range = current if train else jnp.where(running.value > 0, running.value, current)
+        scale = value_range / _levels(code["a_bits"])
+        pooled = [_quantize(x, code["a_bits"], scale) for x in maps]
+        if self.conv:
+            pooled = [jnp.mean(x, axis=(1, 2)) for x in pooled]
+        features = sum(w * x for w, x in zip(weights, pooled))
+        return features @ kernel.astype(features.dtype) + self.param("bias", nn.initializers.zeros, (K,))
+
+
+class ElasticNetwork(nn.Module):
+    """The elastic network of an :class:`ElasticSpace`: ``model.apply(variables, x, encoding, train=...)``."""
+
+    space: ElasticSpace
+
+    @nn.compact
+    def __call__(self, x, encoding, train: bool = False):
+        plan = self.space.plan
+        layers, blocks = encoding["layers"], encoding["blocks"]
+        x, count = self._rows(plan.stem_rows, x, self.space.in_channels, layers, train)
+        exits, counts = [], []
+        for slot in plan.blocks:
+            block_in, key = x, f"s{slot.stage}b{slot.index}"
+            y = 0.0
+            for kind in slot.types:
+                code = blocks[f"{key}.{kind.block}"]
+                out, _ = self._rows(kind.rows, block_in, count, layers, train, kind.output)
+                out = jnp.take(out, code["gather"], axis=-1) * code["mask"]
+                y = y + jnp.where(code["chosen"], out, 0.0)
+            x = y if slot.index == 0 else jnp.where(blocks[key]["active"], y, block_in)
+            count = blocks[key]["channels"]
+            if slot.index == self.space.stages[slot.stage].depth - 1:  # the stage's exit
+                for row in plan.exits[slot.stage].pool:
+                    x = _max_pool_ceil(x, row.layer.R)
+                exits.append(x)
+                counts.append(count)
+        weights = encoding["exit"]
+        conv = ElasticHead(True, plan.channels, self.space.num_classes, name="classifier")
+        fc = ElasticHead(False, plan.channels, self.space.num_classes, name="fc")
+        return jnp.where(encoding["head_conv"], conv(exits, counts, weights, layers["classifier"], train),
+                         fc(exits, counts, weights, layers["fc"], train))
+
+    def _rows(self, rows, x, in_count, layers, train, output=None):
+        """Interpret union rows; returns the output (or the producers ``output``, concatenated) and its channels."""
+        outputs, counts = {BLOCK_INPUT: x}, {BLOCK_INPUT: in_count}
+        y, count = x, in_count
+        for row in rows:
+            name = row.layer.name
+            if row.op == "add":
+                first, second = (_fit_channels(_read(outputs, p, x), row.layer.K) for p in row.operands)
+                y = first + jnp.where(layers[name]["present"], second, 0.0)
+                y = nn.relu(y) if row.relu else y
+                count = sum(counts[p] for p in row.operands[0])
+            elif row.op == "max_pool":
+                y = _max_pool_ceil(_read(outputs, row.inputs, x), row.layer.R)
+                count = sum(counts[p] for p in row.inputs) if row.inputs else in_count
+            else:
+                inp = _read(outputs, row.inputs, x)
+                count_in = sum(counts[p] for p in row.inputs) if row.inputs else in_count
+                code = layers[name]
+                if row.layer.groups > 1:  # depthwise: it keeps the channels that come in
+                    code = {**code, "out": count_in}
+                shape = (row.layer.R, row.layer.S, row.layer.C // row.layer.groups, row.layer.K)
+                y = ElasticLayer(row, shape, name=name)(inp, code, count_in, train)
+                stride = row.layer.stride  # a layer a candidate lacks passes its input through
+                y = jnp.where(code["present"], y, _fit_channels(inp[:, ::stride, ::stride], row.layer.K))
+                count = jnp.where(code["present"], code["out"], count_in)
+            outputs[name], counts[name] = y, count
+        if output is not None:
+            return _read(outputs, output, x), None
+        return y, count
+
+
+def _read(outputs, producers, x):
+    if not producers:
+        return x
+    parts = [outputs[p] for p in producers]
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
+
+
+# --- a stand-alone model's variables in the elastic model ---------------------------------------------
+def embed(space: ElasticSpace, spec: NetworkSpec, standalone: Mapping, elastic: Mapping) -> dict:
+    """``elastic`` variables with a stand-alone model's ``params`` and ``batch_stats`` copied into the candidate's part.
+
+    Channels and kernel entries the candidate does not use keep their ``elastic`` values
+    (its encoding masks them); pruning masks go into the encoding (:func:`encode_masks`).
+    """
+    out = jax.tree_util.tree_map(np.array, {k: v for k, v in elastic.items()})
+    for name, union in _union_names(space, spec).items():
+        for collection in ("params", "batch_stats"):
+            source = standalone.get(collection, {}).get(name)
+            if source is not None:
+                _copy_tree(out[collection][union], source)
+    return out
+
+
+def _union_names(space: ElasticSpace, spec: NetworkSpec) -> dict[str, str]:
+    """The stand-alone network's layer name -> the elastic layer it occupies."""
+    names = {"stem": "stem", "classifier": "classifier", "fc": "fc"}
+    for slot in space.plan.blocks:
+        if slot.stage < len(spec.stages) and slot.index < spec.stages[slot.stage].depth:
+            stage = spec.stages[slot.stage]
+            kind = next(k for k in slot.types if k.block == stage.block)
+            names.update({s: u for u, s in _standalone_names(kind, stage, slot).items()})
+    return names
+
+
+def _copy_tree(target: dict, source: Mapping) -> None:
+    for key, value in source.items():
+        if isinstance(value, Mapping):
+            _copy_tree(target[key], value)
+            continue
+        value = np.asarray(value)
+        destination = target[key]
+        if value.ndim == 0:
+            target[key] = np.asarray(value, destination.dtype)
+            continue
+        target[key] = _place(destination, value)
+
+
+def _place(destination: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """``value`` written into ``destination``: kernels centred on the spatial axes, channels from the start."""
+    destination = np.array(destination)
+    index = []
+    for axis, (big, small) in enumerate(zip(destination.shape, value.shape)):
+        spatial = value.ndim == 4 and axis < 2
+        start = (big - small) // 2 if spatial else 0
+        index.append(slice(start, start + small))
+    destination[tuple(index)] = value
+    return destination
+
+
+def encode_masks(space: ElasticSpace, spec: NetworkSpec, encoding: dict, masks: Mapping) -> dict:
+    """``encoding`` with a stand-alone model's pruning ``masks`` (its ``masks`` collection) in the layers' ``prune``."""
+    names = _union_names(space, spec)
+    layers = {k: dict(v) for k, v in encoding["layers"].items()}
+    for name, mask in masks.items():
+        union = names[name]
+        layers[union]["prune"] = _place(np.zeros_like(layers[union]["prune"]), np.asarray(mask["kernel"]))
+    return {**encoding, "layers": layers}
+
+
+def stack(encodings: list[dict]) -> dict:
+    """Encodings of several candidates stacked on a leading axis (for ``jax.vmap``)."""
+    return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *encodings)
+
+
+def init(space: ElasticSpace, seed: int = 0, batch: int = 1) -> dict:
+    """The elastic network's variables at their maxima."""
+    model = ElasticNetwork(space)
+    x = jnp.zeros((batch, space.resolution, space.resolution, space.in_channels), jnp.float32)
+    return model.init(jax.random.key(seed), x, _largest_encoding(space), train=False)
+
+
+def _largest_encoding(space: ElasticSpace) -> dict:
+    """Some valid encoding (shapes only matter for initialisation)."""
+    spec = _first_spec(space)
+    return space.encode(spec)
+
+
+def _first_spec(space: ElasticSpace) -> NetworkSpec:
+    stages = tuple(dataclasses.replace(slot.stages[0], depth=1) for slot in space.stages[:min(space.stage_counts)])
+    head = "conv" if stages[-1].block == "fire" else "fc"
+    return NetworkSpec(space.stem, stages, head=head, resolution=space.resolution, in_channels=space.in_channels,
+                       num_classes=space.num_classes, width_multiplier=space.width_multiplier, name="elastic")
+

@@ -1,0 +1,163 @@
+"""The elastic network: one compiled model for a whole space, exact against each candidate's own model."""
+
+import collections
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from codesign.training import FAST_COMPILE
+from search_spaces.compression import CompressionPolicy, CompressionSpace, apply_masks, update_masks
+from search_spaces.elastic import ElasticNetwork, ElasticSpace, embed, encode_masks, init, stack
+from search_spaces.flax_models import build_model, layer_settings
+from search_spaces.network_space import NetworkSpace
+from search_spaces.networks import BLOCKS
+
+jax.config.update("jax_default_prng_impl", "rbg")
+
+#: Every block type, kernel 3/5/7, one or two stages of depth 1 or 2, several widths, expansions and
+#: width multipliers; every bit width, and both pruning kinds.
+NETWORKS = NetworkSpace(blocks=BLOCKS, stages=(1, 2), depths=(1, 2), widths=(8, 16, 24), kernels=(3, 5, 7),
+                        stem_kernels=(3, 5), stem_widths=(8, 16), expansions=(0.25, 1.0, 2.0),
+                        width_multipliers=(0.5, 1.0), resolutions=(8,))
+COMPRESSION = CompressionSpace(w_bits=(2, 4, 8, 16, "float"), a_bits=(4, 8, "float"), prune_ratios=(0.0, 0.5),
+                               granularities=("unstructured", "channel"))
+
+
+@pytest.fixture(scope="module")
+def space():
+    return ElasticSpace.of(NETWORKS, COMPRESSION, resolution=8)
+
+
+BITS = (2, 4, 8, 16, "float")
+
+
+def candidate(rng, n):
+    """Candidate ``n``: a drawn network whose first stage cycles through every block type, kernel, depth and
+    width, a policy cycling through every bit width and pruning kind, and its own model's variables: random,
+    like trained ones (no ties at zero), pruned by magnitude."""
+    spec = NETWORKS.draw(rng)
+    first = dataclasses.replace(spec.stages[0], block=BLOCKS[n % 6], kernel=(3, 5, 7)[n % 3], depth=1 + n // 3 % 2,
+                                width=(8, 16, 24)[n // 2 % 3],
+                                expansion=(0.25, 2.0)[n % 2] if BLOCKS[n % 6] in ("fire", "inverted") else 1.0)
+    spec = spec.replace(stages=(first,) + spec.stages[1:])
+    spec = _rebuilt(spec)
+    policy = CompressionPolicy.uniform(BITS[n % 5], ("float", 4, 8)[n % 3], (0.0, 0.5, 0.5)[n % 3],
+                                       ("unstructured", "channel")[n // 3 % 2])
+    model = build_model(spec, policy)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+    draw = np.random.default_rng(1000 + n)
+    variables = jax.tree_util.tree_map(lambda a: draw.normal(0, 0.3, a.shape).astype(np.float32), dict(shapes))
+    variables["batch_stats"] = jax.tree_util.tree_map(lambda a: np.abs(a) + 0.5, variables["batch_stats"])
+    if "masks" in variables:
+        variables["masks"] = update_masks(variables["params"], variables["masks"], layer_settings(spec, policy))
+        variables["params"] = apply_masks(variables["params"], variables["masks"])
+    return spec, policy, variables
+
+
+def _rebuilt(spec):
+    """The spec with the head the network space gives its last stage (conv after fire, fc otherwise)."""
+    return spec.replace(head="conv" if spec.stages[-1].block == "fire" else "fc")
+
+
+def test_any_candidate_gives_its_own_models_logits(space):
+    model = ElasticNetwork(space)
+    elastic = init(space)
+    traces = collections.Counter()
+
+    @jax.jit
+    def infer(variables, x, encoding):
+        traces["infer"] += 1
+        return model.apply(variables, x, encoding)
+
+    @jax.jit
+    def train_mode(variables, x, encoding):
+        traces["train"] += 1
+        return model.apply(variables, x, encoding, train=True, mutable=["batch_stats"])[0]
+    x = jax.random.normal(jax.random.key(0), (16, 8, 8, 1))
+    rng = np.random.default_rng(0)
+    seen = collections.defaultdict(set)
+    for n in range(12):
+        spec, policy, variables = candidate(rng, n)
+        encoding = space.encode(spec, policy)
+        if "masks" in variables:
+            encoding = encode_masks(space, spec, encoding, variables["masks"])
+        mine = embed(space, spec, variables, elastic)
+        own = build_model(spec, policy)
+        both = jax.jit(lambda v: (own.apply(v, x), own.apply(v, x, train=True, mutable=["batch_stats"])[0]),
+                       compiler_options=FAST_COMPILE)
+        inferred, reference = both(variables)
+        np.testing.assert_allclose(infer(mine, x, encoding), inferred, atol=1e-5, rtol=1e-5,
+                                   err_msg=f"{spec} {policy}")
+        np.testing.assert_allclose(train_mode(mine, x, encoding), reference, atol=1e-5, rtol=1e-5)
+        settings = layer_settings(spec, policy)
+        seen["blocks"] |= {s.block for s in spec.stages}
+        seen["kernels"] |= {s.kernel for s in spec.stages}
+        seen["depths"] |= {s.depth for s in spec.stages}
+        seen["stages"].add(len(spec.stages))
+        seen["widths"] |= {s.width for s in spec.stages}
+        seen["w_bits"] |= {v.w_bits for v in settings.values()}
+        seen["pruning"] |= {v.granularity for v in settings.values() if v.pruned}
+    assert seen["blocks"] == set(BLOCKS) and seen["kernels"] == {3, 5, 7} and seen["depths"] == {1, 2}
+    assert seen["stages"] == {1, 2} and seen["widths"] == {8, 16, 24}
+    assert seen["w_bits"] == {2, 4, 8, 16, "float"} and seen["pruning"] == {"unstructured", "channel"}
+    assert traces == {"infer": 1, "train": 1}  # one compilation each, for every candidate
+
+
+def test_fifty_candidates_train_and_predict_with_one_compilation_each():
+    networks = NetworkSpace(blocks=("dwsep", "fire", "squeezenext"), stages=(2,), depths=(1, 2), widths=(16, 32),
+                            kernels=(3,), stem_kernels=(3, 5), stem_widths=(16,))
+    compression = CompressionSpace(w_bits=(4, 8, 16), a_bits=(8, 16), prune_ratios=(0.0, 0.5))
+    space = ElasticSpace.of(networks, compression, resolution=8)
+    model = ElasticNetwork(space)
+    variables = init(space)
+    tx = optax.adam(1e-2)
+    traces = collections.Counter()
+
+    def loss(params, state, x, y, encoding):
+        logits, updates = model.apply({"params": params, **state}, x, encoding, train=True, mutable=["batch_stats"])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
+
+    @jax.jit
+    def train_step(params, state, opt_state, x, y, encoding):
+        traces["train"] += 1
+        (value, updates), grads = jax.value_and_grad(loss, has_aux=True)(params, state, x, y, encoding)
+        changes, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, changes), updates, opt_state, value
+
+    @jax.jit
+    def predict(variables, x, encoding):
+        traces["predict"] += 1
+        return jnp.argmax(model.apply(variables, x, encoding), -1)
+
+    params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
+    opt_state = tx.init(params)
+    x = jax.random.normal(jax.random.key(1), (8, 8, 8, 1))
+    y = jnp.arange(8) % 10
+    rng = np.random.default_rng(1)
+    drawn = set()
+    for _ in range(50):
+        spec = networks.draw(rng)
+        policy = compression.draw(rng, spec)
+        drawn.add((spec, policy))
+        encoding = space.encode(spec, policy)
+        params, state, opt_state, value = train_step(params, state, opt_state, x, y, encoding)
+        assert np.isfinite(float(value))
+        predict({"params": params, **state}, x, encoding).block_until_ready()
+    assert len(drawn) >= 40  # different candidates
+    assert traces == {"train": 1, "predict": 1}
+
+
+def test_a_candidate_outside_the_space_names_the_field_and_the_range(space):
+    spec = NETWORKS.draw(np.random.default_rng(0))
+    wide = spec.replace(stages=(dataclasses.replace(spec.stages[0], width=64),) + spec.stages[1:])
+    with pytest.raises(ValueError, match=r"net.s0.width 64 is outside the space; allowed: <= 24"):
+        space.encode(wide)
+    with pytest.raises(ValueError, match=r"input '16x16x1' .* allowed: 8x8x1"):
+        space.encode(spec.at_resolution(16))
+    unpruned = ElasticSpace.of(NETWORKS, CompressionSpace(w_bits=(8,), a_bits=(8,), prune_ratios=(0.0,)), 8)
+    with pytest.raises(ValueError, match=r"pruning of stem 0.5 .* allowed: none"):
+        unpruned.encode(spec, CompressionPolicy.uniform(8, 8, 0.5))
