@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from search_spaces.compression import FLOAT, CompressionPolicy
-from search_spaces.flax_models import RANGE_MOMENTUM, _max_pool_ceil, _settings, fake_quantize
+from search_spaces.flax_models import RANGE_MOMENTUM, _max_pool_ceil, _settings
 from search_spaces.networks import LayerRow, NetworkSpec, Stage, _block, _Builder, layer_table
 
 BLOCK_INPUT = "__block_input__"
@@ -373,12 +373,15 @@ def _kernel_mask(ksize, shape):
 
 def _quantize(x, bits, scale):
     """``fake_quantize`` with a traced bit width; 0 bits leaves ``x`` in float."""
-    q = fake_quantize(x, jnp.maximum(bits, 2), scale)
-    return jnp.where(bits > 0, q, x)
+    levels = _levels(bits)
+    scale = jnp.maximum(scale, 1e-8)
+    q = jnp.clip(jnp.round(x / scale), -levels, levels) * scale
+    return jnp.where(bits > 0, x + jax.lax.stop_gradient(q - x), x)
 
 
 def _levels(bits):
-    return 2.0 ** (jnp.maximum(bits, 2) - 1) - 1.0
+    """2^(bits-1) - 1, exactly (an integer shift: a float power of a traced exponent is not exact)."""
+    return (jnp.left_shift(1, jnp.maximum(bits, 2) - 1) - 1).astype(jnp.float32)
 
 
 def _fit_channels(x, channels: int):

@@ -11,7 +11,7 @@ import pytest
 
 from codesign.training import FAST_COMPILE
 from search_spaces.compression import CompressionPolicy, CompressionSpace, apply_masks, update_masks
-from search_spaces.elastic import ElasticNetwork, ElasticSpace, embed, encode_masks, init, stack
+from search_spaces.elastic import ElasticNetwork, ElasticSpace, embed, encode_masks, init
 from search_spaces.flax_models import build_model, layer_settings
 from search_spaces.network_space import NetworkSpace
 from search_spaces.networks import BLOCKS
