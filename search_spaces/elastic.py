@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from search_spaces.compression import FLOAT, CompressionPolicy
-from search_spaces.flax_models import RANGE_MOMENTUM, _max_pool_ceil, _settings
+from search_spaces.flax_models import _max_pool_ceil, _settings, activation_range
 from search_spaces.networks import LayerRow, NetworkSpec, Stage, _block, _Builder, layer_table
 
 BLOCK_INPUT = "__block_input__"
@@ -255,9 +255,8 @@ class Plan:
 
 
 def _maximal_chooser(block, resolution, asked: dict):
-    """A chooser that records every option and picks the largest (and ``block`` where allowed)."""
+    """A chooser that records every option it is offered and picks the largest (``block`` where allowed)."""
     def choose(name, options):
-        key = name
         if name == "net.resolution":
             if resolution is None:
                 if len(options) > 1:
@@ -266,17 +265,10 @@ def _maximal_chooser(block, resolution, asked: dict):
             if resolution not in options:
                 raise ValueError(f"elastic network: resolution {resolution} is not in the space's {options}")
             return resolution
+        asked.setdefault(name, set()).update(options)
         if name.endswith(".block"):
-            pick = block if block in options else options[0]
-        else:
-            pick = max(options)
-        if name.endswith(".expansion"):
-            key = f"{name}.{_last_block[0]}"
-        asked.setdefault(key, set()).update(options)
-        if name.endswith(".block"):
-            _last_block[0] = pick
-        return pick
-    _last_block = [None]
+            return block if block in options else options[0]
+        return max(options)
     return choose
 
 
@@ -379,6 +371,13 @@ def _quantize(x, bits, scale):
     return jnp.where(bits > 0, x + jax.lax.stop_gradient(q - x), x)
 
 
+def _quantize_weights(kernel, bits):
+    """Per-output-channel (last axis) fake quantization with a traced bit width (0: float)."""
+    axes = tuple(range(kernel.ndim - 1))
+    scale = jax.lax.stop_gradient(jnp.max(jnp.abs(kernel), axis=axes, keepdims=True)) / _levels(bits)
+    return _quantize(kernel, bits, scale)
+
+
 def _levels(bits):
     """2^(bits-1) - 1, exactly (an integer shift: a float power of a traced exponent is not exact)."""
     return (jnp.left_shift(1, jnp.maximum(bits, 2) - 1) - 1).astype(jnp.float32)
@@ -410,15 +409,8 @@ class ElasticLayer(nn.Module):
         kernel = kernel * mask_in * mask
         if "prune" in code:
             kernel = kernel * jnp.where(code["pruned"], code["prune"], 1.0)
-        axes = tuple(range(kernel.ndim - 1))
-        w_scale = jax.lax.stop_gradient(jnp.max(jnp.abs(kernel), axis=axes, keepdims=True)) / _levels(code["w_bits"])
-        kernel = _quantize(kernel, code["w_bits"], w_scale)
-        running = self.variable("batch_stats", "act_range", lambda: jnp.zeros((), jnp.float32))
-        current = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
-        if train and not self.is_initializing():
-            seen = running.value > 0
-            running.value = jnp.where(seen, RANGE_MOMENTUM * running.value + (1 - RANGE_MOMENTUM) * current, current)
-        value_range = current if train else jnp.where(running.value > 0, running.value, current)
+        kernel = _quantize_weights(kernel, code["w_bits"])
+        value_range = activation_range(self, jax.lax.stop_gradient(jnp.max(jnp.abs(x))), train)
         xq = _quantize(x, code["a_bits"], value_range / _levels(code["a_bits"]))
         pad = row.padding
         y = jax.lax.conv_general_dilated(xq, kernel.astype(xq.dtype), (row.layer.stride,) * 2, ((pad[0], pad[0]), (pad[1], pad[1])),
@@ -455,19 +447,12 @@ class ElasticHead(nn.Module):
         kernel = kernel * mask_in
         if "prune" in code:
             kernel = kernel * jnp.where(code["pruned"], code["prune"], 1.0)
-        axes = tuple(range(kernel.ndim - 1))
-        w_scale = jax.lax.stop_gradient(jnp.max(jnp.abs(kernel), axis=axes, keepdims=True)) / _levels(code["w_bits"])
-        kernel = _quantize(kernel, code["w_bits"], w_scale).reshape((C, K))
+        kernel = _quantize_weights(kernel, code["w_bits"]).reshape((C, K))
         maps = [_fit_channels(x, C) for x in exits]
         if not self.conv:
             maps = [jnp.mean(x, axis=(1, 2)) for x in maps]
         current = jax.lax.stop_gradient(sum(w * jnp.max(jnp.abs(x)) for w, x in zip(weights, maps)))
-        running = self.variable("batch_stats", "act_range", lambda: jnp.zeros((), jnp.float32))
-        if train and not self.is_initializing():
-            seen = running.value > 0
-            running.value = jnp.where(seen, RANGE_MOMENTUM * running.value + (1 - RANGE_MOMENTUM) * current, current)
-        value_range = current if train else jnp.where(running.value > 0, running.value, current)
-        scale = value_range / _levels(code["a_bits"])
+        scale = activation_range(self, current, train) / _levels(code["a_bits"])
         pooled = [_quantize(x, code["a_bits"], scale) for x in maps]
         if self.conv:
             pooled = [jnp.mean(x, axis=(1, 2)) for x in pooled]

@@ -63,16 +63,21 @@ def _compressed_kernel(module: nn.Module, shape: tuple, setting: LayerCompressio
     return quantize_weights(kernel, setting.w_bits)
 
 
+def activation_range(module: nn.Module, current, train: bool):
+    """The range to quantize activations to: ``current`` (the batch's max |x|) in training, which also
+    updates the running average kept in ``batch_stats``; that running average at inference."""
+    running = module.variable("batch_stats", "act_range", lambda: jnp.zeros((), jnp.float32))
+    if train and not module.is_initializing():
+        seen = running.value > 0
+        running.value = jnp.where(seen, RANGE_MOMENTUM * running.value + (1 - RANGE_MOMENTUM) * current, current)
+    return current if train else jnp.where(running.value > 0, running.value, current)
+
+
 def _quantized_input(module: nn.Module, x, setting: LayerCompression, train: bool):
     """Fake-quantized input activations, with a running range for inference."""
     if setting.a_bits == FLOAT:
         return x
-    running = module.variable("batch_stats", "act_range", lambda: jnp.zeros((), jnp.float32))
-    current = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
-    if train and not module.is_initializing():
-        seen = running.value > 0
-        running.value = jnp.where(seen, RANGE_MOMENTUM * running.value + (1 - RANGE_MOMENTUM) * current, current)
-    value_range = current if train else jnp.where(running.value > 0, running.value, current)
+    value_range = activation_range(module, jax.lax.stop_gradient(jnp.max(jnp.abs(x))), train)
     return fake_quantize(x, setting.a_bits, value_range / (2.0 ** (setting.a_bits - 1) - 1.0))
 
 
