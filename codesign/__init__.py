@@ -22,8 +22,9 @@ from codesign.outcome import Candidate, Outcome, Status
 from codesign.proxies import TrainedProxy, ZeroCostProxy, make_proxy
 from codesign.results import Design, Results, load
 from codesign.search import run
+from codesign.supernet import SupernetConfig, SupernetProxy
 from codesign.training import TrainConfig
 
 __all__ = ["METRICS", "Candidate", "Constraint", "Dataset", "Design", "Evaluator", "Experiment", "Objective",
-           "Outcome", "Results", "Status", "TrainConfig", "TrainedProxy", "ZeroCostProxy", "from_arrays", "load",
+           "Outcome", "Results", "Status", "SupernetConfig", "SupernetProxy", "TrainConfig", "TrainedProxy", "ZeroCostProxy", "from_arrays", "load",
            "load_dataset", "make_proxy", "run"]

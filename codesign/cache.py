@@ -23,11 +23,14 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import jax
 from flax import serialization
 
 from codesign.outcome import Outcome, Status
+
+T = TypeVar("T")
 
 
 def cache_key(spec, compression, dataset, proxy, seed: int) -> str:
@@ -79,11 +82,11 @@ class AccuracyCache:
         """Store the accuracy part of ``result`` (score, status, reason, history, weights)."""
         if result.weights is not None:
             arrays = jax.device_get(result.weights)  # numpy leaves, same tree
-            _atomic_write(self._path(key, ".msgpack"), serialization.msgpack_serialize(arrays))
+            atomic_write(self._path(key, ".msgpack"), serialization.msgpack_serialize(arrays))
         record = {"score": result.accuracy, "status": result.status.value, "reason": result.reason,
                   "seconds": result.proxy_seconds, "history": [list(h) for h in result.history],
                   "about": about or {}, "written": time.time()}
-        _atomic_write(self._path(key, ".json"), json.dumps(record, sort_keys=True).encode())
+        atomic_write(self._path(key, ".json"), json.dumps(record, sort_keys=True).encode())
 
     def __contains__(self, key: str) -> bool:
         return self._path(key, ".json").is_file()
@@ -95,18 +98,27 @@ class AccuracyCache:
     def evaluate(self, spec, compression, dataset, proxy, seed: int = 0, report=None) -> Outcome:
         """The proxy's result for this pair: from the cache, or computed once and stored."""
         key = cache_key(spec, compression, dataset, proxy, seed)
+
+        def compute() -> Outcome:
+            result = proxy.evaluate(spec, compression, dataset, seed, report)
+            if result.status != Status.PRUNED:
+                self.put(key, result, {"network": spec.name, "proxy": proxy.describe(), "seed": seed})
+            return result
+        return self.once(key, lambda: self.get(key), compute)
+
+    def once(self, key: str, load: Callable[[], T | None], compute: Callable[[], T]) -> T:
+        """``load()``'s value, or ``compute()``'s by exactly one worker while the others wait for it.
+
+        ``compute`` runs while ``<key>.lock`` is held and must store what ``load`` reads.
+        """
         while True:
-            cached = self.get(key)
-            if cached is not None:
-                return cached
+            value = load()
+            if value is not None:
+                return value
             if self._claim(key):
                 try:
-                    if key in self:  # finished by another worker between our look and our claim
-                        continue
-                    result = proxy.evaluate(spec, compression, dataset, seed, report)
-                    if result.status != Status.PRUNED:
-                        self.put(key, result, {"network": spec.name, "proxy": proxy.describe(), "seed": seed})
-                    return result
+                    value = load()  # finished by another worker between our look and our claim
+                    return value if value is not None else compute()
                 finally:
                     self._path(key, ".lock").unlink(missing_ok=True)
             time.sleep(self.poll_seconds)
@@ -136,7 +148,7 @@ class AccuracyCache:
         return owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0)))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

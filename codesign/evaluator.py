@@ -31,6 +31,7 @@ from codesign.datasets import BUILT_IN, Dataset, load_dataset
 from codesign.metrics import (HARDWARE_METRICS, Constraint, Objective, hardware_metrics, model_size_kib,
                               pick_accelerators)
 from codesign.outcome import Candidate, FrontPoint, Outcome, Status
+from codesign.supernet import SupernetProxy
 from cost_models import Accelerator, evaluate, evaluate_batch, stack
 from cost_models.version import COST_MODEL_VERSION
 from search_spaces.accelerators import AcceleratorSpace
@@ -43,7 +44,7 @@ Reporter = Callable[[int, float], bool]
 class Evaluator:
     """Everything that scores a candidate the same way for every trial of an experiment."""
 
-    proxy: Any  # TrainedProxy or ZeroCostProxy
+    proxy: Any  # TrainedProxy, ZeroCostProxy or SupernetProxy (bound to the experiment's spaces)
     dataset: str | Dataset  # a built-in name or path (loaded once per worker), or the arrays themselves
     cache_folder: str
     objectives: tuple[Objective, ...]
@@ -61,7 +62,11 @@ class Evaluator:
                                                 and Path(dataset).expanduser().exists()):
             dataset = str(Path(dataset).expanduser().resolve())
         nested = experiment.mode == "nested"
-        return cls(proxy=experiment.proxy, dataset=dataset, cache_folder=str((experiment.folder / "accuracy_cache").resolve()),
+        cache_folder = (experiment.folder / "accuracy_cache").resolve()
+        proxy = experiment.proxy
+        if isinstance(proxy, SupernetProxy):  # the supernet of the experiment's spaces, stored in the run folder
+            proxy = proxy.bind(experiment.network_space, experiment.compression_space, cache_folder / "supernets")
+        return cls(proxy=proxy, dataset=dataset, cache_folder=str(cache_folder),
                    objectives=experiment.objectives, constraints=experiment.constraints,
                    tie_break=experiment.tie_break, nested=experiment.accelerator_space if nested else None,
                    nested_limit=experiment.nested_accelerators, seed=experiment.seed,

@@ -23,6 +23,7 @@ import optuna
 
 from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, Objective
 from codesign.proxies import TrainedProxy, ZeroCostProxy
+from codesign.supernet import SupernetProxy
 from codesign.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
 from search_spaces.compression import DEFAULT_COMPRESSION_SPACE, CompressionSpace
@@ -61,7 +62,7 @@ class Experiment:
     compression_space: CompressionSpace | None = DEFAULT_COMPRESSION_SPACE
     accelerator_space: AcceleratorSpace = DEFAULT_ACCELERATOR_SPACE
     dataset: Any = "digits"  # "digits", "mnist", "synthetic", a CIFAR-10 folder, an .npz path, or a Dataset
-    proxy: TrainedProxy | ZeroCostProxy = TrainedProxy(TrainConfig(epochs=3))
+    proxy: TrainedProxy | ZeroCostProxy | SupernetProxy = TrainedProxy(TrainConfig(epochs=3))
     objectives: tuple = ("accuracy", "latency", "energy")
     constraints: tuple = ()
     mode: str = "joint"
@@ -107,8 +108,9 @@ class Experiment:
                 raise ValueError(f"experiment: field {field!r} must be an integer >= {low}, got {v!r}")
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ValueError(f"experiment: field 'name' must be a non-empty string without '/', got {self.name!r}")
-        if not isinstance(self.proxy, (TrainedProxy, ZeroCostProxy)):
-            raise ValueError(f"experiment: field 'proxy' must be a TrainedProxy or ZeroCostProxy, got {self.proxy!r}")
+        if not isinstance(self.proxy, (TrainedProxy, ZeroCostProxy, SupernetProxy)):
+            raise ValueError(f"experiment: field 'proxy' must be a TrainedProxy, ZeroCostProxy or SupernetProxy, "
+                             f"got {self.proxy!r}")
 
     # --- derived settings -----------------------------------------------------------------
     @property

@@ -35,7 +35,7 @@ from search_spaces.flax_models import ConvBN, build_model, layer_settings
 from search_spaces.networks import NetworkSpec
 
 ZERO_COST = ("synflow", "naswot", "grad_norm", "snip", "params")
-PROXIES = ("trained",) + ZERO_COST
+PROXIES = ("trained", "supernet") + ZERO_COST
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +89,13 @@ class ZeroCostProxy:
 
 
 def make_proxy(name: str = "trained", **settings):
-    """A proxy by name: ``trained`` (settings are TrainConfig fields) or a zero-cost one."""
+    """A proxy by name: ``trained`` (settings are TrainConfig fields), ``supernet`` (SupernetConfig fields) or a
+    zero-cost one."""
     if name == "trained":
         return TrainedProxy(TrainConfig(**settings))
+    if name == "supernet":
+        from codesign.supernet import SupernetConfig, SupernetProxy
+        return SupernetProxy(SupernetConfig(**settings))
     if name in ZERO_COST:
         return ZeroCostProxy(name, **settings)
     raise ValueError(f"proxy: unknown proxy {name!r}; allowed: {', '.join(PROXIES)}")

@@ -180,17 +180,10 @@ def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dat
     history: list[tuple[int, float]] = []
     step, epoch = 0, 0
     status, reason = Status.COMPLETE, ""
-    while step < total:
-        order = rng.permutation(n)
+    for batches in epochs(dataset, batch, total, rng):
         losses = []
-        for b in range(steps_per_epoch):
-            if step >= total:
-                break
-            idx = order[b * batch:(b + 1) * batch]
-            x = dataset.x_train[idx]
-            if dataset.augmented:
-                x = augment(x, rng)
-            params, state, opt_state, loss = train_step(params, state, opt_state, masks, x, dataset.y_train[idx])
+        for x, y in batches:
+            params, state, opt_state, loss = train_step(params, state, opt_state, masks, x, y)
             losses.append(loss)
             step += 1
             if masks and step in mask_steps:
@@ -213,6 +206,29 @@ def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dat
     metrics = {"accuracy": history[-1][1]} if status != Status.DIVERGED and history else {}
     return Outcome(status, metrics=metrics, history=tuple(history), weights=final, reason=reason,
                    proxy_seconds=time.perf_counter() - started)
+
+
+def epochs(dataset: Dataset, batch: int, total: int, rng: np.random.Generator):
+    """The batches ``(x, y)`` of ``total`` training steps, an epoch at a time (each epoch an iterator).
+
+    Each epoch draws a new order of the training split from ``rng``; a batch is
+    augmented (from ``rng``) as it is taken, when the dataset asks for it.
+    """
+    n = len(dataset.x_train)
+    steps_per_epoch = max(1, n // batch)
+    done = 0
+    while done < total:
+        order = rng.permutation(n)
+        count = min(steps_per_epoch, total - done)
+        yield _batches(dataset, order, batch, count, rng)
+        done += count
+
+
+def _batches(dataset: Dataset, order: np.ndarray, batch: int, count: int, rng: np.random.Generator):
+    for b in range(count):
+        idx = order[b * batch:(b + 1) * batch]
+        x = dataset.x_train[idx]
+        yield (augment(x, rng) if dataset.augmented else x), dataset.y_train[idx]
 
 
 def _check_fit(spec: NetworkSpec, dataset: Dataset):

@@ -314,6 +314,7 @@ def _row_code(row: LayerRow | None, setting, shape: tuple[int, ...], pruning: bo
     if pruning:
         code["prune"] = np.ones(shape, np.float32)
         code["pruned"] = np.bool_(setting is not None and setting.pruned)
+        code["ratio"] = np.float32(setting.prune_ratio if setting is not None and setting.pruned else 0.0)
     return code
 
 
@@ -383,6 +384,36 @@ def _levels(bits):
     return (jnp.left_shift(1, jnp.maximum(bits, 2) - 1) - 1).astype(jnp.float32)
 
 
+def magnitude_mask(kernel, active, ratio, channel):
+    """``compression.magnitude_mask`` in the graph, on the ``active`` entries of an elastic kernel.
+
+    Unstructured: the ``floor(n * ratio)`` smallest of the ``n`` active weights are pruned.
+    Channel (``channel`` true): of the ``c`` active output channels (last axis), the
+    ``c - kept_channels(c, ratio)`` with the smallest L2 norms. The ratio, the active
+    region and the granularity are traced, so one compiled network prunes every
+    candidate. A weight (channel) tied with the threshold is kept, where the stand-alone
+    model breaks ties by position.
+    """
+    kernel = jax.lax.stop_gradient(kernel)
+    active = jnp.broadcast_to(active, kernel.shape) > 0
+    magnitude = jnp.where(active, jnp.abs(kernel), jnp.inf)
+    n_prune = jnp.floor(active.sum() * ratio + 1e-6).astype(jnp.int32)
+    unstructured = magnitude >= jnp.sort(magnitude.ravel())[n_prune]
+    K = kernel.shape[-1]
+    live = active.reshape(-1, K).any(axis=0)
+    norms = jnp.where(live, jnp.sqrt((jnp.where(active, kernel, 0.0).reshape(-1, K) ** 2).sum(axis=0)), jnp.inf)
+    channels = live.sum()
+    drop = channels - jnp.maximum(1, channels - jnp.floor(channels * ratio + 1e-6).astype(jnp.int32))
+    kept = norms >= jnp.sort(norms)[drop]
+    return jnp.where(channel, jnp.broadcast_to(kept, kernel.shape), unstructured).astype(jnp.float32)
+
+
+def _prune_mask(kernel, active, code, magnitude: bool):
+    """The pruning mask of a layer: the encoding's (``prune``), or its magnitude mask computed here."""
+    mask = magnitude_mask(kernel, active, code["ratio"], code["channel_pruned"]) if magnitude else code["prune"]
+    return jnp.where(code["pruned"], mask, 1.0)
+
+
 def _fit_channels(x, channels: int):
     """``x`` with its channel axis cut or zero-padded to ``channels`` (the real channels come first)."""
     C = x.shape[-1]
@@ -396,6 +427,8 @@ class ElasticLayer(nn.Module):
 
     row: LayerRow
     shape: tuple[int, ...]
+    magnitude_pruning: bool = False
+    calibrating: bool = False
 
     @nn.compact
     def __call__(self, x, code, in_count, train: bool):
@@ -408,7 +441,8 @@ class ElasticLayer(nn.Module):
             mask_in = mask_in * _channel_mask(in_count, shape[2])[:, None]
         kernel = kernel * mask_in * mask
         if "prune" in code:
-            kernel = kernel * jnp.where(code["pruned"], code["prune"], 1.0)
+            prune = _prune_mask(kernel, mask_in * mask, code, self.magnitude_pruning)
+            kernel = kernel * prune
         kernel = _quantize_weights(kernel, code["w_bits"])
         value_range = activation_range(self, jax.lax.stop_gradient(jnp.max(jnp.abs(x))), train)
         xq = _quantize(x, code["a_bits"], value_range / _levels(code["a_bits"]))
@@ -416,10 +450,10 @@ class ElasticLayer(nn.Module):
         y = jax.lax.conv_general_dilated(xq, kernel.astype(xq.dtype), (row.layer.stride,) * 2, ((pad[0], pad[0]), (pad[1], pad[1])),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                          feature_group_count=row.layer.groups)
-        y = nn.BatchNorm(use_running_average=not train, momentum=0.9)(y)
+        y = nn.BatchNorm(use_running_average=not train, momentum=0.0 if self.calibrating else 0.9)(y)
         y = nn.relu(y) if row.relu else y
         if "prune" in code:  # a channel-pruned layer's pruned channels are gone after batch norm and ReLU
-            kept = jnp.where(code["pruned"], code["prune"], 1.0).reshape(-1, K).max(axis=0)
+            kept = prune.reshape(-1, K).max(axis=0)
             mask = mask * jnp.where(code["channel_pruned"], kept, 1.0)
         return y * mask
 
@@ -436,6 +470,7 @@ class ElasticHead(nn.Module):
     conv: bool
     channels: int
     classes: int
+    magnitude_pruning: bool = False
 
     @nn.compact
     def __call__(self, exits, counts, weights, code, train: bool):
@@ -446,7 +481,7 @@ class ElasticHead(nn.Module):
         mask_in = _channel_mask(count, C).reshape((1, 1, C, 1) if self.conv else (C, 1))
         kernel = kernel * mask_in
         if "prune" in code:
-            kernel = kernel * jnp.where(code["pruned"], code["prune"], 1.0)
+            kernel = kernel * _prune_mask(kernel, mask_in, code, self.magnitude_pruning)
         kernel = _quantize_weights(kernel, code["w_bits"]).reshape((C, K))
         maps = [_fit_channels(x, C) for x in exits]
         if not self.conv:
@@ -461,9 +496,17 @@ class ElasticHead(nn.Module):
 
 
 class ElasticNetwork(nn.Module):
-    """The elastic network of an :class:`ElasticSpace`: ``model.apply(variables, x, encoding, train=...)``."""
+    """The elastic network of an :class:`ElasticSpace`: ``model.apply(variables, x, encoding, train=...)``.
+
+    ``magnitude_pruning``: a pruned layer's mask is computed from its weights' magnitudes
+    in the graph (a weight-sharing supernet's candidates), not read from the encoding.
+    ``calibrating``: in training mode, batch norm and activation ranges take the batch's
+    statistics as they are (momentum 0), to recalibrate a candidate's statistics.
+    """
 
     space: ElasticSpace
+    magnitude_pruning: bool = False
+    calibrating: bool = False
 
     @nn.compact
     def __call__(self, x, encoding, train: bool = False):
@@ -487,8 +530,8 @@ class ElasticNetwork(nn.Module):
                 exits.append(x)
                 counts.append(count)
         weights = encoding["exit"]
-        conv = ElasticHead(True, plan.channels, self.space.num_classes, name="classifier")
-        fc = ElasticHead(False, plan.channels, self.space.num_classes, name="fc")
+        conv = ElasticHead(True, plan.channels, self.space.num_classes, self.magnitude_pruning, name="classifier")
+        fc = ElasticHead(False, plan.channels, self.space.num_classes, self.magnitude_pruning, name="fc")
         return jnp.where(encoding["head_conv"], conv(exits, counts, weights, layers["classifier"], train),
                          fc(exits, counts, weights, layers["fc"], train))
 
@@ -513,7 +556,7 @@ class ElasticNetwork(nn.Module):
                 if row.layer.groups > 1:  # depthwise: it keeps the channels that come in
                     code = {**code, "out": count_in}
                 shape = (row.layer.R, row.layer.S, row.layer.C // row.layer.groups, row.layer.K)
-                y = ElasticLayer(row, shape, name=name)(inp, code, count_in, train)
+                y = ElasticLayer(row, shape, self.magnitude_pruning, self.calibrating, name=name)(inp, code, count_in, train)
                 stride = row.layer.stride  # a layer a candidate lacks passes its input through
                 y = jnp.where(code["present"], y, _fit_channels(inp[:, ::stride, ::stride], row.layer.K))
                 count = jnp.where(code["present"], code["out"], count_in)
@@ -616,3 +659,31 @@ def _first_spec(space: ElasticSpace) -> NetworkSpec:
     return NetworkSpec(space.stem, stages, head=head, resolution=space.resolution, in_channels=space.in_channels,
                        num_classes=space.num_classes, width_multiplier=space.width_multiplier, name="elastic")
 
+
+
+# --- a candidate's own variables out of the elastic ones ---------------------------------------------
+def extract(space: ElasticSpace, spec: NetworkSpec, elastic: Mapping, template: Mapping) -> dict:
+    """The stand-alone model's ``params`` and ``batch_stats``, read out of ``elastic`` variables (the inverse of
+    :func:`embed`). ``template`` is the stand-alone model's variable tree (arrays or shapes): only what it has is
+    read, each kernel as its centre crop and its first channels."""
+    names = _union_names(space, spec)
+    out = {}
+    for collection in ("params", "batch_stats"):
+        if collection in template:
+            out[collection] = {name: _take(elastic[collection][names[name]], value)
+                               for name, value in template[collection].items()}
+    return out
+
+
+def _take(elastic, template):
+    if isinstance(template, Mapping):
+        return {key: _take(elastic[key], value) for key, value in template.items()}
+    elastic = np.asarray(elastic)
+    shape = tuple(template.shape)
+    if len(shape) == 0:
+        return elastic.astype(template.dtype)
+    index = []
+    for axis, (big, small) in enumerate(zip(elastic.shape, shape)):
+        start = (big - small) // 2 if len(shape) == 4 and axis < 2 else 0
+        index.append(slice(start, start + small))
+    return elastic[tuple(index)].astype(template.dtype)

@@ -77,6 +77,13 @@ def test_any_candidate_gives_its_own_models_logits(space):
     def train_mode(variables, x, encoding):
         traces["train"] += 1
         return model.apply(variables, x, encoding, train=True, mutable=["batch_stats"])[0]
+
+    by_magnitude = ElasticNetwork(space, magnitude_pruning=True)  # the supernet's: masks computed in the graph
+
+    @jax.jit
+    def infer_pruning_by_magnitude(variables, x, encoding):
+        traces["magnitude"] += 1
+        return by_magnitude.apply(variables, x, encoding)
     x = jax.random.normal(jax.random.key(0), (16, 8, 8, 1))
     rng = np.random.default_rng(0)
     seen = collections.defaultdict(set)
@@ -93,6 +100,9 @@ def test_any_candidate_gives_its_own_models_logits(space):
         np.testing.assert_allclose(infer(mine, x, encoding), inferred, atol=1e-5, rtol=1e-5,
                                    err_msg=f"{spec} {policy}")
         np.testing.assert_allclose(train_mode(mine, x, encoding), reference, atol=1e-5, rtol=1e-5)
+        # the encoding's masks ignored: the graph's magnitude masks are the stand-alone model's (no ties here)
+        np.testing.assert_allclose(infer_pruning_by_magnitude(mine, x, space.encode(spec, policy)), inferred,
+                                   atol=1e-5, rtol=1e-5, err_msg=f"magnitude masks {spec} {policy}")
         settings = layer_settings(spec, policy)
         seen["blocks"] |= {s.block for s in spec.stages}
         seen["kernels"] |= {s.kernel for s in spec.stages}
@@ -104,7 +114,7 @@ def test_any_candidate_gives_its_own_models_logits(space):
     assert seen["blocks"] == set(BLOCKS) and seen["kernels"] == {3, 5, 7} and seen["depths"] == {1, 2}
     assert seen["stages"] == {1, 2} and seen["widths"] == {8, 16, 24}
     assert seen["w_bits"] == {2, 4, 8, 16, "float"} and seen["pruning"] == {"unstructured", "channel"}
-    assert traces == {"infer": 1, "train": 1}  # one compilation each, for every candidate
+    assert traces == {"infer": 1, "train": 1, "magnitude": 1}  # one compilation each, for every candidate
 
 
 def test_fifty_candidates_train_and_predict_with_one_compilation_each():

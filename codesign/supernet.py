@@ -1,0 +1,433 @@
+"""The weight-sharing supernet proxy: one network trained once per space, every candidate scored by slicing it.
+
+:func:`train_supernet` trains the :class:`~search_spaces.elastic.ElasticNetwork` of a
+(network space, compression space) on a dataset with the **sandwich rule** (Yu & Huang,
+"Universally slimmable networks", 2019; BigNAS, 2020): every step trains the largest
+candidate on the labels and, on the same batch, the smallest and ``sandwich`` random
+candidates on the largest one's predictions (in-place distillation). Gradients of all
+of them are summed into the shared weights. The sandwich rule needs one training phase
+and no schedule of phases, where Once-for-All's progressive shrinking trains the full
+network first and then unlocks kernel, depth and width in turn; on this project's small
+spaces and budgets one phase that sees every candidate size from the first step is the
+better trade. Quantization-aware training comes with it: each random candidate draws
+its bit widths from the compression space, so every bit width is trained; the smallest
+takes the fewest bits and the largest pruning ratio. Pruned candidates prune the shared
+weights by magnitude in the graph (``ElasticNetwork(magnitude_pruning=True)``).
+
+A candidate's accuracy (:meth:`Supernet.score`): its encoding selects its part of the
+shared weights; batch norm and the activation ranges are recalibrated on
+``calibration_images`` training images (the statistics a shared network keeps are those
+of no candidate in particular); then the validation split is predicted. One compilation per space serves every
+candidate.
+``finetune_steps`` optionally trains each candidate alone from the inherited weights
+first (a fidelity knob).
+
+:class:`SupernetProxy` is the accuracy proxy a search uses: the supernet is trained the
+first time a worker needs it, stored as Flax msgpack (with a JSON record of what it was
+trained on) under ``<run folder>/accuracy_cache/supernets/<key>``, and loaded by every
+other worker, rerun and resume. The key is a digest of the network space, the
+compression space, the dataset's fingerprint, the settings and the seed, so a supernet
+trained on anything else is never reused; while one worker trains it the others wait
+(the accuracy cache's lock rules).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import serialization
+
+from codesign.cache import AccuracyCache, atomic_write
+from codesign.datasets import Dataset
+from codesign.outcome import Outcome, Status
+from codesign.training import EVAL_BATCH, _check_fit, epochs
+from search_spaces.compression import FLOAT, CompressionPolicy, apply_masks, update_masks
+from search_spaces.elastic import ElasticNetwork, ElasticSpace, extract, init
+from search_spaces.flax_models import build_model, layer_settings
+from search_spaces.networks import NetworkSpec, layer_table
+
+#: The version of the supernet's training and storage; part of the key.
+SUPERNET_VERSION = "1"
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetConfig:
+    """How the supernet is trained and how a candidate is scored with it."""
+
+    epochs: float = 20.0
+    batch_size: int = 32
+    learning_rate: float = 1e-2
+    sandwich: int = 2  # random candidates per step, beside the largest and the smallest
+    distill: bool = False  # the smaller candidates learn the largest one's predictions instead of the labels
+    calibration_images: int = 256  # batch-norm recalibration of each candidate
+    finetune_steps: int = 0  # per candidate, from the inherited weights (a fidelity knob)
+    finetune_learning_rate: float = 1e-3
+
+    def __post_init__(self):
+        for field, low in (("epochs", 0.0), ("learning_rate", 0.0), ("finetune_learning_rate", 0.0)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low or not math.isfinite(value):
+                raise ValueError(f"supernet: field {field!r} must be a finite number > {low:g}, got {value!r}")
+        for field, low in (("batch_size", 1), ("sandwich", 0), ("calibration_images", 2), ("finetune_steps", 0)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"supernet: field {field!r} must be an integer >= {low}, got {value!r}")
+        if not isinstance(self.distill, bool):
+            raise ValueError(f"supernet: field 'distill' must be true or false, got {self.distill!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --- the sandwich's extreme candidates ------------------------------------------------------------
+def _extreme_chooser(rng: np.random.Generator, largest: bool, resolution: int) -> Callable:
+    """Pick the largest (or smallest) option of every numeric decision; categorical ones at random.
+
+    Larger means more: stages, depth, width, kernel, bits (float is the most); a pruning
+    ratio counts the other way.
+    """
+    def choose(name, options):
+        if name == "net.resolution":
+            return resolution
+        numbers = [o for o in options if isinstance(o, (int, float)) and not isinstance(o, bool)]
+        if name.endswith("_bits"):
+            if largest and FLOAT in options:
+                return FLOAT
+            return (max if largest else min)(numbers) if numbers else FLOAT
+        if len(numbers) != len(options):
+            return options[int(rng.integers(len(options)))]
+        if name.endswith(".prune"):
+            return min(numbers) if largest else max(numbers)
+        return max(numbers) if largest else min(numbers)
+    return choose
+
+
+def _draw(network_space, compression_space, rng, resolution, extreme: bool | None = None):
+    """A (spec, policy): uniformly drawn (``extreme`` None), or the largest (True) / smallest (False)."""
+    if extreme is None:
+        spec = network_space.build(_resolution_chooser(rng, resolution))
+        return spec, (compression_space.draw(rng, spec) if compression_space is not None else None)
+    choose = _extreme_chooser(rng, extreme, resolution)
+    spec = network_space.build(choose)
+    return spec, (compression_space.build(choose, spec) if compression_space is not None else None)
+
+
+def _resolution_chooser(rng, resolution):
+    def choose(name, options):
+        return resolution if name == "net.resolution" else options[int(rng.integers(len(options)))]
+    return choose
+
+
+# --- training --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Supernet:
+    """A trained supernet: its elastic space, shared variables and what it was trained on."""
+
+    space: ElasticSpace
+    variables: Any  # {"params": ..., "batch_stats": ...}
+    network_space: Any
+    compression_space: Any
+    config: SupernetConfig
+    record: dict  # what it was trained on and how long it took (stored beside the weights as JSON)
+
+    def check(self, spec: NetworkSpec, policy: CompressionPolicy | None) -> None:
+        """A ValueError naming the field and the supernet's range when the candidate is outside its space."""
+        self.space.check(spec, policy)
+        if policy is None or policy.is_identity:
+            return
+        trained = self.compression_space
+        allowed = {"w_bits": trained.w_bits if trained else (FLOAT,), "a_bits": trained.a_bits if trained else (FLOAT,),
+                   "prune_ratio": trained.prune_ratios if trained else (0.0,)}
+        for name, setting in policy.settings(layer_table(spec)).items():
+            for field, options in allowed.items():
+                value = getattr(setting, field)
+                if value not in options:
+                    raise ValueError(f"supernet: layer {name!r} {field} {value!r} was never trained; "
+                                     f"the supernet's range: {', '.join(map(str, options))}")
+
+    def score(self, candidates: Sequence[tuple[NetworkSpec, CompressionPolicy | None]], dataset: Dataset,
+              seed: int = 0) -> np.ndarray:
+        """Validation accuracy of every candidate (recalibrated, optionally fine-tuned)."""
+        return np.asarray([self.evaluate(spec, policy, dataset, seed)[0] for spec, policy in candidates])
+
+    def evaluate(self, spec: NetworkSpec, policy: CompressionPolicy | None, dataset: Dataset, seed: int = 0,
+                 with_weights: bool = False) -> tuple[float, dict | None]:
+        """A candidate's validation accuracy and, with ``with_weights``, its stand-alone model's variables
+        (``params``, recalibrated ``batch_stats``, pruning ``masks``): that model predicts what the supernet did."""
+        policy = None if policy is None or policy.is_identity else policy
+        self.check(spec, policy)
+        encoding = self.space.encode(spec, policy)
+        programs = _programs(self.space, self.config)
+        params = _finetune(self, encoding, dataset, seed) if self.config.finetune_steps else self.variables["params"]
+        stats = programs["calibrate"](params, _calibration_images(dataset, self.config.calibration_images, seed),
+                                      encoding)
+        accuracy = _accuracy(programs["predict"], params, stats, encoding, dataset)
+        if not with_weights:
+            return accuracy, None
+        return accuracy, self._standalone(spec, policy, params, stats)
+
+    def _standalone(self, spec, policy, params, stats) -> dict:
+        model = build_model(spec, policy)
+        x = jax.ShapeDtypeStruct((1, spec.resolution, spec.resolution, spec.in_channels), jnp.float32)
+        template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype), train=False))
+        own = extract(self.space, spec, jax.device_get({"params": params, "batch_stats": stats}), template)
+        if "masks" in template:  # the magnitude masks the supernet applied, on the candidate's own weights
+            ones = jax.tree_util.tree_map(lambda a: np.ones(a.shape, np.float32), template["masks"])
+            own["masks"] = update_masks(own["params"], ones, layer_settings(spec, policy))
+            own["params"] = jax.device_get(apply_masks(own["params"], own["masks"]))
+        return own
+
+
+@functools.lru_cache(maxsize=8)
+def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1) -> dict:
+    """The jitted programs of a space, each for one candidate at a time.
+
+    Candidates go through one by one from Python, not in a ``jax.vmap``: a vmapped
+    convolution whose kernel differs per candidate becomes a grouped convolution, which
+    XLA runs 3 to 5 times slower per candidate on CPU than the plain one.
+    """
+    model = ElasticNetwork(space, magnitude_pruning=space.pruning)
+    calibrating = ElasticNetwork(space, magnitude_pruning=space.pruning, calibrating=True)
+    tx = optax.adam(optax.cosine_decay_schedule(config.learning_rate, max(total_steps, 1)))
+    finetune_tx = optax.adam(config.finetune_learning_rate)
+    zeros = _stats_template(space)
+
+    def train_logits(params, x, encoding):
+        return model.apply({"params": params, "batch_stats": zeros}, x, encoding, train=True, mutable=["batch_stats"])[0]
+
+    @jax.jit
+    def member_grads(params, x, target, encoding, total):
+        """Gradients of one sandwich member's cross-entropy against ``target`` (probabilities), added to ``total``."""
+        def loss_fn(p):
+            logits = train_logits(p, x, encoding)
+            return optax.softmax_cross_entropy(logits, target).mean(), logits
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return jax.tree_util.tree_map(jnp.add, total, grads), loss, jax.nn.softmax(logits)
+
+    @jax.jit
+    def update(params, opt_state, grads):
+        changes, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, changes), opt_state
+
+    @jax.jit
+    def calibrate(params, x, encoding):
+        """The candidate's batch-norm statistics and activation ranges on ``x`` (momentum 0, from zeros)."""
+        _, updates = calibrating.apply({"params": params, "batch_stats": zeros}, x, encoding, train=True,
+                                       mutable=["batch_stats"])
+        return updates["batch_stats"]
+
+    @jax.jit
+    def predict(params, stats, x, encoding):
+        return jnp.argmax(model.apply({"params": params, "batch_stats": stats}, x, encoding), axis=-1)
+
+    @jax.jit
+    def finetune_step(params, opt_state, x, y, encoding):
+        def loss(p):
+            return optax.softmax_cross_entropy_with_integer_labels(train_logits(p, x, encoding), y).mean()
+        changes, opt_state = finetune_tx.update(jax.grad(loss)(params), opt_state, params)
+        return optax.apply_updates(params, changes), opt_state
+
+    return {"tx": tx, "member_grads": member_grads, "update": update, "calibrate": calibrate, "predict": predict,
+            "finetune_tx": finetune_tx, "finetune_step": finetune_step}
+
+
+@functools.lru_cache(maxsize=8)
+def _stats_template(space: ElasticSpace):
+    """The shape of the elastic network's batch statistics (zeros)."""
+    shapes = jax.eval_shape(lambda: init(space))["batch_stats"]
+    return jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
+
+
+def train_supernet(network_space, compression_space, dataset: Dataset, config: SupernetConfig = SupernetConfig(),
+                   seed: int = 0, log: Callable[[str], None] | None = None) -> Supernet:
+    """Train the supernet of ``network_space`` x ``compression_space`` on ``dataset`` (module docstring)."""
+    started = time.perf_counter()
+    space = ElasticSpace.of(network_space, compression_space, dataset.resolution)
+    rng = np.random.default_rng(seed)
+    probe, _ = _draw(network_space, compression_space, rng, dataset.resolution)
+    _check_fit(probe, dataset)
+    n = len(dataset.x_train)
+    batch = min(config.batch_size, n)
+    steps_per_epoch = max(1, n // batch)
+    total = max(1, int(round(config.epochs * steps_per_epoch)))
+    programs = _programs(space, config, total)
+    variables = jax.device_get(init(space, seed))
+    params, stats = variables["params"], variables["batch_stats"]
+    opt_state = programs["tx"].init(params)
+    zero_grads = jax.tree_util.tree_map(np.zeros_like, params)
+    losses = []
+    step = 0
+    for batches in epochs(dataset, batch, total, rng):
+        for x, y in batches:
+            members = [_draw(network_space, compression_space, rng, dataset.resolution, True),
+                       _draw(network_space, compression_space, rng, dataset.resolution, False)]
+            members += [_draw(network_space, compression_space, rng, dataset.resolution) for _ in range(config.sandwich)]
+            target = np.eye(space.num_classes, dtype=np.float32)[y]
+            grads = zero_grads
+            member_losses = []
+            for m, (spec, policy) in enumerate(members):
+                grads, loss, predicted = programs["member_grads"](params, x, target, space.encode(spec, policy), grads)
+                member_losses.append(loss)
+                if m == 0 and config.distill:
+                    target = predicted  # in-place distillation from the largest
+            params, opt_state = programs["update"](params, opt_state, grads)
+            losses.append(jnp.stack(member_losses))
+            step += 1
+        recent = np.asarray(jnp.stack(losses[-steps_per_epoch:]))  # [steps, members]
+        last = float(recent[:, 0].mean())
+        if not np.all(np.isfinite(recent)):
+            raise FloatingPointError(f"supernet training diverged: a candidate's loss became non-finite before step "
+                                     f"{step} of {total}")
+        if log is not None:
+            log(f"supernet step {step}/{total}: loss of the largest candidate {last:.3f}, of the smallest "
+                f"{recent[:, 1].mean():.3f}" + (f", of random ones {recent[:, 2:].mean():.3f}" if config.sandwich else ""))
+    record = {"version": SUPERNET_VERSION, "network_space": network_space.to_dict(),
+              "compression_space": None if compression_space is None else compression_space.to_dict(),
+              "dataset": dataset.fingerprint, "config": config.to_dict(), "seed": seed, "steps": total,
+              "final_loss": {"largest": last, "smallest": float(recent[:, 1].mean()),
+                             "random": float(recent[:, 2:].mean()) if config.sandwich else None},
+              "seconds": time.perf_counter() - started}
+    return Supernet(space, {"params": jax.device_get(params), "batch_stats": stats}, network_space, compression_space,
+                    config, record)
+
+
+def _calibration_images(dataset: Dataset, count: int, seed: int) -> np.ndarray:
+    """The same ``count`` training images for every candidate (the training split's order under ``seed``)."""
+    order = np.random.default_rng(seed + 1).permutation(len(dataset.x_train))[:count]
+    return dataset.x_train[np.sort(order)]
+
+
+def _accuracy(predict, params, stats, encoding, dataset: Dataset) -> float:
+    """Validation accuracy of one candidate, in fixed-size batches (one compilation)."""
+    x, y = dataset.x_val, dataset.y_val
+    if len(x) == 0:
+        return float("nan")
+    size = min(EVAL_BATCH, len(x))
+    correct = 0
+    for start in range(0, len(x), size):
+        xb = x[start:start + size]
+        count = len(xb)
+        if count < size:
+            xb = np.concatenate([xb, np.zeros((size - count,) + xb.shape[1:], xb.dtype)])
+        correct += int((np.asarray(predict(params, stats, xb, encoding))[:count] == y[start:start + count]).sum())
+    return correct / len(x)
+
+
+def _finetune(supernet: Supernet, encoding, dataset: Dataset, seed: int):
+    """The candidate's own copy of the shared weights after ``finetune_steps`` steps on its own."""
+    programs = _programs(supernet.space, supernet.config)
+    params = supernet.variables["params"]
+    opt_state = programs["finetune_tx"].init(params)
+    rng = np.random.default_rng(seed + 2)
+    batch = min(supernet.config.batch_size, len(dataset.x_train))
+    for _ in range(supernet.config.finetune_steps):
+        idx = rng.choice(len(dataset.x_train), batch, replace=False)
+        params, opt_state = programs["finetune_step"](params, opt_state, dataset.x_train[idx], dataset.y_train[idx],
+                                                      encoding)
+    return params
+
+
+# --- stored supernets ------------------------------------------------------------------------------
+def supernet_key(network_space, compression_space, dataset: Dataset, config: SupernetConfig, seed: int) -> str:
+    """Digest of everything a trained supernet depends on."""
+    fields = {"version": SUPERNET_VERSION, "network_space": network_space.to_dict(),
+              "compression_space": None if compression_space is None else compression_space.to_dict(),
+              "dataset": dataset.fingerprint, "config": config.to_dict(), "seed": int(seed)}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def save_supernet(folder: str | Path, key: str, supernet: Supernet) -> None:
+    """``<folder>/<key>.msgpack`` (Flax msgpack of params and batch_stats) and ``<key>.json`` (what it was trained on)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / f"{key}.msgpack", serialization.msgpack_serialize(jax.device_get(supernet.variables)))
+    atomic_write(folder / f"{key}.json", json.dumps({**supernet.record, "key": key}, sort_keys=True, indent=1).encode())
+
+
+def load_supernet(folder: str | Path, key: str, network_space, compression_space, config: SupernetConfig,
+                  resolution: int) -> Supernet | None:
+    """The supernet stored under ``key``, or None. The JSON record is written last, so its presence means done."""
+    record_path, weights_path = Path(folder) / f"{key}.json", Path(folder) / f"{key}.msgpack"
+    if not record_path.is_file() or not weights_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    space = ElasticSpace.of(network_space, compression_space, resolution)
+    target = jax.device_get(jax.eval_shape(lambda: init(space)))
+    variables = serialization.from_bytes(target, weights_path.read_bytes())
+    return Supernet(space, variables, network_space, compression_space, config, record)
+
+
+#: Supernets this process has loaded or trained, by key (a worker loads each once).
+_LOADED: dict[str, Supernet] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetProxy:
+    """Accuracy from the space's weight-sharing supernet (module docstring).
+
+    In an :class:`~codesign.experiment.Experiment`, the experiment's network and
+    compression spaces and its run folder are filled in (:meth:`bind`); used on its own,
+    bind them first. Settings are :class:`SupernetConfig` fields.
+    """
+
+    config: SupernetConfig = SupernetConfig()
+    network_space: Any = None
+    compression_space: Any = None
+    folder: str | None = None  # where trained supernets are stored (None: kept in this process only)
+    weights: bool = True  # return each candidate's stand-alone variables (its model reloads as a Design)
+
+    name = "supernet"
+
+    def __post_init__(self):
+        if not isinstance(self.config, SupernetConfig):
+            raise ValueError(f"proxy: SupernetProxy's config must be a SupernetConfig, got {self.config!r}")
+
+    def bind(self, network_space, compression_space, folder: str | Path | None = None) -> "SupernetProxy":
+        """This proxy for a network space, a compression space (or None) and a storage folder."""
+        return dataclasses.replace(self, network_space=network_space, compression_space=compression_space,
+                                   folder=None if folder is None else str(folder))
+
+    def describe(self) -> dict:
+        spaces = [None if s is None else s.to_dict() for s in (self.network_space, self.compression_space)]
+        digest = hashlib.sha256(json.dumps(spaces, sort_keys=True).encode()).hexdigest()[:16]
+        return {"proxy": self.name, "version": SUPERNET_VERSION, "spaces": digest, **self.config.to_dict()}
+
+    def supernet(self, dataset: Dataset, seed: int = 0) -> Supernet:
+        """The trained supernet for ``dataset``: this process's, the stored one, or trained now (once)."""
+        if self.network_space is None:
+            raise ValueError("proxy: a SupernetProxy needs its spaces; use it in an Experiment or call "
+                             ".bind(network_space, compression_space, folder) first")
+        key = supernet_key(self.network_space, self.compression_space, dataset, self.config, seed)
+        if key not in _LOADED:
+            def train_and_store() -> Supernet:
+                supernet = train_supernet(self.network_space, self.compression_space, dataset, self.config, seed)
+                if self.folder is not None:
+                    save_supernet(self.folder, key, supernet)
+                return supernet
+            if self.folder is None:
+                _LOADED[key] = train_and_store()
+            else:
+                load = lambda: load_supernet(self.folder, key, self.network_space, self.compression_space,  # noqa: E731
+                                             self.config, dataset.resolution)
+                _LOADED[key] = AccuracyCache(self.folder).once(key, load, train_and_store)
+        return _LOADED[key]
+
+    def evaluate(self, spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dataset, seed: int = 0,
+                 report=None) -> Outcome:
+        _check_fit(spec, dataset)
+        started = time.perf_counter()
+        supernet = self.supernet(dataset, seed)
+        accuracy, weights = supernet.evaluate(spec, compression, dataset, seed, with_weights=self.weights)
+        return Outcome(Status.COMPLETE, metrics={"accuracy": accuracy}, weights=weights,
+                       proxy_seconds=time.perf_counter() - started)

@@ -1,0 +1,127 @@
+"""The weight-sharing supernet proxy: trained once per space and stored, reused only for that space, a
+candidate's reloaded model predicts what the supernet scored, bad candidates name the field and the range,
+and a search runs with it."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import codesign
+from codesign import supernet as supernet_module
+from codesign.datasets import load_dataset
+from codesign.outcome import Status
+from codesign.supernet import SupernetConfig, SupernetProxy, supernet_key, train_supernet
+from search_spaces.compression import CompressionPolicy, CompressionSpace
+from search_spaces.elastic import init
+from search_spaces.flax_models import build_model
+from search_spaces.network_space import NetworkSpace
+
+jax.config.update("jax_default_prng_impl", "rbg")
+
+NETWORKS = NetworkSpace(blocks=("dwsep", "fire"), stages=(2,), depths=(1, 2), widths=(8, 16), kernels=(3,),
+                        stem_kernels=(3, 5), stem_widths=(8,))
+COMPRESSION = CompressionSpace(w_bits=(4, 8), a_bits=(8, 16), prune_ratios=(0.0, 0.5))
+CONFIG = SupernetConfig(epochs=4, batch_size=32, learning_rate=1e-2, calibration_images=64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    return train_supernet(NETWORKS, COMPRESSION, data, CONFIG, seed=0)
+
+
+def test_the_sandwich_trains_the_shared_weights_and_scores_are_deterministic(trained, data):
+    largest = NETWORKS.from_params({"net.stem.kernel": 5, "net.s0.block": "dwsep", "net.s0.depth": 2,
+                                    "net.s0.width": 16, "net.s1.block": "dwsep", "net.s1.depth": 2, "net.s1.width": 16})
+    untrained = dataclasses.replace(trained, variables=jax.device_get(init(trained.space, 0)))
+    policy = CompressionPolicy.uniform(8, 16)
+    assert trained.score([(largest, policy)], data)[0] > 0.5 > untrained.score([(largest, policy)], data)[0]
+    rng = np.random.default_rng(3)
+    specs = [NETWORKS.draw(rng) for _ in range(4)]
+    pairs = [(spec, COMPRESSION.draw(rng, spec)) for spec in specs]
+    assert np.array_equal(trained.score(pairs, data), trained.score(pairs, data))  # fixed calibration images
+
+
+def test_a_candidates_reloaded_model_predicts_what_the_supernet_scored(trained, data):
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        spec = NETWORKS.draw(rng)
+        policy = CompressionPolicy.uniform(4, 8, 0.5, ("unstructured", "channel")[_ % 2])
+        accuracy, variables = trained.evaluate(spec, policy, data, with_weights=True)
+        predicted = np.asarray(build_model(spec, policy).apply(variables, data.x_val)).argmax(-1)
+        assert float((predicted == data.y_val).mean()) == pytest.approx(accuracy, abs=1.5 / len(data.y_val))
+
+
+def test_the_supernet_is_stored_reused_for_its_space_and_never_for_another(trained, data, tmp_path, monkeypatch):
+    calls = []
+    real = supernet_module.train_supernet
+
+    def counted(*args, **kwargs):
+        calls.append(args[:2])
+        return trained if args[0] == NETWORKS else real(*args, **kwargs)
+    monkeypatch.setattr(supernet_module, "train_supernet", counted)
+    monkeypatch.setattr(supernet_module, "_LOADED", {})
+    proxy = SupernetProxy(CONFIG).bind(NETWORKS, COMPRESSION, tmp_path)
+    spec = NETWORKS.draw(np.random.default_rng(0))
+    first = proxy.evaluate(spec, None, data)
+    key = supernet_key(NETWORKS, COMPRESSION, data, CONFIG, 0)
+    record = json.loads((tmp_path / f"{key}.json").read_text())
+    assert (tmp_path / f"{key}.msgpack").is_file() and record["dataset"] == data.fingerprint
+    assert record["network_space"] == NETWORKS.to_dict()
+
+    monkeypatch.setattr(supernet_module, "_LOADED", {})  # another worker: loads the stored supernet
+    again = SupernetProxy(CONFIG).bind(NETWORKS, COMPRESSION, tmp_path).evaluate(spec, None, data)
+    assert len(calls) == 1 and first.status == again.status == Status.COMPLETE
+    assert again.accuracy == first.accuracy
+
+    narrower = NetworkSpace(blocks=("dwsep",), stages=(2,), depths=(1,), widths=(8,), kernels=(3,),
+                            stem_kernels=(3,), stem_widths=(8,))
+    small = SupernetProxy(SupernetConfig(epochs=0.1, batch_size=32)).bind(narrower, None, tmp_path)
+    small.evaluate(narrower.draw(np.random.default_rng(0)), None, data)
+    assert len(calls) == 2 and calls[1][0] == narrower  # another space: its own supernet
+    assert len(list(tmp_path.glob("*.msgpack"))) == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda spec, policy: (spec.replace(stages=(dataclasses.replace(spec.stages[0], width=32),) + spec.stages[1:]), policy),
+     "net.s0.width 32 is outside the space; allowed: <= 16"),
+    (lambda spec, policy: (spec, CompressionPolicy.uniform(2, 8)),
+     "w_bits 2 was never trained; the supernet's range: 4, 8"),
+    (lambda spec, policy: (spec, CompressionPolicy.uniform(8, 8, 0.25)),
+     "prune_ratio 0.25 was never trained; the supernet's range: 0.0, 0.5"),
+])
+def test_a_candidate_outside_the_supernet_names_the_field_and_its_range(trained, data, change, message):
+    spec, policy = change(NETWORKS.draw(np.random.default_rng(0)), None)
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        trained.evaluate(spec, policy, data)
+
+
+def test_supernet_settings_are_checked():
+    with pytest.raises(ValueError, match="supernet: field 'sandwich' must be an integer >= 0"):
+        SupernetConfig(sandwich=-1)
+    with pytest.raises(ValueError, match="SupernetProxy needs its spaces"):
+        SupernetProxy().supernet(load_dataset("synthetic"))
+    assert codesign.make_proxy("supernet", epochs=3) == SupernetProxy(SupernetConfig(epochs=3))
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_search_with_the_supernet_trains_it_once_and_reloads_its_designs(tmp_path, data):
+    from search_spaces.accelerators import AcceleratorSpace
+    experiment = codesign.Experiment(
+        name="s", run_folder=tmp_path / "run", dataset="digits", network_space=NETWORKS, compression_space=COMPRESSION,
+        accelerator_space=AcceleratorSpace(rows=(8, 16), cols=(8,), dataflows=("ws",), rf_bytes=(16,), gb_kib=(32,),
+                                           dram_gbps=(16.0,), mac_bits=(8,), zero_skip=(True,)),
+        proxy=SupernetProxy(SupernetConfig(epochs=1, batch_size=32)), trials=4, seed=0)
+    results = codesign.run(experiment, progress=False)
+    assert results.counts() == {"complete": 4}
+    assert len(list((tmp_path / "run" / "accuracy_cache" / "supernets").glob("*.msgpack"))) == 1
+    best = codesign.load(tmp_path / "run").pareto_front[0]
+    accuracy = float((best.predict(data.x_val) == data.y_val).mean())
+    assert accuracy == pytest.approx(best.metrics["accuracy"], abs=1.5 / len(data.y_val))
