@@ -409,6 +409,8 @@ class SupernetProxy:
             raise ValueError("proxy: a SupernetProxy needs its spaces; use it in an Experiment or call "
                              ".bind(network_space, compression_space, folder) first")
         key = supernet_key(self.network_space, self.compression_space, dataset, self.config, seed)
+        if key in _LOADED and self.folder is not None and not (Path(self.folder) / f"{key}.json").is_file():
+            save_supernet(self.folder, key, _LOADED[key])  # a run folder keeps the supernet its trials used
         if key not in _LOADED:
             def train_and_store() -> Supernet:
                 supernet = train_supernet(self.network_space, self.compression_space, dataset, self.config, seed)

@@ -112,15 +112,17 @@ def test_supernet_settings_are_checked():
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_a_search_with_the_supernet_trains_it_once_and_reloads_its_designs(tmp_path, data):
+@pytest.mark.parametrize("mode", ["joint", "nested"])
+def test_a_search_with_the_supernet_trains_it_once_and_reloads_its_designs(tmp_path, data, mode):
     from search_spaces.accelerators import AcceleratorSpace
     experiment = codesign.Experiment(
         name="s", run_folder=tmp_path / "run", dataset="digits", network_space=NETWORKS, compression_space=COMPRESSION,
         accelerator_space=AcceleratorSpace(rows=(8, 16), cols=(8,), dataflows=("ws",), rf_bytes=(16,), gb_kib=(32,),
                                            dram_gbps=(16.0,), mac_bits=(8,), zero_skip=(True,)),
-        proxy=SupernetProxy(SupernetConfig(epochs=1, batch_size=32)), trials=4, seed=0)
+        proxy=SupernetProxy(SupernetConfig(epochs=1, batch_size=32)), trials=4, seed=0, mode=mode)
     results = codesign.run(experiment, progress=False)
     assert results.counts() == {"complete": 4}
+    # each run folder holds the one supernet its trials were scored with (also when a worker had it in memory)
     assert len(list((tmp_path / "run" / "accuracy_cache" / "supernets").glob("*.msgpack"))) == 1
     best = codesign.load(tmp_path / "run").pareto_front[0]
     accuracy = float((best.predict(data.x_val) == data.y_val).mean())
