@@ -51,7 +51,8 @@ from flax import serialization
 from codesign.cache import AccuracyCache, atomic_write
 from codesign.datasets import Dataset
 from codesign.outcome import Outcome, Status
-from codesign.training import EVAL_BATCH, _check_fit, epochs
+from codesign.training import _check_fit, epochs, run_length
+from codesign.training import accuracy as validation_accuracy
 from search_spaces.compression import FLOAT, CompressionPolicy, apply_masks, update_masks
 from search_spaces.elastic import ElasticNetwork, ElasticSpace, extract, init
 from search_spaces.flax_models import build_model, layer_settings
@@ -172,7 +173,7 @@ class Supernet:
         params = _finetune(self, encoding, dataset, seed) if self.config.finetune_steps else self.variables["params"]
         stats = programs["calibrate"](params, _calibration_images(dataset, self.config.calibration_images, seed),
                                       encoding)
-        accuracy = _accuracy(programs["predict"], params, stats, encoding, dataset)
+        accuracy = validation_accuracy(programs["predict"], (params, stats, encoding), dataset.x_val, dataset.y_val)
         if not with_weights:
             return accuracy, None
         return accuracy, self._standalone(spec, policy, params, stats)
@@ -201,7 +202,7 @@ def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1)
     calibrating = ElasticNetwork(space, magnitude_pruning=space.pruning, calibrating=True)
     tx = optax.adam(optax.cosine_decay_schedule(config.learning_rate, max(total_steps, 1)))
     finetune_tx = optax.adam(config.finetune_learning_rate)
-    zeros = _stats_template(space)
+    zeros = _zero_variables(space)["batch_stats"]
 
     def train_logits(params, x, encoding):
         return model.apply({"params": params, "batch_stats": zeros}, x, encoding, train=True, mutable=["batch_stats"])[0]
@@ -228,7 +229,9 @@ def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1)
         return updates["batch_stats"]
 
     @jax.jit
-    def predict(params, stats, x, encoding):
+    def predict(candidate, x):
+        """Labels for ``x`` of ``candidate`` = (params, batch statistics, encoding)."""
+        params, stats, encoding = candidate
         return jnp.argmax(model.apply({"params": params, "batch_stats": stats}, x, encoding), axis=-1)
 
     @jax.jit
@@ -243,10 +246,10 @@ def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1)
 
 
 @functools.lru_cache(maxsize=8)
-def _stats_template(space: ElasticSpace):
-    """The shape of the elastic network's batch statistics (zeros)."""
-    shapes = jax.eval_shape(lambda: init(space))["batch_stats"]
-    return jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
+def _zero_variables(space: ElasticSpace) -> dict:
+    """The elastic network's variables as zeros (shapes and dtypes without running the initialisers)."""
+    shapes = jax.eval_shape(lambda: init(space))
+    return jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), dict(shapes))
 
 
 def train_supernet(network_space, compression_space, dataset: Dataset, config: SupernetConfig = SupernetConfig(),
@@ -257,10 +260,7 @@ def train_supernet(network_space, compression_space, dataset: Dataset, config: S
     rng = np.random.default_rng(seed)
     probe, _ = _draw(network_space, compression_space, rng, dataset.resolution)
     _check_fit(probe, dataset)
-    n = len(dataset.x_train)
-    batch = min(config.batch_size, n)
-    steps_per_epoch = max(1, n // batch)
-    total = max(1, int(round(config.epochs * steps_per_epoch)))
+    batch, total = run_length(dataset, config.batch_size, config.epochs)
     programs = _programs(space, config, total)
     variables = jax.device_get(init(space, seed))
     params, stats = variables["params"], variables["batch_stats"]
@@ -269,6 +269,7 @@ def train_supernet(network_space, compression_space, dataset: Dataset, config: S
     losses = []
     step = 0
     for batches in epochs(dataset, batch, total, rng):
+        epoch_start = len(losses)
         for x, y in batches:
             members = [_draw(network_space, compression_space, rng, dataset.resolution, True),
                        _draw(network_space, compression_space, rng, dataset.resolution, False)]
@@ -284,7 +285,7 @@ def train_supernet(network_space, compression_space, dataset: Dataset, config: S
             params, opt_state = programs["update"](params, opt_state, grads)
             losses.append(jnp.stack(member_losses))
             step += 1
-        recent = np.asarray(jnp.stack(losses[-steps_per_epoch:]))  # [steps, members]
+        recent = np.asarray(jnp.stack(losses[epoch_start:]))  # [steps of this epoch, members]
         last = float(recent[:, 0].mean())
         if not np.all(np.isfinite(recent)):
             raise FloatingPointError(f"supernet training diverged: a candidate's loss became non-finite before step "
@@ -292,9 +293,7 @@ def train_supernet(network_space, compression_space, dataset: Dataset, config: S
         if log is not None:
             log(f"supernet step {step}/{total}: loss of the largest candidate {last:.3f}, of the smallest "
                 f"{recent[:, 1].mean():.3f}" + (f", of random ones {recent[:, 2:].mean():.3f}" if config.sandwich else ""))
-    record = {"version": SUPERNET_VERSION, "network_space": network_space.to_dict(),
-              "compression_space": None if compression_space is None else compression_space.to_dict(),
-              "dataset": dataset.fingerprint, "config": config.to_dict(), "seed": seed, "steps": total,
+    record = {**trained_on(network_space, compression_space, dataset, config, seed), "steps": total,
               "final_loss": {"largest": last, "smallest": float(recent[:, 1].mean()),
                              "random": float(recent[:, 2:].mean()) if config.sandwich else None},
               "seconds": time.perf_counter() - started}
@@ -306,22 +305,6 @@ def _calibration_images(dataset: Dataset, count: int, seed: int) -> np.ndarray:
     """The same ``count`` training images for every candidate (the training split's order under ``seed``)."""
     order = np.random.default_rng(seed + 1).permutation(len(dataset.x_train))[:count]
     return dataset.x_train[np.sort(order)]
-
-
-def _accuracy(predict, params, stats, encoding, dataset: Dataset) -> float:
-    """Validation accuracy of one candidate, in fixed-size batches (one compilation)."""
-    x, y = dataset.x_val, dataset.y_val
-    if len(x) == 0:
-        return float("nan")
-    size = min(EVAL_BATCH, len(x))
-    correct = 0
-    for start in range(0, len(x), size):
-        xb = x[start:start + size]
-        count = len(xb)
-        if count < size:
-            xb = np.concatenate([xb, np.zeros((size - count,) + xb.shape[1:], xb.dtype)])
-        correct += int((np.asarray(predict(params, stats, xb, encoding))[:count] == y[start:start + count]).sum())
-    return correct / len(x)
 
 
 def _finetune(supernet: Supernet, encoding, dataset: Dataset, seed: int):
@@ -339,11 +322,16 @@ def _finetune(supernet: Supernet, encoding, dataset: Dataset, seed: int):
 
 
 # --- stored supernets ------------------------------------------------------------------------------
+def trained_on(network_space, compression_space, dataset: Dataset, config: SupernetConfig, seed: int) -> dict:
+    """Everything a trained supernet depends on (its key's fields, and part of its stored record)."""
+    return {"version": SUPERNET_VERSION, "network_space": network_space.to_dict(),
+            "compression_space": None if compression_space is None else compression_space.to_dict(),
+            "dataset": dataset.fingerprint, "config": config.to_dict(), "seed": int(seed)}
+
+
 def supernet_key(network_space, compression_space, dataset: Dataset, config: SupernetConfig, seed: int) -> str:
-    """Digest of everything a trained supernet depends on."""
-    fields = {"version": SUPERNET_VERSION, "network_space": network_space.to_dict(),
-              "compression_space": None if compression_space is None else compression_space.to_dict(),
-              "dataset": dataset.fingerprint, "config": config.to_dict(), "seed": int(seed)}
+    """Digest of :func:`trained_on`."""
+    fields = trained_on(network_space, compression_space, dataset, config, seed)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -363,8 +351,7 @@ def load_supernet(folder: str | Path, key: str, network_space, compression_space
         return None
     record = json.loads(record_path.read_text())
     space = ElasticSpace.of(network_space, compression_space, resolution)
-    target = jax.device_get(jax.eval_shape(lambda: init(space)))
-    variables = serialization.from_bytes(target, weights_path.read_bytes())
+    variables = serialization.from_bytes(_zero_variables(space), weights_path.read_bytes())
     return Supernet(space, variables, network_space, compression_space, config, record)
 
 

@@ -166,10 +166,7 @@ def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dat
     params = variables.pop("params")
     masks = variables.pop("masks", {})
     state = variables  # batch_stats
-    n = len(dataset.x_train)
-    batch = min(config.batch_size, n)
-    steps_per_epoch = max(1, n // batch)
-    total = max(1, int(round(config.epochs * steps_per_epoch)))
+    batch, total = run_length(dataset, config.batch_size, config.epochs)
     tx = optimizer(config, total)
     opt_state = tx.init(params)
     train_step, predict = _steps(model, tx, fast_compile=total <= FAST_COMPILE_STEPS)
@@ -206,6 +203,13 @@ def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dat
     metrics = {"accuracy": history[-1][1]} if status != Status.DIVERGED and history else {}
     return Outcome(status, metrics=metrics, history=tuple(history), weights=final, reason=reason,
                    proxy_seconds=time.perf_counter() - started)
+
+
+def run_length(dataset: Dataset, batch_size: int, epochs: float) -> tuple[int, int]:
+    """The batch size (at most the training split) and the number of steps of ``epochs`` epochs."""
+    n = len(dataset.x_train)
+    batch = min(batch_size, n)
+    return batch, max(1, int(round(epochs * max(1, n // batch))))
 
 
 def epochs(dataset: Dataset, batch: int, total: int, rng: np.random.Generator):

@@ -613,15 +613,20 @@ def _copy_tree(target: dict, source: Mapping) -> None:
         target[key] = _place(destination, value)
 
 
-def _place(destination: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """``value`` written into ``destination``: kernels centred on the spatial axes, channels from the start."""
-    destination = np.array(destination)
+def _region(big: tuple[int, ...], small: tuple[int, ...]) -> tuple[slice, ...]:
+    """Where an array of shape ``small`` sits in one of shape ``big``: kernels centred on the spatial axes,
+    channels from the start."""
     index = []
-    for axis, (big, small) in enumerate(zip(destination.shape, value.shape)):
-        spatial = value.ndim == 4 and axis < 2
-        start = (big - small) // 2 if spatial else 0
-        index.append(slice(start, start + small))
-    destination[tuple(index)] = value
+    for axis, (b, s) in enumerate(zip(big, small)):
+        start = (b - s) // 2 if len(small) == 4 and axis < 2 else 0
+        index.append(slice(start, start + s))
+    return tuple(index)
+
+
+def _place(destination: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """``value`` written into its region of ``destination`` (:func:`_region`)."""
+    destination = np.array(destination)
+    destination[_region(destination.shape, value.shape)] = value
     return destination
 
 
@@ -679,11 +684,4 @@ def _take(elastic, template):
     if isinstance(template, Mapping):
         return {key: _take(elastic[key], value) for key, value in template.items()}
     elastic = np.asarray(elastic)
-    shape = tuple(template.shape)
-    if len(shape) == 0:
-        return elastic.astype(template.dtype)
-    index = []
-    for axis, (big, small) in enumerate(zip(elastic.shape, shape)):
-        start = (big - small) // 2 if len(shape) == 4 and axis < 2 else 0
-        index.append(slice(start, start + small))
-    return elastic[tuple(index)].astype(template.dtype)
+    return elastic[_region(elastic.shape, tuple(template.shape))].astype(template.dtype)
