@@ -106,6 +106,33 @@ class AccuracyCache:
             return result
         return self.once(key, lambda: self.get(key), compute)
 
+    def evaluate_many(self, pairs, dataset, proxy, seed: int = 0, reports=None) -> list[Outcome]:
+        """:meth:`evaluate` for several pairs: those nobody has computed or is computing are computed together
+        (``proxy.evaluate_many``) under their locks; the others are read, or waited for, one by one."""
+        reports = list(reports) if reports is not None else [None] * len(pairs)
+        if not hasattr(proxy, "evaluate_many") or len(pairs) == 1:
+            return [self.evaluate(spec, policy, dataset, proxy, seed, report)
+                    for (spec, policy), report in zip(pairs, reports)]
+        keys = [cache_key(spec, policy, dataset, proxy, seed) for spec, policy in pairs]
+        results: list[Outcome | None] = [self.get(key) for key in keys]
+        claimed = [i for i, key in enumerate(keys) if results[i] is None and self._claim(key)]
+        try:
+            for i in claimed:  # finished by another worker between our look and our claim
+                results[i] = self.get(keys[i])
+            todo = [i for i in claimed if results[i] is None]
+            if todo:
+                computed = proxy.evaluate_many([pairs[i] for i in todo], dataset, seed, [reports[i] for i in todo])
+                for i, result in zip(todo, computed):
+                    if result.status not in (Status.PRUNED, Status.FAILED):
+                        spec = pairs[i][0]
+                        self.put(keys[i], result, {"network": spec.name, "proxy": proxy.describe(), "seed": seed})
+                    results[i] = result
+        finally:
+            for i in claimed:
+                self._path(keys[i], ".lock").unlink(missing_ok=True)
+        return [result if result is not None else self.evaluate(*pairs[i], dataset, proxy, seed, reports[i])
+                for i, result in enumerate(results)]
+
     def once(self, key: str, load: Callable[[], T | None], compute: Callable[[], T]) -> T:
         """``load()``'s value, or ``compute()``'s by exactly one worker while the others wait for it.
 

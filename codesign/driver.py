@@ -40,8 +40,9 @@ class TrialClock:
         self.sample_s = self.submitted - self.asked
         return self
 
-    def timing(self, outcome: Outcome) -> dict[str, float]:
-        roundtrip_s = time.perf_counter() - self.submitted
+    def timing(self, outcome: Outcome, batch: int = 1) -> dict[str, float]:
+        """The trial's share of its task's round trip (``batch`` trials per task) and of the proxy's time."""
+        roundtrip_s = (time.perf_counter() - self.submitted) / batch
         proxy_s = 0.0 if outcome.cached else outcome.proxy_seconds
         worker_s = float((outcome.worker or {}).get("seconds", 0.0))
         return {"sample_s": self.sample_s, "roundtrip_s": roundtrip_s, "worker_s": worker_s, "proxy_s": proxy_s,
@@ -66,6 +67,7 @@ class Driver:
         self.evaluator = self.ray.put(Evaluator.from_experiment(experiment))
         cpus = self.ray.cluster_resources().get("CPU", 1)
         self.slots = max(1, int(cpus // max(experiment.cpus_per_trial, 1e-9)))
+        self.batch_size = getattr(experiment.proxy, "population", 1)  # trials per task
         self.started = time.monotonic()
         self.done_before = finished_count(self.study)
         self.stop_after = stop_after
@@ -83,25 +85,26 @@ class Driver:
         budget = self.experiment.trials
         return budget is None or self.done_before + self.finished + in_flight < budget
 
-    def submit(self, trial: optuna.Trial, candidate: Candidate):
-        """Start scoring ``candidate`` as a Ray task; returns its object reference."""
-        reporter = None
-        if self.experiment.pruner is not None:
-            reporter = PrunerReporter(self.experiment.name, self.experiment.storage_url, trial.number,
-                                      self.experiment.pruner)
-        return self.task.remote(self.evaluator, candidate, reporter)
+    def submit(self, batch: list[tuple[optuna.Trial, Candidate]]):
+        """Start scoring a batch of trials' candidates as one Ray task; returns its object reference."""
+        reporters = []
+        for trial, _ in batch:
+            reporters.append(None if self.experiment.pruner is None else PrunerReporter(
+                self.experiment.name, self.experiment.storage_url, trial.number, self.experiment.pruner))
+        return self.task.remote(self.evaluator, [candidate for _, candidate in batch], reporters)
 
-    def result(self, ref, candidate: Candidate) -> Outcome:
-        """The task's outcome; a worker lost beyond its retries is a failed trial, not a crash of the loop."""
+    def results(self, ref, candidates: list[Candidate]) -> list[Outcome]:
+        """The task's outcomes; a worker lost beyond its retries fails its trials, it does not crash the loop."""
         try:
             return self.ray.get(ref)
         except Exception as error:  # noqa: BLE001 - the worker died beyond its retries
-            return Outcome.failed(f"worker lost after {self.experiment.max_retries} retries: "
-                                  f"{type(error).__name__}: {str(error)[:300]}", candidate)
+            return [Outcome.failed(f"worker lost after {self.experiment.max_retries} retries: "
+                                   f"{type(error).__name__}: {str(error)[:300]}", candidate) for candidate in candidates]
 
-    def tell(self, trial: optuna.Trial, outcome: Outcome, clock: TrialClock, in_flight: int = 0) -> None:
-        """Record the outcome with its timing, and count it."""
-        timing = clock.timing(outcome)
+    def tell(self, trial: optuna.Trial, outcome: Outcome, clock: TrialClock, in_flight: int = 0,
+             batch: int = 1) -> None:
+        """Record the outcome with its timing (its share of a task of ``batch`` trials), and count it."""
+        timing = clock.timing(outcome, batch)
         telling = time.perf_counter()
         outcome.replace(timing=timing).tell(self.study, trial, self.store)
         timing["tell_s"] = time.perf_counter() - telling
@@ -118,14 +121,15 @@ class Driver:
         self.bar.close()
 
 
-def evaluate_on_worker(evaluator: Evaluator, candidate: Candidate, reporter) -> Outcome:
-    """The Ray task: score the candidate and say where it ran and for how long."""
+def evaluate_on_worker(evaluator: Evaluator, candidates: list[Candidate], reporters: list) -> list[Outcome]:
+    """The Ray task: score a batch of candidates and say where they ran and for how long."""
     import ray
 
     started = time.perf_counter()
-    outcome = evaluator(candidate, reporter)
-    return outcome.replace(worker={"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-                                   "pid": os.getpid(), "seconds": time.perf_counter() - started})
+    outcomes = evaluator.score_batch(candidates, reporters)
+    worker = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid(),
+              "seconds": (time.perf_counter() - started) / len(candidates), "batch": len(candidates)}
+    return [outcome.replace(worker=worker) for outcome in outcomes]
 
 
 def task_options(experiment: Experiment) -> dict:

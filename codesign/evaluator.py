@@ -1,14 +1,16 @@
 """Scoring one candidate: accuracy (cached proxy) plus hardware costs (one cost-model call).
 
 An :class:`Evaluator` is built once from the :class:`~codesign.experiment.Experiment`
-and put in Ray's object store once; each trial's task is
-``evaluator(candidate, reporter) -> Outcome``. Hardware comes first (it is cheap, and
+and put in Ray's object store once; each Ray task is
+``evaluator.score_batch(candidates, reporters) -> [Outcome]``, one candidate per trial
+(several when the proxy trains a population; ``evaluator(candidate, reporter)`` scores
+one). Hardware comes first (it is cheap, and
 a workload the cost model rejects fails fast): in joint mode the candidate's own
 accelerator, in nested mode the whole accelerator grid in one vectorised call, of which
 the hardware Pareto front under the constraints is kept and the tie-break metric picks
 the accelerator the trial reports. Then the accuracy proxy, through the shared
 :class:`~codesign.cache.AccuracyCache`, so no network + compression pair is trained
-twice.
+twice; a batch's pairs are trained together.
 
 The candidate's own faults (a spec that does not fit the dataset, a diverging
 training, a crash) come back as an outcome with that status and the reason; the
@@ -31,6 +33,7 @@ from codesign.datasets import BUILT_IN, Dataset, load_dataset
 from codesign.metrics import (HARDWARE_METRICS, Constraint, Objective, hardware_metrics, model_size_kib,
                               pick_accelerators)
 from codesign.outcome import Candidate, FrontPoint, Outcome, Status
+from codesign.proxies import TrainedProxy
 from codesign.supernet import SupernetProxy
 from cost_models import Accelerator, evaluate, evaluate_batch, stack
 from cost_models.version import COST_MODEL_VERSION
@@ -66,6 +69,8 @@ class Evaluator:
         proxy = experiment.proxy
         if isinstance(proxy, SupernetProxy):  # the supernet of the experiment's spaces, stored in the run folder
             proxy = proxy.bind(experiment.network_space, experiment.compression_space, cache_folder / "supernets")
+        elif isinstance(proxy, TrainedProxy) and proxy.population > 1:  # trains on the spaces' elastic network
+            proxy = proxy.bind(experiment.network_space, experiment.compression_space)
         return cls(proxy=proxy, dataset=dataset, cache_folder=str(cache_folder),
                    objectives=experiment.objectives, constraints=experiment.constraints,
                    tie_break=experiment.tie_break, nested=experiment.accelerator_space if nested else None,
@@ -82,29 +87,48 @@ class Evaluator:
 
     def __call__(self, candidate: Candidate, reporter: Reporter | None = None) -> Outcome:
         """Score ``candidate``; never raises for the candidate's own faults (see the module docstring)."""
-        try:
-            return self._score(candidate, reporter)
-        except (ValueError, FileNotFoundError) as error:
-            return Outcome.failed(f"{type(error).__name__}: {error}", candidate)
-        except Exception as error:  # noqa: BLE001 - a candidate's crash must not end the study
-            return Outcome.failed(f"{type(error).__name__}: {error}", candidate, traceback.format_exc(limit=8))
+        return self.score_batch([candidate], [reporter])[0]
 
-    def _score(self, candidate: Candidate, reporter: Reporter | None) -> Outcome:
+    def score_batch(self, candidates: list[Candidate], reporters: list[Reporter | None]) -> list[Outcome]:
+        """Score several candidates: hardware one by one, accuracy together when the proxy trains a population.
+
+        One candidate's fault fails that candidate only, with its reason.
+        """
+        outcomes: list[Outcome | None] = [None] * len(candidates)
+        hardware: dict[int, tuple] = {}
+        for i, candidate in enumerate(candidates):
+            hardware[i], outcomes[i] = _guarded(candidate, lambda c=candidate: self._hardware(c))
+        todo = [i for i in hardware if outcomes[i] is None]
+        if todo:
+            accuracies, failure = _guarded(candidates[todo[0]], lambda: self._accuracies(
+                [candidates[i] for i in todo], [reporters[i] for i in todo]))
+            for n, i in enumerate(todo):
+                outcomes[i] = failure.replace(candidate=candidates[i]) if failure is not None else \
+                    self._combine(candidates[i], hardware[i], accuracies[n])
+        return outcomes
+
+    def _hardware(self, candidate: Candidate) -> tuple:
         workload = candidate.network.workload(compression=candidate.compression)
         accelerator, front = self._accelerator(candidate, workload)
         report = evaluate(workload, accelerator)
         metrics = {name: float(value) for name, value in hardware_metrics(report.total).items()}
         metrics["model_size"] = model_size_kib(workload)
+        return accelerator, front, report, metrics
 
+    def _accuracies(self, candidates: list[Candidate], reporters: list[Reporter | None]) -> list[Outcome]:
         dataset = self.dataset if isinstance(self.dataset, Dataset) else _dataset(self.dataset, self.seed)
         cache = AccuracyCache(self.cache_folder)
-        accuracy = cache.evaluate(candidate.network, candidate.compression, dataset, self.proxy, self.seed, reporter)
+        pairs = [(c.network, c.compression) for c in candidates]
+        return cache.evaluate_many(pairs, dataset, self.proxy, self.seed, reporters)
+
+    def _combine(self, candidate: Candidate, hardware: tuple, accuracy: Outcome) -> Outcome:
+        accelerator, front, report, metrics = hardware
         outcome = accuracy.replace(candidate=candidate, accelerator=accelerator, front=front, cost_report=report,
                                    cost_model_version=COST_MODEL_VERSION,
                                    weights=accuracy.weights if self.save_weights else None)
         if accuracy.status != Status.COMPLETE:
             return outcome.replace(metrics={})
-        metrics["accuracy"] = float(accuracy.accuracy)
+        metrics = {**metrics, "accuracy": float(accuracy.accuracy)}
         return outcome.replace(metrics=metrics, values=tuple(metrics[o.metric] for o in self.objectives),
                                constraints={name: v for c in self.constraints
                                             for name, v in c.violations(metrics).items()})
@@ -122,6 +146,16 @@ class Evaluator:
         front, pick = pick_accelerators(metrics, self.hardware_objectives, self.hardware_constraints, self.tie_break)
         points = tuple(FrontPoint(accelerators[i], {k: float(v[i]) for k, v in metrics.items()}) for i in front)
         return accelerators[pick], points
+
+
+def _guarded(candidate: Candidate, work: Callable[[], Any]) -> tuple[Any, Outcome | None]:
+    """``(work(), None)``, or ``(None, the failed outcome)`` when the candidate's scoring raises."""
+    try:
+        return work(), None
+    except (ValueError, FileNotFoundError) as error:
+        return None, Outcome.failed(f"{type(error).__name__}: {error}", candidate)
+    except Exception as error:  # noqa: BLE001 - a candidate's crash must not end the study
+        return None, Outcome.failed(f"{type(error).__name__}: {error}", candidate, traceback.format_exc(limit=8))
 
 
 @functools.lru_cache(maxsize=4)

@@ -18,8 +18,9 @@ accelerator: :mod:`codesign.cache` stores them so no pair is evaluated twice.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +30,10 @@ from flax.traverse_util import flatten_dict
 
 from codesign.datasets import Dataset
 from codesign.outcome import Outcome, Status
+from codesign.population import train_population
 from codesign.training import FAST_COMPILE, TrainConfig, init_variables, train
 from search_spaces.compression import CompressionPolicy, apply_masks, update_masks
+from search_spaces.elastic import ElasticSpace
 from search_spaces.flax_models import ConvBN, build_model, layer_settings
 from search_spaces.networks import NetworkSpec
 
@@ -40,21 +43,59 @@ PROXIES = ("trained", "supernet") + ZERO_COST
 
 @dataclasses.dataclass(frozen=True)
 class TrainedProxy:
-    """Validation accuracy after training for ``config.epochs`` (the fidelity)."""
+    """Validation accuracy after training for ``config.epochs`` (the fidelity).
+
+    ``population``: how many trials a search trains together on one worker. Above 1
+    they are trained on the elastic network of the experiment's spaces
+    (:mod:`codesign.population`: one compilation for the whole space instead of one per
+    candidate, each candidate still its own training). An Experiment binds the spaces;
+    used on its own, call :meth:`bind` first.
+    """
 
     config: TrainConfig = TrainConfig()
+    population: int = 1
+    network_space: Any = dataclasses.field(default=None, repr=False)
+    compression_space: Any = dataclasses.field(default=None, repr=False)
 
     name = "trained"
 
+    def __post_init__(self):
+        if isinstance(self.population, bool) or not isinstance(self.population, int) or self.population < 1:
+            raise ValueError(f"proxy: field 'population' must be an integer >= 1, got {self.population!r}")
+
     def describe(self) -> dict:
-        return {"proxy": self.name, **self.config.to_dict()}
+        return {"proxy": self.name, **self.config.to_dict(), **({"engine": "elastic"} if self.population > 1 else {})}
+
+    def bind(self, network_space, compression_space) -> "TrainedProxy":
+        """This proxy for a network space and a compression space (or None): the elastic network it trains on."""
+        return dataclasses.replace(self, network_space=network_space, compression_space=compression_space)
 
     def evaluate(self, spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dataset, seed: int = 0,
                  report: Callable[[int, float], bool] | None = None) -> Outcome:
+        if self.population > 1:
+            return self.evaluate_many([(spec, compression)], dataset, seed, [report])[0]
         return train(spec, compression, dataset, self.config, seed, report)
 
+    def evaluate_many(self, candidates, dataset: Dataset, seed: int = 0, reports=None) -> list[Outcome]:
+        """Outcomes of several (network, compression) pairs, trained together when ``population`` > 1."""
+        if self.population == 1:
+            reports = reports or [None] * len(candidates)
+            return [train(spec, policy, dataset, self.config, seed, report)
+                    for (spec, policy), report in zip(candidates, reports)]
+        if self.network_space is None:
+            raise ValueError("proxy: a TrainedProxy with population > 1 needs its spaces; use it in an Experiment or "
+                             "call .bind(network_space, compression_space) first")
+        space = elastic_space(self.network_space, self.compression_space, dataset.resolution)
+        return train_population(space, candidates, dataset, self.config, seed, reports)
+
     def at_fidelity(self, epochs: float) -> "TrainedProxy":
-        return TrainedProxy(self.config.replace(epochs=epochs))
+        return dataclasses.replace(self, config=self.config.replace(epochs=epochs))
+
+
+@functools.lru_cache(maxsize=8)
+def elastic_space(network_space, compression_space, resolution: int) -> ElasticSpace:
+    """The elastic space of a network space and a compression space at one resolution (built once)."""
+    return ElasticSpace.of(network_space, compression_space, resolution)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,10 +130,11 @@ class ZeroCostProxy:
 
 
 def make_proxy(name: str = "trained", **settings):
-    """A proxy by name: ``trained`` (settings are TrainConfig fields), ``supernet`` (SupernetConfig fields) or a
-    zero-cost one."""
+    """A proxy by name: ``trained`` (settings are TrainConfig fields, and ``population``), ``supernet``
+    (SupernetConfig fields) or a zero-cost one."""
     if name == "trained":
-        return TrainedProxy(TrainConfig(**settings))
+        population = settings.pop("population", 1)
+        return TrainedProxy(TrainConfig(**settings), population)
     if name == "supernet":
         from codesign.supernet import SupernetConfig, SupernetProxy
         return SupernetProxy(SupernetConfig(**settings))

@@ -8,7 +8,8 @@ in flight as the cluster has CPU slots for ``cpus_per_trial``. Each trial is:
    (joint mode: network, compression and accelerator; nested mode: network and
    compression, the evaluator sweeps the accelerator space);
 3. **submit**: a Ray task runs the experiment's :class:`~codesign.evaluator.Evaluator`
-   on it;
+   on it (with ``TrainedProxy(population=K)``, K trials asked together go in one task
+   and are trained together);
 4. **wait** for any task to finish;
 5. **tell**: its :class:`~codesign.outcome.Outcome` records itself on the trial
    (objectives, constraints, specs, metrics, artifacts, or the reason it failed).
@@ -40,27 +41,47 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
     interrupt a run on purpose; the next call resumes).
     """
     driver = Driver(experiment, address, progress, stop_after)
-    in_flight: dict = {}  # Ray reference -> (trial, candidate, clock)
+    in_flight: dict = {}  # Ray reference -> its batch [(trial, candidate, clock)]
     try:
         while True:
-            while len(in_flight) < driver.slots and driver.room(len(in_flight)):
-                clock = TrialClock()
-                trial = driver.study.ask()
-                try:
-                    candidate = sample_candidate(experiment, trial)
-                except ValueError as error:  # a spec the space cannot build
-                    driver.tell(trial, Outcome.failed(f"invalid candidate: {error}"), clock, len(in_flight))
-                    continue
-                in_flight[driver.submit(trial, candidate)] = (trial, candidate, clock.submit())
+            while len(in_flight) < driver.slots and driver.room(_trials(in_flight)):
+                batch = ask_batch(driver, _trials(in_flight))
+                if batch:
+                    ref = driver.submit([(trial, candidate) for trial, candidate, _ in batch])
+                    in_flight[ref] = [(trial, candidate, clock.submit()) for trial, candidate, clock in batch]
             if not in_flight:
                 break
             ready, _ = driver.ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
-                trial, candidate, clock = in_flight.pop(ref)
-                driver.tell(trial, driver.result(ref, candidate), clock, len(in_flight))
+                batch = in_flight.pop(ref)
+                outcomes = driver.results(ref, [candidate for _, candidate, _ in batch])
+                for (trial, _, clock), outcome in zip(batch, outcomes):
+                    driver.tell(trial, outcome, clock, _trials(in_flight), len(batch))
     finally:
         driver.close()
     return Results(driver.study, driver.store, timings=driver.timings)
+
+
+def ask_batch(driver: Driver, in_flight: int) -> list[tuple[optuna.Trial, Candidate, TrialClock]]:
+    """Up to ``driver.batch_size`` new trials and their candidates, as the budget allows (one Ray task's work).
+
+    A trial whose parameters the spaces cannot build is told failed at once, with the reason.
+    """
+    batch = []
+    while len(batch) < driver.batch_size and driver.room(in_flight + len(batch)):
+        clock = TrialClock()
+        trial = driver.study.ask()
+        try:
+            candidate = sample_candidate(driver.experiment, trial)
+        except ValueError as error:  # a spec the space cannot build
+            driver.tell(trial, Outcome.failed(f"invalid candidate: {error}"), clock, in_flight + len(batch))
+            continue
+        batch.append((trial, candidate, clock))
+    return batch
+
+
+def _trials(in_flight: dict) -> int:
+    return sum(len(batch) for batch in in_flight.values())
 
 
 def sample_candidate(experiment: Experiment, trial: optuna.Trial) -> Candidate:

@@ -54,7 +54,7 @@ from codesign.outcome import Outcome, Status
 from codesign.training import _check_fit, epochs, run_length
 from codesign.training import accuracy as validation_accuracy
 from search_spaces.compression import FLOAT, CompressionPolicy, apply_masks, update_masks
-from search_spaces.elastic import ElasticNetwork, ElasticSpace, extract, init
+from search_spaces.elastic import ElasticNetwork, ElasticSpace, extract, init, zero_variables
 from search_spaces.flax_models import build_model, layer_settings
 from search_spaces.networks import NetworkSpec, layer_table
 
@@ -202,7 +202,7 @@ def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1)
     calibrating = ElasticNetwork(space, magnitude_pruning=space.pruning, calibrating=True)
     tx = optax.adam(optax.cosine_decay_schedule(config.learning_rate, max(total_steps, 1)))
     finetune_tx = optax.adam(config.finetune_learning_rate)
-    zeros = _zero_variables(space)["batch_stats"]
+    zeros = zero_variables(space)["batch_stats"]
 
     def train_logits(params, x, encoding):
         return model.apply({"params": params, "batch_stats": zeros}, x, encoding, train=True, mutable=["batch_stats"])[0]
@@ -243,13 +243,6 @@ def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1)
 
     return {"tx": tx, "member_grads": member_grads, "update": update, "calibrate": calibrate, "predict": predict,
             "finetune_tx": finetune_tx, "finetune_step": finetune_step}
-
-
-@functools.lru_cache(maxsize=8)
-def _zero_variables(space: ElasticSpace) -> dict:
-    """The elastic network's variables as zeros (shapes and dtypes without running the initialisers)."""
-    shapes = jax.eval_shape(lambda: init(space))
-    return jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), dict(shapes))
 
 
 def train_supernet(network_space, compression_space, dataset: Dataset, config: SupernetConfig = SupernetConfig(),
@@ -351,7 +344,7 @@ def load_supernet(folder: str | Path, key: str, network_space, compression_space
         return None
     record = json.loads(record_path.read_text())
     space = ElasticSpace.of(network_space, compression_space, resolution)
-    variables = serialization.from_bytes(_zero_variables(space), weights_path.read_bytes())
+    variables = serialization.from_bytes(zero_variables(space), weights_path.read_bytes())
     return Supernet(space, variables, network_space, compression_space, config, record)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -161,48 +161,110 @@ def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dat
     """Train ``spec`` compressed by ``compression`` on ``dataset`` (see module docstring)."""
     _check_fit(spec, dataset)
     started = time.perf_counter()
-    model = build_model(spec, compression)
-    variables = init_variables(spec, compression, seed)
-    params = variables.pop("params")
-    masks = variables.pop("masks", {})
-    state = variables  # batch_stats
+    _, total = run_length(dataset, config.batch_size, config.epochs)
+    return train_together([StandaloneRun(spec, compression, config, total, seed)], dataset, config, seed, [report],
+                          started)[0]
+
+
+class Run(Protocol):
+    """One candidate's training as :func:`train_together` drives it (its own weights and optimiser state)."""
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> jax.Array:
+        """One optimiser step on the batch; returns the loss (not waited for)."""
+
+    def prune(self, progress: float) -> None:
+        """New pruning masks from the weights' magnitudes at ``progress`` of the target ratios (if it prunes)."""
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Top-1 accuracy of the current weights."""
+
+    def weights(self) -> dict:
+        """The stand-alone model's variables: ``params``, ``batch_stats`` and, if it prunes, ``masks``."""
+
+
+class StandaloneRun:
+    """A candidate trained on its own Flax model (one compilation per network)."""
+
+    def __init__(self, spec: NetworkSpec, compression: CompressionPolicy | None, config: TrainConfig, total: int,
+                 seed: int):
+        variables = init_variables(spec, compression, seed)
+        self.params = variables.pop("params")
+        self.masks = variables.pop("masks", {})
+        self.state = variables  # batch_stats
+        tx = optimizer(config, total)
+        self.opt_state = tx.init(self.params)
+        self.train_step, self.predict = _steps(build_model(spec, compression), tx, fast_compile=total <= FAST_COMPILE_STEPS)
+        self.settings = layer_settings(spec, compression) if self.masks else {}
+
+    def step(self, x, y):
+        self.params, self.state, self.opt_state, loss = self.train_step(self.params, self.state, self.opt_state,
+                                                                        self.masks, x, y)
+        return loss
+
+    def prune(self, progress: float) -> None:
+        if self.masks:
+            self.masks = jax.tree_util.tree_map(jnp.asarray, update_masks(self.params, self.masks, self.settings,
+                                                                          progress))
+            self.params = apply_masks(self.params, self.masks)
+
+    def accuracy(self, x, y) -> float:
+        return accuracy(self.predict, self.weights(), x, y)
+
+    def weights(self) -> dict:
+        return {"params": self.params, **self.state, **({"masks": self.masks} if self.masks else {})}
+
+
+def train_together(runs: Sequence[Run], dataset: Dataset, config: TrainConfig, seed: int,
+                   reports: Sequence[Callable[[int, float], bool] | None], started: float | None = None) -> list[Outcome]:
+    """Train ``runs`` side by side on the same batches (drawn from ``seed``); one Outcome per run.
+
+    Every run takes each step, its masks follow the pruning schedule, and after each
+    epoch its validation accuracy goes to its ``report``. A run whose loss stops being
+    finite ends with status ``diverged``, one its pruner stops ends ``pruned``; the
+    others go on. Each outcome's ``proxy_seconds`` is the time of the whole call
+    divided evenly among the runs.
+    """
+    started = time.perf_counter() if started is None else started
     batch, total = run_length(dataset, config.batch_size, config.epochs)
-    tx = optimizer(config, total)
-    opt_state = tx.init(params)
-    train_step, predict = _steps(model, tx, fast_compile=total <= FAST_COMPILE_STEPS)
-    settings = layer_settings(spec, compression) if masks else {}
     prune_end = max(1, int(total * config.prune_end))
     mask_steps = {max(1, round(prune_end * (k + 1) / config.mask_updates)) for k in range(config.mask_updates)}
     rng = np.random.default_rng(seed)
-    history: list[tuple[int, float]] = []
+    live = list(range(len(runs)))
+    history: list[list[tuple[int, float]]] = [[] for _ in runs]
+    ending = [(Status.COMPLETE, "")] * len(runs)
     step, epoch = 0, 0
-    status, reason = Status.COMPLETE, ""
     for batches in epochs(dataset, batch, total, rng):
-        losses = []
+        losses = {i: [] for i in live}
         for x, y in batches:
-            params, state, opt_state, loss = train_step(params, state, opt_state, masks, x, y)
-            losses.append(loss)
+            for i in live:
+                losses[i].append(runs[i].step(x, y))
             step += 1
-            if masks and step in mask_steps:
-                progress = pruning_progress(step, total, config.prune_end)
-                masks = jax.tree_util.tree_map(jnp.asarray, update_masks(params, masks, settings, progress))
-                params = apply_masks(params, masks)
+            if step in mask_steps:
+                for i in live:
+                    runs[i].prune(pruning_progress(step, total, config.prune_end))
         epoch += 1
-        bad = [i for i, value in enumerate(np.asarray(jnp.stack(losses))) if not np.isfinite(value)]
-        if bad:
-            status = Status.DIVERGED
-            reason = f"training diverged: the loss became {float(losses[bad[0]])} at step {step - len(losses) + bad[0] + 1} of {total}"
+        for i in list(live):
+            values = np.asarray(jnp.stack(losses[i]))
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                ending[i] = (Status.DIVERGED, f"training diverged: the loss became {values[bad[0]]} at step "
+                                              f"{step - len(values) + bad[0] + 1} of {total}")
+                live.remove(i)
+                continue
+            acc = runs[i].accuracy(dataset.x_val, dataset.y_val)
+            history[i].append((epoch, acc))
+            if reports[i] is not None and step < total and reports[i](epoch, acc):
+                ending[i] = (Status.PRUNED, f"stopped by the pruner after epoch {epoch}")
+                live.remove(i)
+        if not live:
             break
-        variables_now = {"params": params, **state, **({"masks": masks} if masks else {})}
-        acc = accuracy(predict, variables_now, dataset.x_val, dataset.y_val)
-        history.append((epoch, acc))
-        if report is not None and step < total and report(epoch, acc):
-            status, reason = Status.PRUNED, f"stopped by the pruner after epoch {epoch}"
-            break
-    final = {"params": params, **state, **({"masks": masks} if masks else {})}
-    metrics = {"accuracy": history[-1][1]} if status != Status.DIVERGED and history else {}
-    return Outcome(status, metrics=metrics, history=tuple(history), weights=final, reason=reason,
-                   proxy_seconds=time.perf_counter() - started)
+    seconds = (time.perf_counter() - started) / max(len(runs), 1)
+    outcomes = []
+    for run, (status, reason), runs_history in zip(runs, ending, history):
+        metrics = {"accuracy": runs_history[-1][1]} if status != Status.DIVERGED and runs_history else {}
+        outcomes.append(Outcome(status, metrics=metrics, history=tuple(runs_history), weights=run.weights(),
+                                reason=reason, proxy_seconds=seconds))
+    return outcomes
 
 
 def run_length(dataset: Dataset, batch_size: int, epochs: float) -> tuple[int, int]:

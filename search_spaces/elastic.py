@@ -131,7 +131,7 @@ class ElasticSpace:
                     _block(t, stage, s, i, width, stride, prefix=f"s{s}b{i}.{stage.block}", every_layer=True)
                     per_type.append(BlockType(stage.block, tuple(t.rows), t.tensor, t.C))
                     P, Q = t.H, t.W
-                blocks.append(BlockSlot(s, i, C, out_channels, slot.kernel, tuple(per_type)))
+                blocks.append(BlockSlot(s, i, C, out_channels, slot.kernel, tuple(per_type), (P, Q)))
                 b.C, b.H, b.W = out_channels, P, Q
             pool = ()
             if slot.pool != "none":
@@ -235,6 +235,7 @@ class BlockSlot:
     out_channels: int
     kernel: int  # the stage's largest kernel
     types: tuple[BlockType, ...]
+    size: tuple[int, int]  # the output's height and width
 
 
 @dataclasses.dataclass(frozen=True)
@@ -516,12 +517,7 @@ class ElasticNetwork(nn.Module):
         exits, counts = [], []
         for slot in plan.blocks:
             block_in, key = x, f"s{slot.stage}b{slot.index}"
-            y = 0.0
-            for kind in slot.types:
-                code = blocks[f"{key}.{kind.block}"]
-                out, _ = self._rows(kind.rows, block_in, count, layers, train, kind.output)
-                out = jnp.take(out, code["gather"], axis=-1) * code["mask"]
-                y = y + jnp.where(code["chosen"], out, 0.0)
+            y = self._block(slot, block_in, count, layers, blocks, train)
             x = y if slot.index == 0 else jnp.where(blocks[key]["active"], y, block_in)
             count = blocks[key]["channels"]
             if slot.index == self.space.stages[slot.stage].depth - 1:  # the stage's exit
@@ -534,6 +530,33 @@ class ElasticNetwork(nn.Module):
         fc = ElasticHead(False, plan.channels, self.space.num_classes, self.magnitude_pruning, name="fc")
         return jnp.where(encoding["head_conv"], conv(exits, counts, weights, layers["classifier"], train),
                          fc(exits, counts, weights, layers["fc"], train))
+
+    def _block(self, slot: "BlockSlot", x, count, layers, blocks, train):
+        """The output of the block type the candidate has in ``slot`` (zeros when it has none there).
+
+        Only that block type is computed: the types are the branches of one ``nn.switch``
+        (a conditional in the compiled program), with a last branch of zeros for a slot the
+        candidate leaves empty. Under ``jax.vmap`` the switch becomes a select of every
+        branch, which gives the same values. At initialisation every branch runs once, so
+        every type's variables exist.
+        """
+        key = f"s{slot.stage}b{slot.index}"
+
+        def branch(kind):
+            def run(module, x):
+                code = blocks[f"{key}.{kind.block}"]
+                out, _ = module._rows(kind.rows, x, count, layers, train, kind.output)
+                return jnp.take(out, code["gather"], axis=-1) * code["mask"]
+            return run
+
+        branches = [branch(kind) for kind in slot.types]
+        if self.is_initializing():
+            return sum(run(self, x) for run in branches) * 0.0
+        shape = x.shape[:1] + slot.size + (slot.out_channels,)
+        branches.append(lambda module, x: jnp.zeros(shape, x.dtype))
+        chosen = jnp.stack([blocks[f"{key}.{kind.block}"]["chosen"] for kind in slot.types])
+        index = jnp.where(chosen.any(), jnp.argmax(chosen), len(slot.types))
+        return nn.switch(index, branches, self, x)
 
     def _rows(self, rows, x, in_count, layers, train, output=None):
         """Interpret union rows; returns the output (or the producers ``output``, concatenated) and its channels."""
@@ -581,7 +604,7 @@ def embed(space: ElasticSpace, spec: NetworkSpec, standalone: Mapping, elastic: 
     (its encoding masks them); pruning masks go into the encoding (:func:`encode_masks`).
     """
     out = jax.tree_util.tree_map(np.array, {k: v for k, v in elastic.items()})
-    for name, union in _union_names(space, spec).items():
+    for name, union in union_names(space, spec).items():
         for collection in ("params", "batch_stats"):
             source = standalone.get(collection, {}).get(name)
             if source is not None:
@@ -589,7 +612,7 @@ def embed(space: ElasticSpace, spec: NetworkSpec, standalone: Mapping, elastic: 
     return out
 
 
-def _union_names(space: ElasticSpace, spec: NetworkSpec) -> dict[str, str]:
+def union_names(space: ElasticSpace, spec: NetworkSpec) -> dict[str, str]:
     """The stand-alone network's layer name -> the elastic layer it occupies."""
     names = {"stem": "stem", "classifier": "classifier", "fc": "fc"}
     for slot in space.plan.blocks:
@@ -632,7 +655,7 @@ def _place(destination: np.ndarray, value: np.ndarray) -> np.ndarray:
 
 def encode_masks(space: ElasticSpace, spec: NetworkSpec, encoding: dict, masks: Mapping) -> dict:
     """``encoding`` with a stand-alone model's pruning ``masks`` (its ``masks`` collection) in the layers' ``prune``."""
-    names = _union_names(space, spec)
+    names = union_names(space, spec)
     layers = {k: dict(v) for k, v in encoding["layers"].items()}
     for name, mask in masks.items():
         union = names[name]
@@ -652,10 +675,21 @@ def init(space: ElasticSpace, seed: int = 0, batch: int = 1) -> dict:
     return model.init(jax.random.key(seed), x, _largest_encoding(space), train=False)
 
 
+@functools.lru_cache(maxsize=8)
+def zero_variables(space: ElasticSpace) -> dict:
+    """The elastic network's variables as zeros (their shapes and dtypes, without running the initialisers)."""
+    shapes = jax.eval_shape(lambda: init(space))
+    return jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), dict(shapes))
+
+
 def _largest_encoding(space: ElasticSpace) -> dict:
     """Some valid encoding (shapes only matter for initialisation)."""
-    spec = _first_spec(space)
-    return space.encode(spec)
+    return space.encode(*first_candidate(space))
+
+
+def first_candidate(space: ElasticSpace) -> tuple[NetworkSpec, None]:
+    """Some candidate of the space (its smallest network of the first block types, uncompressed)."""
+    return _first_spec(space), None
 
 
 def _first_spec(space: ElasticSpace) -> NetworkSpec:
@@ -671,7 +705,7 @@ def extract(space: ElasticSpace, spec: NetworkSpec, elastic: Mapping, template: 
     """The stand-alone model's ``params`` and ``batch_stats``, read out of ``elastic`` variables (the inverse of
     :func:`embed`). ``template`` is the stand-alone model's variable tree (arrays or shapes): only what it has is
     read, each kernel as its centre crop and its first channels."""
-    names = _union_names(space, spec)
+    names = union_names(space, spec)
     out = {}
     for collection in ("params", "batch_stats"):
         if collection in template:

@@ -10,6 +10,7 @@ candidate, and the whole cost against training every pair. The 1-epoch trained p
 measured beside it in the same run.
 
     .venv/bin/python experiments/benchmarks/supernet_ranking.py [--pairs 60] [--dataset digits|mnist|PATH]
+    .venv/bin/python experiments/benchmarks/supernet_ranking.py --speed-only --dataset PATH [--config JSON]
 """
 
 from __future__ import annotations
@@ -86,12 +87,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--trained-epochs", type=float, default=1, help="the trained proxy measured beside (0: none)")
     parser.add_argument("--finetune", type=int, nargs="*", default=[], help="also score with these fine-tuning steps")
     parser.add_argument("--repeat", action="store_true", help="also full training with seed 1 (the noise ceiling)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the supernet's training and scoring times (no full training, no ranking)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     data = load_dataset(args.dataset, seed=0)
     space = networks_at(data.resolution, data.in_channels)
     pairs = draw_pairs(space, COMPRESSION, args.pairs, args.seed)
+    if args.speed_only:
+        return speed(space, pairs, data, SupernetConfig(**json.loads(args.config)) if args.config else SupernetConfig())
     full, full_seconds = full_training(pairs, data, args.full_epochs, Path(args.folder))
     # the same full training with another seed: how well full training ranks itself (the ceiling of any proxy)
     repeat, _ = full_training(pairs, data, args.full_epochs, Path(args.folder), seed=1) if args.repeat else (None, None)
@@ -156,6 +161,23 @@ def main(argv=None) -> dict:
           f"training every pair ({args.full_epochs:g} epochs)")
     print(f"goal (tau >= 0.8): {'met' if report['goal_met'] else 'NOT met'}")
     return report
+
+
+def speed(space, pairs, data, config: SupernetConfig) -> dict:
+    """The supernet's training time and its time per candidate (after the first, which compiles)."""
+    started = time.perf_counter()
+    supernet = train_supernet(space, COMPRESSION, data, config, seed=0)
+    train_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    supernet.score(pairs[:1], data)
+    first_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    supernet.score(pairs, data)
+    per_candidate = (time.perf_counter() - started) / len(pairs)
+    print(f"{data.summary()}; supernet {config.epochs:g} epochs trained in {train_seconds:.0f} s; first candidate "
+          f"{first_seconds:.1f} s (compilation), then {1000 * per_candidate:.0f} ms per candidate ({len(pairs)} pairs)")
+    return {"training_seconds": train_seconds, "first_candidate_seconds": first_seconds,
+            "seconds_per_candidate": per_candidate}
 
 
 def _ranking(scores: np.ndarray, full: np.ndarray) -> dict:

@@ -1,12 +1,15 @@
-"""Trials per minute of the quickstart search with the supernet proxy against the 1-epoch trained proxy.
+"""Trials per minute of the quickstart search with each accuracy proxy: per-candidate training, population
+training on the elastic network, and the weight-sharing supernet.
 
-Both runs are the quickstart experiment (its spaces, joint mode, local Ray, the same
-seed and trial budget) in fresh run folders, one after the other in this process. The
-supernet run's time includes training the supernet (once, by the first trial that needs
-it). Prints wall time, trials per minute, the supernet's training time and the accuracy
-range each proxy reported.
+Every run is the quickstart experiment (its spaces, joint mode, local Ray, the same seed
+and trial budget) in a fresh run folder, one after the other in this process, at the
+fidelity ``--epochs``. The population run's time includes each worker's one compilation
+of the elastic network; the supernet run's includes training the supernet (once, by the
+first trial that needs it). Prints wall time, trials per minute, the supernet's training
+time and the accuracy range each proxy reported.
 
-    .venv/bin/python experiments/benchmarks/supernet_search.py [--trials 40] [--json]
+    .venv/bin/python experiments/benchmarks/proxy_search.py [--trials 40] [--epochs 1]
+        [--proxies trained population supernet] [--population 4] [--json]
 """
 
 from __future__ import annotations
@@ -40,14 +43,22 @@ def timed_run(experiment) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--epochs", type=float, default=1.0, help="the trained proxies' fidelity")
+    parser.add_argument("--population", type=int, default=4, help="trials trained together by the population run")
+    parser.add_argument("--proxies", nargs="+", default=["trained", "population", "supernet"],
+                        choices=["trained", "population", "supernet"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    proxies = {"trained, 1 epoch": codesign.TrainedProxy(codesign.TrainConfig(epochs=1)),
-               "supernet": codesign.SupernetProxy()}
+    config = codesign.TrainConfig(epochs=args.epochs)
+    choices = {f"trained, {args.epochs:g} ep": ("trained", codesign.TrainedProxy(config)),
+               f"population {args.population}, {args.epochs:g} ep": (
+                   "population", codesign.TrainedProxy(config, population=args.population)),
+               "supernet": ("supernet", codesign.SupernetProxy())}
+    proxies = {name: proxy for name, (kind, proxy) in choices.items() if kind in args.proxies}
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, proxy in proxies.items():
-            experiment = dataclasses.replace(make_experiment(args.trials, str(Path(tmp) / name.split(",")[0])),
+            experiment = dataclasses.replace(make_experiment(args.trials, str(Path(tmp) / name.replace(" ", "_"))),
                                              proxy=proxy)
             report[name] = timed_run(experiment)
             print(f"{name}: {report[name]}", file=sys.stderr, flush=True)
@@ -55,11 +66,11 @@ def main(argv=None) -> dict:
         print(json.dumps(report, indent=2))
         return report
     print(f"quickstart spaces, {args.trials} trials each")
-    print(f"{'proxy':<20}{'seconds':>9}{'trials/min':>12}{'supernet s':>12}  accuracy range")
+    print(f"{'proxy':<24}{'seconds':>9}{'trials/min':>12}{'supernet s':>12}  accuracy range")
     for name, row in report.items():
         trained = row["supernet_training_seconds"]
         low, high = row["accuracy_range"] or (float("nan"), float("nan"))
-        print(f"{name:<20}{row['seconds']:>9.0f}{row['trials_per_minute']:>12.1f}"
+        print(f"{name:<24}{row['seconds']:>9.0f}{row['trials_per_minute']:>12.1f}"
               f"{'' if trained is None else f'{trained:.0f}':>12}  {low:.3f} .. {high:.3f}")
     return report
 
