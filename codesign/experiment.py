@@ -24,6 +24,7 @@ import optuna
 from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, Objective
 from codesign.proxies import TrainedProxy, ZeroCostProxy
 from codesign.supernet import SupernetProxy
+from search_spaces.elastic import ElasticSpace
 from codesign.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
 from search_spaces.compression import DEFAULT_COMPRESSION_SPACE, CompressionSpace
@@ -33,6 +34,17 @@ __all__ = ["Constraint", "Experiment", "HARDWARE_METRICS", "METRICS", "Objective
 
 MODES = ("joint", "nested")
 SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def _check_elastic(network_space, compression_space) -> None:
+    """A ValueError, before any trial, when the spaces have no elastic network (the supernet's and the
+    population's): what it cannot hold and what it allows."""
+    for resolution in getattr(network_space, "resolutions", (None,)):
+        try:
+            ElasticSpace.of(network_space, compression_space, resolution)
+        except ValueError as error:
+            raise ValueError(f"experiment: field 'proxy' trains one elastic network for the network space, and "
+                             f"{error}") from None
 
 
 def _objective(item) -> Objective:
@@ -111,6 +123,8 @@ class Experiment:
         if not isinstance(self.proxy, (TrainedProxy, ZeroCostProxy, SupernetProxy)):
             raise ValueError(f"experiment: field 'proxy' must be a TrainedProxy, ZeroCostProxy or SupernetProxy, "
                              f"got {self.proxy!r}")
+        if isinstance(self.proxy, SupernetProxy) or getattr(self.proxy, "population", 1) > 1:
+            _check_elastic(self.network_space, self.compression_space)
 
     # --- derived settings -----------------------------------------------------------------
     @property

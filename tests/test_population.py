@@ -146,6 +146,20 @@ def test_population_settings_are_checked():
     assert "engine" not in TrainedProxy().describe() and TrainedProxy(population=2).describe()["engine"] == "elastic"
 
 
+def test_an_experiment_whose_space_has_no_elastic_network_is_refused_before_any_trial(tmp_path):
+    from search_spaces.network_space import NetworkVariantSpace
+    from search_spaces.reference import reference_network
+    alexnet_variants = NetworkVariantSpace(base=reference_network("alexnet"), blocks=("conv",), stages=(0,),
+                                           depths=(1,))
+    for proxy in (TrainedProxy(population=2), codesign.SupernetProxy()):
+        with pytest.raises(ValueError, match="field 'proxy' .* head 'fc3' with hidden layers .* allowed: 'fc' or "
+                                             "'conv' without hidden layers"):
+            codesign.Experiment(name="e", run_folder=tmp_path / "run", network_space=alexnet_variants,
+                                compression_space=None, proxy=proxy, trials=1)
+    codesign.Experiment(name="e", run_folder=tmp_path / "run", network_space=alexnet_variants,
+                        compression_space=None, proxy=TrainedProxy(), trials=1)  # one model per candidate: fine
+
+
 @pytest.mark.usefixtures("ray_session")
 def test_a_search_trains_its_trials_in_batches_and_reloads_their_designs(tmp_path, data):
     experiment = codesign.Experiment(
