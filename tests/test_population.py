@@ -160,10 +160,15 @@ def test_an_experiment_whose_space_has_no_elastic_network_is_refused_before_any_
                         compression_space=None, proxy=TrainedProxy(), trials=1)  # one model per candidate: fine
 
 
+#: A space whose elastic network compiles quickly in the search's Ray workers.
+SMALL = NetworkSpace(blocks=("dwsep", "fire"), stages=(1,), depths=(1, 2), widths=(8, 16), kernels=(3,),
+                     stem_kernels=(3,), stem_widths=(8,))
+
+
 @pytest.mark.usefixtures("ray_session")
 def test_a_search_trains_its_trials_in_batches_and_reloads_their_designs(tmp_path, data):
     experiment = codesign.Experiment(
-        name="p", run_folder=tmp_path / "run", dataset="digits", network_space=NETWORKS, compression_space=COMPRESSION,
+        name="p", run_folder=tmp_path / "run", dataset="digits", network_space=SMALL, compression_space=COMPRESSION,
         accelerator_space=AcceleratorSpace(rows=(8, 16), cols=(8,), dataflows=("ws",), rf_bytes=(16,), gb_kib=(32,),
                                            dram_gbps=(16.0,), mac_bits=(8,), zero_skip=(True,)),
         proxy=TrainedProxy(TrainConfig(epochs=1), population=3), trials=6, seed=0)
