@@ -11,8 +11,9 @@ shared file system.
 While one worker evaluates a pair it holds ``<key>.lock`` (created exclusively);
 another worker asking for the same pair waits for the result instead of training
 again. A lock whose owner died (same host, process gone) or that is older than
-``stale_after`` seconds is taken over. Results stopped by a pruner are not stored
-(they are not the proxy's value); diverged runs are, with their reason.
+``stale_after`` seconds is taken over. Results stopped by a pruner, and candidates that
+failed, are not stored (they are not the proxy's value); diverged runs are, with their
+reason.
 """
 
 from __future__ import annotations
@@ -101,8 +102,7 @@ class AccuracyCache:
 
         def compute() -> Outcome:
             result = proxy.evaluate(spec, compression, dataset, seed, report)
-            if result.status != Status.PRUNED:
-                self.put(key, result, {"network": spec.name, "proxy": proxy.describe(), "seed": seed})
+            self._keep(key, result, spec, proxy, seed)
             return result
         return self.once(key, lambda: self.get(key), compute)
 
@@ -123,15 +123,19 @@ class AccuracyCache:
             if todo:
                 computed = proxy.evaluate_many([pairs[i] for i in todo], dataset, seed, [reports[i] for i in todo])
                 for i, result in zip(todo, computed):
-                    if result.status not in (Status.PRUNED, Status.FAILED):
-                        spec = pairs[i][0]
-                        self.put(keys[i], result, {"network": spec.name, "proxy": proxy.describe(), "seed": seed})
+                    self._keep(keys[i], result, pairs[i][0], proxy, seed)
                     results[i] = result
         finally:
             for i in claimed:
                 self._path(keys[i], ".lock").unlink(missing_ok=True)
         return [result if result is not None else self.evaluate(*pairs[i], dataset, proxy, seed, reports[i])
                 for i, result in enumerate(results)]
+
+    def _keep(self, key: str, result: Outcome, spec, proxy, seed: int) -> None:
+        """Store a computed result, unless a pruner stopped it or the candidate failed (neither is the proxy's
+        value; a failed candidate is tried again by a rerun)."""
+        if result.status not in (Status.PRUNED, Status.FAILED):
+            self.put(key, result, {"network": spec.name, "proxy": proxy.describe(), "seed": seed})
 
     def once(self, key: str, load: Callable[[], T | None], compute: Callable[[], T]) -> T:
         """``load()``'s value, or ``compute()``'s by exactly one worker while the others wait for it.

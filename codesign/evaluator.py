@@ -103,8 +103,10 @@ class Evaluator:
             accuracies, failure = _guarded(candidates[todo[0]], lambda: self._accuracies(
                 [candidates[i] for i in todo], [reporters[i] for i in todo]))
             for n, i in enumerate(todo):
-                outcomes[i] = failure.replace(candidate=candidates[i]) if failure is not None else \
-                    self._combine(candidates[i], hardware[i], accuracies[n])
+                if failure is not None:
+                    outcomes[i] = failure.replace(candidate=candidates[i])
+                else:
+                    outcomes[i] = self._combine(candidates[i], hardware[i], accuracies[n])
         return outcomes
 
     def _hardware(self, candidate: Candidate) -> tuple:

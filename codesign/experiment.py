@@ -24,10 +24,10 @@ import optuna
 from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, Objective
 from codesign.proxies import TrainedProxy, ZeroCostProxy
 from codesign.supernet import SupernetProxy
-from search_spaces.elastic import ElasticSpace
 from codesign.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
 from search_spaces.compression import DEFAULT_COMPRESSION_SPACE, CompressionSpace
+from search_spaces.elastic import ElasticSpace
 from search_spaces.network_space import DEFAULT_NETWORK_SPACE, NetworkSpace
 
 __all__ = ["Constraint", "Experiment", "HARDWARE_METRICS", "METRICS", "Objective"]

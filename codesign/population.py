@@ -45,11 +45,12 @@ import optax
 
 from codesign.datasets import Dataset
 from codesign.outcome import Outcome
-from codesign.training import TrainConfig, _check_fit, accuracy, optimizer, run_length, train_together
+from codesign.training import (TrainConfig, _check_fit, accuracy, optimizer, run_length, train_together,
+                               variable_shapes)
 from search_spaces.compression import CompressionPolicy, apply_masks, update_masks
 from search_spaces.elastic import (ElasticNetwork, ElasticSpace, embed, encode_masks, extract, first_candidate,
                                    union_names)
-from search_spaces.flax_models import build_model, layer_settings
+from search_spaces.flax_models import layer_settings
 from search_spaces.networks import NetworkSpec
 
 
@@ -92,9 +93,8 @@ class ElasticRun:
                  seed: int, initial: dict | None = None):
         """``initial``: the stand-alone model's variables to start from (default: drawn from ``seed``)."""
         self.space, self.programs, self.spec = space, programs, spec
-        self.template = _template(spec, policy)
-        self.masks = {name: {"kernel": np.ones(mask["kernel"].shape, np.float32)}
-                      for name, mask in self.template.get("masks", {}).items()}
+        self.template = variable_shapes(spec, policy)
+        self.masks = jax.tree_util.tree_map(lambda a: np.ones(a.shape, np.float32), self.template.get("masks", {}))
         base = programs["initial"](seed)
         if initial is None:
             own = extract(space, spec, base, self.template)
@@ -134,13 +134,6 @@ class ElasticRun:
     def _own(self, template) -> dict:
         """The stand-alone model's variables (those in ``template``) read out of the elastic ones."""
         return extract(self.space, self.spec, {"params": self.params, "batch_stats": self.stats}, template)
-
-
-def _template(spec: NetworkSpec, policy: CompressionPolicy | None) -> dict:
-    """The stand-alone model's variable tree as shapes (traced, not compiled)."""
-    model = build_model(spec, policy)
-    x = jnp.zeros((1, spec.resolution, spec.resolution, spec.in_channels), jnp.float32)
-    return dict(jax.eval_shape(lambda: model.init(jax.random.key(0, impl="rbg"), x, train=False)))
 
 
 def _rescaled_kernels(own: dict, elastic: dict, names: dict[str, str]) -> dict:
@@ -204,4 +197,5 @@ def _programs(space: ElasticSpace, config: TrainConfig, total_steps: int) -> dic
         params, stats, encoding = candidate
         return jnp.argmax(model.apply({"params": params, "batch_stats": stats}, x, encoding), axis=-1)
 
-    return {"tx": tx, "initial": functools.lru_cache(maxsize=4)(initial), "train_step": train_step, "predict": predict, "zero_pruned": jax.jit(zero_pruned)}
+    return {"tx": tx, "initial": functools.lru_cache(maxsize=4)(initial), "train_step": train_step,
+            "predict": predict, "zero_pruned": jax.jit(zero_pruned)}

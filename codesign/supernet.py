@@ -51,11 +51,11 @@ from flax import serialization
 from codesign.cache import AccuracyCache, atomic_write
 from codesign.datasets import Dataset
 from codesign.outcome import Outcome, Status
-from codesign.training import _check_fit, epochs, run_length
+from codesign.training import _check_fit, epochs, run_length, variable_shapes
 from codesign.training import accuracy as validation_accuracy
 from search_spaces.compression import FLOAT, CompressionPolicy, apply_masks, update_masks
 from search_spaces.elastic import ElasticNetwork, ElasticSpace, extract, init, zero_variables
-from search_spaces.flax_models import build_model, layer_settings
+from search_spaces.flax_models import layer_settings
 from search_spaces.networks import NetworkSpec, layer_table
 
 #: The version of the supernet's training and storage; part of the key.
@@ -179,9 +179,7 @@ class Supernet:
         return accuracy, self._standalone(spec, policy, params, stats)
 
     def _standalone(self, spec, policy, params, stats) -> dict:
-        model = build_model(spec, policy)
-        x = jax.ShapeDtypeStruct((1, spec.resolution, spec.resolution, spec.in_channels), jnp.float32)
-        template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype), train=False))
+        template = variable_shapes(spec, policy)
         own = extract(self.space, spec, jax.device_get({"params": params, "batch_stats": stats}), template)
         if "masks" in template:  # the magnitude masks the supernet applied, on the candidate's own weights
             ones = jax.tree_util.tree_map(lambda a: np.ones(a.shape, np.float32), template["masks"])

@@ -103,6 +103,13 @@ def init_variables(spec: NetworkSpec, compression: CompressionPolicy | None, see
     return dict(init(jax.random.key(seed, impl="rbg")))
 
 
+def variable_shapes(spec: NetworkSpec, compression: CompressionPolicy | None) -> dict:
+    """The stand-alone model's variable tree as shapes and dtypes (traced, not compiled)."""
+    model = build_model(spec, compression)
+    x = jnp.zeros((1, spec.resolution, spec.resolution, spec.in_channels), jnp.float32)
+    return dict(jax.eval_shape(lambda: model.init(jax.random.key(0, impl="rbg"), x, train=False)))
+
+
 #: Short runs: cheaper XLA optimisation compiles about 40 % faster and each step runs
 #: somewhat slower, a good trade below this many steps.
 FAST_COMPILE_STEPS = 300
