@@ -57,6 +57,7 @@ class Evaluator:
     nested_limit: int | None = None  # accelerators of ``nested`` swept (None: all)
     seed: int = 0
     save_weights: bool = True
+    compilation_cache: str | None = None  # XLA's persistent compilation cache (the run folder's)
 
     @classmethod
     def from_experiment(cls, experiment) -> "Evaluator":
@@ -72,6 +73,7 @@ class Evaluator:
         elif isinstance(proxy, TrainedProxy) and proxy.population > 1:  # trains on the spaces' elastic network
             proxy = proxy.bind(experiment.network_space, experiment.compression_space)
         return cls(proxy=proxy, dataset=dataset, cache_folder=str(cache_folder),
+                   compilation_cache=str((experiment.folder / "compilation_cache").resolve()),
                    objectives=experiment.objectives, constraints=experiment.constraints,
                    tie_break=experiment.tie_break, nested=experiment.accelerator_space if nested else None,
                    nested_limit=experiment.nested_accelerators, seed=experiment.seed,
@@ -142,7 +144,7 @@ class Evaluator:
                 raise ValueError("a joint-mode candidate needs an accelerator")
             return candidate.accelerator, None
         accelerators, stacked = _accelerator_grid(self.nested, self.nested_limit, self.seed)
-        costs = evaluate_batch(workload, stacked)
+        costs = evaluate_batch(workload, stacked, per_layer=False)
         metrics = hardware_metrics({"latency_s": costs.latency_s, "energy_pj": costs.energy_pj,
                                     "area_mm2": costs.area_mm2})
         front, pick = pick_accelerators(metrics, self.hardware_objectives, self.hardware_constraints, self.tie_break)

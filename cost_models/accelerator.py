@@ -155,17 +155,6 @@ def stack(accelerators: Accelerator | Iterable[Accelerator]) -> AcceleratorParam
     )
 
 
-def pad_batch(params: AcceleratorParams, size: int) -> AcceleratorParams:
-    """Repeat the last accelerator so the batch has ``size`` entries (avoids recompiles)."""
-    n = params.batch
-    if size < n:
-        raise ValueError(f"cannot pad a batch of {n} to {size}")
-    if size == n:
-        return params
-    index = np.concatenate([np.arange(n), np.full(size - n, n - 1)])
-    return AcceleratorParams(*(np.asarray(field)[index] for field in params))
-
-
 def grid(base: Accelerator, **axes: Sequence) -> list[Accelerator]:
     """The Cartesian product of field values around ``base`` (e.g. ``rows=[8, 16, 32]``)."""
     names = list(axes)
@@ -176,4 +165,4 @@ def grid(base: Accelerator, **axes: Sequence) -> list[Accelerator]:
 
 
 #: DATAFLOWS re-exported for callers that build grids over dataflows.
-__all__ = ["Accelerator", "AcceleratorParams", "stack", "pad_batch", "grid", "gbps_to_bytes_per_cycle", "DATAFLOWS", "FLEX"]
+__all__ = ["Accelerator", "AcceleratorParams", "stack", "grid", "gbps_to_bytes_per_cycle", "DATAFLOWS", "FLEX"]

@@ -69,8 +69,6 @@ cols <- P*Q, time <- K; their fill terms reproduce SCALE-Sim's compute cycles
 
 from __future__ import annotations
 
-import numpy as np
-
 DIMS = ("G", "K", "C", "P", "Q", "R", "S")
 DIM_INDEX = {d: i for i, d in enumerate(DIMS)}
 
@@ -82,7 +80,8 @@ RELEVANT = {
 }
 REDUCTION = ("C", "R", "S")
 
-_TABLE = {
+#: One row per dataflow, keyed by name: what the cost model reads (fields described above).
+ROWS = {
     "ws": dict(rows="C", cols="K", inner="PQ", stationary="weight", rf_block="", zero_skip=0,
                fill=(1, 0, 0), reload=(1, 0, 0), reload_hidden=1, writeback=0,
                sliding=0, fc_gemv=0, rf_per_mac=2, noc_per_mac=2, run_offset=0),
@@ -104,7 +103,7 @@ _TABLE = {
 }
 
 #: The single dataflows, in table order (their integer codes).
-DATAFLOWS = tuple(_TABLE)
+DATAFLOWS = tuple(ROWS)
 DATAFLOW_CODE = {name: code for code, name in enumerate(DATAFLOWS)}
 #: ``flex`` picks per layer among a set of single dataflows.
 FLEX = "flex"
@@ -113,36 +112,6 @@ ALL_DATAFLOW_NAMES = DATAFLOWS + (FLEX,)
 #: SCALE-Sim's names for its three systolic dataflows.
 SCALESIM_DATAFLOWS = {"os": "os_systolic", "ws": "ws_systolic", "is": "is_systolic"}
 
-
-def _dim_mask(dims: str) -> np.ndarray:
-    return np.asarray([1 if d in dims else 0 for d in DIMS], dtype=np.int32)
-
-
-def _build_table() -> dict[str, np.ndarray]:
-    rows = [_TABLE[name] for name in DATAFLOWS]
-    return {
-        "rows": np.stack([_dim_mask(r["rows"]) for r in rows]),
-        "cols": np.stack([_dim_mask(r["cols"]) for r in rows]),
-        "inner": np.stack([_dim_mask(r["inner"]) for r in rows]),
-        "rf_block": np.stack([_dim_mask(r["rf_block"]) for r in rows]),
-        # One 0/1 column per operand: 1 where that operand is the stationary one.
-        **{f"stationary_{op}": np.asarray([1.0 if r["stationary"] == op else 0.0 for r in rows], np.float32)
-           for op in RELEVANT},
-        "zero_skip": np.asarray([r["zero_skip"] for r in rows], np.float32),
-        "fill": np.asarray([r["fill"] for r in rows], np.float32),
-        "reload": np.asarray([r["reload"] for r in rows], np.float32),
-        "reload_hidden": np.asarray([r["reload_hidden"] for r in rows], np.float32),
-        "writeback": np.asarray([r["writeback"] for r in rows], np.float32),
-        "sliding": np.asarray([r["sliding"] for r in rows], np.float32),
-        "fc_gemv": np.asarray([r["fc_gemv"] for r in rows], np.int32),
-        "rf_per_mac": np.asarray([r["rf_per_mac"] for r in rows], np.float32),
-        "noc_per_mac": np.asarray([r["noc_per_mac"] for r in rows], np.float32),
-        "run_offset": np.asarray([r["run_offset"] for r in rows], np.float32),
-    }
-
-
-#: The table as arrays with a leading dataflow axis (what the cost model gathers from).
-TABLE = _build_table()
 #: The mapping a fully connected layer falls back to when ``fc_gemv`` is set.
 GEMV = "ws"
 
@@ -151,7 +120,7 @@ def describe(name: str) -> str:
     """One line saying what a dataflow maps where (for the CLI and the README)."""
     if name == FLEX:
         return "flex: per layer, the fastest of the accelerator's flex_set"
-    row = _TABLE[name]
+    row = ROWS[name]
     outer = "".join(d for d in DIMS if d not in row["rows"] + row["cols"] + row["inner"])
     return (f"{name}: rows <- {'*'.join(row['rows'])}, cols <- {'*'.join(row['cols'])}, "
             f"time <- {'*'.join(row['inner'])} (inner) x {'*'.join(outer) or '1'} (outer)")

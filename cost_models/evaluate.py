@@ -3,7 +3,8 @@
 :func:`evaluate` returns a :class:`CostReport` (per-layer rows and totals, a printable
 table, a JSON-ready dict); :func:`evaluate_batch` returns the raw
 :class:`~cost_models.model.NetworkCosts` arrays for a whole accelerator grid.
-Batches are padded to powers of two so the jitted function is reused.
+Batches are split and padded to powers of two by :func:`~cost_models.model.network_costs`,
+so the jitted function is reused.
 """
 
 from __future__ import annotations
@@ -11,28 +12,28 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Sequence
 
-import jax
 import numpy as np
 
-from cost_models.accelerator import Accelerator, AcceleratorParams, pad_batch, stack
+from cost_models.accelerator import Accelerator, AcceleratorParams, stack
 from cost_models.dataflows import DATAFLOWS
 from cost_models.energy import LEVELS
 from cost_models.model import NetworkCosts, network_costs
-from cost_models.workload import VECTOR_KINDS, Workload, as_workload, bucket_length
+from cost_models.workload import VECTOR_KINDS, Workload, as_workload
 
 
 def evaluate_batch(workload: Workload, accelerators: Sequence[Accelerator] | AcceleratorParams,
-                   compute_only: bool = False) -> NetworkCosts:
-    """Costs of ``workload`` on every accelerator, as numpy arrays with a leading batch axis."""
+                   compute_only: bool = False, per_layer: bool = True) -> NetworkCosts:
+    """Costs of ``workload`` on every accelerator, as numpy arrays with a leading batch axis.
+
+    ``per_layer=False`` returns the totals only (``layers`` is None), which is faster.
+    """
     workload = as_workload(workload)
     params = accelerators if isinstance(accelerators, AcceleratorParams) else stack(accelerators)
-    n = params.batch
-    padded = pad_batch(params, bucket_length(n))
-    out = network_costs(workload.arrays(), padded, compute_only=compute_only)
+    out = network_costs(workload.arrays(), params, compute_only=compute_only, per_layer=per_layer)
+    if out.layers is None:
+        return out
     n_layers = len(workload)
-    out = jax.tree_util.tree_map(np.asarray, out)
-    layers = out.layers._replace(**{k: v[:n, :n_layers] for k, v in out.layers._asdict().items()})
-    return out._replace(**{k: v[:n] for k, v in out._asdict().items() if k != "layers"}, layers=layers)
+    return out._replace(layers=out.layers._replace(**{k: v[:, :n_layers] for k, v in out.layers._asdict().items()}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,20 +89,33 @@ def _layer_rows(workload: Workload, costs: NetworkCosts) -> tuple[dict, ...]:
     return tuple(rows)
 
 
+def _totals(workload: Workload, accelerator: Accelerator, costs: NetworkCosts) -> dict:
+    """A report's totals: float64 sums of its rows, so they add up exactly and do not depend on
+    the order in which the compiled program would sum float32 values."""
+    layers = costs.layers
+    column = lambda x: np.asarray(x[0], np.float64)
+    cycles, compute = column(layers.cycles), column(layers.compute_cycles)
+    energy = column(layers.energy).sum(0)
+    on_array = np.asarray([layer.kind not in VECTOR_KINDS for layer in workload.layers])
+    busy = (column(layers.utilization) * compute)[on_array].sum()
+    total = {
+        "cycles": cycles.sum(),
+        "compute_cycles": compute.sum(),
+        "stall_cycles": cycles.sum() - compute.sum(),
+        "latency_s": cycles.sum() / (accelerator.clock_mhz * 1e6),
+        "energy_pj": energy.sum(),
+        "utilization": busy / max(cycles[on_array].sum(), 1.0),
+        "area_mm2": costs.area_mm2[0],
+        "macs": column(layers.macs).sum(),
+        "dram_bytes": column(layers.dram_bytes).sum(),
+    }
+    total.update({f"energy_{level}_pj": v for level, v in zip(LEVELS, energy)})
+    return {k: float(v) for k, v in total.items()}
+
+
 def evaluate(workload: Workload | Iterable, accelerator: Accelerator, compute_only: bool = False) -> CostReport:
     """Per-layer and total costs of ``workload`` on ``accelerator``."""
     workload = as_workload(workload)
     costs = evaluate_batch(workload, [accelerator], compute_only=compute_only)
-    total = {
-        "cycles": float(costs.cycles[0]),
-        "compute_cycles": float(costs.compute_cycles[0]),
-        "stall_cycles": float(costs.stall_cycles[0]),
-        "latency_s": float(costs.latency_s[0]),
-        "energy_pj": float(costs.energy_pj[0]),
-        "utilization": float(costs.utilization[0]),
-        "area_mm2": float(costs.area_mm2[0]),
-        "macs": float(costs.layers.macs[0].sum()),
-        "dram_bytes": float(costs.layers.dram_bytes[0].sum()),
-    }
-    total.update({f"energy_{level}_pj": float(v) for level, v in zip(LEVELS, costs.energy_by_level[0])})
-    return CostReport(workload, accelerator, _layer_rows(workload, costs), total, compute_only)
+    return CostReport(workload, accelerator, _layer_rows(workload, costs), _totals(workload, accelerator, costs),
+                      compute_only)

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cost_models import Accelerator, Layer, Workload, conv, evaluate, evaluate_batch, fc, gbps_to_bytes_per_cycle, grid
+from cost_models import (DATAFLOWS, Accelerator, Layer, Workload, conv, evaluate, evaluate_batch, fc,
+                         gbps_to_bytes_per_cycle, grid, model, pool)
 from cost_models.energy import ENERGY_TABLES
 from cost_models.model import TILING_TIME_TOLERANCE
 from cost_models.scalesim import (FormatError, format_config, format_topology, parse_config, parse_topology,
@@ -117,15 +118,40 @@ def test_more_zero_weights_never_slow_os_with_skipping(layer, acc, sparser):
 
 
 def test_batched_result_equals_per_configuration_result():
+    # A batch this large is split by dataflow set (flex sets included) and run in chunks; a single
+    # accelerator runs the one program that computes every dataflow. Both must agree exactly.
     workload = Workload((conv("a", 3, 32, 32, R=3, padding=1), conv("b", 32, 32, 32, R=3, padding=1, groups=32),
-                         conv("c", 32, 64, 16), fc("d", 1024, 10)))
+                         conv("c", 32, 64, 16), pool("p", 64, 16, R=2, stride=2), fc("d", 4096, 10)))
     accs = grid(Accelerator(zero_skip=True), rows=[8, 32], cols=[16, 32], dataflow=["ws", "os", "flex", "is_systolic"],
-                gb_bytes=[8192, 1 << 20])
+                gb_bytes=[8192, 1 << 20], mac_bits=[8, 16], rf_bytes=[4, 16], dram_bw=[4.0, 64.0])
+    accs += [acc.replace(flex_set=("ws", "os", "rs")) for acc in accs if acc.dataflow == "flex"]
+    assert len(accs) * 8 >= model.SPLIT_FROM_EVALUATIONS  # 5 layers pad to a bucket of 8
     batch = evaluate_batch(workload, accs)
+    totals_only = evaluate_batch(workload, accs, per_layer=False)
+    assert totals_only.layers is None
+    np.testing.assert_allclose(totals_only.cycles, batch.cycles, rtol=1e-6)  # two programs: float32 rounding
     for i, acc in enumerate(accs):
         single = evaluate(workload, acc)
         np.testing.assert_allclose(batch.cycles[i], single.total["cycles"], rtol=1e-6)
         np.testing.assert_allclose(batch.energy_pj[i], single.total["energy_pj"], rtol=1e-6)
+        assert [row["cycles"] for row in single.layers] == batch.layers.cycles[i].tolist()
+        assert [row["dataflow"] for row in single.layers if row["kind"] != "pool"] == [
+            DATAFLOWS[code] for code, layer in zip(batch.layers.dataflow[i], workload) if layer.kind != "pool"]
+
+
+def test_many_networks_in_chunks_equal_each_network_alone():
+    from cost_models import LayerArrays, networks_costs, stack
+
+    workloads = [Workload((conv("a", 3, 8 * (i + 1), 32, R=3, padding=1), fc("b", 8 * (i + 1) * 32 * 32, 10)))
+                 for i in range(3)]
+    stacked = LayerArrays(*(np.stack(column) for column in zip(*(w.arrays() for w in workloads))))
+    accs = grid(Accelerator(), rows=[8, 16], dataflow=["ws", "flex"])
+    together = networks_costs(stacked, stack(accs))
+    assert together.cycles.shape == (3, len(accs)) and together.layers.cycles.shape == (3, len(accs), 8)
+    for i, workload in enumerate(workloads):
+        alone = evaluate_batch(workload, accs)
+        np.testing.assert_array_equal(together.cycles[i], alone.cycles)
+        np.testing.assert_array_equal(together.layers.energy[i, :, :2], alone.layers.energy)
 
 
 def test_ten_thousand_accelerators_for_a_thirty_layer_network_in_one_call():

@@ -287,3 +287,23 @@ def test_rediscovery_script_starts_from_squeezenet_and_compares_on_each_designs_
     for row in summary["front"]:
         assert row["beats_baseline"] == (row["speedup"] > 1 and row["energy_ratio"] > 1
                                          and row["accuracy"] >= row["baseline_accuracy"])
+
+
+def test_a_worker_keeps_its_compilations_in_the_run_folder(tmp_path):
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    from codesign.driver import use_compilation_cache
+    from cost_models import Accelerator, Workload, conv
+
+    folder = tmp_path / "run" / "compilation_cache"
+    # 300 layers pad to a bucket of 512 that no other test compiles, so this compiles here (about 2 s).
+    workload = Workload(tuple(conv(f"l{i}", 8, 8, 8, R=3, padding=1) for i in range(300)))
+    try:
+        use_compilation_cache(str(folder))
+        evaluate(workload, Accelerator(dataflow="os"))
+        assert jax.config.jax_compilation_cache_dir == str(folder)
+        assert any(path.is_file() for path in folder.rglob("*"))
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        compilation_cache.reset_cache()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import os
 import subprocess
 import sys
@@ -31,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cost_models import Accelerator, Workload, conv, evaluate_batch, fc, grid, networks_costs, stack  # noqa: E402
-from cost_models.accelerator import pad_batch  # noqa: E402
+from cost_models import (Accelerator, Workload, conv, evaluate_batch, fc, grid, model, network_costs,  # noqa: E402
+                         networks_costs, stack)
 from cost_models.scalesim import read_topology  # noqa: E402
 from cost_models.workload import LayerArrays  # noqa: E402
 
@@ -57,7 +58,7 @@ def thirty_layer_network(rng: np.random.Generator, name: str = "net") -> Workloa
     return Workload(tuple(layers), name)
 
 
-def timed(fn, repeats=3):
+def timed(fn, repeats=5):
     start = time.perf_counter()
     jax.block_until_ready(fn())
     first = time.perf_counter() - start
@@ -69,31 +70,93 @@ def timed(fn, repeats=3):
     return first, min(times)
 
 
-def bench_grid(n_accelerators: int):
-    network = thirty_layer_network(np.random.default_rng(0))
+def mixed_grid(n_accelerators: int):
+    """A grid of ws, os, ws_systolic and flex (ws or os) accelerators over sizes and buffers."""
     side = int(np.ceil(np.sqrt(n_accelerators / 16)))
     accs = grid(Accelerator(zero_skip=True), rows=list(range(4, 4 + 4 * side, 4)), cols=list(range(4, 4 + 4 * side, 4)),
-                dataflow=["ws", "os", "ws_systolic", "flex"], gb_bytes=[32768, 131072, 524288, 2097152])[:n_accelerators]
-    params = pad_batch(stack(accs), n_accelerators)
-    from cost_models import network_costs
-    first, steady = timed(lambda: network_costs(network.arrays(), params))
+                dataflow=["ws", "os", "ws_systolic", "flex"], gb_bytes=[32768, 131072, 524288, 2097152])
+    return stack(accs[:n_accelerators])
+
+
+def unsplit_baseline(arrays: LayerArrays, params, per_layer: bool):
+    """The same call without splitting the batch by dataflow: every row computed for every
+    accelerator, which then selects its own (what a JAX transformation of the model runs)."""
+    split = model.dataflow_groups
+    model.dataflow_groups = lambda accelerators: [(None, np.arange(accelerators.batch))]
+    try:
+        return network_costs(arrays, params, per_layer=per_layer)
+    finally:
+        model.dataflow_groups = split
+
+
+def rate(label, evaluations, fn, baseline=None):
+    first, steady = timed(fn)
+    line = (f"  {label}: {evaluations / steady / 1e6:6.2f} M layer evaluations/s "
+            f"(steady {steady * 1e3:.1f} ms, first call {first:.2f} s)")
+    if baseline is not None:
+        _, base = timed(baseline)
+        line += f"; without the dataflow split {evaluations / base / 1e6:.2f} M/s ({base / steady:.1f}x slower)"
+    print(line)
+    return evaluations / steady
+
+
+def bench_grid(n_accelerators: int) -> dict:
+    network = thirty_layer_network(np.random.default_rng(0))
+    params = mixed_grid(n_accelerators)
+    arrays = network.arrays()
     evals = len(network) * n_accelerators
-    print(f"one network ({len(network)} layers) x {n_accelerators:,} accelerators: first call {first:.2f} s "
-          f"(compile + run), steady {steady * 1e3:.1f} ms -> {evals / steady / 1e6:.2f} M layer evaluations/s")
-    return evals / steady
+    print(f"one network ({len(network)} layers) x {n_accelerators:,} accelerators (ws, os, ws_systolic, flex):")
+    return {per_layer: rate("totals and per-layer rows" if per_layer else "totals only", evals,
+                            lambda: network_costs(arrays, params, per_layer=per_layer),
+                            lambda: unsplit_baseline(arrays, params, per_layer))
+            for per_layer in (False, True)}
 
 
-def bench_networks(n_networks: int):
+def bench_networks(n_networks: int) -> dict:
     rng = np.random.default_rng(1)
     networks = [thirty_layer_network(rng, f"n{i}") for i in range(n_networks)]
-    arrays = [w.arrays(bucket=32) for w in networks]
-    stacked = LayerArrays(*(np.stack(column) for column in zip(*arrays)))
-    params = stack(Accelerator(dataflow="flex", zero_skip=True))
-    first, steady = timed(lambda: networks_costs(stacked, params))
+    stacked = LayerArrays(*(np.stack(column) for column in zip(*(w.arrays(bucket=32) for w in networks))))
     evals = sum(len(w) for w in networks)
-    print(f"{n_networks:,} networks (30 layers each) x one flex accelerator: first call {first:.2f} s, "
-          f"steady {steady * 1e3:.1f} ms -> {evals / steady / 1e6:.2f} M layer evaluations/s")
-    return evals / steady
+    out = {}
+    for dataflow in ("ws", "flex"):
+        params = stack(Accelerator(dataflow=dataflow, zero_skip=True))
+        print(f"{n_networks:,} networks (30 layers each) x one {dataflow} accelerator:")
+        out[dataflow] = {per_layer: rate("totals and per-layer rows" if per_layer else "totals only", evals,
+                                         lambda: networks_costs(stacked, params, per_layer=per_layer))
+                         for per_layer in (False, True)}
+    return out
+
+
+def bench_nested(n_networks: int, n_accelerators: int) -> float:
+    """The nested mode of a population: every candidate network swept over the accelerator grid."""
+    rng = np.random.default_rng(2)
+    networks = [thirty_layer_network(rng, f"n{i}") for i in range(n_networks)]
+    stacked = LayerArrays(*(np.stack(column) for column in zip(*(w.arrays(bucket=32) for w in networks))))
+    params = mixed_grid(n_accelerators)
+    print(f"{n_networks} networks x {n_accelerators:,} accelerators (nested mode of a population):")
+    return rate("totals only", 30 * n_networks * n_accelerators,
+                lambda: networks_costs(stacked, params, per_layer=False))
+
+
+def flops_and_peak(steady_rate: float):
+    """XLA's own count of the kernel's floating-point work, and what XLA reaches on a plain multiply-add chain."""
+    network = thirty_layer_network(np.random.default_rng(0))
+    params = stack(grid(Accelerator(dataflow="ws", zero_skip=True), rows=list(range(4, 132, 4)), cols=list(range(4, 68, 4))))
+    packed_layers = model._pack_layers(LayerArrays(*(x[None] for x in network.arrays())))
+    packed = model._pack_accelerators(params)
+    compiled = model._packed_grid.lower(packed_layers, packed, dataflows=(0,), compute_only=False, per_layer=False,
+                                        has_fc=False, chosen_tiling=None).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    per_eval = analysis.get("flops", float("nan")) / (packed_layers.shape[2] * packed.shape[1])
+    x = jax.device_put(np.random.default_rng(0).random(1 << 20, np.float32))
+    chain = jax.jit(lambda v: functools.reduce(lambda acc, _: acc * 0.999 + 0.001, range(64), v))
+    _, seconds = timed(lambda: chain(x))
+    peak = 2 * 64 * x.size / seconds
+    achieved = steady_rate * per_eval
+    print(f"XLA cost analysis: {per_eval:,.0f} flops per layer evaluation (single-dataflow call); at the ws grid "
+          f"rate that is {achieved / 1e9:.2f} GFLOP/s, {achieved / peak:.0%} of the {peak / 1e9:.1f} GFLOP/s XLA "
+          f"reaches on a multiply-add chain here")
 
 
 def recorded(mode=None):
@@ -197,10 +260,18 @@ def main():
     parser.add_argument("--peer-layers", default="Conv2,PW2,Conv5x5,DP2")
     args = parser.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
-    grid_rate = bench_grid(args.accelerators)
-    net_rate = bench_networks(args.networks)
-    print(f"goal >= 1 M layer evaluations/s: grid {'met' if grid_rate >= 1e6 else 'NOT met'}, "
-          f"networks {'met' if net_rate >= 1e6 else 'NOT met'}")
+    grid_rates = bench_grid(args.accelerators)
+    net_rates = bench_networks(args.networks)
+    bench_nested(64, 1024)
+    print("one network x 2,048 ws accelerators (a single-dataflow grid):")
+    ws_arrays = thirty_layer_network(np.random.default_rng(0)).arrays()
+    ws_grid = stack(grid(Accelerator(dataflow="ws", zero_skip=True), rows=list(range(4, 132, 4)),
+                         cols=list(range(4, 260, 4))))
+    ws_rate = rate("totals only", 30 * 2048, lambda: network_costs(ws_arrays, ws_grid, per_layer=False))
+    flops_and_peak(ws_rate)
+    goal = lambda r: "met" if r >= 10e6 else "NOT met"
+    print(f"goal >= 10 M layer evaluations/s (totals): grid {goal(grid_rates[False])}, "
+          f"networks on ws {goal(net_rates['ws'][False])}, on flex {goal(net_rates['flex'][False])}")
     agreement()
     python = peers_python(args.peers_python)
     if python:
