@@ -1,5 +1,5 @@
-"""Search efficiency: hypervolume after N trials for TPE, NSGA-II and random search, and the
-loop's overhead per trial outside the accuracy proxy.
+"""Search efficiency: hypervolume after N trials for TPE, NSGA-II, random search and GPSampler,
+and the loop's overhead per trial outside the accuracy proxy.
 
 Every sampler runs the same experiment (the quickstart spaces, joint mode, objectives
 accuracy / latency / energy) with the same seeds. The accuracy proxy is a cheap one
@@ -18,6 +18,8 @@ Goal: at most twice the floor on the same storage.
 
     .venv/bin/pip install -e ".[bench]"   # moocore, for the hypervolume
     .venv/bin/python experiments/benchmarks/search_efficiency.py [--trials 60] [--seeds 0 1 2]
+        [--samplers tpe nsga2 random gp] [--checkpoints 50 100 200]
+    # gp (Optuna's GPSampler) needs torch: .venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
 """
 
 from __future__ import annotations
@@ -53,17 +55,23 @@ def storage_url(storage: str, folder: Path) -> str | None:
     return f"journal:///{folder.resolve()}/study.log" if storage == "journal" else None
 
 
+def make_sampler(name: str, seed: int):
+    """codesign's sampler names, plus ``gp``: Optuna's GPSampler (needs torch)."""
+    return optuna.samplers.GPSampler(seed=seed) if name == "gp" else name
+
+
 def run_one(sampler: str, seed: int, trials: int, proxy: str, folder: Path, storage: str):
     experiment = dataclasses.replace(
-        make_experiment(trials, str(folder)), name=f"{sampler}-{seed}", sampler=sampler, seed=seed,
+        make_experiment(trials, str(folder)), name=f"{sampler}-{seed}", sampler=make_sampler(sampler, seed), seed=seed,
         proxy=codesign.ZeroCostProxy(proxy), save_weights=False,
         storage=storage_url(storage, folder))
     started = time.perf_counter()
     results = codesign.run(experiment, progress=False)
     wall = time.perf_counter() - started
-    points = np.array([[-d.metrics["accuracy"], d.metrics["latency"], d.metrics["energy"]] for d in results.designs
-                       if d.feasible]).reshape(-1, 3)
-    return points, results.timings, wall, results.study.trials
+    feasible = [d for d in results.designs if d.feasible]
+    points = np.array([[-d.metrics["accuracy"], d.metrics["latency"], d.metrics["energy"]]
+                       for d in feasible]).reshape(-1, 3)
+    return (points, np.asarray([d.number for d in feasible])), results.timings, wall, results.study.trials
 
 
 def suggest_like(trial: optuna.Trial, distributions: dict) -> None:
@@ -79,7 +87,8 @@ def suggest_like(trial: optuna.Trial, distributions: dict) -> None:
 
 def optuna_floor(sampler: str, seed: int, recorded: list, folder: Path, storage: str | None) -> list[float]:
     """Seconds per trial of plain Optuna replaying a run: ask, the same suggestions, tell the same values."""
-    experiment = dataclasses.replace(make_experiment(len(recorded), str(folder)), sampler=sampler, seed=seed)
+    experiment = dataclasses.replace(make_experiment(len(recorded), str(folder)), sampler=make_sampler(sampler, seed),
+                                     seed=seed)
     folder.mkdir(parents=True, exist_ok=True)
     url = {"memory": None, "sqlite": f"sqlite:///{(folder / 'floor.db').resolve()}",
            "journal": f"journal:///{(folder / 'floor.log').resolve()}"}[storage]
@@ -117,10 +126,14 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--samplers", nargs="+", default=["tpe", "nsga2", "random"])
+    parser.add_argument("--samplers", nargs="+", default=["tpe", "nsga2", "random"],
+                        help="tpe, nsga2, random, gp (Optuna's GPSampler; needs torch)")
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=None,
+                        help="also print the hypervolume after these many trials (default: --trials only)")
     parser.add_argument("--proxy", default="params")
     parser.add_argument("--storage", choices=("sqlite", "journal"), default="sqlite",
                         help="the run folder's SQLite file (the default of codesign) or an Optuna journal file")
+    parser.add_argument("--no-floor", action="store_true", help="skip Optuna's floor (for long sampler comparisons)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -132,36 +145,43 @@ def main(argv=None) -> dict:
                 points, timings, wall, trials = run_one(sampler, seed, args.trials, args.proxy,
                                                         root / f"{sampler}-{seed}", args.storage)
                 runs[(sampler, seed)] = (points, timings, wall)
-                for floor_storage in ("memory", args.storage):
+                for floor_storage in () if args.no_floor else ("memory", args.storage):
                     floors.setdefault((sampler, floor_storage), []).extend(
                         optuna_floor(sampler, seed, trials, root / f"floor-{sampler}-{seed}-{floor_storage}",
                                      floor_storage))
-                print(f"{sampler} seed {seed}: {len(points)} feasible designs in {wall:.1f} s", file=sys.stderr)
+                print(f"{sampler} seed {seed}: {len(points[0])} feasible designs in {wall:.1f} s", file=sys.stderr)
         roundtrip = ray_roundtrip()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    every = np.concatenate([p for p, _, _ in runs.values() if len(p)])
+    checkpoints = sorted(set(args.checkpoints or []) | {args.trials})
+    every = np.concatenate([p for (p, _), _, _ in runs.values() if len(p)])
     low, high = every.min(axis=0), every.max(axis=0)
     scale = np.where(high > low, high - low, 1.0)
     reference = np.full(3, 1.1)
     report = {"trials": args.trials, "seeds": args.seeds, "proxy": args.proxy, "storage": args.storage, "samplers": {}}
     for sampler in args.samplers:
         volumes, overheads, walls, parts = [], [], [], []
+        at = {n: [] for n in checkpoints}
         for seed in args.seeds:
-            points, timings, wall = runs[(sampler, seed)]
+            (points, numbers), timings, wall = runs[(sampler, seed)]
             normalised = (points - low) / scale
-            volumes.append(float(moocore.hypervolume(normalised, ref=reference)) if len(points) else 0.0)
+            for n in checkpoints:
+                first = normalised[numbers < n]
+                at[n].append(float(moocore.hypervolume(first, ref=reference)) if len(first) else 0.0)
+            volumes.append(at[args.trials][-1])
             overheads += [t["overhead_s"] for t in timings]
             parts += timings
             walls.append(wall)
         part = {k: 1e3 * float(np.median([t[k] for t in parts])) for k in ("sample_s", "roundtrip_s", "tell_s", "proxy_s")}
         report["samplers"][sampler] = {
             "hypervolume_mean": float(np.mean(volumes)), "hypervolume_std": float(np.std(volumes)),
-            "hypervolumes": volumes, "overhead_ms_median": 1e3 * float(np.median(overheads)),
+            "hypervolumes": volumes,
+            "hypervolume_after": {n: (float(np.mean(v)), float(np.std(v))) for n, v in at.items()},
+            "overhead_ms_median": 1e3 * float(np.median(overheads)),
             "overhead_ms_p90": 1e3 * float(np.percentile(overheads, 90)), "median_ms": part,
             "wall_s_mean": float(np.mean(walls)),
-            "floor_ms_median": 1e3 * float(np.median(floors[(sampler, args.storage)])),
-            "floor_memory_ms_median": 1e3 * float(np.median(floors[(sampler, "memory")]))}
+            "floor_ms_median": 1e3 * float(np.median(floors.get((sampler, args.storage), [np.nan]))),
+            "floor_memory_ms_median": 1e3 * float(np.median(floors.get((sampler, "memory"), [np.nan])))}
     report["ray_empty_task_ms"] = 1e3 * roundtrip
     if args.json:
         print(json.dumps(report, indent=2))
@@ -178,6 +198,11 @@ def main(argv=None) -> dict:
                   f"{r['floor_ms_median']:>14.1f}{r['floor_memory_ms_median']:>11.1f}"
                   f"{r['overhead_ms_median'] / r['floor_ms_median']:>7.1f}")
         print(f"an empty Ray task's round trip: {report['ray_empty_task_ms']:.1f} ms (median)")
+        if len(checkpoints) > 1:
+            print("hypervolume after N trials (mean +- std over the seeds): "
+                  + "  ".join(f"N={n}" for n in checkpoints))
+            for sampler, r in report["samplers"].items():
+                print(f"  {sampler:<8}" + "  ".join(f"{m:.4f} +- {sd:.4f}" for m, sd in r["hypervolume_after"].values()))
         ratios = {s_: r["overhead_ms_median"] / r["floor_ms_median"] for s_, r in report["samplers"].items()}
         worst = max(ratios, key=ratios.get)
         print(f"goal: overhead per trial at most 2x Optuna's floor on the same storage: "
