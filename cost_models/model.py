@@ -108,8 +108,8 @@ class NetworkCosts(NamedTuple):
 # --- inputs as columns (layers) and rows (accelerators) -----------------------------------------
 
 _LAYER_FIELDS = ("G", "K", "C", "P", "Q", "R", "S", "H", "W", "stride", "w_bits", "a_bits", "w_density", "mask")
-_ACCELERATOR_FIELDS = ("rf_bytes", "gb_bytes", "dram_bw", "dram_latency", "clock_hz", "mac_bits", "zero_skip",
-                       "simd_lanes")
+#: AcceleratorParams' per-accelerator scalars (flex_mask and energy are per dataflow and per level).
+_SCALAR_FIELDS = tuple(f for f in AcceleratorParams._fields if f not in ("flex_mask", "energy"))
 
 
 def _layer_columns(layers: LayerArrays) -> dict:
@@ -123,9 +123,7 @@ def _layer_columns(layers: LayerArrays) -> dict:
 def _accelerator_rows(acc: AcceleratorParams) -> dict:
     """Every accelerator field as a row [1, A]; per-dataflow flex flags and per-level energies apart."""
     row = lambda x: jnp.asarray(x)[None, :]
-    out = {name: row(getattr(acc, name)).astype(jnp.float32) for name in _ACCELERATOR_FIELDS}
-    out["rows"] = row(acc.rows).astype(jnp.float32)
-    out["cols"] = row(acc.cols).astype(jnp.float32)
+    out = {name: row(getattr(acc, name)).astype(jnp.float32) for name in _SCALAR_FIELDS if name != "dataflow"}
     out["dataflow"] = row(acc.dataflow)
     out["flex"] = [row(acc.flex_mask[:, code]) > 0 for code in range(N_DATAFLOWS)]
     out["unit"] = {level: row(acc.energy[:, i]) for i, level in enumerate(LEVELS)}  # pJ per 16-bit access (per MAC)
@@ -148,15 +146,10 @@ def _dims(layer: dict, letters: str):
 def _affine(coeffs, rows, cols):
     """``a*rows + b*cols + c`` with the zero terms left out (the table's coefficients are constants)."""
     a, b, c = (float(x) for x in coeffs)
-    terms = [t for t in ((a * rows) if a else None, (b * cols) if b else None) if t is not None]
-    if a == 1.0 and terms:
-        terms[0] = rows
-    if b == 1.0 and len(terms) == 2:
-        terms[1] = cols
-    out = terms[0] if terms else 0.0
-    for t in terms[1:]:
-        out = out + t
-    return out + c if c else out
+    terms = [x if k == 1.0 else k * x for k, x in ((a, rows), (b, cols)) if k]
+    if c:
+        terms.append(c)
+    return functools.reduce(lambda x, y: x + y, terms) if terms else 0.0
 
 
 # --- work inside the chip ---------------------------------------------------------------------------
@@ -611,8 +604,6 @@ def _api_rows(costs: dict) -> LayerCosts:
 _compiled_grid = jax.jit(_grid, static_argnames=("dataflows", "compute_only", "per_layer", "has_fc", "return_state"))
 
 # A call's inputs travel as two float32 matrices (one transfer each instead of one per field).
-_SCALAR_FIELDS = ("rows", "cols", "dataflow", "rf_bytes", "gb_bytes", "dram_bw", "dram_latency", "clock_hz",
-                  "mac_bits", "zero_skip", "simd_lanes")
 _INT_FIELDS = {"rows", "cols", "dataflow", "kind", "G", "K", "C", "H", "W", "P", "Q", "R", "S", "stride", "w_bits",
                "a_bits"}
 
@@ -670,7 +661,7 @@ def dataflow_groups(accelerators: AcceleratorParams) -> list[tuple[tuple[int, ..
     """
     code = np.asarray(accelerators.dataflow)
     flex = np.asarray(accelerators.flex_mask) > 0
-    bits = np.where(code == FLEX_CODE, (flex * (1 << np.arange(N_DATAFLOWS))).sum(-1), 1 << np.minimum(code, 30))
+    bits = np.where(code == FLEX_CODE, (flex * (1 << np.arange(N_DATAFLOWS))).sum(-1), 1 << code)
     groups = []
     for value in np.unique(bits):
         rows = tuple(r for r in range(N_DATAFLOWS) if value & (1 << r))

@@ -3,9 +3,11 @@
     .venv/bin/python experiments/benchmarks/cost_model_speed.py [--accelerators 16384] [--networks 2048]
         [--peers-python PATH] [--peer-layers Conv2,PW2,Conv5x5,DP2]
 
-1. One 30-layer network over a large accelerator grid (one jitted call), and many
-   30-layer networks over one accelerator: layer x accelerator evaluations per second,
-   with compile time reported apart.
+1. Layer x accelerator evaluations per second, with compile time reported apart: one
+   30-layer network over a large mixed-dataflow grid (beside the same call without the
+   split by dataflow), many 30-layer networks over one accelerator, a population over a
+   grid (nested mode), a single-dataflow grid; XLA's flops per evaluation against a
+   multiply-add chain.
 2. Agreement with the recorded SCALE-Sim v3 runs (experiments/scalesim_reference):
    compute-only cycles per dataflow, and total cycles in USER bandwidth mode.
 3. If SCALE-Sim and ZigZag are installed (the ``peers`` extra, in this interpreter or
