@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def results_parser(name, help_text):
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("run", nargs="?", help="the run folder (holding study.db and artifacts/)")
-        sub.add_argument("--storage", help="an Optuna storage URL instead of the run folder's SQLite file")
+        sub.add_argument("run", nargs="?", help="the run folder (holding study.log or study.db, and artifacts/)")
+        sub.add_argument("--storage", help="an Optuna storage URL instead of the run folder's own study")
         sub.add_argument("--study", help="the study name (when the storage holds several)")
         return sub
 

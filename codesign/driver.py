@@ -16,11 +16,13 @@ import os
 import socket
 import time
 
+import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment
+from codesign.metrics import pareto_mask
 from codesign.outcome import Candidate, Outcome, Status
 from codesign.storage import PrunerReporter, finished_count, open_study, requeue_interrupted
 
@@ -28,7 +30,16 @@ log = logging.getLogger("codesign")
 
 
 class TrialClock:
-    """Where one trial's time went; ``overhead_s`` is everything but the accuracy proxy."""
+    """Where one trial's time went; ``overhead_s`` is the loop's own cost of it, everything but the accuracy proxy.
+
+    ``roundtrip_s`` runs from the submit to the tell. Part of it, ``queued_s``, is the
+    time the finished result waited while the driver sampled and told other trials
+    (from the worker's finish, by the wall clock, to the tell). That work is those
+    trials' own overhead, so ``overhead_s`` leaves it out and counts each piece of the
+    driver's work once: ``sample_s + roundtrip_s - queued_s - proxy_s + tell_s``. On a
+    cluster ``queued_s`` assumes the nodes' clocks agree (NTP); it is kept within
+    ``[0, roundtrip_s]``.
+    """
 
     def __init__(self):
         self.asked = time.perf_counter()
@@ -42,11 +53,15 @@ class TrialClock:
 
     def timing(self, outcome: Outcome, batch: int = 1) -> dict[str, float]:
         """The trial's share of its task's round trip (``batch`` trials per task) and of the proxy's time."""
-        roundtrip_s = (time.perf_counter() - self.submitted) / batch
+        roundtrip = time.perf_counter() - self.submitted
+        worker = outcome.worker or {}
+        finished_at = worker.get("finished_at")
+        queued = 0.0 if finished_at is None else min(max(time.time() - float(finished_at), 0.0), roundtrip)
+        roundtrip_s, queued_s = roundtrip / batch, queued / batch
         proxy_s = 0.0 if outcome.cached else outcome.proxy_seconds
-        worker_s = float((outcome.worker or {}).get("seconds", 0.0))
-        return {"sample_s": self.sample_s, "roundtrip_s": roundtrip_s, "worker_s": worker_s, "proxy_s": proxy_s,
-                "overhead_s": self.sample_s + roundtrip_s - proxy_s}
+        return {"sample_s": self.sample_s, "roundtrip_s": roundtrip_s, "queued_s": queued_s,
+                "worker_s": float(worker.get("seconds", 0.0)), "proxy_s": proxy_s,
+                "overhead_s": self.sample_s + roundtrip_s - queued_s - proxy_s}
 
 
 class Driver:
@@ -75,6 +90,9 @@ class Driver:
         self.timings: list[dict] = []  # this call's trials, the tell included in overhead_s
         budget = experiment.trials
         self.bar = Progress(budget, min(self.done_before, budget or self.done_before), progress)
+        self.front = ParetoFront(experiment.directions)
+        if self.bar.shown:
+            self.front.add_trials(_best_trials(self.study))
 
     def room(self, in_flight: int) -> bool:
         """Whether another trial may start: within the trial budget, the time budget and ``stop_after``."""
@@ -114,8 +132,10 @@ class Driver:
         if outcome.status not in (Status.COMPLETE, Status.PRUNED):
             self.failed += 1
             self.bar.write(f"trial {trial.number} {outcome.status.value}: {outcome.reason}")
-        if self.bar.shown:  # the front size reads every trial from the storage
-            self.bar.update(1, failed=self.failed, running=in_flight, front=_front_size(self.study))
+        if self.bar.shown:
+            if outcome.ok and all(violation <= 0 for violation in outcome.constraints.values()):
+                self.front.add(outcome.values)
+            self.bar.update(1, failed=self.failed, running=in_flight, front=len(self.front))
 
     def close(self):
         self.bar.close()
@@ -130,7 +150,8 @@ def evaluate_on_worker(evaluator: Evaluator, candidates: list[Candidate], report
         use_compilation_cache(evaluator.compilation_cache)
     outcomes = evaluator.score_batch(candidates, reporters)
     worker = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid(),
-              "seconds": (time.perf_counter() - started) / len(candidates), "batch": len(candidates)}
+              "seconds": (time.perf_counter() - started) / len(candidates), "batch": len(candidates),
+              "finished_at": time.time()}
     return [outcome.replace(worker=worker) for outcome in outcomes]
 
 
@@ -175,11 +196,34 @@ def start_ray(address: str | None):
     return ray
 
 
-def _front_size(study) -> int:
+def _best_trials(study) -> list:
     try:
-        return len(study.best_trials)
-    except ValueError:
-        return 0
+        return study.best_trials
+    except ValueError:  # no completed trial yet
+        return []
+
+
+class ParetoFront:
+    """The non-dominated objective vectors of the feasible completed trials, kept as trials finish.
+
+    Its size equals ``len(study.best_trials)`` (equal vectors are all kept, as Optuna
+    keeps them) without reading every trial from the storage on each tell.
+    """
+
+    def __init__(self, directions: list[str]):
+        self.signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+        self.points = np.empty((0, len(directions)))  # minimised: values times signs
+
+    def add(self, values) -> None:
+        points = np.vstack([self.points, self.signs * np.asarray(values, float)])
+        self.points = points[pareto_mask(points)]
+
+    def add_trials(self, trials) -> None:
+        for trial in trials:
+            self.add(trial.values)
+
+    def __len__(self) -> int:
+        return len(self.points)
 
 
 @dataclasses.dataclass

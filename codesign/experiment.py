@@ -23,6 +23,7 @@ import optuna
 
 from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, Objective
 from codesign.proxies import TrainedProxy, ZeroCostProxy
+from codesign.storage import run_folder_storage
 from codesign.supernet import SupernetProxy
 from codesign.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
@@ -84,7 +85,7 @@ class Experiment:
     pruner: Any = None  # an optuna pruner (single-objective experiments)
     trials: int | None = 40
     timeout: float | None = None  # seconds of wall time for the whole run
-    storage: str | None = None  # any Optuna storage URL; default: SQLite in the run folder
+    storage: str | None = None  # any Optuna storage URL; default: the run folder's journal file (study.log)
     run_folder: str | os.PathLike | None = None  # default: runs/<name>
     seed: int = 0
     cpus_per_trial: float = 1.0
@@ -133,7 +134,7 @@ class Experiment:
 
     @property
     def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{(self.folder / 'study.db').resolve()}"
+        return self.storage or run_folder_storage(self.folder)
 
     @property
     def directions(self) -> list[str]:

@@ -137,13 +137,15 @@ class Outcome:
             "history": [list(h) for h in self.history] or None,
             "fail_reason": self.reason or None,
             "traceback": self.traceback[-2000:] or None,
-            "proxy_seconds": self.proxy_seconds if self.proxy_seconds or self.cached else None,
-            "accuracy_cached": self.cached if self.accuracy is not None else None,
-            "cost_model_version": self.cost_model_version or None,
-            "worker": None if self.worker is None else dict(self.worker),
-            "timing": None if self.timing is None else dict(self.timing),
+            "run": _present({  # how it was computed: one attribute, one storage write
+                "proxy_seconds": self.proxy_seconds if self.proxy_seconds or self.cached else None,
+                "accuracy_cached": self.cached if self.accuracy is not None else None,
+                "cost_model_version": self.cost_model_version or None,
+                "worker": None if self.worker is None else dict(self.worker),
+                "timing": None if self.timing is None else dict(self.timing),
+            }) or None,
         }
-        attributes.update({k: v for k, v in optional.items() if v is not None})
+        attributes.update(_present(optional))
         return attributes
 
     def _artifacts(self) -> dict[str, bytes]:
@@ -166,6 +168,7 @@ class Outcome:
         if not trial.state.is_finished():
             raise ValueError(f"trial {trial.number} has not finished ({trial.state.name})")
         attrs = trial.user_attrs
+        run = attrs.get("run") or attrs  # studies written before the "run" attribute kept its keys at the top
         status = trial_status(trial)
         accelerator = Accelerator.from_dict(attrs["accelerator"]) if "accelerator" in attrs else None
         front = attrs.get("front")
@@ -177,7 +180,7 @@ class Outcome:
                                   accelerator if front is None else None)
         stored = _download(trial, store, artifacts)
         report = None
-        version = attrs.get("cost_model_version", "")
+        version = run.get("cost_model_version", "")
         if COST_REPORT in stored and candidate is not None and accelerator is not None:
             data = json.loads(stored[COST_REPORT])
             version = data.get("cost_model_version", version)
@@ -190,9 +193,13 @@ class Outcome:
                    cost_report=report, cost_model_version=version,
                    history=tuple(tuple(h) for h in attrs.get("history") or ()), weights=weights,
                    reason=attrs.get("fail_reason", ""), traceback=attrs.get("traceback", ""),
-                   proxy_seconds=float(attrs.get("proxy_seconds") or 0.0),
-                   cached=bool(attrs.get("accuracy_cached", False)), worker=attrs.get("worker"),
-                   timing=attrs.get("timing"))
+                   proxy_seconds=float(run.get("proxy_seconds") or 0.0),
+                   cached=bool(run.get("accuracy_cached", False)), worker=run.get("worker"),
+                   timing=run.get("timing"))
+
+
+def _present(values: Mapping[str, Any]) -> dict:
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def trial_status(trial: FrozenTrial) -> Status | None:

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from codesign.metrics import METRICS
 from codesign.outcome import COST_REPORT, WEIGHTS, FrontPoint, Outcome, trial_status
-from codesign.storage import make_storage
+from codesign.storage import make_storage, run_folder_storage
 from cost_models import Accelerator, CostReport, evaluate
 from cost_models.version import COST_MODEL_VERSION
 from search_spaces.compression import CompressionPolicy
@@ -203,16 +203,15 @@ class Results:
 
 
 def load(run_folder: str | Path | None = None, storage: str | None = None, study_name: str | None = None) -> Results:
-    """Results of a run folder (its SQLite study and artifacts), or of any storage + study name."""
+    """Results of a run folder (its study, ``study.log`` or ``study.db``, and artifacts), or of any storage + study name."""
     folder = Path(run_folder) if run_folder is not None else None
     if storage is None:
         if folder is None:
             raise ValueError("load: give a run folder, or a storage URL and a study name")
-        db = folder / "study.db"
-        if not db.is_file():
-            raise FileNotFoundError(f"load: {folder} holds no study.db; pass storage= and study_name= for a run "
-                                    f"kept in another storage")
-        storage = f"sqlite:///{db.resolve()}"
+        if not any((folder / name).is_file() for name in ("study.log", "study.db")):
+            raise FileNotFoundError(f"load: {folder} holds no study (study.log or study.db); pass storage= and "
+                                    f"study_name= for a run kept in another storage")
+        storage = run_folder_storage(folder)
     storage = make_storage(storage)
     if study_name is None:
         names = optuna.study.get_all_study_names(storage)

@@ -1,7 +1,8 @@
 """Opening a study's storage: URLs, the SQLite lock, resuming after a dead driver, pruner reports.
 
-* :func:`make_storage`: an Optuna storage from a URL (``sqlite:///...`` in WAL mode,
-  ``journal:///...`` for Optuna's journal file, any other Optuna URL as it is).
+* :func:`make_storage`: an Optuna storage from a URL (``journal:///...`` for Optuna's
+  journal file, the default of a run folder; ``sqlite:///...`` in WAL mode; any other
+  Optuna URL as it is).
 * :func:`open_study`: the experiment's study, created or resumed.
 * :func:`requeue_interrupted`: trials a dead driver left running are failed and their
   parameters queued again; :func:`finished_count` counts what the budget counts.
@@ -13,12 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from codesign.outcome import Status, trial_status
+
+log = logging.getLogger("codesign")
 
 JOURNAL = "journal://"
 SQLITE = "sqlite:///"
@@ -27,9 +32,11 @@ SQLITE = "sqlite:///"
 def make_storage(url: str):
     """An Optuna storage from a URL; ``journal:///path/study.log`` is Optuna's journal file storage.
 
-    Use SQLite (the default) for one driver; for several drivers at once use the journal
-    file on a shared file system (works on NFS without a server) or a server database
-    URL (``postgresql://...``, ``mysql://...``).
+    The journal file is a run folder's default: each write is one appended, fsync'ed
+    line, about three times cheaper per trial than SQLite, and it works for several
+    processes on a shared file system (NFS included) without a server. SQLite
+    (``sqlite:///path/study.db``) and server databases (``postgresql://...``,
+    ``mysql://...``) work as well.
     """
     if isinstance(url, str) and url.startswith(JOURNAL):
         from optuna.storages import JournalStorage
@@ -37,10 +44,61 @@ def make_storage(url: str):
 
         path = Path(url[len(JOURNAL):])
         path.parent.mkdir(parents=True, exist_ok=True)
+        _repair_torn_tail(path)
         return JournalStorage(JournalFileBackend(str(path)))
     if isinstance(url, str) and url.startswith(SQLITE):
         return _sqlite_storage(url)
     return optuna.storages.RDBStorage(url)  # the storage Optuna makes of any other URL
+
+
+def run_folder_storage(folder: Path) -> str:
+    """A run folder's storage URL: its journal file ``study.log``, or ``study.db`` for a run started on SQLite."""
+    sqlite = Path(folder) / "study.db"
+    if sqlite.is_file():
+        return f"{SQLITE}{sqlite.resolve()}"
+    return f"{JOURNAL}/{(Path(folder) / 'study.log').resolve()}"
+
+
+def _repair_torn_tail(path: Path) -> None:
+    """Cut an unfinished last line off a journal file, under the journal's own lock.
+
+    A write that failed part-way (a full disk) leaves a line without its newline; Optuna
+    would append the next write to it and then refuse to read the file at all. The cut
+    line is a write that already failed for the process that made it, so nothing
+    recorded is lost.
+    """
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    lock = JournalFileSymlinkLock(str(path))  # the lock JournalFileBackend takes for every append
+    lock.acquire()
+    try:
+        with open(path, "rb+") as journal:
+            size = journal.seek(0, os.SEEK_END)
+            journal.seek(max(size - 1, 0))
+            if journal.read(1) == b"\n":
+                return
+            keep = _end_of_last_line(journal, size)
+            journal.truncate(keep)
+            journal.flush()
+            os.fsync(journal.fileno())
+        log.warning("%s: removed an unfinished last write (%d bytes) left by a failed append", path, size - keep)
+    finally:
+        lock.release()
+
+
+def _end_of_last_line(journal, size: int, block: int = 1 << 16) -> int:
+    """The offset just after the last newline of ``journal`` (0 when it has none)."""
+    end = size
+    while end > 0:
+        start = max(end - block, 0)
+        journal.seek(start)
+        found = journal.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
 
 
 def _sqlite_storage(url: str):

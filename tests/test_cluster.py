@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from codesign.outcome import Status, trial_status
-from codesign.storage import make_storage
+from codesign.storage import make_storage, run_folder_storage
 
 EXPERIMENT = """
 import codesign
@@ -117,8 +117,8 @@ def cluster():
 
 
 def study(folder: Path):
-    """The run's study, opened as codesign opens it (its first open is serialized with the driver's)."""
-    return optuna.load_study(study_name="cluster", storage=make_storage(f"sqlite:///{folder / 'study.db'}"))
+    """The run's study, opened as codesign opens it (the run folder's journal file)."""
+    return optuna.load_study(study_name="cluster", storage=make_storage(run_folder_storage(folder)))
 
 
 def counted(folder: Path):
@@ -132,14 +132,14 @@ def completed(folder: Path) -> list:
 
 
 def nodes_of(trials) -> list[str]:
-    return [t.user_attrs["worker"]["node"] for t in trials]
+    return [t.user_attrs["run"]["worker"]["node"] for t in trials]
 
 
 def wait_until(driver: subprocess.Popen, folder: Path, condition, what: str, timeout: float = 240):
     """Wait until ``condition(completed trials)``; fail with the driver's output if it exits or stalls first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (folder / "study.db").is_file():
+        if (folder / "study.log").is_file():
             try:
                 if condition(completed(folder)):
                     return
@@ -150,7 +150,7 @@ def wait_until(driver: subprocess.Popen, folder: Path, condition, what: str, tim
         time.sleep(0.5)
     driver.kill()
     driver.wait(timeout=30)
-    states = [(t.number, t.state.name) for t in study(folder).get_trials()] if (folder / "study.db").is_file() else []
+    states = [(t.number, t.state.name) for t in study(folder).get_trials()] if (folder / "study.log").is_file() else []
     raise TimeoutError(f"not {what} in {timeout} s; trials {states}; driver output:\n{driver.log.read_text()}")
 
 
@@ -160,7 +160,7 @@ def test_trials_run_on_both_nodes(cluster, tmp_path):
     assert driver.returncode == 0, out
     trials = counted(tmp_path / "run")
     assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
-    assert len({t.user_attrs["worker"]["node"] for t in trials}) == 2
+    assert len({t.user_attrs["run"]["worker"]["node"] for t in trials}) == 2
 
 
 def test_killing_the_worker_node_loses_no_trial(cluster, tmp_path):

@@ -174,7 +174,7 @@ def test_a_search_trains_its_trials_in_batches_and_reloads_their_designs(tmp_pat
         proxy=TrainedProxy(TrainConfig(epochs=1), population=3), trials=6, seed=0)
     results = codesign.run(experiment, progress=False)
     assert results.counts() == {"complete": 6}
-    batches = [t.user_attrs["worker"]["batch"] for t in results.trials]
+    batches = [t.user_attrs["run"]["worker"]["batch"] for t in results.trials]
     assert max(batches) == 3  # trials asked together were trained together
     best = codesign.load(tmp_path / "run").pareto_front[0]
     accuracy = float((best.predict(data.x_val) == data.y_val).mean())

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 import codesign
 from codesign.datasets import load_dataset
+from codesign.driver import ParetoFront
 from codesign.evaluator import Evaluator
 from codesign.metrics import Objective, hardware_metrics, pareto_mask
 from codesign.outcome import Candidate, Outcome, Status, trial_status
@@ -58,6 +59,8 @@ def test_end_to_end_search_stores_trials_front_constraints_and_reloads_a_working
         assert outcome.weights is not None and outcome.cost_report is not None
         assert outcome.cost_report.total["latency_s"] * 1e3 == pytest.approx(outcome.metrics["latency"], rel=1e-12)
         assert all(name.split(".")[0] in ("net", "compress", "accel") for name in t.params)
+        timing = t.user_attrs["run"]["timing"]  # the wait on the driver is apart from the worker's time
+        assert 0 <= timing["queued_s"] and timing["worker_s"] <= timing["roundtrip_s"] - timing["queued_s"] + 1e-3
     front = results.pareto_front
     assert front
     directions = exp.directions
@@ -214,6 +217,21 @@ def test_pareto_mask_matches_brute_force():
     assert np.array_equal(pareto_mask(values), brute)
 
 
+def test_the_progress_bars_front_counts_what_optunas_best_trials_counts():
+    rng = np.random.default_rng(1)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    front = ParetoFront(["maximize", "minimize", "minimize"])
+    for step in range(300):
+        values = rng.integers(0, 6, 3).astype(float).tolist()  # coarse, so equal and dominated vectors occur
+        study.add_trial(optuna.trial.create_trial(values=values))
+        front.add(values)
+        if step % 25 == 0:
+            assert len(front) == len(study.best_trials)
+    resumed = ParetoFront(["maximize", "minimize", "minimize"])
+    resumed.add_trials(study.best_trials)
+    assert len(resumed) == len(front) == len(study.best_trials)
+
+
 @pytest.mark.parametrize("changes, field", [
     (dict(objectives=("accuracy", "speed")), "speed"),
     (dict(objectives=(("latency", "up"),)), "direction"),
@@ -265,7 +283,7 @@ def test_cli_run_show_plot_export(tmp_path, capsys):
     assert main(["export", run, "--trial", str(trial), "--format", "json", "--out", str(tmp_path / "j")]) == 0
     assert (tmp_path / "j" / "network.json").is_file()
     assert main(["show", str(tmp_path / "nothing")]) == 2  # a clear error, not a traceback
-    assert "holds no study.db" in capsys.readouterr().err
+    assert "holds no study (study.log or study.db)" in capsys.readouterr().err
 
 
 def test_rediscovery_script_starts_from_squeezenet_and_compares_on_each_designs_accelerator(tmp_path, capsys,

@@ -1,5 +1,6 @@
-"""Storages: several processes opening the same new SQLite study at once (a driver and a
-`codesign show`, or several drivers) all succeed; the journal URL gives Optuna's journal storage."""
+"""Storages: several processes opening the same new study at once (a driver and a `codesign show`, or
+several drivers) all succeed, on the journal file and on SQLite; a run folder's default is its journal
+file, a folder started on SQLite stays on it; a journal left with an unfinished write is readable again."""
 
 import subprocess
 import sys
@@ -7,8 +8,9 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 
-from codesign.storage import make_storage
+from codesign.storage import make_storage, run_folder_storage
 
 OPEN_ON_GO = """
 import sys, time
@@ -19,14 +21,15 @@ folder = Path(sys.argv[1])
 (folder / ("ready." + sys.argv[2])).touch()
 while not (folder / "go").exists():
     time.sleep(0.001)
-storage = make_storage(f"sqlite:///{folder / 'study.db'}")
+storage = make_storage(sys.argv[3])
 optuna.create_study(study_name="shared", storage=storage, load_if_exists=True)
 """
 
 
-def test_processes_opening_one_new_sqlite_study_at_once_all_succeed(tmp_path):
-    db = tmp_path / "study.db"
-    openers = [subprocess.Popen([sys.executable, "-c", OPEN_ON_GO, str(tmp_path), str(i)],
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_processes_opening_one_new_study_at_once_all_succeed(tmp_path, kind):
+    url = {"journal": f"journal:///{tmp_path / 'study.log'}", "sqlite": f"sqlite:///{tmp_path / 'study.db'}"}[kind]
+    openers = [subprocess.Popen([sys.executable, "-c", OPEN_ON_GO, str(tmp_path), str(i), url],
                                 cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True) for i in range(6)]
     deadline = time.monotonic() + 120
@@ -36,7 +39,7 @@ def test_processes_opening_one_new_sqlite_study_at_once_all_succeed(tmp_path):
     outputs = [p.communicate(timeout=120)[0] for p in openers]
     failed = [out for p, out in zip(openers, outputs) if p.returncode != 0]
     assert not failed, failed[0][-2000:]
-    assert optuna.study.get_all_study_names(make_storage(f"sqlite:///{db}")) == ["shared"]
+    assert optuna.study.get_all_study_names(make_storage(url)) == ["shared"]
 
 
 def test_journal_url_gives_a_journal_storage(tmp_path):
@@ -45,3 +48,23 @@ def test_journal_url_gives_a_journal_storage(tmp_path):
     study = optuna.create_study(study_name="j", storage=storage)
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert len(optuna.load_study(study_name="j", storage=make_storage(f"journal:///{tmp_path / 'runs' / 'study.log'}")).trials) == 2
+
+
+def test_a_run_folder_uses_its_journal_file_unless_it_was_started_on_sqlite(tmp_path):
+    assert run_folder_storage(tmp_path) == f"journal:///{(tmp_path / 'study.log').resolve()}"
+    optuna.create_study(study_name="old", storage=make_storage(f"sqlite:///{tmp_path / 'study.db'}"))
+    assert run_folder_storage(tmp_path) == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+
+
+def test_a_journal_with_an_unfinished_last_write_is_cut_back_to_its_last_whole_write(tmp_path, caplog):
+    url = f"journal:///{tmp_path / 'study.log'}"
+    study = optuna.create_study(study_name="j", storage=make_storage(url))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    whole = (tmp_path / "study.log").read_bytes()
+    with open(tmp_path / "study.log", "ab") as journal:  # a write that failed part-way, as on a full disk
+        journal.write(b'{"op_code": 5, "worker_id": "x", "trial_id": 3, "sta')
+    reopened = optuna.load_study(study_name="j", storage=make_storage(url))
+    assert "removed an unfinished last write (52 bytes)" in caplog.text
+    assert (tmp_path / "study.log").read_bytes() == whole
+    reopened.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)  # and it takes new writes
+    assert len(optuna.load_study(study_name="j", storage=make_storage(url)).trials) == 4

@@ -30,7 +30,7 @@ def one_run(experiment) -> tuple[float, float]:
     """Wall seconds of the run, and the summed per-trial overhead outside the proxy."""
     import ray
 
-    for name in ("study.db", "study.db-wal", "study.db-shm", "artifacts", "accuracy_cache"):
+    for name in ("study.log", "study.log.lock", "artifacts", "accuracy_cache"):
         path = experiment.folder / name
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     started = time.perf_counter()

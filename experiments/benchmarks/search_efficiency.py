@@ -10,7 +10,9 @@ point seen across all runs plus 10 %.
 
 Overhead per trial: sampling (ask + the three spaces), the Ray round trip minus the
 proxy's own time (cost model, cache, transfer), and the tell (constraints, user
-attributes, artifacts). It is printed beside Optuna's own floor measured in the same
+attributes, artifacts). The part of the round trip where the finished result waited
+while the driver sampled and told other trials ("queued") is those trials' own
+overhead, so it is printed apart and not counted twice. It is printed beside Optuna's own floor measured in the same
 run: a bare ask, the same suggestions as the run's trials (same distributions, in the
 same order) and a tell of the same values, with no other work, for the same sampler on
 the same storage (and in memory); and beside an empty Ray task's round trip.
@@ -51,8 +53,8 @@ from quickstart import make_experiment  # noqa: E402
 
 
 def storage_url(storage: str, folder: Path) -> str | None:
-    """``sqlite`` (the run folder's study.db, codesign's default) or an Optuna journal file."""
-    return f"journal:///{folder.resolve()}/study.log" if storage == "journal" else None
+    """``journal`` (the run folder's study.log, codesign's default) or ``sqlite`` (a study.db in the run folder)."""
+    return f"sqlite:///{folder.resolve()}/study.db" if storage == "sqlite" else None
 
 
 def make_sampler(name: str, seed: int):
@@ -131,8 +133,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--checkpoints", type=int, nargs="+", default=None,
                         help="also print the hypervolume after these many trials (default: --trials only)")
     parser.add_argument("--proxy", default="params")
-    parser.add_argument("--storage", choices=("sqlite", "journal"), default="sqlite",
-                        help="the run folder's SQLite file (the default of codesign) or an Optuna journal file")
+    parser.add_argument("--storage", choices=("journal", "sqlite"), default="journal",
+                        help="the run folder's journal file (codesign's default) or a SQLite file")
     parser.add_argument("--no-floor", action="store_true", help="skip Optuna's floor (for long sampler comparisons)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -172,7 +174,7 @@ def main(argv=None) -> dict:
             overheads += [t["overhead_s"] for t in timings]
             parts += timings
             walls.append(wall)
-        part = {k: 1e3 * float(np.median([t[k] for t in parts])) for k in ("sample_s", "roundtrip_s", "tell_s", "proxy_s")}
+        part = {k: 1e3 * float(np.median([t[k] for t in parts])) for k in ("sample_s", "roundtrip_s", "queued_s", "tell_s", "proxy_s")}
         report["samplers"][sampler] = {
             "hypervolume_mean": float(np.mean(volumes)), "hypervolume_std": float(np.std(volumes)),
             "hypervolumes": volumes,
@@ -189,12 +191,12 @@ def main(argv=None) -> dict:
         print(f"{args.trials} trials x seeds {args.seeds}, proxy {args.proxy!r}, {args.storage} storage; hypervolume of (accuracy, latency, "
               f"energy), normalised, reference 1.1")
         print(f"{'sampler':<8}{'HV mean':>9}{'HV std':>8}{'overhead ms (median / p90)':>29}"
-              f"{'sample':>8}{'roundtrip':>10}{'tell':>7}{'wall s':>8}{'Optuna floor':>14}{'in memory':>11}{'ratio':>7}")
+              f"{'sample':>8}{'roundtrip':>10}{'queued':>8}{'tell':>7}{'wall s':>8}{'Optuna floor':>14}{'in memory':>11}{'ratio':>7}")
         for sampler, r in report["samplers"].items():
             m = r["median_ms"]
             print(f"{sampler:<8}{r['hypervolume_mean']:>9.4f}{r['hypervolume_std']:>8.4f}"
                   f"{r['overhead_ms_median']:>19.1f} / {r['overhead_ms_p90']:<7.1f}"
-                  f"{m['sample_s']:>8.1f}{m['roundtrip_s']:>10.1f}{m['tell_s']:>7.1f}{r['wall_s_mean']:>8.1f}"
+                  f"{m['sample_s']:>8.1f}{m['roundtrip_s']:>10.1f}{m['queued_s']:>8.1f}{m['tell_s']:>7.1f}{r['wall_s_mean']:>8.1f}"
                   f"{r['floor_ms_median']:>14.1f}{r['floor_memory_ms_median']:>11.1f}"
                   f"{r['overhead_ms_median'] / r['floor_ms_median']:>7.1f}")
         print(f"an empty Ray task's round trip: {report['ray_empty_task_ms']:.1f} ms (median)")
