@@ -195,6 +195,17 @@ def test_an_outcome_reads_back_as_it_was_told(tmp_path):
     assert study.get_trials()[1].state == TrialState.FAIL
 
 
+def test_a_trial_stored_before_the_run_attribute_reads_back_how_it_was_computed():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    old = {"status": "complete", "metrics": {"accuracy": 0.5, "latency": 1.0}, "proxy_seconds": 2.5,
+           "accuracy_cached": True, "cost_model_version": "1", "worker": {"node": "n", "pid": 7},
+           "timing": {"overhead_s": 0.1}}
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 1.0], user_attrs=old))
+    read = Outcome.from_trial(study.trials[0])
+    assert (read.proxy_seconds, read.cached, read.cost_model_version, read.worker, read.timing) == (
+        2.5, True, "1", {"node": "n", "pid": 7}, {"overhead_s": 0.1})
+
+
 def jax_leaves(tree):
     import jax
 
