@@ -14,6 +14,7 @@ and ``study.best_trials`` respect them.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -34,7 +35,8 @@ from search_spaces.network_space import DEFAULT_NETWORK_SPACE, NetworkSpace
 __all__ = ["Constraint", "Experiment", "HARDWARE_METRICS", "METRICS", "Objective"]
 
 MODES = ("joint", "nested")
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
+TORCH_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
 
 
 def _check_elastic(network_space, compression_space) -> None:
@@ -81,7 +83,7 @@ class Experiment:
     mode: str = "joint"
     nested_accelerators: int | None = 1024  # accelerators swept per candidate in nested mode (None: all)
     tie_break: str = "edp"  # nested mode: which front accelerator a trial reports
-    sampler: Any = "tpe"  # "tpe", "nsga2", "random" or any optuna sampler object
+    sampler: Any = "tpe"  # "tpe", "nsga2", "random", "gp" (needs torch) or any optuna sampler object
     pruner: Any = None  # an optuna pruner (single-objective experiments)
     trials: int | None = 40
     timeout: float | None = None  # seconds of wall time for the whole run
@@ -110,6 +112,9 @@ class Experiment:
         if isinstance(self.sampler, str) and self.sampler not in SAMPLERS:
             raise ValueError(f"experiment: field 'sampler' must be one of {', '.join(SAMPLERS)} or an optuna sampler; "
                              f"got {self.sampler!r}")
+        if self.sampler == "gp" and importlib.util.find_spec("torch") is None:
+            raise ValueError(f"experiment: sampler 'gp' (Optuna's GPSampler) needs torch, which is not installed: "
+                             f"{TORCH_INSTALL}")
         if self.pruner is not None and len(self.objectives) > 1:
             raise ValueError("experiment: field 'pruner' needs a single objective (Optuna pruners do not support "
                              "multi-objective studies)")
@@ -147,6 +152,8 @@ class Experiment:
             return optuna.samplers.NSGAIISampler(seed=self.seed)
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=self.seed)
+        if self.sampler == "gp":
+            return optuna.samplers.GPSampler(seed=self.seed)
         return optuna.samplers.TPESampler(seed=self.seed)
 
     def describe(self) -> dict:

@@ -112,9 +112,25 @@ _LAYER_FIELDS = ("G", "K", "C", "P", "Q", "R", "S", "H", "W", "stride", "w_bits"
 _SCALAR_FIELDS = tuple(f for f in AcceleratorParams._fields if f not in ("flex_mask", "energy"))
 
 
-def _layer_columns(layers: LayerArrays) -> dict:
-    """Every layer field as a float32 column [X, 1] (X = all layers of all networks); ``kind`` as int."""
-    column = lambda x: jnp.reshape(jnp.asarray(x), (-1, 1))
+def _column_shape(layers: LayerArrays, n_accelerators: int) -> tuple[int, int]:
+    """[X, 1] layer columns (X = all layers of all networks), or [networks, bucket] with one accelerator.
+
+    With one accelerator every array would be [X, 1], and the per-network sums read
+    them as [networks, bucket, 1]; XLA's CPU loops over such unit axes run element by
+    element, about 9x slower per evaluation than with an accelerator axis of 16 or
+    more. Laid out [networks, bucket], the same elementwise arithmetic runs along the
+    bucket, and the sums read it as [networks, 1, bucket] without re-indexing.
+    """
+    n_networks, bucket = jnp.shape(layers.kind)
+    if n_accelerators == 1 and bucket > 1:
+        return n_networks, bucket
+    return n_networks * bucket, 1
+
+
+def _layer_columns(layers: LayerArrays, n_accelerators: int) -> dict:
+    """Every layer field as a float32 column (:func:`_column_shape`); ``kind`` as int."""
+    shape = _column_shape(layers, n_accelerators)
+    column = lambda x: jnp.reshape(jnp.asarray(x), shape)
     out = {name: column(getattr(layers, name)).astype(jnp.float32) for name in _LAYER_FIELDS}
     out["kind"] = column(layers.kind)
     return out
@@ -446,7 +462,7 @@ class _Setup(NamedTuple):
 
 
 def _setup(layers: LayerArrays, acc: AcceleratorParams, dataflows: tuple[int, ...] | None, has_fc: bool) -> _Setup:
-    layer = _layer_columns(layers)
+    layer = _layer_columns(layers, jnp.shape(acc.rows)[0])
     a = _accelerator_rows(acc)
     a["zero_skip_density"] = jnp.where(a["zero_skip"] > 0, layer["w_density"], 1.0)
     is_vector = layer["kind"] >= KIND_CODE["pool"]
@@ -533,11 +549,13 @@ def _grid(layers: LayerArrays, acc: AcceleratorParams, dataflows: tuple[int, ...
                    overflow=jnp.broadcast_to(overflow, shape), dataflow=jnp.broadcast_to(dataflow, shape))
     costs = _layer_costs(state, layer, a, compute_only, n_networks)
 
-    total = lambda x: x.sum(axis=1)
+    layers_axis = -1 if _folded(layer) else 1
+    total = lambda x: x.sum(axis=layers_axis)
     cycles = total(costs["cycles"])
     energy_by_level = tuple(total(e) for e in costs["energy"])
     pes = (acc.rows * acc.cols).astype(f32)[None, :]
-    array_layer = jnp.reshape((layer["kind"] < KIND_CODE["pool"]).astype(f32) * layer["mask"], (n_networks, bucket, 1))
+    array_layer = jnp.reshape((layer["kind"] < KIND_CODE["pool"]).astype(f32) * layer["mask"],
+                              (n_networks, 1, bucket) if _folded(layer) else (n_networks, bucket, 1))
     busy = total(costs["utilization"] * costs["compute_cycles"] * array_layer) * pes
     area = area_mm2(acc.rows.astype(f32), acc.cols.astype(f32), acc.mac_bits, acc.rf_bytes, acc.gb_bytes)
     totals = dict(
@@ -552,7 +570,7 @@ def _grid(layers: LayerArrays, acc: AcceleratorParams, dataflows: tuple[int, ...
     totals["energy_by_level"] = jnp.stack(energy_by_level, axis=-1)
     if return_state:
         return dict(totals=totals, state=state)
-    return dict(totals=totals, layers=_api_rows(costs) if per_layer else None)
+    return dict(totals=totals, layers=_api_rows(costs, _folded(layer)) if per_layer else None)
 
 
 class _State(NamedTuple):
@@ -577,8 +595,17 @@ def _energy(w: _Work, tiling: _Tiling, layer: dict, acc: dict) -> tuple:
             (w.gb_16bit + dram_16bit) * unit["gb"], dram_16bit * unit["dram"])
 
 
+def _folded(layer: dict) -> bool:
+    """Whether the layer columns are laid out [networks, bucket] (:func:`_column_shape`, one accelerator)."""
+    return jnp.shape(layer["mask"])[-1] > 1
+
+
 def _layer_costs(state: _State, layer: dict, acc: dict, compute_only: bool, n_networks: int) -> dict:
-    """Per-layer costs [networks, bucket, A] (padding layers zeroed) from a call's choices."""
+    """Per-layer costs [networks, bucket, A] (padding layers zeroed) from a call's choices.
+
+    With one accelerator they are [networks, 1, bucket]: the same data, in the order of
+    the [networks, bucket] layer columns, so XLA runs these loops along the bucket.
+    """
     w, tiling = state.work, state.tiling
     total = _time(w, tiling, compute_only)
     dram_words = tiling.traffic * 8.0 / layer["a_bits"]
@@ -590,12 +617,13 @@ def _layer_costs(state: _State, layer: dict, acc: dict, compute_only: bool, n_ne
         accesses=tuple(x * mask for x in (w.ops, w.rf, w.noc, w.gb + dram_words, dram_words)),
         energy=tuple(x * mask for x in _energy(w, tiling, layer, acc)),
         dataflow=state.dataflow)
-    return jax.tree_util.tree_map(lambda x: jnp.reshape(x, (n_networks, -1, x.shape[-1])), costs)
+    shape = (n_networks, 1, -1) if _folded(layer) else (n_networks, -1, jnp.shape(acc["rf_bytes"])[-1])
+    return jax.tree_util.tree_map(lambda x: jnp.reshape(x, shape), costs)
 
 
-def _api_rows(costs: dict) -> LayerCosts:
+def _api_rows(costs: dict, folded: bool) -> LayerCosts:
     """Per-layer rows in the API's layout: [networks, accelerators, bucket], levels last."""
-    swap = lambda x: jnp.swapaxes(x, -1, -2)
+    swap = (lambda x: x) if folded else (lambda x: jnp.swapaxes(x, -1, -2))  # folded: already in that layout
     levels = lambda xs: jnp.stack([swap(x) for x in xs], axis=-1)
     return LayerCosts(**{k: swap(v) for k, v in costs.items() if k not in ("accesses", "energy")},
                       accesses=levels(costs["accesses"]), energy=levels(costs["energy"]))
@@ -644,8 +672,10 @@ def _packed_grid(layers, accelerators, dataflows, compute_only, per_layer, has_f
 def _packed_rows(layers, accelerators, state: _State, compute_only):
     """The per-layer rows [networks, bucket, A] from a call's choices."""
     unpacked = _unpack_layers(layers)
-    return _api_rows(_layer_costs(state, _layer_columns(unpacked), _accelerator_rows(_unpack_accelerators(accelerators)),
-                                  compute_only, unpacked.kind.shape[0]))
+    acc = _unpack_accelerators(accelerators)
+    layer = _layer_columns(unpacked, jnp.shape(acc.rows)[0])
+    return _api_rows(_layer_costs(state, layer, _accelerator_rows(acc), compute_only, unpacked.kind.shape[0]),
+                     _folded(layer))
 
 
 # --- the public calls: split by dataflow, chunk, assemble [networks, accelerators(, layers)] ------------
@@ -700,7 +730,7 @@ def _costs(layers: LayerArrays, accelerators: AcceleratorParams, compute_only: b
     split = n_networks * bucket * n >= SPLIT_FROM_EVALUATIONS
     groups = dataflow_groups(accelerators) if split else [(None, np.arange(n))]
     packed = _pack_accelerators(accelerators)
-    out = None
+    pending = []  # every chunk is dispatched before any is read back, so the host's work overlaps XLA's
     for net_start in range(0, n_networks, net_chunk):
         nets = np.arange(net_start, min(net_start + net_chunk, n_networks))
         chunk_layers = layers[:, _padded(nets, net_chunk)]
@@ -719,14 +749,17 @@ def _costs(layers: LayerArrays, accelerators: AcceleratorParams, compute_only: b
                                 layers=_packed_rows(chunk_layers, chunk, grid.pop("state"), compute_only=compute_only))
                 else:
                     grid["layers"] = None
-                # Every array is [networks, accelerators, ...]: keep the real ones, put them in place.
-                grid = jax.tree_util.tree_map(lambda x: np.asarray(x)[:len(nets), :len(part)], grid)
-                if len(nets) == n_networks and len(part) == n:
-                    return NetworkCosts(**grid["totals"], layers=grid["layers"])  # one call held everything
-                if out is None:
-                    out = jax.tree_util.tree_map(lambda x: np.empty((n_networks, n, *x.shape[2:]), x.dtype), grid)
-                where = (slice(nets[0], nets[-1] + 1), part)
-                jax.tree_util.tree_map(lambda whole, piece: whole.__setitem__(where, piece), out, grid)
+                pending.append((nets, part, grid))
+    out = None
+    for nets, part, grid in pending:
+        # Every array is [networks, accelerators, ...]: keep the real ones, put them in place.
+        grid = jax.tree_util.tree_map(lambda x: np.asarray(x)[:len(nets), :len(part)], grid)
+        if len(nets) == n_networks and len(part) == n:
+            return NetworkCosts(**grid["totals"], layers=grid["layers"])  # one call held everything
+        if out is None:
+            out = jax.tree_util.tree_map(lambda x: np.empty((n_networks, n, *x.shape[2:]), x.dtype), grid)
+        where = (slice(nets[0], nets[-1] + 1), part)
+        jax.tree_util.tree_map(lambda whole, piece: whole.__setitem__(where, piece), out, grid)
     return NetworkCosts(**out["totals"], layers=out["layers"])
 
 

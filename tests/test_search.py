@@ -243,6 +243,17 @@ def test_the_progress_bars_front_counts_what_optunas_best_trials_counts():
     assert len(resumed) == len(front) == len(study.best_trials)
 
 
+def test_the_gp_sampler_is_optunas_gpsampler_or_a_clear_error_without_torch(tmp_path, monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        assert isinstance(experiment(tmp_path, sampler="gp").make_sampler(), optuna.samplers.GPSampler)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(ValueError, match=r"sampler 'gp' \(Optuna's GPSampler\) needs torch, which is not installed"):
+        experiment(tmp_path, sampler="gp")
+
+
 @pytest.mark.parametrize("changes, field", [
     (dict(objectives=("accuracy", "speed")), "speed"),
     (dict(objectives=(("latency", "up"),)), "direction"),

@@ -5,7 +5,8 @@
 
 1. Layer x accelerator evaluations per second, with compile time reported apart: one
    30-layer network over a large mixed-dataflow grid (beside the same call without the
-   split by dataflow), many 30-layer networks over one accelerator, a population over a
+   split by dataflow), many 30-layer networks over one accelerator (beside the same call
+   with the grid's [layers, 1] layout instead of [networks, bucket]), a population over a
    grid (nested mode), a single-dataflow grid; XLA's flops per evaluation against a
    multiply-add chain.
 2. Agreement with the recorded SCALE-Sim v3 runs (experiments/scalesim_reference):
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import os
@@ -91,13 +93,27 @@ def unsplit_baseline(arrays: LayerArrays, params, per_layer: bool):
         model.dataflow_groups = split
 
 
-def rate(label, evaluations, fn, baseline=None):
+@contextlib.contextmanager
+def unfolded_layout():
+    """One accelerator's layers laid out [X, 1], as for a grid, instead of [networks, bucket]."""
+    shape = model._column_shape
+    model._column_shape = lambda layers, n_accelerators: (int(np.prod(np.shape(layers.kind))), 1)
+    jax.clear_caches()  # the layout is chosen when a call is traced: trace again inside, and after
+    try:
+        yield
+    finally:
+        model._column_shape = shape
+        jax.clear_caches()
+
+
+def rate(label, evaluations, fn, baseline=None, without="the dataflow split", context=contextlib.nullcontext):
     first, steady = timed(fn)
     line = (f"  {label}: {evaluations / steady / 1e6:6.2f} M layer evaluations/s "
             f"(steady {steady * 1e3:.1f} ms, first call {first:.2f} s)")
     if baseline is not None:
-        _, base = timed(baseline)
-        line += f"; without the dataflow split {evaluations / base / 1e6:.2f} M/s ({base / steady:.1f}x slower)"
+        with context():
+            _, base = timed(baseline)
+        line += f"; without {without} {evaluations / base / 1e6:.2f} M/s ({base / steady:.1f}x slower)"
     print(line)
     return evaluations / steady
 
@@ -124,7 +140,9 @@ def bench_networks(n_networks: int) -> dict:
         params = stack(Accelerator(dataflow=dataflow, zero_skip=True))
         print(f"{n_networks:,} networks (30 layers each) x one {dataflow} accelerator:")
         out[dataflow] = {per_layer: rate("totals and per-layer rows" if per_layer else "totals only", evals,
-                                         lambda: networks_costs(stacked, params, per_layer=per_layer))
+                                         lambda: networks_costs(stacked, params, per_layer=per_layer),
+                                         lambda: networks_costs(stacked, params, per_layer=per_layer),
+                                         without="the [networks, bucket] layout", context=unfolded_layout)
                          for per_layer in (False, True)}
     return out
 
