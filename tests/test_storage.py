@@ -51,7 +51,7 @@ def test_journal_url_gives_a_journal_storage(tmp_path):
 
 
 def test_a_run_folder_uses_its_journal_file_unless_it_was_started_on_sqlite(tmp_path):
-    assert run_folder_storage(tmp_path) == f"journal:///{(tmp_path / 'study.log').resolve()}"
+    assert run_folder_storage(tmp_path) == f"journal://{(tmp_path / 'study.log').resolve()}"
     optuna.create_study(study_name="old", storage=make_storage(f"sqlite:///{tmp_path / 'study.db'}"))
     assert run_folder_storage(tmp_path) == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
 
