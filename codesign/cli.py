@@ -132,10 +132,22 @@ def _show(args) -> int:
     return 0
 
 
+def _trials(args) -> int:
+    results = _results(args)
+    if args.json:
+        print(json.dumps(results.trial_rows(), indent=2))
+    else:
+        print(results.trials_table())
+    return 0
+
+
 def _plot(args) -> int:
     from codesign.plots import plot_layers, plot_pareto, plot_run
 
     results = _results(args)
+    if not results.designs:
+        raise ValueError(f"nothing to plot: no trial of {results.study.study_name!r} completed ({results.counts()}); "
+                         f"`codesign trials` lists each trial's reason")
     out = Path(args.out or Path(args.run or ".") / "plots")
     if args.trial is not None:
         paths = [plot_pareto(results, out / "pareto.png"), plot_layers(results.design(args.trial),
@@ -169,9 +181,19 @@ def _export(args) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("codesign")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codesign", description="Hardware-aware NAS and accelerator co-design: "
                                      "the cost model, reference networks, and searches (run, show, plot, export).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     cost = commands.add_parser("cost", help="evaluate a SCALE-Sim topology with the analytical cost model")
     cost.add_argument("--topology", required=True, help="SCALE-Sim topology CSV")
@@ -201,9 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--study", help="the study name (when the storage holds several)")
         return sub
 
-    show = results_parser("show", "the Pareto front of a run")
-    show.add_argument("--json", action="store_true")
+    show = results_parser("show", "the Pareto front of a run, and why other trials did not complete")
+    show.add_argument("--json", action="store_true", help="the front's designs: trial, metrics and specs")
     show.set_defaults(handler=_show)
+    trials = results_parser("trials", "every trial of a run: status, metrics, reason")
+    trials.add_argument("--json", action="store_true")
+    trials.set_defaults(handler=_trials)
     plot = results_parser("plot", "Pareto plot and per-layer plot (PNG)")
     plot.add_argument("--trial", type=int, help="the design for the per-layer plot (default: first on the front)")
     plot.add_argument("--out", help="output folder (default: RUN/plots)")

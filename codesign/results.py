@@ -21,7 +21,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign.metrics import METRICS
-from codesign.outcome import COST_REPORT, WEIGHTS, FrontPoint, Outcome, trial_status
+from codesign.outcome import COST_REPORT, WEIGHTS, FrontPoint, Outcome, Status, trial_status
 from codesign.storage import make_storage, run_folder_storage
 from cost_models import Accelerator, CostReport, evaluate
 from cost_models.version import COST_MODEL_VERSION
@@ -122,8 +122,10 @@ class Design:
         return stored.cost_report
 
     def summary(self) -> dict:
-        return {"trial": self.number, **self.metrics, "network": self.network.name, "accelerator":
-                f"{self.accelerator.rows}x{self.accelerator.cols} {self.accelerator.dataflow}"}
+        """The design as JSON-ready data: trial number, metrics and the three specs."""
+        return {"trial": self.number, "metrics": self.metrics, "network": self.network.to_dict(),
+                "compression": None if self.compression is None else self.compression.to_dict(),
+                "accelerator": self.accelerator.to_dict()}
 
 
 class Results:
@@ -187,8 +189,37 @@ class Results:
             out[key] = out.get(key, 0) + 1
         return out
 
+    def failures(self) -> dict[str, int]:
+        """Trials that did not complete, counted by reason (most frequent first); the status names an empty reason."""
+        reasons: dict[str, int] = {}
+        for t in self.trials:
+            status = trial_status(t)
+            if status is None or status == Status.COMPLETE:
+                continue
+            reason = t.user_attrs.get("fail_reason") or status.value
+            reasons[reason] = reasons.get(reason, 0) + 1
+        return dict(sorted(reasons.items(), key=lambda item: -item[1]))
+
+    def trial_rows(self) -> list[dict]:
+        """Every trial: number, status (or state while it runs), reason, metrics."""
+        rows = []
+        for t in self.trials:
+            status = trial_status(t)
+            rows.append({"trial": t.number, "status": status.value if status is not None else t.state.name.lower(),
+                         "reason": t.user_attrs.get("fail_reason", ""), "metrics": t.user_attrs.get("metrics") or {}})
+        return rows
+
+    def trials_table(self) -> str:
+        """Every trial as a text table: status, metrics, and the reason of one that did not complete."""
+        head = f"{'trial':>6} {'status':<12}" + " ".join(f"{m.heading:>15}" for m in METRICS.values()) + "  reason"
+        lines = [f"{len(self.trials)} trials of {self.study.study_name!r}: {self.counts()}", head, "-" * len(head)]
+        for row in self.trial_rows():
+            values = " ".join(f"{row['metrics'][k]:>15.4g}" if k in row["metrics"] else f"{'':>15}" for k in METRICS)
+            lines.append(f"{row['trial']:>6} {row['status']:<12}{values}  {row['reason']}".rstrip())
+        return "\n".join(lines)
+
     def table(self) -> str:
-        """The Pareto front as a text table."""
+        """The Pareto front as a text table, then the trials that did not complete, counted by reason."""
         front = self.pareto_front
         head = f"{'trial':>6} " + " ".join(f"{m.heading:>15}" for m in METRICS.values()) + "  accelerator / network"
         lines = [f"Pareto front of {self.study.study_name!r}: {len(front)} design(s) from "
@@ -199,6 +230,10 @@ class Results:
             lines.append(f"{d.number:>6} " + " ".join(f"{m.get(k, float('nan')):>15.4g}" for k in METRICS) +
                          f"  {acc.rows}x{acc.cols} {acc.dataflow} {acc.gb_bytes // 1024}KiB; "
                          f"{'/'.join(s.block for s in d.network.stages)}")
+        failures = self.failures()
+        if failures:
+            lines.append(f"trials that did not complete, by reason ({sum(failures.values())}):")
+            lines += [f"  {count:>5} x {reason}" for reason, count in failures.items()]
         return "\n".join(lines)
 
 

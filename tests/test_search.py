@@ -16,10 +16,11 @@ from codesign.evaluator import Evaluator
 from codesign.metrics import Objective, hardware_metrics, pareto_mask
 from codesign.outcome import Candidate, Outcome, Status, trial_status
 from codesign.storage import open_study
-from cost_models import evaluate
+from cost_models import Accelerator, evaluate
 from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.compression import CompressionSpace
 from search_spaces.network_space import NetworkSpace
+from search_spaces.networks import NetworkSpec
 
 TINY_NETWORKS = NetworkSpace(blocks=("dwsep", "fire"), stages=(1,), depths=(1,), widths=(8, 16), stem_widths=(8,),
                              kernels=(3,), stem_kernels=(3,))
@@ -103,14 +104,25 @@ def test_resume_reaches_the_budget_with_no_trial_lost_or_duplicated(tmp_path):
     assert len(codesign.run(exp, progress=False).trials) == len(results.trials)
 
 
-def test_failed_candidates_are_recorded_with_their_reason_and_the_search_goes_on(tmp_path):
+def test_failed_candidates_are_recorded_with_their_reason_and_the_search_goes_on(tmp_path, capsys):
+    from codesign.cli import main
+
     wrong_size = experiment(tmp_path, network_space=NetworkSpace(blocks=("dwsep",), stages=(1,), depths=(1,),
                                                                   widths=(8,), resolutions=(16,)),
                             proxy=codesign.TrainedProxy(), trials=2)
     results = codesign.run(wrong_size, progress=False)
     assert results.counts() == {"failed": 2}
-    assert all("expects 16x16x1 inputs but dataset 'synthetic' has 8x8x1" in Outcome.from_trial(t).reason
-               for t in results.trials)
+    reason = "expects 16x16x1 inputs but dataset 'synthetic' has 8x8x1"
+    assert all(reason in Outcome.from_trial(t).reason for t in results.trials)
+    run = str(wrong_size.folder)
+    assert main(["show", run]) == 0  # the empty front, then why
+    shown = capsys.readouterr().out
+    assert "trials that did not complete, by reason (2):" in shown and "2 x ValueError: network" in shown, shown
+    assert main(["trials", run]) == 0
+    listed = capsys.readouterr().out.splitlines()[3:]
+    assert len(listed) == 2 and all(" failed " in line and reason in line for line in listed)
+    assert main(["plot", run]) == 2
+    assert "nothing to plot: no trial of 't' completed ({'failed': 2})" in capsys.readouterr().err
     diverging = experiment(tmp_path, name="d", run_folder=tmp_path / "d", trials=2,
                            proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=1, learning_rate=1e38)))
     results = codesign.run(diverging, progress=False)
@@ -293,7 +305,10 @@ def test_cli_run_show_plot_export(tmp_path, capsys):
     run = str(tmp_path / "run")
     assert main(["show", run, "--json"]) == 0
     shown = __import__("json").loads(capsys.readouterr().out)
-    assert shown and {"trial", "accuracy", "latency", "energy"} <= set(shown[0])
+    assert shown and {"accuracy", "latency", "energy"} <= set(shown[0]["metrics"])
+    design = codesign.load(run).design(shown[0]["trial"])  # the specs themselves, not their names
+    assert NetworkSpec.from_dict(shown[0]["network"]) == design.network
+    assert Accelerator.from_dict(shown[0]["accelerator"]) == design.accelerator
     assert main(["plot", run]) == 0
     assert all(p.endswith(".png") and os.path.getsize(p) > 1000 for p in capsys.readouterr().out.split())
     trial = shown[0]["trial"]
@@ -304,6 +319,10 @@ def test_cli_run_show_plot_export(tmp_path, capsys):
     read_config(tmp_path / "x" / "accelerator.cfg")
     assert main(["export", run, "--trial", str(trial), "--format", "json", "--out", str(tmp_path / "j")]) == 0
     assert (tmp_path / "j" / "network.json").is_file()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("codesign ")
     assert main(["show", str(tmp_path / "nothing")]) == 2  # a clear error, not a traceback
     assert "holds no study (study.log or study.db)" in capsys.readouterr().err
 
