@@ -133,7 +133,7 @@ class Driver:
             self.failed += 1
             self.bar.write(f"trial {trial.number} {outcome.status.value}: {outcome.reason}")
         if self.bar.shown:
-            if outcome.ok and all(violation <= 0 for violation in outcome.constraints.values()):
+            if outcome.ok and outcome.feasible:
                 self.front.add(outcome.values)
             self.bar.update(1, failed=self.failed, running=in_flight, front=len(self.front))
 

@@ -104,6 +104,11 @@ class Outcome:
     def ok(self) -> bool:
         return self.status == Status.COMPLETE
 
+    @property
+    def feasible(self) -> bool:
+        """Every constraint holds (its violation is <= 0)."""
+        return all(violation <= 0 for violation in self.constraints.values())
+
     def replace(self, **changes) -> "Outcome":
         return dataclasses.replace(self, **changes)
 

@@ -56,7 +56,7 @@ class Design:
 
     @property
     def feasible(self) -> bool:
-        return all(v <= 0 for v in self.outcome.constraints.values())
+        return self.outcome.feasible
 
     @property
     def network(self) -> NetworkSpec:
@@ -184,8 +184,7 @@ class Results:
         """Trials by how they ended (complete, failed, diverged, pruned, interrupted) or are (running, waiting)."""
         out: dict[str, int] = {}
         for t in self.trials:
-            status = trial_status(t)
-            key = status.value if status is not None else t.state.name.lower()
+            key = _status_name(t)
             out[key] = out.get(key, 0) + 1
         return out
 
@@ -202,12 +201,8 @@ class Results:
 
     def trial_rows(self) -> list[dict]:
         """Every trial: number, status (or state while it runs), reason, metrics."""
-        rows = []
-        for t in self.trials:
-            status = trial_status(t)
-            rows.append({"trial": t.number, "status": status.value if status is not None else t.state.name.lower(),
-                         "reason": t.user_attrs.get("fail_reason", ""), "metrics": t.user_attrs.get("metrics") or {}})
-        return rows
+        return [{"trial": t.number, "status": _status_name(t), "reason": t.user_attrs.get("fail_reason", ""),
+                 "metrics": t.user_attrs.get("metrics") or {}} for t in self.trials]
 
     def trials_table(self) -> str:
         """Every trial as a text table: status, metrics, and the reason of one that did not complete."""
@@ -235,6 +230,12 @@ class Results:
             lines.append(f"trials that did not complete, by reason ({sum(failures.values())}):")
             lines += [f"  {count:>5} x {reason}" for reason, count in failures.items()]
         return "\n".join(lines)
+
+
+def _status_name(trial: FrozenTrial) -> str:
+    """How a trial ended (its :class:`Status`), or its Optuna state while it runs or waits."""
+    status = trial_status(trial)
+    return status.value if status is not None else trial.state.name.lower()
 
 
 def load(run_folder: str | Path | None = None, storage: str | None = None, study_name: str | None = None) -> Results:
