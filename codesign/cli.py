@@ -141,17 +141,35 @@ def _trials(args) -> int:
     return 0
 
 
+def _finalize(args) -> int:
+    from codesign.finalize import finals_table
+
+    results = _results(args)
+    if args.epochs is not None and not args.epochs > 0:
+        raise ValueError(f"finalize: --epochs must be > 0, got {args.epochs}")
+    say = lambda final: print(f"trial {final.trial}: {final.status}, test accuracy "
+                              f"{'-' if final.test_accuracy is None else format(final.test_accuracy, '.4f')} "
+                              f"({final.seconds:.0f} s)", file=sys.stderr)
+    finals = results.finalize(args.top, epochs=args.epochs, dataset=args.dataset, progress=say)
+    print(finals_table(finals))
+    return 0
+
+
 def _plot(args) -> int:
-    from codesign.plots import plot_layers, plot_pareto, plot_run
+    from codesign.plots import plot_run, plot_trial
 
     results = _results(args)
     if not results.designs:
         raise ValueError(f"nothing to plot: no trial of {results.study.study_name!r} completed ({results.counts()}); "
                          f"`codesign trials` lists each trial's reason")
     out = Path(args.out or Path(args.run or ".") / "plots")
+    if args.hardware_front and args.trial is None:
+        front = results.pareto_front
+        if not front:
+            raise ValueError("no design on the Pareto front (no feasible trial); give --trial N")
+        args.trial = front[0].number
     if args.trial is not None:
-        paths = [plot_pareto(results, out / "pareto.png"), plot_layers(results.design(args.trial),
-                                                                       out / f"layers_trial{args.trial}.png")]
+        paths = plot_trial(results, args.trial, out, hardware_front_only=args.hardware_front)
     else:
         paths = plot_run(results, out)
     for path in paths:
@@ -160,7 +178,8 @@ def _plot(args) -> int:
 
 
 def _export(args) -> int:
-    from cost_models.scalesim import format_config, format_topology
+    from cost_models.scalesim import export_files
+    from cost_models.version import COST_MODEL_VERSION
 
     design = _results(args).design(args.trial)
     out = Path(args.out or f"trial{args.trial}")
@@ -171,10 +190,12 @@ def _export(args) -> int:
                  "metrics.json": json.dumps(design.metrics, sort_keys=True),
                  "cost_report.json": json.dumps({"cost_model_version": design.cost_model_version,
                                                   **design.cost_report().to_dict()})}
-    else:
-        workload = design.network.workload(compression=design.compression)
-        files = {"topology.csv": format_topology(workload),
-                 "accelerator.cfg": format_config(design.accelerator)}
+    else:  # topology.csv + accelerator.cfg (or accelerator.json) give the design's numbers back exactly
+        total = design.cost_report().total
+        stored = (f"Stored for trial {args.trial} (cost model v{design.cost_model_version or '?'}; this export is "
+                  f"read by v{COST_MODEL_VERSION}): latency {total['latency_s'] * 1e3:.6g} ms, "
+                  f"energy {total['energy_pj'] / 1e6:.6g} uJ, area {total['area_mm2']:.6g} mm^2.\n")
+        files = export_files(design.network.workload(compression=design.compression), design.accelerator, stored)
     for name, text in files.items():
         (out / name).write_text(text)
         print(out / name)
@@ -197,8 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     cost = commands.add_parser("cost", help="evaluate a SCALE-Sim topology with the analytical cost model")
     cost.add_argument("--topology", required=True, help="SCALE-Sim topology CSV")
-    cost.add_argument("--config", help="SCALE-Sim .cfg (array, SRAMs, dataflow, bandwidth)")
-    cost.add_argument("--accelerator", help="accelerator spec as JSON (Accelerator.to_json)")
+    cost.add_argument("--config", help="SCALE-Sim .cfg (array, SRAMs, dataflow, bandwidth; "
+                      "the exact accelerator if it has the [codesign] section `codesign export` writes)")
+    cost.add_argument("--accelerator", metavar="FILE.json",
+                      help="accelerator spec as JSON (Accelerator.to_json, e.g. an export's accelerator.json)")
     cost.add_argument("--dataflow", choices=ALL_DATAFLOW_NAMES, help="override the dataflow")
     cost.add_argument("--compute-only", action="store_true", help="ignore memory (no stalls)")
     cost.add_argument("--json", action="store_true", help="print one JSON object {layers, total}")
@@ -229,11 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
     trials = results_parser("trials", "every trial of a run: status, metrics, reason")
     trials.add_argument("--json", action="store_true")
     trials.set_defaults(handler=_trials)
-    plot = results_parser("plot", "Pareto plot and per-layer plot (PNG)")
-    plot.add_argument("--trial", type=int, help="the design for the per-layer plot (default: first on the front)")
+    finalize = results_parser("finalize", "retrain the Pareto front at full fidelity and measure its test accuracy")
+    finalize.add_argument("--top", type=int, help="the front's first K designs (default: all)")
+    finalize.add_argument("--epochs", type=float, default=10.0, help="training epochs (default: 10)")
+    finalize.add_argument("--dataset", help="the dataset, when the run folder's record of it does not find it")
+    finalize.set_defaults(handler=_finalize)
+    plot = results_parser("plot", "Pareto plot, hypervolume history, per-layer plot and (nested mode) the hardware "
+                                  "front (PNG)")
+    plot.add_argument("--trial", type=int, help="the design for the per-layer plot and the hardware front "
+                      "(default: first on the front)")
+    plot.add_argument("--hardware-front", action="store_true", help="only the hardware Pareto front of --trial "
+                      "(nested mode; default trial: first on the front)")
     plot.add_argument("--out", help="output folder (default: RUN/plots)")
     plot.set_defaults(handler=_plot)
-    export = results_parser("export", "a design's specs (json) or SCALE-Sim topology + cfg (scalesim)")
+    export = results_parser("export", "a design's specs (json), or SCALE-Sim topology + cfg that "
+                            "`codesign cost` reads back as the design (scalesim)")
     export.add_argument("--trial", type=int, required=True)
     export.add_argument("--format", choices=("json", "scalesim"), default="json")
     export.add_argument("--out", help="output folder (default: ./trialN)")

@@ -47,6 +47,14 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    mean: tuple[float, ...] = ()  # per channel: the normalisation applied to the raw images
+    std: tuple[float, ...] = ()
+    seed: int = 0  # of the train / validation / test split
+
+    @property
+    def spec(self) -> "DataSpec":
+        """What a search and a reloaded design need to know of this dataset (no images)."""
+        return DataSpec(self.name, self.resolution, self.in_channels, self.num_classes, self.mean, self.std, self.seed)
 
     @property
     def resolution(self) -> int:
@@ -72,6 +80,48 @@ class Dataset:
     def summary(self) -> str:
         return (f"{self.name}: {self.resolution}x{self.resolution}x{self.in_channels}, {self.num_classes} classes, "
                 f"{len(self.y_train)} train / {len(self.y_val)} val / {len(self.y_test)} test")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """A dataset's input shape, class count, normalisation and split seed: stored with a study, so a
+    reloaded design takes raw images (:meth:`normalise`) and a search fits its spaces to the data."""
+
+    name: str
+    resolution: int
+    in_channels: int
+    num_classes: int
+    mean: tuple[float, ...]  # per channel, of the raw training images
+    std: tuple[float, ...]
+    seed: int = 0
+
+    def normalise(self, raw) -> np.ndarray:
+        """Raw images (NHWC or NHW, the dataset's pixel scale) as the network was trained on them."""
+        x = np.asarray(raw, np.float32)
+        if x.ndim == 3 and self.in_channels == 1:
+            x = x[..., None]
+        expected = (self.resolution, self.resolution, self.in_channels)
+        if x.ndim != 4 or x.shape[1:] != expected:
+            raise ValueError(f"images: expected shape (N, {', '.join(map(str, expected))}) like dataset "
+                             f"{self.name!r}, got {x.shape}")
+        if not self.mean:
+            raise ValueError(f"dataset {self.name!r}: its normalisation was not recorded (a run from before "
+                             f"normalisations were stored): normalise the images yourself")
+        return ((x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DataSpec":
+        return cls(data["name"], int(data["resolution"]), int(data["in_channels"]), int(data["num_classes"]),
+                   tuple(data.get("mean") or ()), tuple(data.get("std") or ()), int(data.get("seed", 0)))
+
+
+@functools.lru_cache(maxsize=8)
+def data_spec(source: str, seed: int = 0) -> DataSpec:
+    """The :class:`DataSpec` of a built-in or on-disk dataset (loaded once per process, images not kept)."""
+    return load_dataset(source, seed=seed).spec
 
 
 def load_dataset(source: str | os.PathLike = "digits", seed: int = 0, val_fraction: float = 0.1,
@@ -119,7 +169,7 @@ def from_arrays(x_train, y_train, x_test, y_test, name: str = "arrays", seed: in
     order = np.random.default_rng(seed).permutation(len(x_train))
     n_val = max(1, int(round(len(order) * val_fraction)))
     val, train = order[:n_val], order[n_val:]
-    return _normalised(name, x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test)
+    return _normalised(name, x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test, seed)
 
 
 def upsampled(dataset: Dataset, factor: int) -> Dataset:
@@ -244,12 +294,13 @@ def _split(name, x, y, seed, val_fraction, test_fraction) -> Dataset:
     n_test = int(round(len(x) * test_fraction))
     n_val = int(round(len(x) * val_fraction))
     test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
-    return _normalised(name, x[train], y[train], x[val], y[val], x[test], y[test])
+    return _normalised(name, x[train], y[train], x[val], y[val], x[test], y[test], seed)
 
 
-def _normalised(name, x_train, y_train, x_val, y_val, x_test, y_test) -> Dataset:
+def _normalised(name, x_train, y_train, x_val, y_val, x_test, y_test, seed: int = 0) -> Dataset:
     mean = x_train.mean(axis=(0, 1, 2), keepdims=True)
     std = x_train.std(axis=(0, 1, 2), keepdims=True) + 1e-6
     norm = lambda x: ((x - mean) / std).astype(np.float32)
     classes = int(max(y_train.max(), y_val.max() if len(y_val) else 0, y_test.max() if len(y_test) else 0)) + 1
-    return Dataset(name, norm(x_train), y_train, norm(x_val), y_val, norm(x_test), y_test, classes)
+    return Dataset(name, norm(x_train), y_train, norm(x_val), y_val, norm(x_test), y_test, classes,
+                   tuple(float(v) for v in mean.ravel()), tuple(float(v) for v in std.ravel()), seed)

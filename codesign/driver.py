@@ -124,7 +124,8 @@ class Driver:
         """Record the outcome with its timing (its share of a task of ``batch`` trials), and count it."""
         timing = clock.timing(outcome, batch)
         telling = time.perf_counter()
-        outcome.replace(timing=timing).tell(self.study, trial, self.store)
+        outcome.replace(timing=timing).tell(self.study, trial, self.store,
+                                            learning_curve=self.experiment.pruner is None)
         timing["tell_s"] = time.perf_counter() - telling
         timing["overhead_s"] += timing["tell_s"]
         self.timings.append(timing)

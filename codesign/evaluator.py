@@ -58,6 +58,7 @@ class Evaluator:
     seed: int = 0
     save_weights: bool = True
     compilation_cache: str | None = None  # XLA's persistent compilation cache (the run folder's)
+    quality_metric: str = "accuracy"  # the name the proxy's measure is stored under (a zero-cost proxy's own)
 
     @classmethod
     def from_experiment(cls, experiment) -> "Evaluator":
@@ -69,15 +70,16 @@ class Evaluator:
         cache_folder = (experiment.folder / "accuracy_cache").resolve()
         proxy = experiment.proxy
         if isinstance(proxy, SupernetProxy):  # the supernet of the experiment's spaces, stored in the run folder
-            proxy = proxy.bind(experiment.network_space, experiment.compression_space, cache_folder / "supernets")
+            proxy = proxy.bind(experiment.searched_network_space, experiment.compression_space,
+                               cache_folder / "supernets")
         elif isinstance(proxy, TrainedProxy) and proxy.population > 1:  # trains on the spaces' elastic network
-            proxy = proxy.bind(experiment.network_space, experiment.compression_space)
+            proxy = proxy.bind(experiment.searched_network_space, experiment.compression_space)
         return cls(proxy=proxy, dataset=dataset, cache_folder=str(cache_folder),
                    compilation_cache=str((experiment.folder / "compilation_cache").resolve()),
                    objectives=experiment.objectives, constraints=experiment.constraints,
                    tie_break=experiment.tie_break, nested=experiment.accelerator_space if nested else None,
                    nested_limit=experiment.nested_accelerators, seed=experiment.seed,
-                   save_weights=experiment.save_weights)
+                   save_weights=experiment.save_weights, quality_metric=experiment.quality_metric)
 
     @property
     def hardware_objectives(self) -> tuple[str, ...]:
@@ -132,7 +134,7 @@ class Evaluator:
                                    weights=accuracy.weights if self.save_weights else None)
         if accuracy.status != Status.COMPLETE:
             return outcome.replace(metrics={})
-        metrics = {**metrics, "accuracy": float(accuracy.accuracy)}
+        metrics = {**metrics, self.quality_metric: float(accuracy.accuracy)}
         return outcome.replace(metrics=metrics, values=tuple(metrics[o.metric] for o in self.objectives),
                                constraints={name: v for c in self.constraints
                                             for name, v in c.violations(metrics).items()})

@@ -9,6 +9,12 @@ each maximised or minimised in its own direction unless told otherwise.
 Constraints bound any metric (``Constraint("area", max=2.0)``); they are recorded on
 every trial with ``trial.set_constraint`` (feasible when <= 0), so Optuna's samplers
 and ``study.best_trials`` respect them.
+
+The dataset is read when the experiment is built: the network space takes the data's
+input shape and class count where it leaves them unset, and a space that cannot take
+the data is an error then, before any trial. With a zero-cost proxy the quality
+objective is named after the proxy (``accuracy`` in an objective or constraint means
+it), so a synflow score is never shown as an accuracy.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 
-from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, Objective
+from codesign.datasets import Dataset, DataSpec, data_spec
+from codesign.metrics import HARDWARE_METRICS, METRICS, QUALITY_METRICS, Constraint, Objective, quality_metric
 from codesign.proxies import TrainedProxy, ZeroCostProxy
 from codesign.storage import run_folder_storage
 from codesign.supernet import SupernetProxy
@@ -31,6 +39,7 @@ from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpa
 from search_spaces.compression import DEFAULT_COMPRESSION_SPACE, CompressionSpace
 from search_spaces.elastic import ElasticSpace
 from search_spaces.network_space import DEFAULT_NETWORK_SPACE, NetworkSpace
+from search_spaces.networks import NetworkSpec
 
 __all__ = ["Constraint", "Experiment", "HARDWARE_METRICS", "METRICS", "Objective"]
 
@@ -48,6 +57,48 @@ def _check_elastic(network_space, compression_space) -> None:
         except ValueError as error:
             raise ValueError(f"experiment: field 'proxy' trains one elastic network for the network space, and "
                              f"{error}") from None
+
+
+def _read_data(dataset, seed: int) -> DataSpec:
+    """The dataset's :class:`DataSpec`, read once per process; a ValueError naming the field when it cannot be read."""
+    if isinstance(dataset, Dataset):
+        return dataset.spec
+    if isinstance(dataset, os.PathLike):
+        dataset = os.fspath(dataset)
+    if not isinstance(dataset, str):
+        raise ValueError(f"experiment: field 'dataset' must be a built-in name, a path or a Dataset "
+                         f"(codesign.datasets.from_arrays), got {type(dataset).__name__}")
+    try:
+        return data_spec(dataset, seed)
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(f"experiment: field 'dataset': {str(error).removeprefix('dataset: ')}") from None
+
+
+def _fit_to_data(network_space, data: DataSpec):
+    """The network space as searched: unset input shape and class count taken from the data, and a ValueError
+    when what it builds cannot take the data."""
+    if isinstance(network_space, NetworkSpace):
+        network_space = network_space.for_data(data.resolution, data.in_channels, data.num_classes,
+                                               f"dataset {data.name!r}")
+    probe = network_space.draw(np.random.default_rng(0))
+    if not isinstance(probe, NetworkSpec):
+        raise ValueError(f"experiment: field 'network_space' must build NetworkSpecs, got {type(probe).__name__}")
+    shape, wanted = (probe.resolution, probe.in_channels), (data.resolution, data.in_channels)
+    if shape != wanted or probe.num_classes < data.num_classes:
+        raise ValueError(f"experiment: field 'network_space' builds networks for {shape[0]}x{shape[0]}x{shape[1]} "
+                         f"inputs and {probe.num_classes} classes, but dataset {data.name!r} has "
+                         f"{wanted[0]}x{wanted[0]}x{wanted[1]} images and {data.num_classes} classes")
+    return network_space
+
+
+def _quality_named(metric: str, quality: str, proxy, role: str) -> str:
+    """``metric`` with ``accuracy`` read as the proxy's quality metric; a ValueError for another proxy's score."""
+    if metric not in QUALITY_METRICS or metric == quality:
+        return metric
+    if metric == "accuracy":
+        return quality
+    raise ValueError(f"experiment: {role} {metric!r} is the score of ZeroCostProxy({metric!r}), but the proxy is "
+                     f"{proxy.name!r}, which reports {quality!r}; write 'accuracy' for the proxy's measure")
 
 
 def _objective(item) -> Objective:
@@ -101,8 +152,6 @@ class Experiment:
         object.__setattr__(self, "objectives", tuple(_objective(o) for o in objectives))
         if not self.objectives:
             raise ValueError("experiment: field 'objectives' needs at least one metric")
-        if len({o.metric for o in self.objectives}) != len(self.objectives):
-            raise ValueError(f"experiment: field 'objectives' repeats a metric: {[o.metric for o in self.objectives]}")
         object.__setattr__(self, "constraints", tuple(_constraint(c) for c in self.constraints))
         if self.mode not in MODES:
             raise ValueError(f"experiment: field 'mode' must be one of {', '.join(MODES)}; got {self.mode!r}")
@@ -129,10 +178,35 @@ class Experiment:
         if not isinstance(self.proxy, (TrainedProxy, ZeroCostProxy, SupernetProxy)):
             raise ValueError(f"experiment: field 'proxy' must be a TrainedProxy, ZeroCostProxy or SupernetProxy, "
                              f"got {self.proxy!r}")
+        quality = quality_metric(self.proxy.name)
+        object.__setattr__(self, "objectives", tuple(dataclasses.replace(
+            o, metric=_quality_named(o.metric, quality, self.proxy, "objective")) for o in self.objectives))
+        object.__setattr__(self, "constraints", tuple(dataclasses.replace(
+            c, metric=_quality_named(c.metric, quality, self.proxy, "constraint")) for c in self.constraints))
+        if len({o.metric for o in self.objectives}) != len(self.objectives):
+            raise ValueError(f"experiment: field 'objectives' repeats a metric: {[o.metric for o in self.objectives]}")
+        data = _read_data(self.dataset, self.seed)
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_searched_network_space", _fit_to_data(self.network_space, data))
         if isinstance(self.proxy, SupernetProxy) or getattr(self.proxy, "population", 1) > 1:
-            _check_elastic(self.network_space, self.compression_space)
+            _check_elastic(self.searched_network_space, self.compression_space)
 
     # --- derived settings -----------------------------------------------------------------
+    @property
+    def data(self) -> DataSpec:
+        """The dataset's input shape, class count, normalisation and split seed (read when the experiment was built)."""
+        return self._data
+
+    @property
+    def searched_network_space(self):
+        """``network_space`` with the dataset's input shape and class count where it left them unset."""
+        return self._searched_network_space
+
+    @property
+    def quality_metric(self) -> str:
+        """What the proxy reports: ``accuracy``, or a zero-cost proxy's score under its own name."""
+        return quality_metric(self.proxy.name)
+
     @property
     def folder(self) -> Path:
         return Path(self.run_folder) if self.run_folder is not None else Path("runs") / self.name
@@ -160,7 +234,8 @@ class Experiment:
         """A JSON-ready summary, stored with the study."""
         return {"name": self.name, "mode": self.mode, "objectives": [[o.metric, o.direction] for o in self.objectives],
                 "constraints": [dataclasses.asdict(c) for c in self.constraints],
-                "network_space": self.network_space.to_dict(),
+                "network_space": self.searched_network_space.to_dict(), "data": self.data.to_dict(),
+                "quality_metric": self.quality_metric,
                 "compression_space": None if self.compression_space is None else self.compression_space.to_dict(),
                 "accelerator_space": self.accelerator_space.to_dict(),
                 "dataset": self.dataset if isinstance(self.dataset, str) else getattr(self.dataset, "name", "arrays"),

@@ -12,7 +12,13 @@ energy         minimize   uJ      yes       the cost report's ``energy_pj``
 edp            minimize   uJ*ms   yes       latency x energy
 area           minimize   mm2     yes       the cost report's ``area_mm2``
 model_size     minimize   KiB     no        the compressed workload: non-zero weights x bits
+synflow, ...   maximize           no        a zero-cost proxy's score, named after the proxy
+                                            (synflow, naswot, grad_norm, snip, params)
 =============  =========  ======  ========  ==================================================
+
+``accuracy`` and the zero-cost scores are *quality* metrics: the proxy's measure of how
+good a network is. An experiment has exactly one, its proxy's (:func:`quality_metric`);
+an objective or constraint that says ``accuracy`` means it.
 
 A hardware metric depends on the accelerator (the nested sweep optimises those). The
 functions work on scalars and on arrays alike, so one definition serves one accelerator
@@ -34,6 +40,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 DIRECTIONS = ("maximize", "minimize")
+#: The zero-cost proxies, each a metric of its own name (a higher score predicts a better network).
+ZERO_COST_SCORES = ("synflow", "naswot", "grad_norm", "snip", "params")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +69,24 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            lambda t: np.asarray(t["latency_s"]) * 1e3 * np.asarray(t["energy_pj"]) / 1e6),
     Metric("area", "minimize", "mm2", True, "area (mm^2)", lambda t: np.asarray(t["area_mm2"])),
     Metric("model_size", "minimize", "KiB", False, "model size (KiB)"),
+    *(Metric(name, "maximize", "", False, f"{name} score (zero-cost proxy)") for name in ZERO_COST_SCORES),
 )}
+
+#: The quality metrics: what an accuracy proxy reports, one per experiment.
+QUALITY_METRICS = ("accuracy",) + ZERO_COST_SCORES
 
 #: Metrics that depend on the accelerator, in table order.
 HARDWARE_METRICS = tuple(name for name, m in METRICS.items() if m.hardware)
+
+
+def quality_metric(proxy_name: str) -> str:
+    """The quality metric a proxy reports: ``accuracy`` when it trains (or reads a supernet), else its score."""
+    return proxy_name if proxy_name in ZERO_COST_SCORES else "accuracy"
+
+
+def table_metrics(quality: str = "accuracy") -> tuple[str, ...]:
+    """The metrics a table shows, in order: the run's quality metric, then every other non-quality metric."""
+    return (quality,) + tuple(name for name in METRICS if name not in QUALITY_METRICS)
 
 
 def hardware_metrics(totals: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -6,10 +6,13 @@ front, the training history, the weights, the cost report, the reason of a failu
 Both are frozen and plain, so they travel through Ray as they are.
 
 :meth:`Outcome.tell` and :meth:`Outcome.from_trial` are the only code that writes and
-reads a trial's user attributes and artifacts: what is stored is what is read. Specs,
-metrics and the front are user attributes (JSON, visible in optuna-dashboard); the
-weights (Flax msgpack) and the per-layer cost report (JSON, with the cost model's
-version) are artifacts in Optuna's artifact store.
+reads a trial's user attributes and artifacts: what is stored is what is read. Specs and
+the front are user attributes (JSON); each metric is a user attribute of its own name
+(``latency``, ...), and each constraint's violation one named ``violation <name>`` beside
+``feasible``, so optuna-dashboard can sort and filter by them; the training's validation
+accuracy per epoch is the trial's intermediate values (its learning curve). The weights
+(Flax msgpack) and the per-layer cost report (JSON, with the cost model's version) are
+artifacts in Optuna's artifact store.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from flax import serialization
 from optuna.artifacts import download_artifact, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
+from codesign.metrics import METRICS
 from cost_models import Accelerator, CostReport
 from search_spaces.compression import CompressionPolicy
 from search_spaces.networks import NetworkSpec
@@ -34,6 +38,7 @@ from search_spaces.networks import NetworkSpec
 WEIGHTS = "weights.msgpack"
 COST_REPORT = "cost_report.json"
 ARTIFACTS = (WEIGHTS, COST_REPORT)
+VIOLATION = "violation "  # prefix of a constraint's user attribute
 
 
 class Status(str, enum.Enum):
@@ -117,12 +122,18 @@ class Outcome:
         return cls(Status.FAILED, candidate, reason=reason, traceback=traceback)
 
     # --- the storage boundary ---------------------------------------------------------
-    def tell(self, study: optuna.Study, trial: optuna.Trial, store) -> None:
-        """Record this outcome on ``trial`` (attributes, constraints, artifacts) and finish it."""
+    def tell(self, study: optuna.Study, trial: optuna.Trial, store, learning_curve: bool = True) -> None:
+        """Record this outcome on ``trial`` (attributes, constraints, artifacts) and finish it.
+
+        ``learning_curve``: store the per-epoch accuracies as intermediate values (off when a
+        pruner's reporter already did, from the worker).
+        """
         for key, value in self._attributes().items():
             trial.set_user_attr(key, value)
         for name, violation in self.constraints.items():
             trial.set_constraint(name, violation)
+        if learning_curve and self.history:
+            _record_learning_curve(study, trial, self.history)
         if self.ok:
             _upload(trial, store, self._artifacts())
             study.tell(trial, list(self.values))
@@ -135,8 +146,11 @@ class Outcome:
             attributes["network"] = self.candidate.network.to_dict()
             attributes["compression"] = None if self.candidate.compression is None else \
                 self.candidate.compression.to_dict()
+        attributes.update({name: float(value) for name, value in self.metrics.items()})
+        if self.constraints:
+            attributes["feasible"] = self.feasible
+            attributes.update({f"{VIOLATION}{name}": float(v) for name, v in self.constraints.items()})
         optional = {
-            "metrics": dict(self.metrics) or None,
             "accelerator": None if self.accelerator is None else self.accelerator.to_dict(),
             "front": None if self.front is None else [p.to_dict() for p in self.front],
             "history": [list(h) for h in self.history] or None,
@@ -144,7 +158,7 @@ class Outcome:
             "traceback": self.traceback[-2000:] or None,
             "run": _present({  # how it was computed: one attribute, one storage write
                 "proxy_seconds": self.proxy_seconds if self.proxy_seconds or self.cached else None,
-                "accuracy_cached": self.cached if self.accuracy is not None else None,
+                "accuracy_cached": self.cached if self.ok else None,
                 "cost_model_version": self.cost_model_version or None,
                 "worker": None if self.worker is None else dict(self.worker),
                 "timing": None if self.timing is None else dict(self.timing),
@@ -192,7 +206,7 @@ class Outcome:
             workload = candidate.network.workload(compression=candidate.compression)
             report = CostReport(workload, accelerator, tuple(data["layers"]), data["total"])
         weights = serialization.msgpack_restore(stored[WEIGHTS]) if WEIGHTS in stored else None
-        return cls(status, candidate, metrics=dict(attrs.get("metrics") or {}), values=tuple(trial.values or ()),
+        return cls(status, candidate, metrics=stored_metrics(attrs), values=tuple(trial.values or ()),
                    constraints=dict(trial.constraints or {}), accelerator=accelerator,
                    front=None if front is None else tuple(FrontPoint.from_dict(p) for p in front),
                    cost_report=report, cost_model_version=version,
@@ -201,6 +215,23 @@ class Outcome:
                    proxy_seconds=float(run.get("proxy_seconds") or 0.0),
                    cached=bool(run.get("accuracy_cached", False)), worker=run.get("worker"),
                    timing=run.get("timing"))
+
+
+def stored_metrics(attrs: Mapping[str, Any]) -> dict[str, float]:
+    """A trial's metrics from its user attributes (one per metric; runs before that kept one ``metrics`` dict)."""
+    if "metrics" in attrs:
+        return dict(attrs["metrics"] or {})
+    return {name: attrs[name] for name in METRICS if name in attrs}
+
+
+def _record_learning_curve(study: optuna.Study, trial: optuna.Trial, history) -> None:
+    """The validation accuracy per epoch as the trial's intermediate values, through the storage's public
+    API, because ``Trial.report`` refuses multi-objective studies."""
+    storage = trial.storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name),
+                                                               trial.number)
+    for epoch, accuracy in history:
+        storage.set_trial_intermediate_value(trial_id, int(epoch), float(accuracy))
 
 
 def _present(values: Mapping[str, Any]) -> dict:

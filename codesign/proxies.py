@@ -10,7 +10,8 @@
   ``|g * w|``) and ``params`` (the compressed model's non-zero weight count, a baseline).
 
 Both return an :class:`~codesign.outcome.Outcome` whose ``accuracy`` metric is the
-score; a higher score means a better predicted accuracy.
+score; a higher score means a better predicted accuracy. A search names a zero-cost
+score after its proxy (``synflow``, ...), not ``accuracy``, in its tables and storage.
 Results depend on network, compression, dataset, proxy settings and seed, never on the
 accelerator: :mod:`codesign.cache` stores them so no pair is evaluated twice.
 """
@@ -29,6 +30,7 @@ import optax
 from flax.traverse_util import flatten_dict
 
 from codesign.datasets import Dataset
+from codesign.metrics import ZERO_COST_SCORES
 from codesign.outcome import Outcome, Status
 from codesign.population import train_population
 from codesign.training import FAST_COMPILE, TrainConfig, init_variables, train
@@ -37,7 +39,7 @@ from search_spaces.elastic import ElasticSpace
 from search_spaces.flax_models import ConvBN, build_model, layer_settings
 from search_spaces.networks import NetworkSpec
 
-ZERO_COST = ("synflow", "naswot", "grad_norm", "snip", "params")
+ZERO_COST = ZERO_COST_SCORES
 PROXIES = ("trained", "supernet") + ZERO_COST
 
 

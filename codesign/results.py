@@ -3,8 +3,11 @@
 ``load(run_folder)`` (or ``load(storage=URL, study_name=NAME)``) returns
 :class:`Results`; ``results.pareto_front`` is a list of :class:`Design`: metrics, the
 three specs, the trial's parameters, ``model()`` (the Flax module bound to its trained
-weights, ready for inference) and ``cost_report()`` (per layer: cycles, utilisation,
-dataflow, energy by level). Weights and reports come from Optuna's artifact store.
+weights), ``predict(raw_images)`` (normalised as the dataset was, from the study's
+record of it) and ``cost_report()`` (per layer: cycles, utilisation, dataflow, energy by
+level). Weights and reports come from Optuna's artifact store.
+``results.finalize(k, epochs)`` retrains the front at full fidelity and measures it on
+the test split (:mod:`codesign.finalize`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign.metrics import METRICS
-from codesign.outcome import COST_REPORT, WEIGHTS, FrontPoint, Outcome, Status, trial_status
-from codesign.storage import make_storage, run_folder_storage
+from codesign.datasets import DataSpec
+from codesign.finalize import Final, finalize, stored_finals
+from codesign.metrics import METRICS, table_metrics
+from codesign.outcome import COST_REPORT, WEIGHTS, FrontPoint, Outcome, Status, stored_metrics, trial_status
+from codesign.storage import folder_study, make_storage
 from cost_models import Accelerator, CostReport, evaluate
 from cost_models.version import COST_MODEL_VERSION
 from search_spaces.compression import CompressionPolicy
@@ -36,6 +41,8 @@ class Design:
 
     trial: FrozenTrial
     artifacts: FileSystemArtifactStore | None
+    data: DataSpec | None = None  # the dataset's shape and normalisation (None: a run from before they were stored)
+    final: Final | None = None  # the design retrained at full fidelity (results.finalize), if it was
 
     @cached_property
     def outcome(self) -> Outcome:
@@ -88,9 +95,17 @@ class Design:
                              f"save_weights was off)")
         return build_model(self.network, self.compression).bind(self.variables)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class predictions for NHWC images (normalised like the dataset)."""
-        return np.asarray(self.model()(np.asarray(x, np.float32), train=False)).argmax(-1)
+    def predict(self, images: np.ndarray, normalised: bool = False) -> np.ndarray:
+        """Class predictions for raw images (NHWC or NHW, the dataset's pixel scale), normalised with the
+        dataset's per-channel mean and standard deviation; ``normalised=True`` takes them as they are."""
+        if normalised:
+            x = np.asarray(images, np.float32)
+        elif self.data is None:
+            raise ValueError(f"trial {self.number}: this run did not record its dataset's normalisation; normalise "
+                             f"the images yourself and pass normalised=True")
+        else:
+            x = self.data.normalise(images)
+        return np.asarray(self.model()(x, train=False)).argmax(-1)
 
     @cached_property
     def _stored_report(self) -> Outcome:
@@ -125,7 +140,8 @@ class Design:
         """The design as JSON-ready data: trial number, metrics and the three specs."""
         return {"trial": self.number, "metrics": self.metrics, "network": self.network.to_dict(),
                 "compression": None if self.compression is None else self.compression.to_dict(),
-                "accelerator": self.accelerator.to_dict()}
+                "accelerator": self.accelerator.to_dict(),
+                "final": None if self.final is None else self.final.to_dict()}
 
 
 class Results:
@@ -142,6 +158,32 @@ class Results:
         return list(self.study.user_attrs.get("codesign.objectives", []))
 
     @property
+    def quality_metric(self) -> str:
+        """What the search's proxy reported: ``accuracy``, or a zero-cost proxy's score under its own name."""
+        return (self.study.user_attrs.get("codesign.experiment") or {}).get("quality_metric", "accuracy")
+
+    @property
+    def data(self) -> DataSpec | None:
+        """The searched dataset's shape, classes, normalisation and split seed (None for older runs)."""
+        recorded = self.study.user_attrs.get("codesign.data")
+        return None if recorded is None else DataSpec.from_dict(recorded)
+
+    @property
+    def finals(self) -> dict[int, Final]:
+        """Designs retrained at full fidelity (:meth:`finalize`), by trial number."""
+        return stored_finals(self.study)
+
+    def finalize(self, k: int | None = None, epochs: float = 10.0, dataset=None, config=None,
+                 progress=None) -> list[Final]:
+        """Retrain the first ``k`` designs of the front for ``epochs`` and measure their test accuracy; stored
+        with the study and read back as ``design.final`` (:mod:`codesign.finalize`)."""
+        return finalize(self, k, epochs, dataset, config, progress)
+
+    def _design(self, trial: FrozenTrial, data=None, finals=None) -> Design:
+        return Design(trial, self.artifacts, self.data if data is None else data,
+                      (self.finals if finals is None else finals).get(trial.number))
+
+    @property
     def directions(self) -> list[str]:
         return [d.name.lower() for d in self.study.directions]
 
@@ -152,7 +194,9 @@ class Results:
     @property
     def designs(self) -> list[Design]:
         """Every completed trial."""
-        return [Design(t, self.artifacts) for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        data, finals = self.data, self.finals
+        return [self._design(t, data, finals)
+                for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
 
     @property
     def pareto_front(self) -> list[Design]:
@@ -166,7 +210,8 @@ class Results:
         unique = {}
         for t in sorted(best, key=lambda t: t.number):  # samplers may repeat a design: keep its first trial
             unique.setdefault(json.dumps(t.params, sort_keys=True, default=str), t)
-        return sorted((Design(t, self.artifacts) for t in unique.values()), key=lambda d: d.trial.values[first],
+        data, finals = self.data, self.finals
+        return sorted((self._design(t, data, finals) for t in unique.values()), key=lambda d: d.trial.values[first],
                       reverse=reverse)
 
     def design(self, number: int) -> Design:
@@ -177,7 +222,7 @@ class Results:
                     raise ValueError(f"trial {number} did not complete ("
                                      f"{outcome.status.value if outcome else t.state.name.lower()})"
                                      f"{': ' + outcome.reason if outcome and outcome.reason else ''}")
-                return Design(t, self.artifacts)
+                return self._design(t)
         raise ValueError(f"no trial {number} in study {self.study.study_name!r} ({len(self.trials)} trials)")
 
     def counts(self) -> dict[str, int]:
@@ -202,28 +247,35 @@ class Results:
     def trial_rows(self) -> list[dict]:
         """Every trial: number, status (or state while it runs), reason, metrics."""
         return [{"trial": t.number, "status": _status_name(t), "reason": t.user_attrs.get("fail_reason", ""),
-                 "metrics": t.user_attrs.get("metrics") or {}} for t in self.trials]
+                 "metrics": stored_metrics(t.user_attrs)} for t in self.trials]
 
     def trials_table(self) -> str:
         """Every trial as a text table: status, metrics, and the reason of one that did not complete."""
-        head = f"{'trial':>6} {'status':<12}" + " ".join(f"{m.heading:>15}" for m in METRICS.values()) + "  reason"
+        columns = table_metrics(self.quality_metric)
+        head = f"{'trial':>6} {'status':<12}" + " ".join(f"{METRICS[k].heading:>15}" for k in columns) + "  reason"
         lines = [f"{len(self.trials)} trials of {self.study.study_name!r}: {self.counts()}", head, "-" * len(head)]
         for row in self.trial_rows():
-            values = " ".join(f"{row['metrics'][k]:>15.4g}" if k in row["metrics"] else f"{'':>15}" for k in METRICS)
+            values = " ".join(f"{row['metrics'][k]:>15.4g}" if k in row["metrics"] else f"{'':>15}" for k in columns)
             lines.append(f"{row['trial']:>6} {row['status']:<12}{values}  {row['reason']}".rstrip())
         return "\n".join(lines)
 
     def table(self) -> str:
         """The Pareto front as a text table, then the trials that did not complete, counted by reason."""
         front = self.pareto_front
-        head = f"{'trial':>6} " + " ".join(f"{m.heading:>15}" for m in METRICS.values()) + "  accelerator / network"
+        columns = table_metrics(self.quality_metric)
+        finals = self.finals
+        final_column = f" {'test acc':>9}" if finals else ""
+        head = (f"{'trial':>6} " + " ".join(f"{METRICS[k].heading:>15}" for k in columns) + final_column +
+                "  accelerator / network")
         lines = [f"Pareto front of {self.study.study_name!r}: {len(front)} design(s) from "
                  f"{self.counts()} trials; objectives {', '.join(self.objectives)}", head, "-" * len(head)]
         for d in front:
             m = d.metrics
             acc = d.accelerator
-            lines.append(f"{d.number:>6} " + " ".join(f"{m.get(k, float('nan')):>15.4g}" for k in METRICS) +
-                         f"  {acc.rows}x{acc.cols} {acc.dataflow} {acc.gb_bytes // 1024}KiB; "
+            test = d.final.test_accuracy if d.final is not None else None
+            final_value = (f" {test:>9.4f}" if test is not None else f" {'-':>9}") if finals else ""
+            lines.append(f"{d.number:>6} " + " ".join(f"{m.get(k, float('nan')):>15.4g}" for k in columns) +
+                         final_value + f"  {acc.rows}x{acc.cols} {acc.dataflow} {acc.gb_bytes // 1024}KiB; "
                          f"{'/'.join(s.block for s in d.network.stages)}")
         failures = self.failures()
         if failures:
@@ -239,15 +291,18 @@ def _status_name(trial: FrozenTrial) -> str:
 
 
 def load(run_folder: str | Path | None = None, storage: str | None = None, study_name: str | None = None) -> Results:
-    """Results of a run folder (its study, ``study.log`` or ``study.db``, and artifacts), or of any storage + study name."""
+    """Results of a run folder (the study it holds or names, and its artifacts), or of any storage + study name.
+
+    A run folder's study is its ``study.log`` or ``study.db``, or the storage its
+    ``study.json`` names. A study loaded by its storage alone finds its artifacts in the
+    run folder it recorded, when that folder is still there.
+    """
     folder = Path(run_folder) if run_folder is not None else None
     if storage is None:
         if folder is None:
             raise ValueError("load: give a run folder, or a storage URL and a study name")
-        if not any((folder / name).is_file() for name in ("study.log", "study.db")):
-            raise FileNotFoundError(f"load: {folder} holds no study (study.log or study.db); pass storage= and "
-                                    f"study_name= for a run kept in another storage")
-        storage = run_folder_storage(folder)
+        storage, recorded = folder_study(folder)
+        study_name = study_name or recorded
     storage = make_storage(storage)
     if study_name is None:
         names = optuna.study.get_all_study_names(storage)
@@ -255,6 +310,8 @@ def load(run_folder: str | Path | None = None, storage: str | None = None, study
             raise ValueError(f"load: the storage holds studies {names}; pass study_name=")
         study_name = names[0]
     study = optuna.load_study(study_name=study_name, storage=storage)
+    if folder is None and study.user_attrs.get("codesign.run_folder"):
+        folder = Path(study.user_attrs["codesign.run_folder"])
     artifacts = None
     if folder is not None and (folder / "artifacts").is_dir():
         artifacts = FileSystemArtifactStore(str(folder / "artifacts"))

@@ -86,7 +86,7 @@ def _trials(in_flight: dict) -> int:
 
 def sample_candidate(experiment: Experiment, trial: optuna.Trial) -> Candidate:
     """The specs an Optuna trial chooses from the experiment's spaces."""
-    network = experiment.network_space.sample(trial)
+    network = experiment.searched_network_space.sample(trial)
     compression = None
     if experiment.compression_space is not None:
         compression = experiment.compression_space.sample(trial, network)

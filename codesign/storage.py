@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import optuna
@@ -49,6 +50,28 @@ def make_storage(url: str):
     if isinstance(url, str) and url.startswith(SQLITE):
         return _sqlite_storage(url)
     return optuna.storages.RDBStorage(url)  # the storage Optuna makes of any other URL
+
+
+#: A run folder whose study lives in another storage says where, in this file: {"storage": URL, "study": NAME}.
+STUDY_RECORD = "study.json"
+
+
+def folder_study(folder: Path) -> tuple[str, str | None]:
+    """Where a run folder's study lives: ``(storage URL, study name or None)``, from its ``study.log`` or
+    ``study.db``, or from its ``study.json`` when the run kept its study in another storage."""
+    folder = Path(folder)
+    if any((folder / name).is_file() for name in ("study.log", "study.db")):
+        return run_folder_storage(folder), None
+    record = folder / STUDY_RECORD
+    if record.is_file():
+        try:
+            data = json.loads(record.read_text())
+            return str(data["storage"]), data.get("study")
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{record}: not a study record ({type(error).__name__}: {error}); it should hold "
+                             f'{{"storage": URL, "study": NAME}}') from None
+    raise FileNotFoundError(f"{folder} holds no study (study.log, study.db, or {STUDY_RECORD} naming another "
+                            f"storage); pass storage= and study_name= (--storage, --study) for a run kept elsewhere")
 
 
 def run_folder_storage(folder: Path) -> str:
@@ -154,12 +177,20 @@ def _schema_lock(db: Path):
 def open_study(experiment) -> optuna.Study:
     """The experiment's study, created on first use and resumed after that."""
     experiment.folder.mkdir(parents=True, exist_ok=True)
+    if experiment.storage is not None:  # the folder says where its study lives
+        (experiment.folder / STUDY_RECORD).write_text(json.dumps({"storage": experiment.storage,
+                                                                  "study": experiment.name}) + "\n")
     study = optuna.create_study(study_name=experiment.name, storage=make_storage(experiment.storage_url),
                                 directions=experiment.directions, sampler=experiment.make_sampler(),
                                 pruner=experiment.pruner, load_if_exists=True)
     if "codesign.experiment" not in study.user_attrs:
         study.set_user_attr("codesign.experiment", json.loads(experiment.to_json()))
         study.set_user_attr("codesign.objectives", [o.metric for o in experiment.objectives])
+        study.set_user_attr("codesign.data", experiment.data.to_dict())
+        study.set_user_attr("codesign.run_folder", str(experiment.folder.resolve()))  # its artifacts, from any storage
+        with warnings.catch_warnings():  # set_metric_names is experimental in Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.metric for o in experiment.objectives])  # optuna-dashboard shows them
     return study
 
 

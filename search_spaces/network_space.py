@@ -10,7 +10,12 @@ from its parameters alone. Parameter names are stable and readable:
 Strides are not searched: each stage after the first halves the map while it is at
 least ``min_map * 2`` wide, so every spec is valid at the space's resolution. The
 default space holds MobileNet-like (``dwsep``), SqueezeNet-like (``fire``) and
-SqueezeNext-like (``squeezenext``) networks, for the embedded digits data (8x8).
+SqueezeNext-like (``squeezenext``) networks.
+
+The input shape and class count (``resolutions``, ``in_channels``, ``num_classes``) are
+the data's: left unset (None), an :class:`~codesign.Experiment` fills them from its
+dataset (:meth:`NetworkSpace.for_data`); used on its own, an unset space takes the
+embedded digits' shape (8x8x1, 10 classes).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from search_spaces.choosers import Chooser, ChooserSpace, asking_only_for_choice
 from search_spaces.networks import BLOCKS, NetworkSpec, Stage, Stem
 
 _OWNER = "network space"
+#: The embedded digits' shape: what an unset space builds outside an experiment.
+DIGITS_RESOLUTION, DIGITS_CHANNELS, DIGITS_CLASSES = 8, 1, 10
 
 
 def _choices(field: str, values, allowed, owner: str = _OWNER) -> tuple:
@@ -43,9 +50,9 @@ class NetworkSpace(ChooserSpace, JsonSpec):
     stem_kernels: tuple[int, ...] = (3, 5)
     stem_widths: tuple[int, ...] = (16, 32)
     width_multipliers: tuple[float, ...] = (1.0,)
-    resolutions: tuple[int, ...] = (8,)
-    num_classes: int = 10
-    in_channels: int = 1
+    resolutions: tuple[int, ...] | None = None  # None: the dataset's resolution
+    num_classes: int | None = None  # None: the dataset's class count
+    in_channels: int | None = None  # None: the dataset's channels
     min_map: int = 2
 
     def __post_init__(self):
@@ -62,17 +69,41 @@ class NetworkSpace(ChooserSpace, JsonSpec):
         set_("stem_kernels", _choices("stem_kernels", self.stem_kernels, integers(among=(3, 5, 7))))
         set_("stem_widths", _choices("stem_widths", self.stem_widths, integers(1)))
         set_("width_multipliers", _choices("width_multipliers", self.width_multipliers, numbers(0.05)))
-        set_("resolutions", _choices("resolutions", self.resolutions, integers(1)))
+        if self.resolutions is not None:
+            set_("resolutions", _choices("resolutions", self.resolutions, integers(1)))
         for field, low in (("num_classes", 2), ("in_channels", 1), ("min_map", 1)):
             value = getattr(self, field)
+            if value is None and field != "min_map":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"network space: field {field!r} must be an integer >= {low}, got {value!r}")
 
+    # --- the data's shape ------------------------------------------------------------------
+    def for_data(self, resolution: int, in_channels: int, num_classes: int, dataset: str = "the dataset") -> "NetworkSpace":
+        """This space with the unset input shape and class count taken from the data; a ValueError when a
+        field that is set cannot take the data (another resolution or channel count, fewer classes)."""
+        given = {"resolutions": self.resolutions, "in_channels": self.in_channels, "num_classes": self.num_classes}
+        if given["resolutions"] is not None and resolution not in given["resolutions"]:
+            raise ValueError(f"{self.OWNER}: field 'resolutions' is {list(given['resolutions'])} but {dataset} has "
+                             f"{resolution}x{resolution} images; leave it unset to take the dataset's")
+        if given["resolutions"] is not None and len(given["resolutions"]) > 1:
+            raise ValueError(f"{self.OWNER}: field 'resolutions' {list(given['resolutions'])} searches input sizes, "
+                             f"but the training takes {dataset}'s images as they are ({resolution}x{resolution}); "
+                             f"leave it unset")
+        if given["in_channels"] is not None and given["in_channels"] != in_channels:
+            raise ValueError(f"{self.OWNER}: field 'in_channels' is {given['in_channels']} but {dataset} has "
+                             f"{in_channels}-channel images; leave it unset to take the dataset's")
+        if given["num_classes"] is not None and given["num_classes"] < num_classes:
+            raise ValueError(f"{self.OWNER}: field 'num_classes' is {given['num_classes']} but {dataset} has "
+                             f"{num_classes} classes; leave it unset to take the dataset's")
+        return dataclasses.replace(self, resolutions=(resolution,), in_channels=in_channels,
+                                   num_classes=given["num_classes"] or num_classes)
+
     # --- one code path for trials, generators and parameter dicts -----------------------
     def build(self, choose: Chooser) -> NetworkSpec:
-        """A NetworkSpec from a chooser ``choose(name, choices) -> value``."""
+        """A NetworkSpec from a chooser ``choose(name, choices) -> value`` (unset data fields: 8x8x1, 10 classes)."""
         pick = asking_only_for_choices(choose)
-        resolution = pick("net.resolution", self.resolutions)
+        resolution = pick("net.resolution", self.resolutions or (DIGITS_RESOLUTION,))
         stem_kernel = pick("net.stem.kernel", self.stem_kernels)
         stem_stride = 2 if resolution >= 64 else 1
         stem = Stem(kernel=stem_kernel, stride=stem_stride, width=pick("net.stem.width", self.stem_widths),
@@ -90,8 +121,8 @@ class NetworkSpace(ChooserSpace, JsonSpec):
                 kernel=pick(f"net.s{s}.kernel", self.kernels), stride=stride,
                 expansion=pick(f"net.s{s}.expansion", self.expansions) if block in ("fire", "inverted") else 1.0))
         head = "conv" if stages[-1].block == "fire" else "fc"
-        return NetworkSpec(stem, tuple(stages), head=head, resolution=resolution, in_channels=self.in_channels,
-                           num_classes=self.num_classes,
+        return NetworkSpec(stem, tuple(stages), head=head, resolution=resolution,
+                           in_channels=self.in_channels or DIGITS_CHANNELS, num_classes=self.num_classes or DIGITS_CLASSES,
                            width_multiplier=pick("net.width_multiplier", self.width_multipliers), name="searched")
 
     # to_dict / from_dict / to_json / from_json: JsonSpec's (tuples as JSON lists; unknown fields refused)
@@ -170,7 +201,7 @@ class NetworkVariantSpace(ChooserSpace, JsonSpec):
         return super().from_dict({**data, "base": NetworkSpec.from_dict(data["base"])})
 
 
-#: MobileNet-, SqueezeNet- and SqueezeNext-like networks for the 8x8 digits data.
+#: MobileNet-, SqueezeNet- and SqueezeNext-like networks; an experiment fits them to its dataset.
 DEFAULT_NETWORK_SPACE = NetworkSpace()
 #: The same families at CIFAR size (3 channels, 32x32).
 CIFAR_NETWORK_SPACE = NetworkSpace(resolutions=(32,), in_channels=3, stages=(3, 4), widths=(32, 64, 128))

@@ -1,5 +1,6 @@
 """Datasets: built-in digits, mnist and synthetic sets, CIFAR-10 folders, .npz files, arrays, and clear errors."""
 
+import json
 import pickle
 import sys
 
@@ -109,3 +110,16 @@ def test_upsampled_digits_keep_labels_and_repeat_pixels():
     assert big.fingerprint != digits.fingerprint
     with pytest.raises(ValueError, match="'factor'"):
         upsampled(digits, 0)
+
+
+def test_a_datasets_spec_normalises_raw_images_as_the_dataset_was_normalised(tmp_path):
+    rng = np.random.default_rng(0)
+    raw_train = rng.integers(0, 256, (120, 6, 6, 3)).astype(np.uint8)
+    raw_test = rng.integers(0, 256, (30, 6, 6, 3)).astype(np.uint8)
+    data = from_arrays(raw_train, np.arange(120) % 4, raw_test, np.arange(30) % 4, name="rgb", seed=3)
+    spec = data.spec
+    assert (spec.resolution, spec.in_channels, spec.num_classes, spec.seed, len(spec.mean)) == (6, 3, 4, 3, 3)
+    assert np.allclose(spec.normalise(raw_test), data.x_test, atol=1e-5)  # the test split keeps its order
+    assert type(spec).from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    with pytest.raises(ValueError, match=r"expected shape \(N, 6, 6, 3\) like dataset 'rgb', got \(2, 6, 6\)"):
+        spec.normalise(np.zeros((2, 6, 6)))

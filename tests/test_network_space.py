@@ -24,7 +24,8 @@ def in_space(space, spec):
                     and s.kernel in space.kernels for s in spec.stages))
 
 
-@pytest.mark.parametrize("space", [DEFAULT_NETWORK_SPACE, CIFAR_NETWORK_SPACE], ids=["digits", "cifar"])
+@pytest.mark.parametrize("space", [DEFAULT_NETWORK_SPACE.for_data(8, 1, 10), CIFAR_NETWORK_SPACE.for_data(32, 3, 10)],
+                         ids=["digits", "cifar"])
 def test_thousand_draws_are_valid_build_and_round_trip(space):
     rng = np.random.default_rng(0)
     blocks = set()
@@ -36,6 +37,24 @@ def test_thousand_draws_are_valid_build_and_round_trip(space):
         assert workload.layers[-1].K == space.num_classes  # the network ends in the logits
         blocks.update(stage.block for stage in spec.stages)
     assert blocks == set(space.blocks)  # MobileNet-, SqueezeNet- and SqueezeNext-like all occur
+
+
+def test_the_data_fills_what_a_space_leaves_unset_and_conflicts_are_errors():
+    fitted = NetworkSpace(stages=(3,)).for_data(32, 3, 5)
+    assert (fitted.resolutions, fitted.in_channels, fitted.num_classes) == ((32,), 3, 5)
+    spec = fitted.draw(np.random.default_rng(0))
+    assert (spec.resolution, spec.in_channels, spec.num_classes) == (32, 3, 5)
+    assert NetworkSpace(num_classes=12).for_data(8, 1, 10).num_classes == 12  # more outputs than classes is allowed
+    unset = DEFAULT_NETWORK_SPACE.draw(np.random.default_rng(0))  # on its own: the embedded digits' shape
+    assert (unset.resolution, unset.in_channels, unset.num_classes) == (8, 1, 10)
+    assert NetworkSpace.from_json(fitted.to_json()) == fitted and NetworkSpace.from_json(
+        DEFAULT_NETWORK_SPACE.to_json()) == DEFAULT_NETWORK_SPACE
+    for space, field in ((NetworkSpace(resolutions=(16,)), "'resolutions' is \\[16\\]"),
+                         (NetworkSpace(resolutions=(32, 64)), "searches input sizes"),
+                         (NetworkSpace(in_channels=1), "'in_channels' is 1 but d has 3-channel"),
+                         (NetworkSpace(num_classes=4), "'num_classes' is 4 but d has 5 classes")):
+        with pytest.raises(ValueError, match=field):
+            space.for_data(32, 3, 5, "d")
 
 
 def test_drawn_specs_build_flax_models_with_the_spec_parameter_count():

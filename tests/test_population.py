@@ -151,12 +151,14 @@ def test_an_experiment_whose_space_has_no_elastic_network_is_refused_before_any_
     from search_spaces.reference import reference_network
     alexnet_variants = NetworkVariantSpace(base=reference_network("alexnet"), blocks=("conv",), stages=(0,),
                                            depths=(1,))
+    imagenet_shaped = codesign.from_arrays(np.zeros((4, 227, 227, 3)), [0, 1, 2, 999], np.zeros((2, 227, 227, 3)),
+                                           [0, 999])  # AlexNet's input and 1000 classes
     for proxy in (TrainedProxy(population=2), codesign.SupernetProxy()):
         with pytest.raises(ValueError, match="field 'proxy' .* head 'fc3' with hidden layers .* allowed: 'fc' or "
                                              "'conv' without hidden layers"):
             codesign.Experiment(name="e", run_folder=tmp_path / "run", network_space=alexnet_variants,
-                                compression_space=None, proxy=proxy, trials=1)
-    codesign.Experiment(name="e", run_folder=tmp_path / "run", network_space=alexnet_variants,
+                                dataset=imagenet_shaped, compression_space=None, proxy=proxy, trials=1)
+    codesign.Experiment(name="e", run_folder=tmp_path / "run", network_space=alexnet_variants, dataset=imagenet_shaped,
                         compression_space=None, proxy=TrainedProxy(), trials=1)  # one model per candidate: fine
 
 
@@ -177,5 +179,5 @@ def test_a_search_trains_its_trials_in_batches_and_reloads_their_designs(tmp_pat
     batches = [t.user_attrs["run"]["worker"]["batch"] for t in results.trials]
     assert max(batches) == 3  # trials asked together were trained together
     best = codesign.load(tmp_path / "run").pareto_front[0]
-    accuracy = float((best.predict(data.x_val) == data.y_val).mean())
+    accuracy = float((best.predict(data.x_val, normalised=True) == data.y_val).mean())
     assert accuracy == pytest.approx(best.metrics["accuracy"], abs=1.5 / len(data.y_val))

@@ -15,7 +15,7 @@ from codesign.driver import ParetoFront
 from codesign.evaluator import Evaluator
 from codesign.metrics import Objective, hardware_metrics, pareto_mask
 from codesign.outcome import Candidate, Outcome, Status, trial_status
-from codesign.storage import open_study
+from codesign.storage import make_storage, open_study, run_folder_storage
 from cost_models import Accelerator, evaluate
 from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.compression import CompressionSpace
@@ -71,11 +71,65 @@ def test_end_to_end_search_stores_trials_front_constraints_and_reloads_a_working
     again = codesign.load(tmp_path / "run")
     best = again.pareto_front[0]
     data = load_dataset("synthetic", seed=exp.seed)
-    accuracy = float((best.predict(data.x_val) == data.y_val).mean())
+    accuracy = float((best.predict(data.x_val, normalised=True) == data.y_val).mean())
     assert accuracy == pytest.approx(best.metrics["accuracy"], abs=1e-9)
+    raw = data.x_val * np.float32(data.std) + np.float32(data.mean)  # as the images were before the dataset's split
+    assert np.array_equal(best.predict(raw), best.predict(data.x_val, normalised=True))
+    assert not np.array_equal(best.model()(raw, train=False), best.model()(data.x_val, train=False))
     report = best.cost_report()
     assert report.total["latency_s"] * 1e3 == pytest.approx(best.metrics["latency"], rel=1e-6)
     assert {r["dataflow"] for r in report.layers} <= {"ws", "os", "simd"}
+    check_the_dashboard_shows_the_study(again, tmp_path / "run")
+    check_finalize_retrains_the_front_and_measures_the_test_split(again, data, tmp_path / "run")
+
+
+def check_the_dashboard_shows_the_study(results, folder):
+    """optuna-dashboard's own API: named objectives, each metric and violation a sortable attribute, and the
+    per-epoch validation accuracy as the learning curve."""
+    import json
+    import wsgiref.util
+
+    from optuna_dashboard import wsgi
+
+    storage = make_storage(run_folder_storage(folder))
+    study_id = storage.get_study_id_from_name(results.study.study_name)
+    environ = {"PATH_INFO": f"/api/studies/{study_id}", "QUERY_STRING": "after=0", "REQUEST_METHOD": "GET"}
+    wsgiref.util.setup_testing_defaults(environ)
+    status = []
+    body = b"".join(wsgi(storage)(environ, lambda code, headers, *error: status.append(code)))
+    assert status[0].startswith("200"), (status, environ["wsgi.errors"].getvalue()[-800:])
+    detail = json.loads(body)
+    assert detail["objective_names"] == ["accuracy", "latency", "energy"]
+    sortable = {a["key"] for a in detail["union_user_attrs"] if a["sortable"]}
+    assert {"accuracy", "latency", "energy", "edp", "area", "model_size", "violation area<=0.6"} <= sortable
+    for shown in detail["trials"]:
+        trial = results.study.trials[shown["number"]]
+        attrs = {a["key"]: a["value"] for a in shown["user_attrs"]}
+        assert float(attrs["latency"]) == Outcome.from_trial(trial).metrics["latency"]
+        assert attrs["feasible"] == str(trial.constraints["area<=0.6"] <= 0)
+        curve = [(v["step"], v["value"]) for v in shown["intermediate_values"]]
+        assert curve == [tuple(h) for h in trial.user_attrs["history"]] and len(curve) == 2
+        assert curve[-1][1] == float(attrs["accuracy"])
+
+
+def check_finalize_retrains_the_front_and_measures_the_test_split(results, data, folder):
+    from flax import serialization
+    from optuna.artifacts import download_artifact
+
+    from codesign.training import accuracy, predictor
+
+    final, = results.finalize(1, epochs=1)
+    best = results.pareto_front[0]
+    assert (final.trial, final.status, final.proxy_value) == (best.number, "complete", best.metrics["accuracy"])
+    path = str(folder / "final.msgpack")
+    download_artifact(artifact_store=results.artifacts, file_path=path, artifact_id=final.weights_artifact)
+    with open(path, "rb") as f:
+        weights = serialization.msgpack_restore(f.read())
+    predict = predictor(best.network, best.compression)
+    assert accuracy(predict, weights, data.x_test, data.y_test) == final.test_accuracy  # what was stored was measured
+    assert accuracy(predict, weights, data.x_val, data.y_val) == final.val_accuracy
+    reloaded = codesign.load(folder)
+    assert reloaded.pareto_front[0].final == final and "test acc" in reloaded.table()
 
 
 def _feasible(t):
@@ -107,17 +161,20 @@ def test_resume_reaches_the_budget_with_no_trial_lost_or_duplicated(tmp_path):
 def test_failed_candidates_are_recorded_with_their_reason_and_the_search_goes_on(tmp_path, capsys):
     from codesign.cli import main
 
-    wrong_size = experiment(tmp_path, network_space=NetworkSpace(blocks=("dwsep",), stages=(1,), depths=(1,),
-                                                                  widths=(8,), resolutions=(16,)),
-                            proxy=codesign.TrainedProxy(), trials=2)
-    results = codesign.run(wrong_size, progress=False)
+    rng = np.random.default_rng(0)  # a dataset that is there when the experiment is built, and gone when it runs
+    path = tmp_path / "vanishing.npz"
+    np.savez(path, x_train=rng.normal(size=(60, 8, 8)), y_train=np.arange(60) % 3, x_test=rng.normal(size=(20, 8, 8)),
+             y_test=np.arange(20) % 3)
+    vanishing = experiment(tmp_path, dataset=str(path), proxy=codesign.TrainedProxy(), trials=2)
+    path.unlink()
+    results = codesign.run(vanishing, progress=False)
     assert results.counts() == {"failed": 2}
-    reason = "expects 16x16x1 inputs but dataset 'synthetic' has 8x8x1"
+    reason = f"FileNotFoundError: dataset: no file {path}"
     assert all(reason in Outcome.from_trial(t).reason for t in results.trials)
-    run = str(wrong_size.folder)
+    run = str(vanishing.folder)
     assert main(["show", run]) == 0  # the empty front, then why
     shown = capsys.readouterr().out
-    assert "trials that did not complete, by reason (2):" in shown and "2 x ValueError: network" in shown, shown
+    assert "trials that did not complete, by reason (2):" in shown and f"2 x {reason}" in shown, shown
     assert main(["trials", run]) == 0
     listed = capsys.readouterr().out.splitlines()[3:]
     assert len(listed) == 2 and all(" failed " in line and reason in line for line in listed)
@@ -275,6 +332,11 @@ def test_the_gp_sampler_is_optunas_gpsampler_or_a_clear_error_without_torch(tmp_
     (dict(pruner=optuna.pruners.MedianPruner()), "pruner"),
     (dict(trials=None, timeout=None), "budget"),
     (dict(constraints=[codesign.Constraint("area", max=1.0), {"metric": "power", "max": 1}]), "power"),
+    (dict(network_space=NetworkSpace(resolutions=(16,))), "'resolutions' is \\[16\\] but dataset 'synthetic' has 8x8"),
+    (dict(network_space=NetworkSpace(in_channels=3)), "'in_channels' is 3 but dataset 'synthetic' has 1-channel"),
+    (dict(network_space=NetworkSpace(num_classes=5)), "'num_classes' is 5 but dataset 'synthetic' has 10 classes"),
+    (dict(dataset="no_such_data.npz"), "field 'dataset': no file no_such_data.npz"),
+    (dict(objectives=("synflow", "latency")), "'synflow' is the score of ZeroCostProxy"),
 ])
 def test_experiment_bad_input_names_the_field(tmp_path, changes, field):
     with pytest.raises(ValueError, match=field):
@@ -305,7 +367,9 @@ def test_cli_run_show_plot_export(tmp_path, capsys):
     run = str(tmp_path / "run")
     assert main(["show", run, "--json"]) == 0
     shown = __import__("json").loads(capsys.readouterr().out)
-    assert shown and {"accuracy", "latency", "energy"} <= set(shown[0]["metrics"])
+    # a zero-cost score is named after its proxy, not shown as an accuracy
+    assert shown and {"params", "latency", "energy"} <= set(shown[0]["metrics"]) and "accuracy" not in shown[0]["metrics"]
+    assert codesign.load(run).study.metric_names == ["params", "latency", "energy"]
     design = codesign.load(run).design(shown[0]["trial"])  # the specs themselves, not their names
     assert NetworkSpec.from_dict(shown[0]["network"]) == design.network
     assert Accelerator.from_dict(shown[0]["accelerator"]) == design.accelerator
@@ -324,7 +388,20 @@ def test_cli_run_show_plot_export(tmp_path, capsys):
         main(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out.startswith("codesign ")
     assert main(["show", str(tmp_path / "nothing")]) == 2  # a clear error, not a traceback
-    assert "holds no study (study.log or study.db)" in capsys.readouterr().err
+    assert "holds no study (study.log, study.db, or study.json naming another storage)" in capsys.readouterr().err
+
+
+def test_a_run_folder_whose_study_lives_elsewhere_is_still_a_run_folder(tmp_path, capsys):
+    from codesign.cli import main
+
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    exp = experiment(tmp_path, storage=url, trials=2)
+    codesign.run(exp, progress=False)
+    assert not (exp.folder / "study.log").exists() and main(["show", str(exp.folder)]) == 0  # through study.json
+    assert "Pareto front of 't'" in capsys.readouterr().out
+    by_storage = codesign.load(storage=url)  # the study recorded its run folder: the artifacts are found
+    assert by_storage.artifacts is not None
+    assert Outcome.from_trial(by_storage.pareto_front[0].trial, by_storage.artifacts).cost_report is not None
 
 
 def test_rediscovery_script_starts_from_squeezenet_and_compares_on_each_designs_accelerator(tmp_path, capsys,

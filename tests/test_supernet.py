@@ -125,5 +125,5 @@ def test_a_search_with_the_supernet_trains_it_once_and_reloads_its_designs(tmp_p
     # each run folder holds the one supernet its trials were scored with (also when a worker had it in memory)
     assert len(list((tmp_path / "run" / "accuracy_cache" / "supernets").glob("*.msgpack"))) == 1
     best = codesign.load(tmp_path / "run").pareto_front[0]
-    accuracy = float((best.predict(data.x_val) == data.y_val).mean())
+    accuracy = float((best.predict(data.x_val, normalised=True) == data.y_val).mean())
     assert accuracy == pytest.approx(best.metrics["accuracy"], abs=1.5 / len(data.y_val))
