@@ -33,7 +33,8 @@ def timed_run(experiment) -> dict:
     started = time.perf_counter()
     results = codesign.run(experiment, progress=False)
     seconds = time.perf_counter() - started
-    accuracies = [d.metrics["accuracy"] for d in results.designs if "accuracy" in d.metrics]
+    quality = results.quality_metric  # accuracy, or a zero-cost proxy's score
+    accuracies = [d.metrics[quality] for d in results.designs if quality in d.metrics]
     supernets = [json.loads(p.read_text()) for p in (experiment.folder / "accuracy_cache" / "supernets").glob("*.json")]
     return {"seconds": seconds, "trials_per_minute": 60 * len(accuracies) / seconds, "counts": results.counts(),
             "accuracy_range": [min(accuracies), max(accuracies)] if accuracies else None,
