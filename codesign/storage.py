@@ -183,13 +183,18 @@ def open_study(experiment) -> optuna.Study:
     study = optuna.create_study(study_name=experiment.name, storage=make_storage(experiment.storage_url),
                                 directions=experiment.directions, sampler=experiment.make_sampler(),
                                 pruner=experiment.pruner, load_if_exists=True)
-    if "codesign.experiment" not in study.user_attrs:
-        study.set_user_attr("codesign.experiment", json.loads(experiment.to_json()))
-        study.set_user_attr("codesign.objectives", [o.metric for o in experiment.objectives])
-        study.set_user_attr("codesign.data", experiment.data.to_dict())
-        study.set_user_attr("codesign.run_folder", str(experiment.folder.resolve()))  # its artifacts, from any storage
-        with warnings.catch_warnings():  # set_metric_names is experimental in Optuna 5
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    records = {  # set once; a run started before a record existed gets it when it resumes
+        "codesign.experiment": lambda: json.loads(experiment.to_json()),
+        "codesign.objectives": lambda: [o.metric for o in experiment.objectives],
+        "codesign.data": lambda: experiment.data.to_dict(),  # design.predict normalises raw images with it
+        "codesign.run_folder": lambda: str(experiment.folder.resolve()),  # its artifacts, from any storage
+    }
+    for key, value in records.items():
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value())
+    with warnings.catch_warnings():  # metric names are experimental in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.metric_names is None:
             study.set_metric_names([o.metric for o in experiment.objectives])  # optuna-dashboard shows them
     return study
 
