@@ -5,7 +5,7 @@
     results = codesign.run(experiment)          # Optuna ask/tell, candidates as Ray tasks
     print(results.table())                      # the Pareto front
     best = results.pareto_front[0]
-    best.model()(images), best.cost_report().table(), best.accelerator
+    best.predict(raw_images), best.cost_report().table(), best.accelerator
 
 One trial's path: :mod:`codesign.search` (ask, sample a :class:`Candidate`, submit,
 tell) -> :mod:`codesign.evaluator` (the :class:`Evaluator`: one cost-model call plus

@@ -1,9 +1,11 @@
 """The ``codesign`` command line.
 
-``codesign network NAME|SPEC.json [--resolution R] [--json]``: per-layer summary of a network.
+``codesign network NAME|SPEC.json|MODEL.onnx [--resolution R] [--skip-unsupported] [--json]``:
+per-layer summary of a network.
 
-``codesign cost --topology T.csv [--config C.cfg | --accelerator A.json] [--dataflow D]
-[--compute-only] [--json]``: the analytical cost model on a SCALE-Sim topology.
+``codesign cost (--topology T.csv | --onnx MODEL.onnx [--skip-unsupported]) [--config C.cfg |
+--accelerator A.json] [--dataflow D] [--compute-only] [--json]``: the analytical cost model on a
+SCALE-Sim topology or an ONNX model.
 """
 
 from __future__ import annotations
@@ -18,7 +20,16 @@ from cost_models.scalesim import FormatError, read_config, read_topology
 
 
 def _cost(args) -> int:
-    workload = read_topology(args.topology)
+    skipped = ""
+    if args.onnx:
+        from cost_models.onnx_import import import_onnx
+
+        imported = import_onnx(args.onnx, skip_unsupported=args.skip_unsupported)
+        workload, skipped = imported.workload, imported.summary()
+    elif args.skip_unsupported:
+        raise ValueError("--skip-unsupported applies to --onnx models only")
+    else:
+        workload = read_topology(args.topology)
     calc_bandwidth = False
     if args.config and args.accelerator:
         raise ValueError("give either --config or --accelerator, not both")
@@ -34,49 +45,75 @@ def _cost(args) -> int:
         accelerator = accelerator.replace(dataflow=args.dataflow)
     report = evaluate(workload, accelerator, compute_only=args.compute_only or calc_bandwidth)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=1))
+        data = report.to_dict()
+        if args.onnx:
+            data["skipped"] = imported.skipped_counts
+        print(json.dumps(data, indent=1))
     else:
         print(f"{accelerator.rows}x{accelerator.cols} PEs, {describe(accelerator.dataflow)}, "
               f"buffer {accelerator.gb_bytes / 1024:g} KiB, DRAM {accelerator.dram_bw:g} B/cycle"
               + (" (compute only)" if report.compute_only else ""))
         print(report.table())
+        if skipped:
+            print(skipped)
     return 0
 
 
-def _load_network(source: str):
+def _load_network(source: str, skip_unsupported: bool = False):
+    """A NetworkSpec (reference name or JSON file), or the ImportReport of an ONNX model (``.onnx``)."""
     from search_spaces.networks import NetworkSpec
     from search_spaces.reference import REFERENCE_NETWORKS, reference_network
 
     if source in REFERENCE_NETWORKS:
         return reference_network(source)
     path = Path(source)
+    if path.suffix.lower() == ".onnx":
+        from cost_models.onnx_import import import_onnx
+
+        return import_onnx(path, skip_unsupported=skip_unsupported)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise FileNotFoundError(f"network spec file not found: {path}")
         return NetworkSpec.from_json(path.read_text())
     raise ValueError(f"unknown network {source!r}: give a reference name ({', '.join(REFERENCE_NETWORKS)}) "
-                     f"or a NetworkSpec JSON file")
+                     f"or a NetworkSpec JSON file, or an ONNX model (.onnx)")
+
+
+def _layer_summary(layer, in_shape, out_shape, params: int) -> dict:
+    return {"name": layer.name, "kind": layer.kind, "input": list(in_shape), "output": list(out_shape),
+            "kernel": [layer.R, layer.S], "stride": layer.stride, "groups": layer.groups,
+            "macs": layer.macs, "params": params}
 
 
 def _network(args) -> int:
+    from cost_models.onnx_import import ImportReport
     from search_spaces.networks import layer_table
 
-    spec = _load_network(args.network)
-    if args.resolution:
-        spec = spec.at_resolution(args.resolution)
-    rows = layer_table(spec)
-    layers = [{
-        "name": r.layer.name, "kind": r.layer.kind, "input": list(r.in_shape), "output": list(r.out_shape),
-        "kernel": [r.layer.R, r.layer.S], "stride": r.layer.stride, "groups": r.layer.groups,
-        "macs": r.layer.macs, "params": r.params,
-    } for r in rows]
-    total = {"layers": len(layers), "macs": sum(l["macs"] for l in layers),
-             "params": sum(l["params"] for l in layers), "resolution": spec.resolution}
+    loaded = _load_network(args.network, skip_unsupported=args.skip_unsupported)
+    skipped = ""
+    if isinstance(loaded, ImportReport):
+        if args.resolution:
+            raise ValueError(f"{args.network}: an ONNX model's input size is fixed by the model; drop --resolution")
+        # params: weights only (an ONNX model's biases and batch norms are folded away)
+        layers = [_layer_summary(l, (l.C, l.H, l.W), (l.K, l.P, l.Q), l.params) for l in loaded.workload]
+        name, skipped = loaded.workload.name, loaded.summary()
+        first = loaded.workload.layers[0]
+        total = {"layers": len(layers), "macs": sum(l["macs"] for l in layers),
+                 "params": sum(l["params"] for l in layers), "skipped": loaded.skipped_counts}
+        title = f"{name} (ONNX {loaded.source}; first layer input {first.C}x{first.H}x{first.W}, params: weights only)"
+    else:
+        if args.skip_unsupported:
+            raise ValueError("--skip-unsupported applies to ONNX models only")
+        spec = loaded.at_resolution(args.resolution) if args.resolution else loaded
+        layers = [_layer_summary(r.layer, r.in_shape, r.out_shape, r.params) for r in layer_table(spec)]
+        name, title = spec.name, f"{spec.name} at {spec.resolution}x{spec.resolution}"
+        total = {"layers": len(layers), "macs": sum(l["macs"] for l in layers),
+                 "params": sum(l["params"] for l in layers), "resolution": spec.resolution}
     if args.json:
-        print(json.dumps({"network": spec.name, "layers": layers, "total": total}, indent=1))
+        print(json.dumps({"network": name, "layers": layers, "total": total}, indent=1))
         return 0
     head = f"{'name':<22}{'kind':<10}{'input':>16}{'output':>16}{'kernel':>8}{'stride':>7}{'MACs':>15}{'params':>12}"
-    print(f"{spec.name} at {spec.resolution}x{spec.resolution}")
+    print(title)
     print(head)
     print("-" * len(head))
     for l in layers:
@@ -85,6 +122,50 @@ def _network(args) -> int:
               f"{shape(l['kernel']):>8}{l['stride']:>7}{l['macs']:>15,}{l['params']:>12,}")
     print("-" * len(head))
     print(f"{'total':<79}{total['macs']:>15,}{total['params']:>12,}")
+    if skipped:
+        print(skipped)
+    return 0
+
+
+def _load_workload(source: str, resolution: int | None, skip_unsupported: bool):
+    """A network's workload and what its import skipped: a reference name, a spec JSON, an ONNX model or a
+    SCALE-Sim topology CSV."""
+    if source.lower().endswith(".csv"):
+        return read_topology(source), ""
+    loaded = _load_network(source, skip_unsupported=skip_unsupported)
+    if hasattr(loaded, "workload") and not callable(loaded.workload):  # an ONNX model's ImportReport
+        if resolution:
+            raise ValueError(f"{source}: an ONNX model's input size is fixed by the model; drop --resolution")
+        return loaded.workload, loaded.summary()
+    if skip_unsupported:
+        raise ValueError("--skip-unsupported applies to ONNX models only")
+    return (loaded.at_resolution(resolution) if resolution else loaded).workload(), ""
+
+
+def _sweep(args) -> int:
+    from codesign.sweep import parse_bound, sweep, to_json
+    from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
+
+    workload, skipped = _load_workload(args.network, args.resolution, args.skip_unsupported)
+    space = DEFAULT_ACCELERATOR_SPACE
+    if args.space:
+        path = Path(args.space)
+        if not path.is_file():
+            raise FileNotFoundError(f"accelerator space file not found: {path}")
+        space = AcceleratorSpace.from_json(path.read_text())
+    result = sweep(workload, space, tuple(args.objectives), [parse_bound(b) for b in args.max or ()], args.limit,
+                   args.tie_break)
+    print(to_json(result) if args.json else result.table())
+    if skipped:
+        print(skipped, file=sys.stderr if args.json else sys.stdout)
+    if args.out:
+        from codesign.plots import plot_sweep
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "front.json").write_text(to_json(result))
+        for path in (out / "front.json", plot_sweep(result, out / "hardware_front.png")):
+            print(path, file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -178,27 +259,11 @@ def _plot(args) -> int:
 
 
 def _export(args) -> int:
-    from cost_models.scalesim import export_files
-    from cost_models.version import COST_MODEL_VERSION
+    from codesign.export import write_design
 
     design = _results(args).design(args.trial)
-    out = Path(args.out or f"trial{args.trial}")
-    out.mkdir(parents=True, exist_ok=True)
-    if args.format == "json":
-        files = {"network.json": design.network.to_json(), "accelerator.json": design.accelerator.to_json(),
-                 "compression.json": "null" if design.compression is None else design.compression.to_json(),
-                 "metrics.json": json.dumps(design.metrics, sort_keys=True),
-                 "cost_report.json": json.dumps({"cost_model_version": design.cost_model_version,
-                                                  **design.cost_report().to_dict()})}
-    else:  # topology.csv + accelerator.cfg (or accelerator.json) give the design's numbers back exactly
-        total = design.cost_report().total
-        stored = (f"Stored for trial {args.trial} (cost model v{design.cost_model_version or '?'}; this export is "
-                  f"read by v{COST_MODEL_VERSION}): latency {total['latency_s'] * 1e3:.6g} ms, "
-                  f"energy {total['energy_pj'] / 1e6:.6g} uJ, area {total['area_mm2']:.6g} mm^2.\n")
-        files = export_files(design.network.workload(compression=design.compression), design.accelerator, stored)
-    for name, text in files.items():
-        (out / name).write_text(text)
-        print(out / name)
+    for path in write_design(design, args.out or f"trial{args.trial}", args.format):
+        print(path)
     return 0
 
 
@@ -216,8 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the cost model, reference networks, and searches (run, show, plot, export).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    cost = commands.add_parser("cost", help="evaluate a SCALE-Sim topology with the analytical cost model")
-    cost.add_argument("--topology", required=True, help="SCALE-Sim topology CSV")
+    cost = commands.add_parser("cost", help="evaluate a SCALE-Sim topology or an ONNX model with the analytical "
+                               "cost model")
+    model = cost.add_mutually_exclusive_group(required=True)
+    model.add_argument("--topology", help="SCALE-Sim topology CSV")
+    model.add_argument("--onnx", metavar="MODEL.onnx", help='an ONNX model (needs pip install -e ".[onnx]")')
+    cost.add_argument("--skip-unsupported", action="store_true",
+                      help="--onnx: leave out operators the cost model does not model (listed under the totals)")
     cost.add_argument("--config", help="SCALE-Sim .cfg (array, SRAMs, dataflow, bandwidth; "
                       "the exact accelerator if it has the [codesign] section `codesign export` writes)")
     cost.add_argument("--accelerator", metavar="FILE.json",
@@ -226,11 +296,31 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--compute-only", action="store_true", help="ignore memory (no stalls)")
     cost.add_argument("--json", action="store_true", help="print one JSON object {layers, total}")
     cost.set_defaults(handler=_cost)
-    network = commands.add_parser("network", help="per-layer summary of a reference network or a NetworkSpec JSON")
-    network.add_argument("network", help="reference name (e.g. squeezenet_v1_0) or SPEC.json")
-    network.add_argument("--resolution", type=int, help="input resolution (default: the spec's)")
+    network = commands.add_parser("network", help="per-layer summary of a reference network, a NetworkSpec JSON "
+                                  "or an ONNX model")
+    network.add_argument("network", help="reference name (e.g. squeezenet_v1_0), SPEC.json or MODEL.onnx")
+    network.add_argument("--resolution", type=int, help="input resolution (default: the spec's; not for ONNX)")
+    network.add_argument("--skip-unsupported", action="store_true",
+                         help="ONNX: leave out operators the cost model does not model (listed under the totals)")
     network.add_argument("--json", action="store_true", help='print {"layers": [...], "total": {...}}')
     network.set_defaults(handler=_network)
+
+    sweep = commands.add_parser("sweep", help="the hardware Pareto front of one fixed network over an accelerator "
+                                              "space (no training)")
+    sweep.add_argument("network", help="reference name, SPEC.json, MODEL.onnx or a SCALE-Sim topology .csv")
+    sweep.add_argument("--resolution", type=int, help="input resolution of a reference network or spec")
+    sweep.add_argument("--space", help="AcceleratorSpace JSON (AcceleratorSpace.to_json; default: the "
+                                       "default space, 6,912 accelerators)")
+    sweep.add_argument("--objectives", nargs="+", default=["latency", "energy"], metavar="METRIC",
+                       help="hardware metrics to minimise (latency, energy, edp, area; default: latency energy)")
+    sweep.add_argument("--max", action="append", metavar="METRIC<=VALUE", help="a bound, e.g. area<=2 (repeatable)")
+    sweep.add_argument("--limit", type=int, help="sweep this many accelerators drawn from the space")
+    sweep.add_argument("--tie-break", default="edp", help="the front's pick (default: edp)")
+    sweep.add_argument("--skip-unsupported", action="store_true", help="ONNX: leave out operators the cost model "
+                                                                       "does not model (they are listed)")
+    sweep.add_argument("--out", help="folder for hardware_front.png and front.json")
+    sweep.add_argument("--json", action="store_true", help="print the sweep as JSON")
+    sweep.set_defaults(handler=_sweep)
 
     run = commands.add_parser("run", help="run (or resume) the search an EXPERIMENT.py file defines as `experiment`")
     run.add_argument("experiment", help="a Python file defining `experiment = codesign.Experiment(...)`")
@@ -265,10 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
                       "(nested mode; default trial: first on the front)")
     plot.add_argument("--out", help="output folder (default: RUN/plots)")
     plot.set_defaults(handler=_plot)
-    export = results_parser("export", "a design's specs (json), or SCALE-Sim topology + cfg that "
-                            "`codesign cost` reads back as the design (scalesim)")
+    export = results_parser("export", "a design's specs (json), SCALE-Sim topology + cfg that `codesign cost` "
+                            "reads back as the design (scalesim), the trained model (onnx), or all with a README")
     export.add_argument("--trial", type=int, required=True)
-    export.add_argument("--format", choices=("json", "scalesim"), default="json")
+    export.add_argument("--format", choices=("json", "scalesim", "onnx", "all"), default="json",
+                        help="json: the specs; scalesim: SCALE-Sim files; onnx: the trained model; all: everything "
+                             "with a README")
     export.add_argument("--out", help="output folder (default: ./trialN)")
     export.set_defaults(handler=_export)
     return parser

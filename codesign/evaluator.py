@@ -30,12 +30,12 @@ import numpy as np
 
 from codesign.cache import AccuracyCache
 from codesign.datasets import BUILT_IN, Dataset, load_dataset
-from codesign.metrics import (HARDWARE_METRICS, Constraint, Objective, hardware_metrics, model_size_kib,
-                              pick_accelerators)
+from codesign.metrics import HARDWARE_METRICS, Constraint, Objective, hardware_metrics, model_size_kib
 from codesign.outcome import Candidate, FrontPoint, Outcome, Status
 from codesign.proxies import TrainedProxy
 from codesign.supernet import SupernetProxy
-from cost_models import Accelerator, evaluate, evaluate_batch, stack
+from codesign.sweep import front_of
+from cost_models import Accelerator, evaluate, stack
 from cost_models.version import COST_MODEL_VERSION
 from search_spaces.accelerators import AcceleratorSpace
 
@@ -146,12 +146,9 @@ class Evaluator:
                 raise ValueError("a joint-mode candidate needs an accelerator")
             return candidate.accelerator, None
         accelerators, stacked = _accelerator_grid(self.nested, self.nested_limit, self.seed)
-        costs = evaluate_batch(workload, stacked, per_layer=False)
-        metrics = hardware_metrics({"latency_s": costs.latency_s, "energy_pj": costs.energy_pj,
-                                    "area_mm2": costs.area_mm2})
-        front, pick = pick_accelerators(metrics, self.hardware_objectives, self.hardware_constraints, self.tie_break)
-        points = tuple(FrontPoint(accelerators[i], {k: float(v[i]) for k, v in metrics.items()}) for i in front)
-        return accelerators[pick], points
+        points, chosen = front_of(workload, accelerators, stacked, self.hardware_objectives,
+                                  self.hardware_constraints, self.tie_break)
+        return chosen, points
 
 
 def _guarded(candidate: Candidate, work: Callable[[], Any]) -> tuple[Any, Outcome | None]:

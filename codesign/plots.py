@@ -32,6 +32,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from codesign.metrics import METRICS  # noqa: E402
 from codesign.results import Design, Results  # noqa: E402
+from codesign.sweep import accelerator_names  # noqa: E402
 from cost_models.evaluate import CostReport  # noqa: E402
 
 DATAFLOW_COLOURS = {"ws": "tab:blue", "os": "tab:orange", "rs": "tab:green", "simd": "tab:gray"}
@@ -339,19 +340,26 @@ def plot_hypervolume(results: Results, path: str | Path) -> Path:
 # --- a nested-mode design's hardware front ------------------------------------------------
 
 def hardware_front_figure(design: Design, metrics: Sequence[str] = ("latency", "energy")):
-    """The accelerators of ``design``'s hardware Pareto front: ``metrics[0]`` against ``metrics[1]``, coloured and
-    sized by area (or another hardware metric), the chosen accelerator ringed, each labelled rows x cols dataflow."""
+    """The accelerators of ``design``'s hardware Pareto front (nested mode), the design's own ringed."""
     points = design.accelerator_front
     if not points:
         raise ValueError(f"trial {design.number} has no hardware front: only nested-mode trials keep one "
                          f"(this design's accelerator was searched jointly)")
+    return front_figure(points, design.accelerator, metrics, f"trial {design.number}'s accelerator",
+                        f"trial {design.number}: hardware Pareto front of its network", design.metrics)
+
+
+def front_figure(points, chosen_accelerator, metrics: Sequence[str] = ("latency", "energy"),
+                 chosen_label: str = "chosen", title: str = "hardware Pareto front", chosen_metrics=None):
+    """A hardware Pareto front: ``metrics[0]`` against ``metrics[1]``, coloured and sized by area (or another
+    hardware metric), ``chosen_accelerator`` ringed, each point labelled rows x cols dataflow."""
     x_metric, y_metric = metrics[:2]
     colour_by = next(m for m in ("area", "edp", "latency", "energy") if m not in (x_metric, y_metric))
     get = lambda name: np.array([p.metrics.get(name, np.nan) for p in points], float)
     x, y, colour = get(x_metric), get(y_metric), get(colour_by)
-    chosen = next((i for i, p in enumerate(points) if p.accelerator == design.accelerator), None)
-    if chosen is None:  # match by metrics when the stored accelerator differs in a detail
-        distance = np.abs(x - design.metrics.get(x_metric, np.nan)) + np.abs(y - design.metrics.get(y_metric, np.nan))
+    chosen = next((i for i, p in enumerate(points) if p.accelerator == chosen_accelerator), None)
+    if chosen is None and chosen_metrics:  # match by metrics when the stored accelerator differs in a detail
+        distance = np.abs(x - chosen_metrics.get(x_metric, np.nan)) + np.abs(y - chosen_metrics.get(y_metric, np.nan))
         chosen = int(np.nanargmin(distance)) if np.isfinite(distance).any() else None
     finite = np.isfinite(colour)
     span = np.nanmax(colour) - np.nanmin(colour) if finite.any() else 0.0
@@ -367,7 +375,7 @@ def hardware_front_figure(design: Design, metrics: Sequence[str] = ("latency", "
         ax.scatter(x[chosen], y[chosen], s=size[chosen] + 120, facecolors="none", edgecolors="red", linewidths=1.8,
                    zorder=3)
         handles.append(Line2D([], [], ls="", marker="o", ms=11, mfc="none", mec="red", mew=1.8,
-                              label=f"chosen: trial {design.number}'s accelerator"))
+                              label=f"chosen: {chosen_label}"))
     scale_axis(ax, "x", x)
     scale_axis(ax, "y", y)
     ax.set_xlabel(_label(x_metric))
@@ -376,9 +384,8 @@ def hardware_front_figure(design: Design, metrics: Sequence[str] = ("latency", "
     ax.grid(alpha=0.12, which="minor")
     fig.colorbar(mappable, ax=ax, label=_label(colour_by))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9)
-    fig.suptitle(f"trial {design.number}: hardware Pareto front of its network, {len(points)} accelerator"
-                 f"{'s' if len(points) != 1 else ''}")
-    names = _accelerator_names([p.accelerator for p in points])
+    fig.suptitle(f"{title}, {len(points)} accelerator{'s' if len(points) != 1 else ''}")
+    names = accelerator_names([p.accelerator for p in points])
     labelled = list(range(len(points)))
     if len(points) > LABEL_FRONT_UP_TO:
         labelled = sorted(set(range(0, len(points), int(np.ceil(len(points) / LABEL_FRONT_UP_TO)))))
@@ -391,20 +398,15 @@ def hardware_front_figure(design: Design, metrics: Sequence[str] = ("latency", "
     return fig
 
 
-def _accelerator_names(accelerators) -> list[str]:
-    """rows x cols dataflow, with the buffer, DRAM bandwidth or register file added where that alone is ambiguous."""
-    names = [f"{a.rows}x{a.cols} {a.dataflow}" for a in accelerators]
-    details = (lambda a: f"{a.gb_bytes // 1024} KiB", lambda a: f"{a.dram_bw:g} B/cyc", lambda a: f"RF {a.rf_bytes} B")
-    for detail in details:
-        if len(set(names)) == len(names):
-            break
-        repeated = {n for n in names if names.count(n) > 1}
-        names = [f"{n}, {detail(a)}" if n in repeated else n for n, a in zip(names, accelerators)]
-    return names
-
-
 def plot_hardware_front(design: Design, path: str | Path, metrics: Sequence[str] = ("latency", "energy")) -> Path:
     return _save(hardware_front_figure(design, metrics), path)
+
+
+def plot_sweep(result, path: str | Path) -> Path:
+    """A :class:`~codesign.sweep.HardwareSweep`'s front (``codesign sweep --out``), its first two objectives as axes."""
+    metrics = tuple(result.objectives[:2]) if len(result.objectives) >= 2 else ("latency", "energy")
+    return _save(front_figure(result.front, result.chosen, metrics, f"lowest {result.tie_break}",
+                              f"{result.network}: hardware Pareto front of {result.swept} accelerators"), path)
 
 
 def _front_metrics(results: Results) -> tuple[str, str]:

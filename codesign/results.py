@@ -107,6 +107,17 @@ class Design:
             x = self.data.normalise(images)
         return np.asarray(self.model()(x, train=False)).argmax(-1)
 
+    def export_onnx(self, path) -> Path:
+        """Write the trained model as an ONNX file taking raw NCHW images (normalised images when the run did not
+        record its normalisation): batch norm folded, quantized weights as DequantizeLinear of integer codes,
+        pruned weights as zeros (:func:`codesign.onnx_export.export_onnx`). Needs ``pip install -e ".[onnx]"``."""
+        from codesign.onnx_export import export_onnx
+
+        if self.variables is None:
+            raise ValueError(f"trial {self.number} has no stored weights to export (the proxy did not train, or "
+                             f"save_weights was off)")
+        return export_onnx(self.network, self.compression, self.variables, path, self.data)
+
     @cached_property
     def _stored_report(self) -> Outcome:
         return Outcome.from_trial(self.trial, self.artifacts, artifacts=(COST_REPORT,))

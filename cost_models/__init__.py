@@ -8,12 +8,16 @@ evaluates a network on a whole batch of accelerators.
     wl = Workload((conv("c1", 3, 64, 224, R=7, stride=2, padding=3),))
     report = evaluate(wl, Accelerator(rows=32, cols=32, dataflow="flex"))
     print(report.table())
+
+ONNX models import with ``Workload.from_onnx("model.onnx")`` (or :func:`import_onnx`,
+which also says what was skipped); that needs the optional ``onnx`` package.
 """
 
 from cost_models.accelerator import Accelerator, AcceleratorParams, gbps_to_bytes_per_cycle, grid, stack
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, describe
 from cost_models.energy import ENERGY_TABLES, LEVELS
 from cost_models.evaluate import CostReport, evaluate, evaluate_batch
+from cost_models.onnx_import import ImportReport, OnnxImportError, UnsupportedOperators, from_onnx, import_onnx
 from cost_models.model import LayerCosts, NetworkCosts, network_costs, networks_costs
 from cost_models.workload import KINDS, Layer, LayerArrays, Workload, conv, eltwise, fc, pool
 
@@ -21,5 +25,5 @@ __all__ = [
     "Accelerator", "AcceleratorParams", "gbps_to_bytes_per_cycle", "grid", "stack",
     "ALL_DATAFLOW_NAMES", "DATAFLOWS", "FLEX", "describe", "ENERGY_TABLES", "LEVELS",
     "CostReport", "evaluate", "evaluate_batch", "LayerCosts", "NetworkCosts", "network_costs",
-    "networks_costs", "KINDS", "Layer", "LayerArrays", "Workload", "conv", "eltwise", "fc", "pool",
+    "networks_costs", "ImportReport", "OnnxImportError", "UnsupportedOperators", "from_onnx", "import_onnx", "KINDS", "Layer", "LayerArrays", "Workload", "conv", "eltwise", "fc", "pool",
 ]

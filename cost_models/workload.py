@@ -277,6 +277,13 @@ class Workload:
         data = json.loads(text)
         return cls(tuple(Layer.from_dict(layer) for layer in data["layers"]), data.get("name", "workload"))
 
+    @classmethod
+    def from_onnx(cls, model, skip_unsupported: bool = False, name: str | None = None) -> "Workload":
+        """The workload of an ONNX model (path or ``onnx.ModelProto``); see :mod:`cost_models.onnx_import`."""
+        from cost_models.onnx_import import from_onnx
+
+        return from_onnx(model, skip_unsupported=skip_unsupported, name=name)
+
 
 def as_workload(layers: Iterable[Layer] | Workload, name: str = "workload") -> Workload:
     return layers if isinstance(layers, Workload) else Workload(tuple(layers), name)

@@ -138,7 +138,7 @@ def test_cli_export_writes_the_files_and_says_how_to_get_the_stored_numbers(tmp_
     spec, policy = NETWORKS["mobilenet_v1"]
     acc = ACCELERATORS["squeezelerator_flex"]
     report = evaluate(spec.workload(compression=policy), acc)
-    stored = types.SimpleNamespace(network=spec, compression=policy, accelerator=acc, cost_model_version="1",
+    stored = types.SimpleNamespace(number=7, network=spec, compression=policy, accelerator=acc, cost_model_version="1",
                                    cost_report=lambda: report)
     monkeypatch.setattr("codesign.cli._results", lambda args: types.SimpleNamespace(design=lambda trial: stored))
     out = tmp_path / "x"

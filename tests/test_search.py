@@ -81,6 +81,23 @@ def test_end_to_end_search_stores_trials_front_constraints_and_reloads_a_working
     assert {r["dataflow"] for r in report.layers} <= {"ws", "os", "simd"}
     check_the_dashboard_shows_the_study(again, tmp_path / "run")
     check_finalize_retrains_the_front_and_measures_the_test_split(again, data, tmp_path / "run")
+    check_the_handover_holds_every_format_and_the_onnx_model_predicts_as_the_design(best, raw, tmp_path / "handover")
+
+
+def check_the_handover_holds_every_format_and_the_onnx_model_predicts_as_the_design(design, raw, folder):
+    import onnxruntime
+
+    from codesign.export import write_design
+
+    names = {path.name for path in write_design(design, folder, "all")}
+    assert {"model.onnx", "topology.csv", "accelerator.cfg", "accelerator.json", "network.json", "compression.json",
+            "metrics.json", "cost_report.json", "cost_report.csv", "README.md"} <= names
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+    logits = session.run(None, {session.get_inputs()[0].name: raw.transpose(0, 3, 1, 2).astype(np.float32)})[0]
+    assert np.array_equal(logits.argmax(-1), design.predict(raw))  # raw images in, like design.predict
+    rows = (folder / "cost_report.csv").read_text().splitlines()
+    assert len(rows) == len(design.cost_report().layers) + 2 and rows[-1].startswith("total")
+    assert f"# Design: trial {design.number}" in (folder / "README.md").read_text()
 
 
 def check_the_dashboard_shows_the_study(results, folder):

@@ -11,7 +11,10 @@
    multiply-add chain.
 2. Agreement with the recorded SCALE-Sim v3 runs (experiments/scalesim_reference):
    compute-only cycles per dataflow, and total cycles in USER bandwidth mode.
-3. If SCALE-Sim and ZigZag are installed (the ``peers`` extra, in this interpreter or
+3. ONNX import (the ``onnx`` extra): a 100-convolution model built here (conv + batch norm
+   + ReLU, residual adds), imported and costed, beside reading the same network from a
+   SCALE-Sim topology file.
+4. If SCALE-Sim and ZigZag are installed (the ``peers`` extra, in this interpreter or
    the one given by --peers-python / $CODESIGN_PEERS_PYTHON), they are timed on the
    same layers in the same run, and the speed ratio and per-layer agreement printed.
 """
@@ -272,6 +275,77 @@ def live_peers(python: str, layer_names: list[str]):
     return scalesim_s, zigzag_s
 
 
+def hundred_conv_onnx(blocks: int = 50, channels: int = 64, size: int = 56):
+    """A ResNet-like ONNX model with 2 * ``blocks`` convolutions (each with batch norm and ReLU) and ``blocks``
+    residual adds, built with onnx.helper."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, weights = [], []
+    x = "input"
+
+    def conv_bn_relu(x, name, relu=True):
+        w = rng.normal(size=(channels, channels, 3, 3)).astype(np.float32)
+        weights.append(numpy_helper.from_array(w, f"{name}.w"))
+        for part, value in (("scale", 1.0), ("bias", 0.0), ("mean", 0.0), ("var", 1.0)):
+            weights.append(numpy_helper.from_array(np.full(channels, value, np.float32), f"{name}.{part}"))
+        nodes.append(helper.make_node("Conv", [x, f"{name}.w"], [f"{name}.c"], pads=[1, 1, 1, 1], name=name))
+        nodes.append(helper.make_node("BatchNormalization", [f"{name}.c"] + [f"{name}.{p}" for p in
+                                      ("scale", "bias", "mean", "var")], [f"{name}.b"], name=f"{name}.bn"))
+        if not relu:
+            return f"{name}.b"
+        nodes.append(helper.make_node("Relu", [f"{name}.b"], [f"{name}.r"], name=f"{name}.relu"))
+        return f"{name}.r"
+
+    for b in range(blocks):
+        y = conv_bn_relu(conv_bn_relu(x, f"b{b}a"), f"b{b}b", relu=False)
+        nodes.append(helper.make_node("Add", [x, y], [f"b{b}.sum"], name=f"b{b}.add"))
+        x = f"b{b}.sum"
+    graph = helper.make_graph(nodes, "resnet_like", [helper.make_tensor_value_info(
+        "input", TensorProto.FLOAT, [1, channels, size, size])], [helper.make_tensor_value_info(
+        x, TensorProto.FLOAT, None)], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def bench_onnx_import() -> None:
+    """Import of a 100-convolution ONNX model and its cost report, beside reading the same network from a
+    SCALE-Sim topology (the baseline), in this run."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        print("\nONNX import: onnx not installed (`pip install -e '.[onnx]'`)")
+        return
+    from cost_models import evaluate, from_onnx
+    from cost_models.scalesim import format_topology
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "resnet_like.onnx"
+        onnx.save(hundred_conv_onnx(), str(path))
+        topology = Path(tmp) / "resnet_like.csv"
+        workload = from_onnx(path)
+        topology.write_text(format_topology(workload))
+        accelerator = Accelerator(dataflow="flex", zero_skip=True)
+        first_report = timed(lambda: evaluate(workload, accelerator).total["latency_s"], repeats=1)[0]
+        runs = {"ONNX import": lambda: from_onnx(path), "SCALE-Sim topology read": lambda: read_topology(topology),
+                "cost report (after compile)": lambda: evaluate(workload, accelerator).total["latency_s"]}
+        medians = {}
+        for label, fn in runs.items():
+            times = []
+            for _ in range(7):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            medians[label] = float(np.median(times))
+        size_mb = path.stat().st_size / 1e6
+    print(f"\nONNX import: {len(workload)} layers (100 convolutions, batch norm folded, 50 residual adds), "
+          f"{size_mb:.0f} MB file:")
+    for label, seconds in medians.items():
+        print(f"  {label:<30}{1e3 * seconds:>9.1f} ms (median of 7)")
+    print(f"  first cost report, compilation included: {first_report:.2f} s")
+    total = medians["ONNX import"] + medians["cost report (after compile)"]
+    print(f"  import + cost report: {1e3 * total:.0f} ms; goal well under 1 s: {'met' if total < 0.5 else 'NOT met'}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accelerators", type=int, default=16384)
@@ -293,6 +367,7 @@ def main():
     print(f"goal >= 10 M layer evaluations/s (totals): grid {goal(grid_rates[False])}, "
           f"networks on ws {goal(net_rates['ws'][False])}, on flex {goal(net_rates['flex'][False])}")
     agreement()
+    bench_onnx_import()
     python = peers_python(args.peers_python)
     if python:
         scalesim_s, zigzag_s = live_peers(python, args.peer_layers.split(","))

@@ -1,0 +1,640 @@
+"""Import an ONNX model as a cost-model :class:`~cost_models.workload.Workload`.
+
+What a deployment compiler would run on the accelerator becomes layers; the rest is
+absorbed. Shapes come from ONNX shape inference (NCHW, batch dimension ignored: the
+cost of one sample; a symbolic batch dimension is fine).
+
+Layers (as :mod:`search_spaces.networks` lowers the same network):
+
+* ``Conv``, ``ConvInteger``, ``QLinearConv`` (grouped and depthwise included) -> a
+  convolution whose kind is inferred from its sizes (a 1x1 convolution on a 1x1 map is
+  ``pointwise``). Equal padding on all four sides is the layer's ``padding``; any other
+  padding (asymmetric ``pads``, ``auto_pad`` SAME_UPPER/SAME_LOWER with an odd total,
+  different padding along H and W) gives the layer its input map pre-padded (``H`` and
+  ``W`` include the padding, ``padding=0``), as the project does for k x 1 kernels. The
+  output size ``P x Q`` is always shape inference's. Dilation keeps the kernel size ``R x
+  S`` (MACs and weights are exact; the cost model sees an undilated window).
+* ``Gemm``, ``MatMul``, ``MatMulInteger``, ``QLinearMatMul`` with a constant 2-D weight
+  -> ``fc`` (``C`` = inputs, ``K`` = outputs); a MatMul on a rank-3+ input of ``M`` rows
+  per sample -> a ``pointwise`` layer on an ``M x 1`` map (exact MACs).
+* ``MaxPool``, ``AveragePool``, ``GlobalMaxPool``, ``GlobalAveragePool``, and
+  ``ReduceMean``/``ReduceMax`` over H and W -> ``pool``.
+* ``Add``, ``Sub``, ``Mul``, ``Div``, ``Sum`` of two activations -> ``eltwise`` (``Sum``
+  of n activations: n - 1 layers); with a constant operand (a scale or bias) absorbed.
+
+Absorbed (no layer): batch norm (folded into the convolution before it), activations,
+reshapes, transposes, casts, ``Concat`` (a fire module's concatenation adds no layer in
+the project's lowering either), ``Pad`` (the next layer reads the padded map), quantize /
+dequantize nodes, and any node whose inputs are all constants (constant folding).
+
+Compression is read from the file, never guessed. ``w_density`` is the fraction of
+non-zero entries of the weight initializer (behind a ``DequantizeLinear``: entries equal
+to the zero point count as zeros; an all-zero weight counts as one non-zero, as a
+Layer's density must be positive). ``w_bits`` is the width of the quantized weight's
+type (int8/uint8/float8 -> 8, int4/uint4 -> 4, int2 -> 2, int16 -> 16) when the weight
+passes through ``QuantizeLinear``/``DequantizeLinear`` or is the integer input of
+``QLinearConv``/``ConvInteger``/``QLinearMatMul``/``MatMulInteger``; ``a_bits`` likewise
+from the layer's input activation. Float tensors keep the Layer default (16 bits), as an
+uncompressed ``NetworkSpec.workload()`` has. Vector layers (no weights) get
+``w_bits = a_bits``.
+
+An operator it does not model (or a supported one it cannot cost: a MatMul of two
+activations, a weight computed at run time, a shape inference could not give) is listed
+in one :class:`UnsupportedOperators` error (op type, count, first node names); with
+``skip_unsupported=True`` those nodes are left out and :attr:`ImportReport.skipped`
+records them. ``onnx`` is an optional dependency: ``pip install -e ".[onnx]"``.
+
+    from cost_models import Workload, import_onnx
+    workload = Workload.from_onnx("model.onnx")
+    report = import_onnx("model.onnx", skip_unsupported=True)   # .workload, .skipped
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from cost_models.workload import Layer, Workload, infer_kind
+
+INSTALL_HINT = 'pip install -e ".[onnx]"'
+#: Node names shown per operator type in the unsupported-operator report.
+SHOWN_NAMES = 3
+
+#: Nodes that add no layer: folded, fused or a view of memory on a deployment compiler.
+ABSORBED = frozenset({
+    "BatchNormalization", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "PRelu", "Elu",
+    "Selu", "Celu", "Tanh", "Softplus", "Gelu", "Mish", "Softmax", "LogSoftmax",
+    "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "Concat", "Pad",
+    "QuantizeLinear", "DequantizeLinear", "Constant", "ConstantOfShape", "Shape", "Size",
+})
+#: Ops that give a value-preserving view of their first input (followed to a weight initializer
+#: and back from an activation to its quantization).
+VIEW_OPS = frozenset({"Identity", "Dropout", "Cast", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"})
+#: Ops whose outputs are known before run time whatever their inputs hold.
+SHAPE_OPS = frozenset({"Shape", "Size"})
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+_BITS_BY_TYPE = {8: ("INT8", "UINT8", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ",
+                     "FLOAT8E8M0"),
+                 6: ("FLOAT6E2M3", "FLOAT6E3M2"),
+                 4: ("INT4", "UINT4", "FLOAT4E2M1"),
+                 2: ("INT2", "UINT2"),
+                 16: ("INT16", "UINT16")}
+
+
+class OnnxImportError(ValueError):
+    """An ONNX model the importer cannot read; the message names the file (and node)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Unsupported:
+    """Nodes of one operator type (with a reason, e.g. ``MatMul (two activations)``) left unmodelled."""
+
+    op_type: str
+    nodes: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.nodes)
+
+    def describe(self) -> str:
+        """``LSTM x2 (lstm_0, lstm_1)``, with at most :data:`SHOWN_NAMES` names."""
+        names = ", ".join(self.nodes[:SHOWN_NAMES]) + (", ..." if self.count > SHOWN_NAMES else "")
+        return f"{self.op_type} x{self.count} ({names})"
+
+
+class UnsupportedOperators(OnnxImportError):
+    """The model holds operators the cost model does not model; :attr:`unsupported` lists them."""
+
+    def __init__(self, source: str, unsupported: tuple[Unsupported, ...]):
+        self.source, self.unsupported = source, unsupported
+        total = sum(u.count for u in unsupported)
+        super().__init__(f"{source}: {total} operator{'s' if total != 1 else ''} the cost model does not model: "
+                         f"{'; '.join(u.describe() for u in unsupported)}; pass skip_unsupported=True "
+                         f"(--skip-unsupported) to leave them out")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportReport:
+    """An imported workload and the nodes left out of it (``skip_unsupported=True``)."""
+
+    workload: Workload
+    skipped: tuple[Unsupported, ...] = ()
+    source: str = "<model>"
+
+    @property
+    def skipped_counts(self) -> dict[str, int]:
+        return {u.op_type: u.count for u in self.skipped}
+
+    def summary(self) -> str:
+        """``skipped: LSTM x1 (lstm_0); ...`` (empty when nothing was skipped)."""
+        if not self.skipped:
+            return ""
+        total = sum(u.count for u in self.skipped)
+        return (f"skipped: {total} node{'s' if total != 1 else ''} not in these totals: "
+                f"{'; '.join(u.describe() for u in self.skipped)}")
+
+
+class _NotModelled(Exception):
+    """A supported op type this node's form cannot be costed; the text is the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _TensorInfo:
+    elem_type: int  # onnx.TensorProto data type, 0 when unknown
+    dims: tuple[int | None, ...] | None  # None: rank unknown; None entries: symbolic or unknown
+
+
+@dataclasses.dataclass(frozen=True)
+class _Graph:
+    """What the lowering of one node reads: tensor types and shapes, constants and producers."""
+
+    tensors: Mapping[str, _TensorInfo]
+    values: Mapping[str, object]  # constant name -> onnx.TensorProto (initializers, Constant nodes)
+    producers: Mapping[str, object]  # tensor name -> the onnx.NodeProto that outputs it
+    constant: frozenset[str]  # tensors known before run time
+
+    def info(self, name: str) -> _TensorInfo:
+        return self.tensors.get(name, _TensorInfo(0, None))
+
+    def is_activation(self, name: str) -> bool:
+        return bool(name) and name not in self.constant
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as error:
+        raise OnnxImportError(f"importing ONNX models needs the onnx package: {INSTALL_HINT} ({error})") from None
+    return onnx
+
+
+def load_model(model) -> tuple[object, str]:
+    """``(ModelProto, label)`` of a path or a ModelProto; unreadable files raise :class:`OnnxImportError`."""
+    onnx = _onnx()
+    if isinstance(model, onnx.ModelProto):
+        return model, model.graph.name or "<model>"
+    if not isinstance(model, (str, Path)):
+        raise OnnxImportError(f"expected an ONNX file path or an onnx.ModelProto, got {type(model).__name__}")
+    path = Path(model)
+    if not path.is_file():
+        raise OnnxImportError(f"{path}: no such ONNX file")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as error:  # protobuf's DecodeError, missing external data, ...
+        raise OnnxImportError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
+    return proto, str(path)
+
+
+def _batch_of_one(model):
+    """A copy of ``model`` with batch 1 where its graph inputs leave the batch symbolic (that symbol is 1
+    wherever the file uses it), so that shapes computed from the batch (a flatten's -1) are known."""
+    model = type(model).FromString(model.SerializeToString())
+    initializers = {init.name for init in model.graph.initializer}
+    symbols = set()
+    for value in model.graph.input:
+        shape = value.type.tensor_type.shape
+        if value.name not in initializers and value.type.tensor_type.HasField("shape") and shape.dim \
+                and not shape.dim[0].dim_value:
+            symbols.add(shape.dim[0].dim_param)
+            shape.dim[0].Clear()
+            shape.dim[0].dim_value = 1
+    symbols.discard("")
+    for value in (*model.graph.value_info, *model.graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in symbols:
+                dim.Clear()
+                dim.dim_value = 1
+    return model
+
+
+def _infer_shapes(model, source: str):
+    onnx = _onnx()
+    try:
+        return onnx.shape_inference.infer_shapes(_batch_of_one(model), data_prop=True)
+    except Exception as error:  # InferenceError, ValidationError, ...
+        raise OnnxImportError(f"{source}: ONNX shape inference failed ({type(error).__name__}: {error})") from None
+
+
+def _tensor_info(value_info) -> _TensorInfo:
+    tensor_type = value_info.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return _TensorInfo(tensor_type.elem_type, None)
+    dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor_type.shape.dim)
+    return _TensorInfo(tensor_type.elem_type, dims)
+
+
+def _constant_value(node):
+    """The TensorProto a ``Constant`` node holds (its ``value`` attribute), or None."""
+    for attribute in node.attribute:
+        if attribute.name == "value":
+            return attribute.t
+    return None
+
+
+def _graph(model) -> _Graph:
+    graph = model.graph
+    tensors = {vi.name: _tensor_info(vi) for vi in (*graph.input, *graph.value_info, *graph.output)}
+    values = {init.name: init for init in graph.initializer}
+    for init in graph.initializer:
+        tensors.setdefault(init.name, _TensorInfo(init.data_type, tuple(int(d) for d in init.dims)))
+    producers, constant = {}, set(values)
+    for node in graph.node:
+        for output in node.output:
+            producers[output] = node
+        if node.op_type == "Constant" and node.domain in STANDARD_DOMAINS and _constant_value(node) is not None:
+            value = _constant_value(node)
+            values[node.output[0]] = value
+            tensors.setdefault(node.output[0], _TensorInfo(value.data_type, tuple(int(d) for d in value.dims)))
+        if node.op_type in SHAPE_OPS or all(name in constant for name in node.input if name):
+            constant.update(name for name in node.output if name)
+    return _Graph(tensors, values, producers, frozenset(constant))
+
+
+def _node_names(nodes) -> list[str]:
+    """A unique, non-empty name per node (``conv_3`` for an unnamed Conv at index 3)."""
+    names, seen = [], set()
+    for index, node in enumerate(nodes):
+        name = node.name or f"{node.op_type.lower()}_{index}"
+        unique, n = name, 1
+        while unique in seen:
+            n += 1
+            unique = f"{name}_{n}"
+        seen.add(unique)
+        names.append(unique)
+    return names
+
+
+# --- attributes, shapes, bits -------------------------------------------------------------------
+
+def _attribute(node, name: str, default=None):
+    from onnx import helper
+
+    for attribute in node.attribute:
+        if attribute.name == name:
+            value = helper.get_attribute_value(attribute)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def _feature_map(info: _TensorInfo, what: str) -> tuple[int, ...]:
+    """The per-sample dimensions (batch dropped) of a tensor; :class:`_NotModelled` when unknown."""
+    if info.dims is None or len(info.dims) < 2 or any(d is None for d in info.dims[1:]):
+        raise _NotModelled(f"no inferred shape for its {what}")
+    return tuple(info.dims[1:])
+
+
+def _chw(info: _TensorInfo, what: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` of an NCHW map; other ranks fold to ``(d1, d2, d3 * ...)`` with missing sizes 1."""
+    dims = _feature_map(info, what)
+    rest = dims[2:]
+    return dims[0], dims[1] if len(dims) > 1 else 1, math.prod(rest) if rest else 1
+
+
+def _nchw(info: _TensorInfo, what: str) -> tuple[int, int, int]:
+    dims = _feature_map(info, what)
+    if len(dims) != 3:
+        raise _NotModelled(f"{len(dims) - 1}-D {what}; only 2-D (NCHW) maps are modelled")
+    return dims
+
+
+def bits_of_type(elem_type: int) -> int | None:
+    """The bit width of a quantized ONNX element type (``None`` for float and wide integer types)."""
+    from onnx import TensorProto
+
+    for bits, names in _BITS_BY_TYPE.items():
+        if any(getattr(TensorProto, name, None) == elem_type for name in names):
+            return bits
+    return None
+
+
+def _activation_bits(g: _Graph, tensor: str) -> int | None:
+    """Bits of an activation: its own quantized type, or the integer input of the DequantizeLinear
+    that makes it (through views such as Flatten)."""
+    for _ in range(len(g.producers) + 1):
+        bits = bits_of_type(g.info(tensor).elem_type)
+        if bits is not None:
+            return bits
+        node = g.producers.get(tensor)
+        if node is None:
+            return None
+        if node.op_type == "DequantizeLinear":
+            return bits_of_type(g.info(node.input[0]).elem_type)
+        if node.op_type not in VIEW_OPS:
+            return None
+        tensor = node.input[0]
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Weight:
+    density: float
+    bits: int | None
+
+
+def _broadcast_zero_point(zero: np.ndarray, shape: tuple[int, ...], axis: int, block: int) -> np.ndarray:
+    """A zero point (scalar, per-axis or blocked) broadcast against a weight of ``shape``."""
+    if zero.size == 1:
+        return zero.reshape(())
+    if zero.shape == shape:
+        return zero
+    axis = axis % len(shape)
+    if block and zero.ndim == len(shape):
+        return np.repeat(zero, block, axis=axis)[tuple(slice(0, n) for n in shape)]
+    if zero.ndim == 1 and zero.size == shape[axis]:
+        return zero.reshape([-1 if i == axis else 1 for i in range(len(shape))])
+    raise _NotModelled(f"a zero point of shape {zero.shape} for a weight of shape {shape}")
+
+
+def _density(values: np.ndarray, zero: np.ndarray | None, axis: int, block: int) -> float:
+    if zero is not None and np.any(zero.astype(np.int64) != 0):
+        zero = _broadcast_zero_point(zero.astype(np.int64), values.shape, axis, block)
+        nonzero = int(np.count_nonzero(values.astype(np.int64) != zero))
+    else:
+        nonzero = int(np.count_nonzero(values))
+    return max(nonzero, 1) / max(values.size, 1)
+
+
+def _weight(g: _Graph, tensor: str, zero_point: str = "", axis: int = 0) -> _Weight:
+    """Density and bits of a weight, followed through views and quantize/dequantize to its initializer."""
+    from onnx import numpy_helper
+
+    bits, block = None, 0
+    for _ in range(len(g.producers) + 1):
+        if tensor in g.values:
+            break
+        node = g.producers.get(tensor)
+        if node is None or not (node.op_type in VIEW_OPS or node.op_type in ("QuantizeLinear", "DequantizeLinear")):
+            producer = "a graph input" if node is None else f"a {node.op_type} node"
+            raise _NotModelled(f"weight made by {producer}, not an initializer")
+        if node.op_type == "DequantizeLinear":
+            bits = bits or bits_of_type(g.info(node.input[0]).elem_type)
+            if len(node.input) > 2 and node.input[2] and not zero_point:
+                zero_point, axis, block = node.input[2], _attribute(node, "axis", 1), _attribute(node, "block_size", 0)
+        elif node.op_type == "QuantizeLinear":
+            bits = bits or bits_of_type(g.info(node.output[0]).elem_type)
+        tensor = node.input[0]
+    else:
+        raise _NotModelled("weight computed at run time")
+    values = numpy_helper.to_array(g.values[tensor])
+    zero = numpy_helper.to_array(g.values[zero_point]) if zero_point in g.values else None
+    bits = bits or bits_of_type(g.values[tensor].data_type)
+    return _Weight(_density(values, zero, axis, block), bits)
+
+
+def _compression(g: _Graph, weight: _Weight | None, inputs: tuple[str, ...]) -> dict:
+    """Layer keyword arguments for the bits and density read from the file (defaults otherwise)."""
+    found = [b for b in (_activation_bits(g, name) for name in inputs if name) if b is not None]
+    extra = {"a_bits": max(found)} if found else {}
+    if weight is None:
+        if found:
+            extra["w_bits"] = extra["a_bits"]
+        return extra
+    if weight.bits is not None:
+        extra["w_bits"] = weight.bits
+    if weight.density < 1.0:
+        extra["w_density"] = weight.density
+    return extra
+
+
+# --- lowering: one node -> layers --------------------------------------------------------------
+
+def _pair(node, name: str, default: int) -> tuple[int, int]:
+    values = tuple(_attribute(node, name, (default, default)))
+    if len(values) != 2:
+        raise _NotModelled(f"{len(values)}-D {name}; only 2-D windows are modelled")
+    return values
+
+
+def _pads(node, size: tuple[int, int], out: tuple[int, int], kernel: tuple[int, int],
+          strides: tuple[int, int], dilations: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(top, left, bottom, right)`` from ``pads`` or ``auto_pad`` (SAME_*: what gives the inferred output)."""
+    auto_pad = _attribute(node, "auto_pad", "NOTSET")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        total = [max((o - 1) * s + (k - 1) * d + 1 - n, 0) for n, o, k, s, d in zip(size, out, kernel, strides, dilations)]
+        small = [t // 2 for t in total]
+        large = [t - t // 2 for t in total]
+        begin, end = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+        return begin[0], begin[1], end[0], end[1]
+    if auto_pad == "VALID":
+        return 0, 0, 0, 0
+    pads = tuple(_attribute(node, "pads", (0, 0, 0, 0)))
+    if len(pads) != 4:
+        raise _NotModelled(f"{len(pads)} pads; only 2-D windows are modelled")
+    return pads
+
+
+def _window_layer(name: str, kind: str, C: int, K: int, size: tuple[int, int], out: tuple[int, int],
+                  kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
+                  groups: int = 1, **extra) -> Layer:
+    """A convolution or pooling layer; padding other than equal on all sides pre-pads the input map."""
+    if stride[0] != stride[1]:
+        raise _NotModelled(f"unequal strides {stride[0]}x{stride[1]}")
+    (H, W), (P, Q), (R, S) = size, out, kernel
+    top, left, bottom, right = pads
+    if top == bottom == left == right:
+        return Layer(name, kind, C, K, H, W, R, S, stride[0], top, groups, P=P, Q=Q, **extra)
+    return Layer(name, kind, C, K, H + top + bottom, W + left + right, R, S, stride[0], 0, groups, P=P, Q=Q, **extra)
+
+
+def _conv(node, name: str, g: _Graph, x: str, w: str, zero_point: str = "") -> tuple[Layer, ...]:
+    C, H, W = _nchw(g.info(x), "input")
+    K, P, Q = _nchw(g.info(node.output[0]), "output")
+    if not g.is_activation(x):
+        raise _NotModelled("a constant input")
+    if g.is_activation(w):
+        raise _NotModelled("weight computed at run time")
+    kernel_dims = _feature_map(g.info(w), "weight")
+    if len(kernel_dims) != 3:
+        raise _NotModelled(f"a weight of rank {len(kernel_dims) + 1}")
+    R, S = kernel_dims[1:]
+    groups = _attribute(node, "group", 1)
+    strides, dilations = _pair(node, "strides", 1), _pair(node, "dilations", 1)
+    pads = _pads(node, (H, W), (P, Q), (R, S), strides, dilations)
+    kind = infer_kind(C, K, H, W, R, S, groups)
+    kind = "pointwise" if kind == "fc" else kind  # a 1x1 convolution on a 1x1 map, as the project lowers it
+    extra = _compression(g, _weight(g, w, zero_point), (x,))
+    return (_window_layer(name, kind, C, K, (H, W), (P, Q), (R, S), strides, pads, groups, **extra),)
+
+
+def _matmul(node, name: str, g: _Graph, a: str, b: str, transposed: bool = False,
+            zero_point: str = "") -> tuple[Layer, ...]:
+    """An activation times a constant 2-D weight: fc, or pointwise on an M x 1 map for M rows per sample."""
+    if g.is_activation(b) and g.is_activation(a):
+        raise _NotModelled("two activations")
+    if g.is_activation(b):
+        raise _NotModelled("the weight as first operand")
+    weight_dims = g.info(b).dims
+    if weight_dims is None or None in weight_dims:
+        raise _NotModelled("no inferred shape for its weight")
+    if len(weight_dims) != 2:
+        raise _NotModelled(f"a weight of rank {len(weight_dims)}")
+    K, C = weight_dims if transposed else weight_dims[::-1]
+    rows = () if node.op_type == "Gemm" else _feature_map(g.info(a), "input")[:-1]  # rank 2: a row per sample
+    M = math.prod(rows)
+    extra = _compression(g, _weight(g, b, zero_point, axis=1), (a,))
+    if M == 1:
+        return (Layer(name, "fc", C, K, 1, 1, **extra),)
+    return (Layer(name, "pointwise", C, K, M, 1, **extra),)
+
+
+def _gemm(node, name: str, g: _Graph) -> tuple[Layer, ...]:
+    if _attribute(node, "transA", 0):
+        raise _NotModelled("a transposed input (transA=1)")
+    return _matmul(node, name, g, node.input[0], node.input[1], transposed=bool(_attribute(node, "transB", 0)))
+
+
+def _pool(node, name: str, g: _Graph) -> tuple[Layer, ...]:
+    x = node.input[0]
+    C, H, W = _nchw(g.info(x), "input")
+    _, P, Q = _nchw(g.info(node.output[0]), "output")
+    kernel = tuple(_attribute(node, "kernel_shape", ()))
+    if len(kernel) != 2:
+        raise _NotModelled(f"a {len(kernel)}-D window; only 2-D windows are modelled")
+    strides, dilations = _pair(node, "strides", 1), _pair(node, "dilations", 1)
+    pads = _pads(node, (H, W), (P, Q), kernel, strides, dilations)
+    extra = _compression(g, None, (x,))
+    return (_window_layer(name, "pool", C, C, (H, W), (P, Q), kernel, strides, pads, **extra),)
+
+
+def _global_pool_layer(name: str, g: _Graph, x: str) -> tuple[Layer, ...]:
+    C, H, W = _nchw(g.info(x), "input")
+    return (Layer(name, "pool", C, C, H, W, H, W, 1, 0, P=1, Q=1, **_compression(g, None, (x,))),)
+
+
+def _reduce(node, name: str, g: _Graph) -> tuple[Layer, ...]:
+    """ReduceMean/ReduceMax over H and W of an NCHW map: a global pool."""
+    from onnx import numpy_helper
+
+    x = node.input[0]
+    axes = _attribute(node, "axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        if node.input[1] not in g.values:
+            raise _NotModelled("axes computed at run time")
+        axes = numpy_helper.to_array(g.values[node.input[1]]).tolist()
+    rank = 1 + len(_feature_map(g.info(x), "input"))
+    if rank != 4 or axes is None or sorted(a % rank for a in np.atleast_1d(axes)) != [2, 3]:
+        raise _NotModelled("not over the H and W axes of an NCHW map")
+    return _global_pool_layer(name, g, x)
+
+
+def _eltwise(node, name: str, g: _Graph) -> tuple[Layer, ...]:
+    """Two (or n) activations combined element by element: n - 1 eltwise layers; a constant operand is absorbed."""
+    operands = [x for x in node.input if g.is_activation(x)]
+    if len(operands) < 2:
+        return ()
+    C, H, W = _chw(g.info(node.output[0]), "output")
+    extra = _compression(g, None, tuple(operands))
+    return tuple(Layer(name if i == 0 else f"{name}_{i + 1}", "eltwise", C, C, H, W, **extra)
+                 for i in range(len(operands) - 1))
+
+
+def _input(node, index: int) -> str:
+    return node.input[index] if len(node.input) > index else ""
+
+
+LOWERINGS: dict[str, Callable] = {
+    "Conv": lambda n, name, g: _conv(n, name, g, n.input[0], n.input[1]),
+    "ConvInteger": lambda n, name, g: _conv(n, name, g, n.input[0], n.input[1], _input(n, 3)),
+    "QLinearConv": lambda n, name, g: _conv(n, name, g, n.input[0], n.input[3], _input(n, 5)),
+    "Gemm": _gemm,
+    "MatMul": lambda n, name, g: _matmul(n, name, g, n.input[0], n.input[1]),
+    "MatMulInteger": lambda n, name, g: _matmul(n, name, g, n.input[0], n.input[1], zero_point=_input(n, 3)),
+    "QLinearMatMul": lambda n, name, g: _matmul(n, name, g, n.input[0], n.input[3], zero_point=_input(n, 5)),
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "GlobalAveragePool": lambda n, name, g: _global_pool_layer(name, g, n.input[0]),
+    "GlobalMaxPool": lambda n, name, g: _global_pool_layer(name, g, n.input[0]),
+    "ReduceMean": _reduce,
+    "ReduceMax": _reduce,
+    "Add": _eltwise, "Sub": _eltwise, "Mul": _eltwise, "Div": _eltwise, "Sum": _eltwise,
+}
+
+
+#: Inputs a node of each lowered op type must have (a malformed node is an error, not a crash).
+MIN_INPUTS = {"Conv": 2, "ConvInteger": 2, "QLinearConv": 8, "Gemm": 2, "MatMul": 2, "MatMulInteger": 2,
+              "QLinearMatMul": 8, "MaxPool": 1, "AveragePool": 1, "GlobalAveragePool": 1, "GlobalMaxPool": 1,
+              "ReduceMean": 1, "ReduceMax": 1, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Sum": 1}
+
+
+# --- the import ---------------------------------------------------------------------------------
+
+def _op_label(node) -> str:
+    return node.op_type if node.domain in STANDARD_DOMAINS else f"{node.domain}:{node.op_type}"
+
+
+def _lower_graph(g: _Graph, nodes, source: str) -> tuple[list[Layer], dict[str, list[str]]]:
+    """Layers in graph order, and the nodes not modelled (op label -> node names)."""
+    layers, unsupported = [], {}
+    for node, name in zip(nodes, _node_names(nodes)):
+        standard = node.domain in STANDARD_DOMAINS
+        if standard and (node.op_type in SHAPE_OPS or all(x in g.constant for x in node.input if x)):
+            continue  # constant folding (weights through DequantizeLinear, shape arithmetic)
+        if standard and node.op_type in ABSORBED:
+            continue
+        lower = LOWERINGS.get(node.op_type) if standard else None
+        if lower is None:
+            unsupported.setdefault(_op_label(node), []).append(name)
+            continue
+        if len(node.input) < MIN_INPUTS[node.op_type] or not all(node.input[:MIN_INPUTS[node.op_type]]) \
+                or not node.output or not node.output[0]:
+            raise OnnxImportError(f"{source}: node {name!r} ({node.op_type}) is malformed: it needs "
+                                  f"{MIN_INPUTS[node.op_type]} inputs and an output, has {len(node.input)} inputs "
+                                  f"and {len(node.output)} outputs")
+        try:
+            layers.extend(lower(node, name, g))
+        except _NotModelled as reason:
+            unsupported.setdefault(f"{node.op_type} ({reason})", []).append(name)
+        except ValueError as error:  # the Layer refuses the sizes
+            raise OnnxImportError(f"{source}: node {name!r} ({node.op_type}): {error}") from None
+        except Exception as error:  # an inconsistent file (e.g. an initializer without its data): one clear line
+            raise OnnxImportError(f"{source}: node {name!r} ({node.op_type}) cannot be read: "
+                                  f"{type(error).__name__}: {error}") from None
+    return layers, unsupported
+
+
+def _unique(layers: list[Layer]) -> tuple[Layer, ...]:
+    seen, out = set(), []
+    for layer in layers:
+        name, n = layer.name, 1
+        while name in seen:
+            n += 1
+            name = f"{layer.name}_{n}"
+        seen.add(name)
+        out.append(layer if name == layer.name else dataclasses.replace(layer, name=name))
+    return tuple(out)
+
+
+def import_onnx(model, skip_unsupported: bool = False, name: str | None = None) -> ImportReport:
+    """The workload of an ONNX model (a path or an ``onnx.ModelProto``) and what was skipped.
+
+    Raises :class:`UnsupportedOperators` listing every operator not modelled unless
+    ``skip_unsupported``; :class:`OnnxImportError` for unreadable or inconsistent models.
+    """
+    proto, source = load_model(model)
+    if not proto.graph.node:
+        raise OnnxImportError(f"{source}: the model's graph has no nodes")
+    inferred = _infer_shapes(proto, source)
+    g = _graph(inferred)
+    layers, unsupported = _lower_graph(g, inferred.graph.node, source)
+    skipped = tuple(Unsupported(op, tuple(nodes)) for op, nodes in unsupported.items())
+    if skipped and not skip_unsupported:
+        raise UnsupportedOperators(source, skipped)
+    if not layers:
+        left_out = f"; skipped: {'; '.join(u.describe() for u in skipped)}" if skipped else ""
+        raise OnnxImportError(f"{source}: no layer the cost model models (convolutions, fully connected, "
+                              f"pooling, element-wise){left_out}")
+    if name is None:
+        name = Path(model).stem if isinstance(model, (str, Path)) else (proto.graph.name or "onnx_model")
+    return ImportReport(Workload(_unique(layers), name), skipped, source)
+
+
+def from_onnx(model, skip_unsupported: bool = False, name: str | None = None) -> Workload:
+    """The :class:`Workload` of an ONNX model; see :func:`import_onnx` (which also says what was skipped)."""
+    return import_onnx(model, skip_unsupported=skip_unsupported, name=name).workload

@@ -1,0 +1,389 @@
+"""ONNX import (cost_models.onnx_import): models built with onnx.helper in the tests, no downloads.
+
+Every supported op in a small CNN, a depthwise-separable block, a residual block, pruned and
+QDQ/QLinear-quantized weights, the unsupported-operator report, the CLI, and equality with the
+project's own lowering (NetworkSpec.workload) for networks emitted op by op from their layer table.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from codesign.cli import main  # noqa: E402
+from cost_models import Layer, Workload, from_onnx, import_onnx  # noqa: E402
+from cost_models.onnx_import import OnnxImportError, UnsupportedOperators  # noqa: E402
+from search_spaces.networks import NetworkSpec, Stage, Stem, layer_table  # noqa: E402
+from search_spaces.reference import reference_network  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Graph:
+    """A small onnx.helper graph builder: named nodes, initializers, one NCHW input."""
+
+    def __init__(self, shape=(1, 3, 32, 32), input_type=TensorProto.FLOAT, seed=0):
+        self.nodes, self.inits = [], []
+        self.input = helper.make_tensor_value_info("x", input_type, list(shape))
+        self.rng = np.random.default_rng(seed)
+
+    def init(self, name, array):
+        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(self, op, inputs, name, outputs=None, domain="", **attrs):
+        outputs = outputs or [name]
+        self.nodes.append(helper.make_node(op, list(inputs), outputs, name=name, domain=domain, **attrs))
+        return outputs[0]
+
+    def weight(self, shape, density=1.0):
+        w = self.rng.standard_normal(shape).astype(np.float32) + 3.0  # no accidental zeros
+        if density < 1.0:
+            flat = w.reshape(-1)
+            flat[: int(round(flat.size * (1 - density)))] = 0.0
+            self.rng.shuffle(flat)
+        return w
+
+    def conv(self, x, name, C, K, k, stride=1, pad=None, group=1, bn=True, relu=True, bias=False, weight=None, **attrs):
+        kh, kw = (k, k) if isinstance(k, int) else k
+        pads = pad if pad is not None and not isinstance(pad, int) else [pad if pad is not None else kh // 2] * 4
+        w = self.init(f"{name}.w", self.weight((K, C // group, kh, kw)) if weight is None else weight)
+        inputs = [x, w] + ([self.init(f"{name}.b", np.zeros(K, np.float32))] if bias else [])
+        if "auto_pad" not in attrs:
+            attrs["pads"] = list(pads)
+        y = self.node("Conv", inputs, name, strides=[stride, stride], group=group, **attrs)
+        if bn:
+            params = [self.init(f"{name}.bn.{p}", np.full(K, v, np.float32))
+                      for p, v in (("scale", 1), ("bias", 0), ("mean", 0), ("var", 1))]
+            y = self.node("BatchNormalization", [y, *params], f"{name}/bn")
+        return self.node("Relu", [y], f"{name}/relu") if relu else y
+
+    def gemm(self, x, name, C, K, weight=None):
+        w = self.init(f"{name}.w", self.weight((K, C)) if weight is None else weight)
+        return self.node("Gemm", [x, w, self.init(f"{name}.b", np.zeros(K, np.float32))], name, transB=1)
+
+    def model(self, *outputs, opset=17, domains=(), check=True):
+        graph = helper.make_graph(self.nodes, "test_graph", [self.input],
+                                  [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs],
+                                  self.inits)
+        opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains]
+        model = helper.make_model(graph, opset_imports=opsets)
+        if check:  # the test's own model is valid ONNX (outputs typed as inference says, as the checker wants)
+            for output, inferred in zip(model.graph.output, onnx.shape_inference.infer_shapes(model).graph.output):
+                output.CopyFrom(inferred)
+            onnx.checker.check_model(model)
+        return model
+
+
+def shape_of(layer: Layer) -> tuple:
+    return (layer.name, layer.kind, layer.C, layer.K, layer.H, layer.W, layer.R, layer.S, layer.stride,
+            layer.padding, layer.groups, layer.P, layer.Q)
+
+
+def small_cnn() -> onnx.ModelProto:
+    g = Graph((1, 3, 32, 32))
+    y = g.conv("x", "conv1", 3, 8, 3)                                          # conv + BN + ReLU
+    y = g.node("MaxPool", [y], "pool1", kernel_shape=[2, 2], strides=[2, 2])    # 16x16
+    y = g.conv(y, "grouped", 8, 16, 3, group=4, relu=False)
+    y = g.node("Clip", [y, g.init("lo", np.float32(0)), g.init("hi", np.float32(6))], "relu6")
+    d = g.conv(y, "dw", 16, 16, 3, stride=2, group=16, bn=False, relu=False, auto_pad="SAME_UPPER")  # 8x8, pads 0/1
+    p = g.conv(d, "pw", 16, 16, 1, relu=False)
+    a = g.node("Add", [p, d], "add")                                            # residual: eltwise
+    s = g.node("Sigmoid", [a], "sigmoid")
+    m = g.node("Mul", [a, s], "swish")                                          # two activations: eltwise
+    m = g.node("Mul", [m, g.init("scale.c", np.full((1, 16, 1, 1), 0.5, np.float32))], "scale")  # absorbed
+    m = g.node("Add", [m, g.init("shift.c", np.float32(0.1))], "shift")          # absorbed
+    v = g.node("AveragePool", [m], "avgpool", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
+    c = g.node("Concat", [v, m], "concat", axis=1)                             # 32 channels, absorbed
+    r = g.node("ReduceMean", [c, g.init("axes", np.array([2, 3]))], "mean", keepdims=1)  # global pool
+    t = g.node("GlobalMaxPool", [c], "gmp")
+    u = g.node("GlobalAveragePool", [c], "gap")
+    s = g.node("Sum", [r, t, u], "sum")                                        # three activations: two eltwise
+    f = g.node("Flatten", [s], "flatten", axis=1)
+    f = g.gemm(f, "fc1", 32, 10)
+    f = g.node("Relu", [f], "fc1/relu")
+    f = g.node("MatMul", [f, g.init("fc2.w", g.weight((10, 5)))], "fc2")
+    f = g.node("Softmax", [f], "softmax")
+    return g.model(f, opset=18)
+
+
+def test_every_supported_op_in_a_small_cnn():
+    workload = from_onnx(small_cnn(), name="small")
+    assert isinstance(workload, Workload) and workload.name == "small"
+    expected = [
+        ("conv1", "conv", 3, 8, 32, 32, 3, 3, 1, 1, 1, 32, 32),
+        ("pool1", "pool", 8, 8, 32, 32, 2, 2, 2, 0, 1, 16, 16),
+        ("grouped", "grouped", 8, 16, 16, 16, 3, 3, 1, 1, 4, 16, 16),
+        ("dw", "depthwise", 16, 16, 17, 17, 3, 3, 2, 0, 16, 8, 8),  # SAME_UPPER pads 0 before, 1 after: pre-padded
+        ("pw", "pointwise", 16, 16, 8, 8, 1, 1, 1, 0, 1, 8, 8),
+        ("add", "eltwise", 16, 16, 8, 8, 1, 1, 1, 0, 1, 8, 8),
+        ("swish", "eltwise", 16, 16, 8, 8, 1, 1, 1, 0, 1, 8, 8),
+        ("avgpool", "pool", 16, 16, 8, 8, 3, 3, 1, 1, 1, 8, 8),
+        ("mean", "pool", 32, 32, 8, 8, 8, 8, 1, 0, 1, 1, 1),
+        ("gmp", "pool", 32, 32, 8, 8, 8, 8, 1, 0, 1, 1, 1),
+        ("gap", "pool", 32, 32, 8, 8, 8, 8, 1, 0, 1, 1, 1),
+        ("sum", "eltwise", 32, 32, 1, 1, 1, 1, 1, 0, 1, 1, 1),
+        ("sum_2", "eltwise", 32, 32, 1, 1, 1, 1, 1, 0, 1, 1, 1),
+        ("fc1", "fc", 32, 10, 1, 1, 1, 1, 1, 0, 1, 1, 1),
+        ("fc2", "fc", 10, 5, 1, 1, 1, 1, 1, 0, 1, 1, 1),
+    ]
+    assert [shape_of(layer) for layer in workload] == expected
+    macs = {layer.name: layer.macs for layer in workload if layer.macs}
+    assert macs == {"conv1": 32 * 32 * 8 * 27, "grouped": 16 * 16 * 16 * 9 * 2, "dw": 8 * 8 * 16 * 9,
+                    "pw": 8 * 8 * 16 * 16, "fc1": 320, "fc2": 50}
+    assert {layer.name: layer.params for layer in workload if layer.params} == {
+        "conv1": 8 * 27, "grouped": 16 * 2 * 9, "dw": 16 * 9, "pw": 256, "fc1": 320, "fc2": 50}
+    assert all(layer.w_bits == layer.a_bits == 16 and layer.w_density == 1.0 for layer in workload)
+
+
+def test_symbolic_batch_and_a_flatten_computed_from_the_shape():
+    g = Graph(("N", 3, 16, 16))
+    y = g.conv("x", "conv", 3, 8, 3)
+    batch = g.node("Gather", [g.node("Shape", [y], "shape"), g.init("zero", np.array(0))], "batch", axis=0)
+    batch = g.node("Unsqueeze", [batch, g.init("axis0", np.array([0]))], "batch1")
+    size = g.node("Concat", [batch, g.init("rest", np.array([-1]))], "size", axis=0)
+    y = g.gemm(g.node("Reshape", [y, size], "flatten"), "fc", 8 * 16 * 16, 10)
+    model = g.model(y)
+    inferred = onnx.shape_inference.infer_shapes(model)  # the file's own shapes keep the symbolic batch
+    for m in (model, inferred):
+        assert [shape_of(layer) for layer in from_onnx(m)] == [
+            ("conv", "conv", 3, 8, 16, 16, 3, 3, 1, 1, 1, 16, 16), ("fc", "fc", 2048, 10, 1, 1, 1, 1, 1, 0, 1, 1, 1)]
+
+
+def test_depthwise_separable_block_and_padding_forms():
+    g = Graph((1, 8, 16, 16))
+    y = g.conv("x", "dw", 8, 8, 3, stride=2, group=8)
+    y = g.conv(y, "pw", 8, 24, 1)
+    y = g.conv(y, "valid", 24, 24, 3, group=24, auto_pad="VALID", bn=False)
+    y = g.conv(y, "lower", 24, 24, 2, auto_pad="SAME_LOWER", bn=False)         # pads 1 before, 0 after
+    y = g.conv(y, "kx1", 24, 12, (3, 1), pad=[1, 0, 1, 0], bn=False)           # k x 1: pads differ along H and W
+    workload = from_onnx(g.model(y))
+    assert [shape_of(layer) for layer in workload] == [
+        ("dw", "depthwise", 8, 8, 16, 16, 3, 3, 2, 1, 8, 8, 8),
+        ("pw", "pointwise", 8, 24, 8, 8, 1, 1, 1, 0, 1, 8, 8),
+        ("valid", "depthwise", 24, 24, 8, 8, 3, 3, 1, 0, 24, 6, 6),
+        ("lower", "conv", 24, 24, 7, 7, 2, 2, 1, 0, 1, 6, 6),
+        ("kx1", "conv", 24, 12, 8, 6, 3, 1, 1, 0, 1, 6, 6),
+    ]
+    assert [layer.macs for layer in workload] == [8 * 8 * 8 * 9, 8 * 8 * 24 * 8, 36 * 24 * 9, 36 * 24 * 24 * 4,
+                                                  36 * 12 * 24 * 3]
+
+
+def test_residual_block_is_an_eltwise_add():
+    g = Graph((1, 16, 8, 8))
+    y = g.conv("x", "conv1", 16, 16, 3)
+    y = g.conv(y, "conv2", 16, 16, 3, relu=False)
+    y = g.node("Add", [y, "x"], "add")
+    y = g.node("Relu", [y], "add/relu")
+    workload = from_onnx(g.model(y))
+    assert [(layer.name, layer.kind) for layer in workload] == [("conv1", "conv"), ("conv2", "conv"), ("add", "eltwise")]
+    assert shape_of(workload.layers[2]) == ("add", "eltwise", 16, 16, 8, 8, 1, 1, 1, 0, 1, 8, 8)
+    assert workload.macs == 2 * 64 * 16 * 16 * 9 and workload.params == 2 * 16 * 16 * 9
+
+
+def test_pruned_weights_give_the_exact_density():
+    g = Graph((1, 4, 8, 8))
+    w1 = g.weight((16, 4, 3, 3), density=0.25)   # 576 weights, 432 zeros
+    w2 = g.weight((10, 16 * 64), density=0.1)
+    y = g.conv("x", "conv", 4, 16, 3, weight=w1)
+    y = g.node("Flatten", [y], "flatten", axis=1)
+    y = g.gemm(y, "fc", 16 * 64, 10, weight=w2)
+    z = g.conv("x", "dead", 4, 4, 1, weight=np.zeros((4, 4, 1, 1), np.float32), bn=False)  # all zero: one non-zero
+    layers = {layer.name: layer for layer in from_onnx(g.model(y, z))}
+    assert layers["conv"].w_density == np.count_nonzero(w1) / w1.size == 0.25
+    assert layers["fc"].w_density == np.count_nonzero(w2) / w2.size
+    assert layers["dead"].w_density == 1 / 16
+
+
+def qdq(g, x, name, elem_type=TensorProto.INT8, zero=0):
+    """QuantizeLinear then DequantizeLinear of an activation (per tensor)."""
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    scale, zp = g.init(f"{name}.s", np.float32(0.1)), g.init(f"{name}.zp", np.array(zero, dtype))
+    q = g.node("QuantizeLinear", [x, scale, zp], f"{name}/q")
+    return g.node("DequantizeLinear", [q, scale, zp], f"{name}/dq")
+
+
+def quantized_weight(g, name, values, elem_type, zero=0, axis=0):
+    """An integer initializer into a per-channel DequantizeLinear."""
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    K = values.shape[0]
+    q = g.init(f"{name}.q", values.astype(dtype))
+    scale, zp = g.init(f"{name}.ws", np.full(K, 0.01, np.float32)), g.init(f"{name}.wzp", np.full(K, zero, dtype))
+    return g.node("DequantizeLinear", [q, scale, zp], f"{name}/wdq", axis=axis)
+
+
+def test_qdq_quantized_model_bits_and_density():
+    g = Graph((1, 8, 8, 8))
+    w8 = np.arange(16 * 8 * 9).reshape(16, 8, 3, 3) % 7 - 3                # int8, zeros where the value is 0
+    w4 = np.arange(16 * 16).reshape(16, 16, 1, 1) % 5 - 2                   # int4
+    wu = (np.arange(10 * 16 * 64).reshape(10, 16 * 64) % 4) + 126           # uint8 around zero point 128
+    x = qdq(g, "x", "in")
+    y = g.node("Conv", [x, quantized_weight(g, "c8", w8, TensorProto.INT8)], "conv8", pads=[1, 1, 1, 1])
+    y = g.node("Relu", [y], "relu")
+    y = qdq(g, y, "mid", TensorProto.UINT8, zero=128)
+    y = g.node("Conv", [y, quantized_weight(g, "c4", w4, TensorProto.INT4)], "conv4")
+    y = qdq(g, y, "out")
+    y = g.node("Flatten", [y], "flatten", axis=1)                          # a view between the DQ and the Gemm
+    wf = g.weight((5, 16 * 64), density=0.5)                                # float weight quantized in the graph
+    wq = qdq(g, g.init("fcf.w", wf), "fcf.wq")
+    f = g.node("Gemm", [y, wq], "fc_float_weight", transB=1)
+    u = g.node("Gemm", [y, quantized_weight(g, "fcu", wu, TensorProto.UINT8, zero=128)], "fc_uint8", transB=1)
+    layers = {layer.name: layer for layer in from_onnx(g.model(f, u, opset=21))}
+    conv8, conv4 = layers["conv8"], layers["conv4"]
+    assert (conv8.w_bits, conv8.a_bits, conv8.w_density) == (8, 8, np.count_nonzero(w8) / w8.size)
+    assert (conv4.w_bits, conv4.a_bits, conv4.w_density) == (4, 8, np.count_nonzero(w4) / w4.size)
+    fcf = layers["fc_float_weight"]
+    assert (fcf.w_bits, fcf.a_bits, fcf.w_density, fcf.C, fcf.K) == (8, 8, 0.5, 1024, 5)
+    fcu = layers["fc_uint8"]
+    assert (fcu.w_bits, fcu.a_bits, fcu.w_density) == (8, 8, np.count_nonzero(wu != 128) / wu.size)
+
+
+def test_qlinear_conv_and_integer_ops_take_their_bits_from_the_input_types():
+    g = Graph((1, 8, 8, 8), input_type=TensorProto.UINT8)
+    w = (np.arange(16 * 8 * 9).reshape(16, 8, 3, 3) % 3 - 1).astype(np.int8)  # a third zeros
+    inputs = ["x", g.init("xs", np.float32(0.1)), g.init("xzp", np.uint8(128)), g.init("w", w),
+              g.init("ws", np.full(16, 0.01, np.float32)), g.init("wzp", np.zeros(16, np.int8)),
+              g.init("ys", np.float32(0.1)), g.init("yzp", np.uint8(128))]
+    y = g.node("QLinearConv", inputs, "qconv", pads=[1, 1, 1, 1])
+    p = g.node("MaxPool", [y], "qpool", kernel_shape=[2, 2], strides=[2, 2])   # reads the uint8 map
+    ci = g.node("ConvInteger", [p, g.init("w2", np.ones((4, 16, 1, 1), np.int8)), g.init("x2zp", np.uint8(128))],
+                "convint")
+    layers = {layer.name: layer for layer in from_onnx(g.model(ci, opset=13))}
+    assert shape_of(layers["qconv"]) == ("qconv", "conv", 8, 16, 8, 8, 3, 3, 1, 1, 1, 8, 8)
+    assert (layers["qconv"].w_bits, layers["qconv"].a_bits) == (8, 8)
+    assert layers["qconv"].w_density == np.count_nonzero(w) / w.size
+    assert (layers["qpool"].kind, layers["qpool"].a_bits) == ("pool", 8)
+    assert (layers["convint"].kind, layers["convint"].w_bits, layers["convint"].a_bits) == ("pointwise", 8, 8)
+
+
+def unsupported_model() -> onnx.ModelProto:
+    g = Graph((1, 4, 8, 8))
+    y = g.conv("x", "conv1", 4, 8, 3)
+    y = g.node("Erf", [y], "erf_a")
+    y = g.node("Erf", [y], "erf_b")
+    z = g.node("MatMul", [y, y], "attention")                                # two activations
+    y = g.node("Custom", [y], "custom_0", domain="com.example")              # shape inference knows nothing
+    y = g.conv(y, "conv2", 8, 8, 1, bn=False)                                # so its input shape is unknown
+    w = g.conv(z, "conv3", 8, 8, 1, bn=False)
+    return g.model(y, w, domains=("com.example",), check=False)
+
+
+def test_unsupported_operators_are_listed_in_one_report_or_skipped_and_recorded():
+    model = unsupported_model()
+    with pytest.raises(UnsupportedOperators) as error:
+        from_onnx(model)
+    message = str(error.value)
+    assert message.startswith("test_graph: 5 operators the cost model does not model: ")
+    for part in ("Erf x2 (erf_a, erf_b)", "MatMul (two activations) x1 (attention)", "com.example:Custom x1 (custom_0)",
+                 "Conv (no inferred shape for its input) x1 (conv2)", "skip_unsupported=True (--skip-unsupported)"):
+        assert part in message
+    assert isinstance(error.value, ValueError)
+    report = import_onnx(model, skip_unsupported=True)
+    assert report.workload.names == ("conv1", "conv3")
+    assert report.skipped_counts == {"Erf": 2, "MatMul (two activations)": 1, "com.example:Custom": 1,
+                                     "Conv (no inferred shape for its input)": 1}
+    assert report.summary().startswith("skipped: 5 nodes not in these totals: Erf x2 (erf_a, erf_b)")
+
+
+def test_cli_cost_and_network_on_onnx(tmp_path, capsys):
+    path = tmp_path / "net.onnx"
+    onnx.save(unsupported_model(), path)
+    assert main(["cost", "--onnx", str(path), "--compute-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Erf x2 (erf_a, erf_b)" in err and "--skip-unsupported" in err
+    assert main(["cost", "--onnx", str(path), "--skip-unsupported", "--compute-only"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("skipped: 5 nodes not in these totals: Erf x2") and out[-3].startswith("total")
+    assert main(["network", str(path), "--skip-unsupported"]) == 0
+    out = capsys.readouterr().out
+    assert "conv1" in out and "conv3" in out and "skipped: 5 nodes" in out
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf \xff\xff")
+    assert main(["network", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"codesign: error: {bad}: not a readable ONNX model") and err.count("\n") == 1
+    assert main(["cost", "--onnx", str(tmp_path / "missing.onnx")]) == 2
+    assert "no such ONNX file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # exactly one of --topology / --onnx
+        main(["cost", "--onnx", str(path), "--topology", "t.csv"])
+
+
+def test_import_without_onnx_is_a_clear_error():
+    code = ("import sys; sys.modules['onnx'] = None\n"
+            "import cost_models\n"
+            "try:\n    cost_models.Workload.from_onnx('m.onnx')\n"
+            "except ValueError as error:\n    print(error)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert 'pip install -e ".[onnx]"' in result.stdout
+
+
+# --- equality with the project's own lowering ----------------------------------------------------
+
+def spec_to_onnx(spec: NetworkSpec) -> onnx.ModelProto:
+    """The network of ``spec`` emitted op by op from its layer table: Conv + BN (or bias) + ReLU,
+    ceil-mode MaxPool, GlobalAveragePool, Flatten + Gemm, Add; several producers are concatenated."""
+    g = Graph((1, spec.in_channels, spec.resolution, spec.resolution))
+    out = {}
+
+    def source(producers):
+        if not producers:
+            return "x"
+        name = producers[0] if len(producers) == 1 else "concat_" + "_".join(producers)
+        if name not in out:  # a fire module's two expands, concatenated once
+            out[name] = g.node("Concat", [out[p] for p in producers], name, axis=1)
+        return out[name]
+
+    for row in layer_table(spec):
+        layer, x = row.layer, source(row.inputs)
+        if row.op == "conv":
+            ph, pw = row.padding
+            y = g.conv(x, layer.name, row.in_shape[0], layer.K, (layer.R, layer.S), stride=layer.stride,
+                       pad=[ph, pw, ph, pw], group=layer.groups, bn=not row.bias, bias=row.bias, relu=row.relu,
+                       weight=np.ones((layer.K, layer.C // layer.groups, layer.R, layer.S), np.float32))
+        elif row.op == "max_pool":
+            y = g.node("MaxPool", [x], layer.name, kernel_shape=[layer.R, layer.S], strides=[2, 2], ceil_mode=1)
+        elif row.op == "avg_pool":
+            y = g.node("GlobalAveragePool", [x], layer.name)
+        elif row.op == "fc":
+            flat = g.node("Flatten", [x], f"{layer.name}/flatten", axis=1)
+            y = g.gemm(flat, layer.name, layer.C, layer.K, weight=np.ones((layer.K, layer.C), np.float32))
+            y = g.node("Relu", [y], f"{layer.name}/relu") if row.relu else y
+        else:
+            assert row.op == "add", row.op
+            y = g.node("Add", [source(operand) for operand in row.operands], layer.name)
+            y = g.node("Relu", [y], f"{layer.name}/relu") if row.relu else y
+        out[layer.name] = y
+    return g.model(y)
+
+
+EVERY_BLOCK = NetworkSpec(
+    Stem(kernel=5, stride=2, width=16, pool="max3"),
+    (Stage("conv", 1, 16, groups=2, pool="max2"), Stage("dwsep", 1, 24, stride=2), Stage("inverted", 2, 24, expansion=2),
+     Stage("residual", 2, 32, stride=2), Stage("fire", 2, 32, expansion=0.25), Stage("squeezenext", 2, 32)),
+    head="fc3", head_widths=(20,), resolution=64, num_classes=10, name="every_block")
+
+
+@pytest.mark.parametrize("spec", [EVERY_BLOCK, reference_network("squeezenet_v1_1").at_resolution(64),
+                                  reference_network("squeezenext_23").at_resolution(64)], ids=lambda s: s.name)
+def test_import_equals_the_projects_lowering(spec):
+    assert from_onnx(spec_to_onnx(spec), name=spec.name) == spec.workload()
+
+
+def test_malformed_models_are_one_clear_error():
+    g = Graph((1, 4, 8, 8))
+    g.node("Conv", ["x"], "broken")
+    with pytest.raises(OnnxImportError, match="node 'broken' \\(Conv\\) is malformed"):
+        from_onnx(g.model("broken", check=False))
+    g = Graph((1, 4, 8, 8))
+    w = g.node("Reshape", ["x", g.init("shape", np.array([4, 4, 4, 4]))], "as_weight")
+    with pytest.raises(UnsupportedOperators, match=r"Conv \(weight computed at run time\) x1 "
+                                                   r"\(dynamic\)"):
+        from_onnx(g.model(g.node("Conv", ["x", w], "dynamic")))
+    with pytest.raises(OnnxImportError, match="expected an ONNX file path or an onnx.ModelProto"):
+        from_onnx(42)
