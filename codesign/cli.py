@@ -59,24 +59,31 @@ def _cost(args) -> int:
     return 0
 
 
-def _load_network(source: str, skip_unsupported: bool = False):
-    """A NetworkSpec (reference name or JSON file), or the ImportReport of an ONNX model (``.onnx``)."""
+def _load_network(source: str, resolution: int | None = None, skip_unsupported: bool = False):
+    """A NetworkSpec (reference name or JSON file, at ``resolution`` if given), or the ImportReport of an ONNX
+    model (``.onnx``); a ValueError for an option that does not apply to it."""
     from search_spaces.networks import NetworkSpec
     from search_spaces.reference import REFERENCE_NETWORKS, reference_network
 
-    if source in REFERENCE_NETWORKS:
-        return reference_network(source)
     path = Path(source)
-    if path.suffix.lower() == ".onnx":
+    if source not in REFERENCE_NETWORKS and path.suffix.lower() == ".onnx":
         from cost_models.onnx_import import import_onnx
 
+        if resolution:
+            raise ValueError(f"{source}: an ONNX model's input size is fixed by the model; drop --resolution")
         return import_onnx(path, skip_unsupported=skip_unsupported)
-    if path.suffix == ".json" or path.exists():
+    if skip_unsupported:
+        raise ValueError("--skip-unsupported applies to ONNX models only")
+    if source in REFERENCE_NETWORKS:
+        spec = reference_network(source)
+    elif path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise FileNotFoundError(f"network spec file not found: {path}")
-        return NetworkSpec.from_json(path.read_text())
-    raise ValueError(f"unknown network {source!r}: give a reference name ({', '.join(REFERENCE_NETWORKS)}) "
-                     f"or a NetworkSpec JSON file, or an ONNX model (.onnx)")
+        spec = NetworkSpec.from_json(path.read_text())
+    else:
+        raise ValueError(f"unknown network {source!r}: give a reference name ({', '.join(REFERENCE_NETWORKS)}) "
+                         f"or a NetworkSpec JSON file, or an ONNX model (.onnx)")
+    return spec.at_resolution(resolution) if resolution else spec
 
 
 def _layer_summary(layer, in_shape, out_shape, params: int) -> dict:
@@ -89,11 +96,9 @@ def _network(args) -> int:
     from cost_models.onnx_import import ImportReport
     from search_spaces.networks import layer_table
 
-    loaded = _load_network(args.network, skip_unsupported=args.skip_unsupported)
+    loaded = _load_network(args.network, args.resolution, args.skip_unsupported)
     skipped = ""
     if isinstance(loaded, ImportReport):
-        if args.resolution:
-            raise ValueError(f"{args.network}: an ONNX model's input size is fixed by the model; drop --resolution")
         # params: weights only (an ONNX model's biases and batch norms are folded away)
         layers = [_layer_summary(l, (l.C, l.H, l.W), (l.K, l.P, l.Q), l.params) for l in loaded.workload]
         name, skipped = loaded.workload.name, loaded.summary()
@@ -102,9 +107,7 @@ def _network(args) -> int:
                  "params": sum(l["params"] for l in layers), "skipped": loaded.skipped_counts}
         title = f"{name} (ONNX {loaded.source}; first layer input {first.C}x{first.H}x{first.W}, params: weights only)"
     else:
-        if args.skip_unsupported:
-            raise ValueError("--skip-unsupported applies to ONNX models only")
-        spec = loaded.at_resolution(args.resolution) if args.resolution else loaded
+        spec = loaded
         layers = [_layer_summary(r.layer, r.in_shape, r.out_shape, r.params) for r in layer_table(spec)]
         name, title = spec.name, f"{spec.name} at {spec.resolution}x{spec.resolution}"
         total = {"layers": len(layers), "macs": sum(l["macs"] for l in layers),
@@ -130,16 +133,14 @@ def _network(args) -> int:
 def _load_workload(source: str, resolution: int | None, skip_unsupported: bool):
     """A network's workload and what its import skipped: a reference name, a spec JSON, an ONNX model or a
     SCALE-Sim topology CSV."""
+    from cost_models.onnx_import import ImportReport
+
     if source.lower().endswith(".csv"):
         return read_topology(source), ""
-    loaded = _load_network(source, skip_unsupported=skip_unsupported)
-    if hasattr(loaded, "workload") and not callable(loaded.workload):  # an ONNX model's ImportReport
-        if resolution:
-            raise ValueError(f"{source}: an ONNX model's input size is fixed by the model; drop --resolution")
+    loaded = _load_network(source, resolution, skip_unsupported)
+    if isinstance(loaded, ImportReport):
         return loaded.workload, loaded.summary()
-    if skip_unsupported:
-        raise ValueError("--skip-unsupported applies to ONNX models only")
-    return (loaded.at_resolution(resolution) if resolution else loaded).workload(), ""
+    return loaded.workload(), ""
 
 
 def _sweep(args) -> int:
@@ -225,9 +226,7 @@ def _trials(args) -> int:
 def _finalize(args) -> int:
     from codesign.finalize import finals_table
 
-    results = _results(args)
-    if args.epochs is not None and not args.epochs > 0:
-        raise ValueError(f"finalize: --epochs must be > 0, got {args.epochs}")
+    results = _results(args)  # a bad --epochs is TrainConfig's error, raised before any training
     say = lambda final: print(f"trial {final.trial}: {final.status}, test accuracy "
                               f"{'-' if final.test_accuracy is None else format(final.test_accuracy, '.4f')} "
                               f"({final.seconds:.0f} s)", file=sys.stderr)

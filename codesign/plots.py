@@ -53,17 +53,9 @@ def _label(name: str) -> str:
     return METRICS[name].label if name in METRICS else name
 
 
-def quality_objective(results: Results, designs: Sequence[Design] | None = None) -> str:
-    """The y metric: the run's first objective that is not a hardware metric, else the designs' first such metric."""
-    for name in results.objectives:
-        if not _is_hardware(name):
-            return name
-    designs = results.designs if designs is None else designs
-    names = [n for d in designs[:1] for n in d.metrics if not _is_hardware(n)]
-    if not names:
-        raise ValueError(f"nothing to plot against: study {results.study.study_name!r} has no metric that is not a "
-                         f"hardware metric")
-    return sorted(names, key=lambda n: n == "model_size")[0]  # the model size only when nothing else is there
+def quality_objective(results: Results) -> str:
+    """The y metric: the run's first objective that is not a hardware metric, else its proxy's quality metric."""
+    return next((name for name in results.objectives if not _is_hardware(name)), results.quality_metric)
 
 
 def hardware_objectives(results: Results, designs: Sequence[Design] | None = None) -> list[str]:
@@ -222,7 +214,7 @@ def pareto_figure(results: Results):
     designs = results.designs
     if not designs:
         raise ValueError(f"nothing to plot: no trial of {results.study.study_name!r} completed")
-    y_metric = quality_objective(results, designs)
+    y_metric = quality_objective(results)
     x_metrics = hardware_objectives(results, designs)
     shown = {y_metric, *x_metrics}
     colour_by = next((m for m in results.objectives if m not in shown), None)

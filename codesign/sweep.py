@@ -22,7 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, hardware_metrics, pick_accelerators
+from codesign.metrics import (HARDWARE_METRICS, METRICS, Constraint, hardware_metrics, pick_accelerators,
+                              total_violation)
 from codesign.outcome import FrontPoint
 from cost_models import Accelerator, Workload, evaluate_batch, stack
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
@@ -121,8 +122,7 @@ def sweep(workload: Workload, space: AcceleratorSpace = DEFAULT_ACCELERATOR_SPAC
     started = time.perf_counter()
     accelerators = tuple(space.grid(limit, np.random.default_rng(seed)))
     points, chosen = front_of(workload, accelerators, stack(accelerators), tuple(objectives), constraints, tie_break)
-    feasible = not constraints or all(v <= 0 for p in points[:1] for c in constraints
-                                      for v in c.violations(p.metrics).values())
+    feasible = float(total_violation(constraints, points[0].metrics)) == 0  # else the least-violating one
     return HardwareSweep(workload.name, len(accelerators), points, chosen, tuple(objectives), constraints,
                          tie_break, time.perf_counter() - started, feasible)
 
