@@ -150,7 +150,11 @@ class Supernet:
         trained = self.compression_space
         allowed = {"w_bits": trained.w_bits if trained else (FLOAT,), "a_bits": trained.a_bits if trained else (FLOAT,),
                    "prune_ratio": trained.prune_ratios if trained else (0.0,)}
-        for name, setting in policy.settings(layer_table(spec)).items():
+        rows = layer_table(spec)
+        weighted = {r.layer.name for r in rows if r.layer.macs}  # pooling and element-wise layers stay float
+        for name, setting in policy.settings(rows).items():
+            if name not in weighted:
+                continue
             for field, options in allowed.items():
                 value = getattr(setting, field)
                 if value not in options:

@@ -19,6 +19,12 @@ convolution, or are the logits keep all their channels. Depthwise layers follow 
 input's channels. Unquantized (``"float"``) tensors are costed at ``float_bits``
 (16 by default, the Squeezelerator's fixed-point width).
 
+Quantization applies to the layers with weights (convolutions and fully connected
+layers): the model fake-quantizes their weights and their input activations. Pooling and
+element-wise layers work on their producers' outputs as they are, unquantized, in the
+model, in its ONNX export and so in the cost model, which costs them at ``float_bits``
+whatever the stage's setting (a setting that names such a layer is an error).
+
 :class:`CompressionSpace` samples policies through Optuna (``compress.*`` parameters),
 from a numpy generator, or rebuilds them from a trial's parameters.
 """
@@ -181,8 +187,12 @@ class CompressionPolicy(JsonSpec):
             setting = self.setting(r.layer.name, stage_key(r.stage, num_stages))
             if setting.granularity == "channel" and setting.pruned and r.layer.name not in prunable:
                 setting = dataclasses.replace(setting, prune_ratio=0.0)
-            if not r.layer.macs and setting.pruned:  # vector layers have no weights
-                setting = dataclasses.replace(setting, prune_ratio=0.0)
+            if not r.layer.macs:  # pooling and element-wise layers: no weights, unquantized inputs
+                if r.layer.name in self._by_layer and self._by_layer[r.layer.name] != NONE:
+                    raise ValueError(
+                        f"compression: layer {r.layer.name!r} is a {r.layer.kind} layer, which has no weights "
+                        f"and reads its producers' unquantized outputs; name a conv or fc layer, or a stage")
+                setting = NONE
             out[r.layer.name] = setting
         return out
 

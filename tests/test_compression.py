@@ -36,7 +36,10 @@ def test_settings_resolve_layer_then_stage_then_default():
     assert (w["s1b0_squeeze"].w_bits, w["s1b0_squeeze"].a_bits) == (2, 4)
     assert (w["s1b1_squeeze"].w_bits, w["s1b1_squeeze"].a_bits) == (4, 8)
     assert (w["s0b0_squeeze"].w_bits, w["classifier"].w_bits) == (8, 8)
-    assert w["s0_pool"].a_bits == 8  # vector layers carry the activation width
+    # pooling works on its producer's unquantized output (in the model and its ONNX export): the float width
+    assert (w["s0_pool"].w_bits, w["s0_pool"].a_bits) == (16, 16)
+    with pytest.raises(ValueError, match="'s0_pool' is a pool layer"):
+        spec.workload(compression=CompressionPolicy(layers={"s0_pool": LayerCompression(8, 8)}))
 
 
 def test_float_tensors_are_costed_at_float_bits_and_unstructured_pruning_sets_density():

@@ -51,16 +51,17 @@ def test_a_trained_compressed_design_read_back_from_onnx_costs_what_was_stored(t
     imported, own = from_onnx(path), spec.workload(compression=policy)
     for a, b in zip(imported, own, strict=True):
         assert (a.kind, a.macs, a.params) == (b.kind, b.macs, b.params), a.name
-        if a.kind == "pool":  # the head's pool reads the float logits: the model does not quantize them
-            assert (a.a_bits, b.a_bits) == (16, 8)
-            continue
         assert (a.w_bits, a.a_bits) == (b.w_bits, b.a_bits), a.name
         # the file's real sparsity: the pruned half, plus weights the 8-bit codes round to zero
         assert b.w_density - 0.05 <= a.w_density <= b.w_density + 1e-9, (a.name, a.w_density)
     accelerator = Accelerator(rows=16, cols=16, dataflow="flex", zero_skip=False)
     stored, read_back = evaluate(own, accelerator), evaluate(imported, accelerator)
-    for mine, theirs in zip(read_back.layers, stored.layers):  # without zero skipping density does not change costs
-        if mine["kind"] != "pool":
-            assert (mine["cycles"], mine["energy_pj"]) == pytest.approx((theirs["cycles"], theirs["energy_pj"]),
-                                                                         rel=1e-6), mine["layer"]
-    assert read_back.total["latency_s"] == pytest.approx(stored.total["latency_s"], rel=0.02)
+    for mine, theirs in zip(read_back.layers, stored.layers, strict=True):  # without zero skipping density is free
+        assert (mine["cycles"], mine["energy_pj"]) == pytest.approx((theirs["cycles"], theirs["energy_pj"]),
+                                                                     rel=1e-6), mine["layer"]
+    for field in ("latency_s", "energy_pj", "dram_bytes"):
+        assert read_back.total[field] == pytest.approx(stored.total[field], rel=1e-6), field
+    # with zero skipping the file's extra zeros (rounded-away weights) make it a little cheaper, never dearer
+    skipping = Accelerator(rows=16, cols=16, dataflow="flex", zero_skip=True)
+    stored, read_back = evaluate(own, skipping), evaluate(imported, skipping)
+    assert 0.95 * stored.total["energy_pj"] <= read_back.total["energy_pj"] <= stored.total["energy_pj"] * (1 + 1e-9)
