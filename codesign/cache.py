@@ -14,12 +14,19 @@ again. A lock whose owner died (same host, process gone) or that is older than
 ``stale_after`` seconds is taken over. Results stopped by a pruner, and candidates that
 failed, are not stored (they are not the proxy's value); diverged runs are, with their
 reason.
+
+An entry that cannot be read (an emptied or truncated ``<key>.json``, garbage in
+``<key>.msgpack``) is a cache miss: :meth:`AccuracyCache.get` logs a warning naming the
+file and deletes the entry while holding its lock, so the pair is evaluated again
+instead of failing on every rerun.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import numbers
 import os
 import socket
 import time
@@ -32,6 +39,11 @@ from flax import serialization
 from codesign.outcome import Outcome, Status
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)  # "codesign.cache": under the package's "codesign" logger
+
+
+class CorruptEntry(ValueError):
+    """A cache entry's files cannot be read back as an outcome."""
 
 
 def cache_key(spec, compression, dataset, proxy, seed: int) -> str:
@@ -67,23 +79,50 @@ class AccuracyCache:
         return self.folder / f"{key}{suffix}"
 
     def get(self, key: str, with_weights: bool = True) -> Outcome | None:
-        """The stored accuracy outcome (``cached`` set), or None."""
+        """The stored accuracy outcome (``cached`` set), or None; an unreadable entry is discarded (None)."""
+        try:
+            return self._read(key, with_weights)
+        except CorruptEntry as corrupt:
+            return self._discard(key, with_weights, corrupt)
+
+    def _read(self, key: str, with_weights: bool) -> Outcome | None:
+        """The entry as stored, None when there is none, or :class:`CorruptEntry`."""
         path = self._path(key, ".json")
-        if not path.is_file():
+        try:
+            text = path.read_bytes()
+        except FileNotFoundError:  # also: discarded by another worker since we looked
             return None
-        data = json.loads(path.read_text())
+        outcome = _outcome(text, path)
         weights = self._path(key, ".msgpack")
-        variables = serialization.msgpack_restore(weights.read_bytes()) if with_weights and weights.is_file() else None
-        status = Status.COMPLETE if data["status"] == "ok" else Status(data["status"])  # "ok": written before Status
-        return Outcome(status, metrics={} if data["score"] is None else {"accuracy": data["score"]},
-                       history=tuple(tuple(h) for h in data["history"]), weights=variables, reason=data["reason"],
-                       proxy_seconds=data["seconds"], cached=True)
+        if with_weights and weights.is_file():
+            outcome = outcome.replace(weights=_weights(weights))
+        return outcome
+
+    def _discard(self, key: str, with_weights: bool, corrupt: CorruptEntry) -> Outcome | None:
+        """Delete an unreadable entry under its lock (a miss: the pair is evaluated again). When another worker
+        holds the lock, it is computing the pair and overwrites the entry: leave it."""
+        if not self._claim(key):
+            log.debug("%s; left to the worker holding %s", corrupt, self._path(key, ".lock"))
+            return None
+        try:
+            try:  # read again under the lock: another worker may have replaced it since we looked
+                return self._read(key, with_weights)
+            except CorruptEntry as still:
+                corrupt = still
+            log.warning("accuracy cache: %s; discarding the entry and evaluating again", corrupt)
+            self._path(key, ".json").unlink(missing_ok=True)  # first: the entry's presence is its JSON
+            self._path(key, ".msgpack").unlink(missing_ok=True)
+            return None
+        finally:
+            self._path(key, ".lock").unlink(missing_ok=True)
 
     def put(self, key: str, result: Outcome, about: dict | None = None) -> None:
         """Store the accuracy part of ``result`` (score, status, reason, history, weights)."""
         if result.weights is not None:
             arrays = jax.device_get(result.weights)  # numpy leaves, same tree
             atomic_write(self._path(key, ".msgpack"), serialization.msgpack_serialize(arrays))
+        else:  # no weights left over from an earlier (perhaps corrupt) entry: the files stay one entry
+            self._path(key, ".msgpack").unlink(missing_ok=True)
         record = {"score": result.accuracy, "status": result.status.value, "reason": result.reason,
                   "seconds": result.proxy_seconds, "history": [list(h) for h in result.history],
                   "about": about or {}, "written": time.time()}
@@ -169,14 +208,59 @@ class AccuracyCache:
 
     def _stale(self, lock: Path) -> bool:
         try:
-            owner = json.loads(lock.read_text() or "{}")
+            text, age = lock.read_text(), time.time() - lock.stat().st_mtime
         except (OSError, ValueError):
-            return False  # being written right now
-        if not owner:
-            return False
+            return False  # gone, or not readable as text right now
+        try:
+            owner = json.loads(text or "{}")
+        except ValueError:
+            owner = {}
+        if not owner:  # being written right now, or its writer failed (a full disk): it had seconds to write
+            return age > UNWRITTEN_LOCK_SECONDS
         if time.time() - owner.get("time", time.time()) > self.stale_after:
             return True
         return owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0)))
+
+
+#: A lock file still without its owner after this long was left by a writer that failed (its owner is a few
+#: bytes written right after the exclusive create).
+UNWRITTEN_LOCK_SECONDS = 30.0
+
+
+def _outcome(text: bytes, path: Path) -> Outcome:
+    """An entry's JSON record as an outcome (no weights), or :class:`CorruptEntry` naming ``path``."""
+    try:
+        data = json.loads(text)
+        status = Status.COMPLETE if data["status"] == "ok" else Status(data["status"])  # "ok": written before Status
+        score, seconds, reason = data["score"], data["seconds"] or 0.0, data["reason"] or ""
+        history = tuple(tuple(h) for h in data["history"])
+        for field, ok in (("score", score is None or _number(score)), ("seconds", _number(seconds)),
+                          ("reason", isinstance(reason, str)),
+                          ("history", all(len(h) == 2 and all(map(_number, h)) for h in history))):
+            if not ok:
+                raise ValueError(f"field {field!r} has the wrong type")
+    except (ValueError, KeyError, TypeError) as error:  # also json's and utf-8's errors (ValueErrors)
+        raise CorruptEntry(f"entry {path} is unreadable ({type(error).__name__}: {error})") from None
+    return Outcome(status, metrics={} if score is None else {"accuracy": score}, history=history, reason=reason,
+                   proxy_seconds=seconds, cached=True)
+
+
+def _number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _weights(path: Path) -> dict:
+    """An entry's trained variables (Flax msgpack), or :class:`CorruptEntry` naming ``path``."""
+    try:
+        variables = serialization.msgpack_restore(path.read_bytes())
+    except FileNotFoundError:
+        raise CorruptEntry(f"entry {path} vanished while its record was read") from None
+    except Exception as error:  # msgpack and flax raise several kinds on garbage
+        raise CorruptEntry(f"entry {path} is unreadable ({type(error).__name__}: {error})") from None
+    if not isinstance(variables, dict):
+        raise CorruptEntry(f"entry {path} is unreadable (it holds a value of type {type(variables).__name__}, "
+                           f"not variables)")
+    return variables
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -11,8 +11,10 @@ SCALE-Sim topology or an ONNX model.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
+import traceback
 from pathlib import Path
 
 from cost_models import ALL_DATAFLOW_NAMES, Accelerator, describe, evaluate
@@ -37,8 +39,7 @@ def _cost(args) -> int:
         config = read_config(args.config)
         accelerator, calc_bandwidth = config.accelerator, config.calc_bandwidth
     elif args.accelerator:
-        with open(args.accelerator) as handle:
-            accelerator = Accelerator.from_json(handle.read())
+        accelerator = Accelerator.from_file(args.accelerator)
     else:
         accelerator = Accelerator(mac_bits=8, dataflow="os_systolic")
     if args.dataflow:
@@ -79,7 +80,7 @@ def _load_network(source: str, resolution: int | None = None, skip_unsupported: 
     elif path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise FileNotFoundError(f"network spec file not found: {path}")
-        spec = NetworkSpec.from_json(path.read_text())
+        spec = NetworkSpec.from_file(path)
     else:
         raise ValueError(f"unknown network {source!r}: give a reference name ({', '.join(REFERENCE_NETWORKS)}) "
                          f"or a NetworkSpec JSON file, or an ONNX model (.onnx)")
@@ -147,13 +148,14 @@ def _sweep(args) -> int:
     from codesign.sweep import parse_bound, sweep, to_json
     from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
 
+    out = _output_folder(args.out) if args.out else None  # before the sweep's work
     workload, skipped = _load_workload(args.network, args.resolution, args.skip_unsupported)
     space = DEFAULT_ACCELERATOR_SPACE
     if args.space:
         path = Path(args.space)
         if not path.is_file():
             raise FileNotFoundError(f"accelerator space file not found: {path}")
-        space = AcceleratorSpace.from_json(path.read_text())
+        space = AcceleratorSpace.from_file(path)
     result = sweep(workload, space, tuple(args.objectives), [parse_bound(b) for b in args.max or ()], args.limit,
                    args.tie_break)
     print(to_json(result) if args.json else result.table())
@@ -162,8 +164,6 @@ def _sweep(args) -> int:
     if args.out:
         from codesign.plots import plot_sweep
 
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         (out / "front.json").write_text(to_json(result))
         for path in (out / "front.json", plot_sweep(result, out / "hardware_front.png")):
             print(path, file=sys.stderr if args.json else sys.stdout)
@@ -171,6 +171,7 @@ def _sweep(args) -> int:
 
 
 def _load_experiment(path: str):
+    import dataclasses
     import runpy
 
     from codesign.experiment import Experiment
@@ -178,11 +179,35 @@ def _load_experiment(path: str):
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"no experiment file {path}; it must be a Python file that defines `experiment`")
-    namespace = runpy.run_path(str(file), run_name="codesign_experiment")
+    try:
+        namespace = runpy.run_path(str(file), run_name="codesign_experiment")
+    except SyntaxError as error:
+        raise ValueError(f"{path}, line {error.lineno}: {error.msg}") from None
+    except Exception as error:  # noqa: BLE001 - the user's file: say where in it, not in codesign
+        said = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+        if isinstance(error, TypeError) and "Experiment.__init__()" in said:
+            said += f"; Experiment's fields: {', '.join(f.name for f in dataclasses.fields(Experiment))}"
+        raise ValueError(f"{path}, line {_line_in(error, file)}: {said}") from None
     experiment = namespace.get("experiment")
     if not isinstance(experiment, Experiment):
         raise ValueError(f"{path} must define `experiment = codesign.Experiment(...)`, found {type(experiment).__name__}")
     return experiment
+
+
+def _line_in(error: BaseException, file: Path) -> int | str:
+    """The line of ``file`` the error's traceback passes through last ('?' when it does not)."""
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+             if Path(frame.filename).resolve() == file.resolve()]
+    return lines[-1] if lines else "?"
+
+
+def _output_folder(path, option: str = "--out") -> Path:
+    """``path`` as an output folder (created); a ValueError when it exists as a file."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{option} {folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _run(args) -> int:
@@ -242,7 +267,7 @@ def _plot(args) -> int:
     if not results.designs:
         raise ValueError(f"nothing to plot: no trial of {results.study.study_name!r} completed ({results.counts()}); "
                          f"`codesign trials` lists each trial's reason")
-    out = Path(args.out or Path(args.run or ".") / "plots")
+    out = _output_folder(args.out or Path(args.run or ".") / "plots")
     if args.hardware_front and args.trial is None:
         front = results.pareto_front
         if not front:
@@ -261,7 +286,7 @@ def _export(args) -> int:
     from codesign.export import write_design
 
     design = _results(args).design(args.trial)
-    for path in write_design(design, args.out or f"trial{args.trial}", args.format):
+    for path in write_design(design, _output_folder(args.out or f"trial{args.trial}"), args.format):
         print(path)
     return 0
 
@@ -275,11 +300,34 @@ def _version() -> str:
         return "(not installed)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage mistake on one line, like every other error (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"codesign: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codesign", description="Hardware-aware NAS and accelerator co-design: "
+    parser = _Parser(prog="codesign", description="Hardware-aware NAS and accelerator co-design: "
                                      "the cost model, reference networks, and searches (run, show, plot, export).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    common = _Parser(add_help=False)  # --debug after the command too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser
+    commands.add_parser = lambda *a, **k: add(*a, parents=[common], **k)
     cost = commands.add_parser("cost", help="evaluate a SCALE-Sim topology or an ONNX model with the analytical "
                                "cost model")
     model = cost.add_mutually_exclusive_group(required=True)
@@ -298,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     network = commands.add_parser("network", help="per-layer summary of a reference network, a NetworkSpec JSON "
                                   "or an ONNX model")
     network.add_argument("network", help="reference name (e.g. squeezenet_v1_0), SPEC.json or MODEL.onnx")
-    network.add_argument("--resolution", type=int, help="input resolution (default: the spec's; not for ONNX)")
+    network.add_argument("--resolution", type=_positive_int, help="input resolution (default: the spec's; not for ONNX)")
     network.add_argument("--skip-unsupported", action="store_true",
                          help="ONNX: leave out operators the cost model does not model (listed under the totals)")
     network.add_argument("--json", action="store_true", help='print {"layers": [...], "total": {...}}')
@@ -307,13 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="the hardware Pareto front of one fixed network over an accelerator "
                                               "space (no training)")
     sweep.add_argument("network", help="reference name, SPEC.json, MODEL.onnx or a SCALE-Sim topology .csv")
-    sweep.add_argument("--resolution", type=int, help="input resolution of a reference network or spec")
+    sweep.add_argument("--resolution", type=_positive_int, help="input resolution of a reference network or spec")
     sweep.add_argument("--space", help="AcceleratorSpace JSON (AcceleratorSpace.to_json; default: the "
                                        "default space, 6,912 accelerators)")
     sweep.add_argument("--objectives", nargs="+", default=["latency", "energy"], metavar="METRIC",
                        help="hardware metrics to minimise (latency, energy, edp, area; default: latency energy)")
     sweep.add_argument("--max", action="append", metavar="METRIC<=VALUE", help="a bound, e.g. area<=2 (repeatable)")
-    sweep.add_argument("--limit", type=int, help="sweep this many accelerators drawn from the space")
+    sweep.add_argument("--limit", type=_positive_int, help="sweep this many accelerators drawn from the space")
     sweep.add_argument("--tie-break", default="edp", help="the front's pick (default: edp)")
     sweep.add_argument("--skip-unsupported", action="store_true", help="ONNX: leave out operators the cost model "
                                                                        "does not model (they are listed)")
@@ -324,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run (or resume) the search an EXPERIMENT.py file defines as `experiment`")
     run.add_argument("experiment", help="a Python file defining `experiment = codesign.Experiment(...)`")
     run.add_argument("--address", help="a Ray cluster HOST:PORT (default: RAY_ADDRESS or a local Ray)")
-    run.add_argument("--trials", type=int, help="override the trial budget")
+    run.add_argument("--trials", type=_positive_int, help="override the trial budget")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
@@ -342,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     trials.add_argument("--json", action="store_true")
     trials.set_defaults(handler=_trials)
     finalize = results_parser("finalize", "retrain the Pareto front at full fidelity and measure its test accuracy")
-    finalize.add_argument("--top", type=int, help="the front's first K designs (default: all)")
+    finalize.add_argument("--top", type=_positive_int, help="the front's first K designs (default: all)")
     finalize.add_argument("--epochs", type=float, default=10.0, help="training epochs (default: 10)")
     finalize.add_argument("--dataset", help="the dataset, when the run folder's record of it does not find it")
     finalize.set_defaults(handler=_finalize)
@@ -365,16 +413,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(error: BaseException) -> tuple[str, int]:
+    """The one line a user sees for an exception, and the exit code: 2 for bad input or a failing environment
+    (a file, the disk, the storage), 1 for a bug in codesign (the line says to rerun with --debug)."""
+    if isinstance(error, (FormatError, ValueError)):
+        return "; ".join(line.strip() for line in str(error).splitlines() if line.strip()), 2
+    if isinstance(error, OSError):
+        if error.errno == errno.ENOSPC:
+            where = f" writing {error.filename}" if error.filename else ""
+            return f"disk full{where}: free some space and run the command again (a search resumes)", 2
+        if error.strerror:
+            where = f"{error.filename}: " if error.filename else ""
+            return f"{where}{error.strerror.lower()}", 2
+        return str(error), 2
+    return (f"internal error, {type(error).__name__}: {error} (a bug in codesign: rerun with --debug for the "
+            f"traceback and report it)"), 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (FormatError, ValueError, FileNotFoundError) as error:
-        print(f"codesign: error: {error}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # output piped into e.g. `head`
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        print("codesign: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - one line for the user; --debug shows the traceback
+        if args.debug:
+            raise
+        line, code = error_line(error)
+        print(f"codesign: error: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -10,11 +10,15 @@ measured on every trial.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import logging
 import os
+import shutil
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -23,8 +27,11 @@ from optuna.artifacts import FileSystemArtifactStore
 from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment
 from codesign.metrics import pareto_mask
-from codesign.outcome import Candidate, Outcome, Status
-from codesign.storage import PrunerReporter, finished_count, open_study, requeue_interrupted
+from codesign import lease
+from codesign.cluster import start_ray
+from codesign.outcome import Candidate, Outcome, Status, design_key, trial_status
+from codesign.storage import (DRIVER, SQLITE, PrunerReporter, finished_count, open_study, requeue_interrupted,
+                              root_cause)
 
 log = logging.getLogger("codesign")
 
@@ -70,11 +77,31 @@ class Driver:
     def __init__(self, experiment: Experiment, address: str | None, progress: bool, stop_after: int | None):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.experiment = experiment
+        experiment.folder.mkdir(parents=True, exist_ok=True)
+        self.lease = lease.acquire(experiment.folder)
+        try:
+            self._start(experiment, address, progress, stop_after)
+        except BaseException:
+            self.lease.release()
+            raise
+
+    def _start(self, experiment: Experiment, address: str | None, progress: bool, stop_after: int | None):
+        others = lease.live_drivers(experiment.folder, exclude=self.lease.info.id)
+        if others and experiment.storage_url.startswith(SQLITE):
+            raise ValueError(f"{experiment.folder}: a search is already running on this SQLite study "
+                             f"(driver {others[0].describe()}); SQLite takes one driver: wait for it or stop "
+                             f"it. Several drivers can share a study on the journal file (the default "
+                             f"storage) or a database server")
         self.study = open_study(experiment)
-        requeued = requeue_interrupted(self.study)
+        requeued = requeue_interrupted(self.study, {self.lease.info.id} | {o.id for o in others}, bool(others))
         if requeued:
             log.warning("resuming %s: %d trial(s) left running by a stopped driver were re-queued",
                         experiment.name, requeued)
+        self.designs = evaluated_designs(self.study)  # design key -> the trial that evaluates it
+        self.duplicates_in_a_row = 0
+        # its own stream: seeded like the study's sampler it would replay that sampler's random start-up draws
+        explorer_seed = np.random.SeedSequence([experiment.seed, len(self.study.trials), 1]).generate_state(1)[0]
+        self.explorer = optuna.samplers.RandomSampler(seed=int(explorer_seed))
         (experiment.folder / "artifacts").mkdir(parents=True, exist_ok=True)
         self.store = FileSystemArtifactStore(str(experiment.folder / "artifacts"))
         self.ray = start_ray(address)
@@ -94,8 +121,47 @@ class Driver:
         if self.bar.shown:
             self.front.add_trials(_best_trials(self.study))
 
+    def ask(self) -> optuna.Trial:
+        """A new trial, marked as this driver's (so another driver leaves it alone while this one lives)."""
+        trial = self.study.ask()
+        trial.set_user_attr(DRIVER, self.lease.info.id)
+        return trial
+
+    @contextlib.contextmanager
+    def sampling(self):
+        """Around asking a trial and suggesting its parameters: right after a duplicate, they are drawn at
+        random, because a model-based sampler learns nothing from a duplicate (it is not a completed trial)
+        and would propose the same design again."""
+        sampler = self.study.sampler
+        if self.duplicates_in_a_row:
+            self.study.sampler = self.explorer
+        try:
+            yield
+        finally:
+            self.study.sampler = sampler
+
+    def skip_if_evaluated(self, trial: optuna.Trial, candidate: Candidate, clock: TrialClock) -> bool:
+        """Whether ``candidate``'s design was already evaluated (or is being); if so the trial is told
+        ``duplicate`` at once: not run, and not counted in the budget."""
+        key = design_key(candidate)
+        first = self.designs.setdefault(key, trial.number)
+        if first == trial.number:
+            self.duplicates_in_a_row = 0
+            return False
+        self.duplicates_in_a_row += 1
+        outcome = Outcome(Status.DUPLICATE, candidate, reason=f"the design of trial {first}, already evaluated")
+        self._record(trial, outcome.replace(timing=clock.timing(outcome)))
+        return True
+
+    @property
+    def exhausted(self) -> bool:
+        """The sampler keeps proposing designs already evaluated (a small space, or a converged sampler)."""
+        return self.duplicates_in_a_row >= MAX_DUPLICATES_IN_A_ROW
+
     def room(self, in_flight: int) -> bool:
         """Whether another trial may start: within the trial budget, the time budget and ``stop_after``."""
+        if self.exhausted:
+            return False
         if self.stop_after is not None and self.finished + in_flight >= self.stop_after:
             return False
         if self.experiment.timeout is not None and time.monotonic() - self.started > self.experiment.timeout:
@@ -122,10 +188,13 @@ class Driver:
     def tell(self, trial: optuna.Trial, outcome: Outcome, clock: TrialClock, in_flight: int = 0,
              batch: int = 1) -> None:
         """Record the outcome with its timing (its share of a task of ``batch`` trials), and count it."""
+        if outcome.status == Status.FAILED and f"[Errno {errno.ENOSPC}]" in outcome.reason:
+            # the disk, not the candidate: the trial stays unfinished, so the resumed run re-queues it
+            raise OSError(errno.ENOSPC, f"disk full: trial {trial.number} could not be scored "
+                                        f"({outcome.reason[:200]})", str(self.experiment.folder))
         timing = clock.timing(outcome, batch)
         telling = time.perf_counter()
-        outcome.replace(timing=timing).tell(self.study, trial, self.store,
-                                            learning_curve=self.experiment.pruner is None)
+        self._record(trial, outcome.replace(timing=timing))
         timing["tell_s"] = time.perf_counter() - telling
         timing["overhead_s"] += timing["tell_s"]
         self.timings.append(timing)
@@ -138,8 +207,54 @@ class Driver:
                 self.front.add(outcome.values)
             self.bar.update(1, failed=self.failed, running=in_flight, front=len(self.front))
 
+    def _record(self, trial: optuna.Trial, outcome: Outcome) -> None:
+        """``outcome.tell``, with a full disk said as such, and a trial another driver already finished
+        (it took this driver for dead) dropped with a warning instead of ending the search."""
+        try:
+            outcome.tell(self.study, trial, self.store, learning_curve=self.experiment.pruner is None)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            log.warning("trial %d was finished by another driver; this driver's result for it is dropped",
+                        trial.number)
+        except Exception as error:
+            raise disk_full_or(error, self.experiment.folder, trial.number) from error
+
     def close(self):
         self.bar.close()
+        self.lease.release()
+        if self.exhausted:
+            log.warning("%s: stopped early: the sampler proposed %d designs in a row that were already "
+                        "evaluated (the space may be exhausted)", self.experiment.name, MAX_DUPLICATES_IN_A_ROW)
+
+
+#: Designs proposed in a row that were already evaluated, after which a run stops (its space is exhausted).
+MAX_DUPLICATES_IN_A_ROW = 100
+
+
+def evaluated_designs(study: optuna.Study) -> dict[str, int]:
+    """Design key -> the first trial that evaluated it, over the study's finished trials (interrupted and
+    duplicate ones aside: they evaluated nothing)."""
+    designs: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if trial_status(trial) in (None, Status.INTERRUPTED, Status.DUPLICATE) or "network" not in trial.user_attrs:
+            continue
+        candidate = Outcome.from_trial(trial, artifacts=()).candidate
+        designs.setdefault(design_key(candidate), trial.number)
+    return designs
+
+
+def disk_full_or(error: BaseException, folder: Path, trial: int) -> BaseException:
+    """``error``, or an ``OSError(ENOSPC)`` saying so when the disk of ``folder`` is full (a full disk shows
+    up as a database or journal error deep inside the storage)."""
+    cause = root_cause(error)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if getattr(cause, "errno", None) == errno.ENOSPC or "disk is full" in str(cause) or (
+            free is not None and free < 1 << 20):
+        where = "" if free is None else f" ({free:,} bytes free)"
+        return OSError(errno.ENOSPC, f"disk full{where}: trial {trial} could not be recorded", str(folder))
+    return error
 
 
 def evaluate_on_worker(evaluator: Evaluator, candidates: list[Candidate], reporters: list) -> list[Outcome]:
@@ -182,19 +297,6 @@ def task_options(experiment: Experiment) -> dict:
     if experiment.memory_per_trial:
         options["memory"] = experiment.memory_per_trial
     return options
-
-
-def start_ray(address: str | None):
-    """Ray, connected to ``address`` (or ``RAY_ADDRESS``) or started locally; an already started Ray is used."""
-    import ray
-
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    return ray
 
 
 def _best_trials(study) -> list:

@@ -117,6 +117,8 @@ class Evaluator:
         workload = candidate.network.workload(compression=candidate.compression)
         accelerator, front = self._accelerator(candidate, workload)
         report = evaluate(workload, accelerator)
+        if report.unmappable:  # not a buildable design: a failed trial that says why, not a number on the front
+            raise ValueError(report.unmappable_note())
         metrics = {name: float(value) for name, value in hardware_metrics(report.total).items()}
         metrics["model_size"] = model_size_kib(workload)
         return accelerator, front, report, metrics

@@ -23,6 +23,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from codesign.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
 from search_spaces.compression import DEFAULT_COMPRESSION_SPACE, CompressionSpace
 from search_spaces.elastic import ElasticSpace
-from search_spaces.network_space import DEFAULT_NETWORK_SPACE, NetworkSpace
+from search_spaces.network_space import DEFAULT_NETWORK_SPACE, NetworkSpace, NetworkVariantSpace
 from search_spaces.networks import NetworkSpec
 
 __all__ = ["Constraint", "Experiment", "HARDWARE_METRICS", "METRICS", "Objective"]
@@ -71,7 +72,7 @@ def _read_data(dataset, seed: int) -> DataSpec:
     try:
         return data_spec(dataset, seed)
     except (ValueError, FileNotFoundError) as error:
-        raise ValueError(f"experiment: field 'dataset': {str(error).removeprefix('dataset: ')}") from None
+        raise ValueError(f"experiment: field 'dataset': {re.sub(r'^dataset:? ', '', str(error))}") from None
 
 
 def _fit_to_data(network_space, data: DataSpec):
@@ -89,6 +90,97 @@ def _fit_to_data(network_space, data: DataSpec):
                          f"inputs and {probe.num_classes} classes, but dataset {data.name!r} has "
                          f"{wanted[0]}x{wanted[0]}x{wanted[1]} images and {data.num_classes} classes")
     return network_space
+
+
+def _integer(field: str, value, low: int, high: int | None = None, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
+            high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ValueError(f"experiment: field {field!r} must be {'None or ' if optional else ''}an integer {bound}, "
+                         f"got {value!r}")
+
+
+def _number(field: str, value, low: float, optional: bool = False, allow_low: bool = False) -> None:
+    if optional and value is None:
+        return
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or (value < low if allow_low else value <= low):
+        bound = f">= {low:g}" if allow_low else f"> {low:g}"
+        raise ValueError(f"experiment: field {field!r} must be {'None or ' if optional else ''}a finite number "
+                         f"{bound}, got {value!r}")
+
+
+def run_name_error(name) -> str | None:
+    """Why ``name`` cannot name a run (its folder ``runs/<name>`` and its study), or None when it can."""
+    if not isinstance(name, str) or not name.strip():
+        return f"must be a non-empty string, got {name!r}"
+    if name in (".", "..") or any(c in name for c in "/\\") or not name.isprintable() or name != name.strip():
+        return f"must be a plain folder name (no '/', '\\', '.' or '..', no control characters), got {name!r}"
+    if len(name.encode()) > 255:
+        return "must be at most 255 bytes long (a folder name)"
+    return None
+
+
+def _check_types(experiment) -> None:
+    """A ValueError naming the field for every field of the wrong type or out of range (the spaces, budgets,
+    seeds and resources), so nothing fails later inside ``run``."""
+    error = run_name_error(experiment.name)
+    if error:
+        raise ValueError(f"experiment: field 'name' {error}")
+    for field, kinds, what in (("network_space", (NetworkSpace, NetworkVariantSpace), "a NetworkSpace or "
+                                "NetworkVariantSpace"),
+                               ("compression_space", (CompressionSpace, type(None)), "a CompressionSpace or None"),
+                               ("accelerator_space", (AcceleratorSpace,), "an AcceleratorSpace")):
+        value = getattr(experiment, field)
+        if not isinstance(value, kinds):
+            raise ValueError(f"experiment: field {field!r} must be {what}, got {type(value).__name__} {value!r:.60}")
+    _integer("trials", experiment.trials, 1, optional=True)
+    _number("timeout", experiment.timeout, 0.0, optional=True)
+    _integer("seed", experiment.seed, 0, 2 ** 32 - 1)
+    _integer("nested_accelerators", experiment.nested_accelerators, 1, optional=True)
+    _integer("max_retries", experiment.max_retries, 0)
+    _number("cpus_per_trial", experiment.cpus_per_trial, 0.0)
+    _number("gpus_per_trial", experiment.gpus_per_trial, 0.0, allow_low=True)
+    _integer("memory_per_trial", experiment.memory_per_trial, 1, optional=True)
+    if not isinstance(experiment.save_weights, bool):
+        raise ValueError(f"experiment: field 'save_weights' must be true or false, got {experiment.save_weights!r}")
+    if experiment.storage is not None and (not isinstance(experiment.storage, str) or "://" not in experiment.storage):
+        raise ValueError(f"experiment: field 'storage' must be None or an Optuna storage URL such as "
+                         f"sqlite:///study.db or journal:///path/study.log, got {experiment.storage!r}")
+    folder = experiment.run_folder
+    if folder is not None and not isinstance(folder, (str, os.PathLike)):
+        raise ValueError(f"experiment: field 'run_folder' must be None or a path, got {folder!r}")
+    path = Path(folder) if folder is not None else Path("runs") / experiment.name
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"experiment: field 'run_folder': {path} exists and is not a folder")
+
+
+def _check_constraints_can_hold(constraints) -> None:
+    """A ValueError when no value of a metric meets all its bounds together (or its own range)."""
+    for metric in dict.fromkeys(c.metric for c in constraints):
+        low, high = METRICS[metric].range
+        bounds = []
+        for c in constraints:
+            if c.metric != metric:
+                continue
+            if c.max is not None:
+                high = min(high, c.max)
+                bounds.append(f"{metric} <= {c.max:g}")
+            if c.min is not None:
+                low = max(low, c.min)
+                bounds.append(f"{metric} >= {c.min:g}")
+        own_low, own_high = METRICS[metric].range
+        if low > high or high < own_low or low > own_high or (high == own_low and METRICS[metric].positive):
+            raise ValueError(f"experiment: no design can meet the constraints {' and '.join(bounds)} "
+                             f"({metric} lies in {_range_text(metric)})")
+
+
+def _range_text(metric: str) -> str:
+    low, high = METRICS[metric].range
+    left = "(" if METRICS[metric].positive else "["
+    return f"{left}{low:g}, {high:g}]" if np.isfinite(high) else f"{left}{low:g}, inf)"
 
 
 def _quality_named(metric: str, quality: str, proxy, role: str) -> str:
@@ -158,23 +250,21 @@ class Experiment:
         if self.tie_break not in HARDWARE_METRICS:
             raise ValueError(f"experiment: field 'tie_break' must be one of {', '.join(HARDWARE_METRICS)}; "
                              f"got {self.tie_break!r}")
-        if isinstance(self.sampler, str) and self.sampler not in SAMPLERS:
+        if not (isinstance(self.sampler, str) and self.sampler in SAMPLERS
+                or isinstance(self.sampler, optuna.samplers.BaseSampler)):
             raise ValueError(f"experiment: field 'sampler' must be one of {', '.join(SAMPLERS)} or an optuna sampler; "
                              f"got {self.sampler!r}")
+        if self.pruner is not None and not isinstance(self.pruner, optuna.pruners.BasePruner):
+            raise ValueError(f"experiment: field 'pruner' must be None or an optuna pruner, got {self.pruner!r}")
         if self.sampler == "gp" and importlib.util.find_spec("torch") is None:
             raise ValueError(f"experiment: sampler 'gp' (Optuna's GPSampler) needs torch, which is not installed: "
                              f"{TORCH_INSTALL}")
         if self.pruner is not None and len(self.objectives) > 1:
             raise ValueError("experiment: field 'pruner' needs a single objective (Optuna pruners do not support "
                              "multi-objective studies)")
+        _check_types(self)
         if self.trials is None and self.timeout is None:
             raise ValueError("experiment: set a budget: field 'trials' and/or 'timeout'")
-        for field, low in (("trials", 1), ("max_retries", 0)):
-            v = getattr(self, field)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-                raise ValueError(f"experiment: field {field!r} must be an integer >= {low}, got {v!r}")
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ValueError(f"experiment: field 'name' must be a non-empty string without '/', got {self.name!r}")
         if not isinstance(self.proxy, (TrainedProxy, ZeroCostProxy, SupernetProxy)):
             raise ValueError(f"experiment: field 'proxy' must be a TrainedProxy, ZeroCostProxy or SupernetProxy, "
                              f"got {self.proxy!r}")
@@ -183,6 +273,7 @@ class Experiment:
             o, metric=_quality_named(o.metric, quality, self.proxy, "objective")) for o in self.objectives))
         object.__setattr__(self, "constraints", tuple(dataclasses.replace(
             c, metric=_quality_named(c.metric, quality, self.proxy, "constraint")) for c in self.constraints))
+        _check_constraints_can_hold(self.constraints)
         if len({o.metric for o in self.objectives}) != len(self.objectives):
             raise ValueError(f"experiment: field 'objectives' repeats a metric: {[o.metric for o in self.objectives]}")
         data = _read_data(self.dataset, self.seed)
@@ -219,16 +310,21 @@ class Experiment:
     def directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
 
-    def make_sampler(self) -> optuna.samplers.BaseSampler:
+    def make_sampler(self, resumed_after: int = 0) -> optuna.samplers.BaseSampler:
+        """The sampler; seeded with ``seed`` for a new study, and for a study resumed after ``resumed_after``
+        trials with a seed derived from both, so a resumed run continues instead of replaying its first draws.
+        A sampler object given in ``sampler`` is used as it is."""
         if not isinstance(self.sampler, str):
             return self.sampler
+        seed = self.seed if not resumed_after else int(np.random.SeedSequence([self.seed, resumed_after])
+                                                        .generate_state(1)[0])
         if self.sampler == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=self.seed)
+            return optuna.samplers.NSGAIISampler(seed=seed)
         if self.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=self.seed)
+            return optuna.samplers.RandomSampler(seed=seed)
         if self.sampler == "gp":
-            return optuna.samplers.GPSampler(seed=self.seed)
-        return optuna.samplers.TPESampler(seed=self.seed)
+            return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed)
 
     def describe(self) -> dict:
         """A JSON-ready summary, stored with the study."""

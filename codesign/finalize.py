@@ -141,9 +141,10 @@ def finalize(results, k: int | None = None, epochs: float = 10.0, dataset: str |
     data = finalize_dataset(experiment, results.data, dataset)
     seed = int(experiment.get("seed", 0))
     finals = []
+    study = results.writable_study()
     for design in designs:
         final, weights = retrain(design, data, config, seed, results.quality_metric)
-        finals.append(store_final(results.study, results.artifacts, final, weights))
+        finals.append(store_final(study, results.artifacts, final, weights))
         if progress is not None:
             progress(final)
     return finals

@@ -54,6 +54,8 @@ class Metric:
     hardware: bool  # depends on the accelerator
     label: str  # axis label for plots
     from_totals: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None  # from a cost report's totals
+    range: tuple[float, float] = (-np.inf, np.inf)  # the values it can take (constraints outside it are errors)
+    positive: bool = False  # its lower end is excluded (a latency or area of 0 is impossible)
 
     @property
     def heading(self) -> str:
@@ -62,13 +64,15 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("accuracy", "maximize", "", False, "accuracy"),
-    Metric("latency", "minimize", "ms", True, "latency (ms)", lambda t: np.asarray(t["latency_s"]) * 1e3),
-    Metric("energy", "minimize", "uJ", True, "energy (uJ)", lambda t: np.asarray(t["energy_pj"]) / 1e6),
+    Metric("accuracy", "maximize", "", False, "accuracy", range=(0.0, 1.0)),
+    Metric("latency", "minimize", "ms", True, "latency (ms)", lambda t: np.asarray(t["latency_s"]) * 1e3,
+           (0.0, np.inf), True),
+    Metric("energy", "minimize", "uJ", True, "energy (uJ)", lambda t: np.asarray(t["energy_pj"]) / 1e6,
+           (0.0, np.inf), True),
     Metric("edp", "minimize", "uJ*ms", True, "EDP (uJ x ms)",
-           lambda t: np.asarray(t["latency_s"]) * 1e3 * np.asarray(t["energy_pj"]) / 1e6),
-    Metric("area", "minimize", "mm2", True, "area (mm^2)", lambda t: np.asarray(t["area_mm2"])),
-    Metric("model_size", "minimize", "KiB", False, "model size (KiB)"),
+           lambda t: np.asarray(t["latency_s"]) * 1e3 * np.asarray(t["energy_pj"]) / 1e6, (0.0, np.inf), True),
+    Metric("area", "minimize", "mm2", True, "area (mm^2)", lambda t: np.asarray(t["area_mm2"]), (0.0, np.inf), True),
+    Metric("model_size", "minimize", "KiB", False, "model size (KiB)", range=(0.0, np.inf), positive=True),
     *(Metric(name, "maximize", "", False, f"{name} score (zero-cost proxy)") for name in ZERO_COST_SCORES),
 )}
 
@@ -181,14 +185,18 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
 
 
 def pick_accelerators(metrics: Mapping[str, np.ndarray], objectives, constraints,
-                      tie_break: str) -> tuple[np.ndarray, int]:
+                      tie_break: str, unbuildable: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Indices of the hardware Pareto front under the constraints, and the tie-break's pick.
 
     ``objectives`` are the hardware metrics to minimise; ``constraints`` the
-    :class:`Constraint` objects on hardware metrics. With no feasible accelerator, the
-    least-violating one (normalised violations summed) is the front.
+    :class:`Constraint` objects on hardware metrics; ``unbuildable`` marks accelerators
+    that cannot run the network (a layer fits no tiling of the buffer), never feasible.
+    With no feasible accelerator, the least-violating one (normalised violations summed)
+    is the front.
     """
     violation = total_violation(constraints, metrics)
+    if unbuildable is not None:
+        violation = np.where(unbuildable, violation + 1e12, violation)
     feasible = np.flatnonzero(violation == 0)
     if len(feasible) == 0:
         best = int(np.argmin(violation))

@@ -49,6 +49,7 @@ class Status(str, enum.Enum):
     DIVERGED = "diverged"  # training produced a non-finite loss
     PRUNED = "pruned"  # stopped early by the study's pruner
     INTERRUPTED = "interrupted"  # its driver died while it ran; its parameters were re-queued
+    DUPLICATE = "duplicate"  # the sampler proposed a design already evaluated (not run, not counted)
 
     @property
     def trial_state(self) -> TrialState:
@@ -62,6 +63,16 @@ class Candidate:
     network: NetworkSpec
     compression: CompressionPolicy | None = None
     accelerator: Accelerator | None = None
+
+
+def design_key(candidate: Candidate) -> str:
+    """One string per distinct design: parameters that do not change the design (a pruning granularity
+    when nothing is pruned, an identity compression) give the same key."""
+    compression = candidate.compression
+    if compression is not None and compression.is_identity:
+        compression = None
+    return json.dumps([candidate.network.to_dict(), None if compression is None else compression.to_dict(),
+                       None if candidate.accelerator is None else candidate.accelerator.to_dict()], sort_keys=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign.datasets import DataSpec
 from codesign.finalize import Final, finalize, stored_finals
 from codesign.metrics import METRICS, table_metrics
 from codesign.outcome import COST_REPORT, WEIGHTS, FrontPoint, Outcome, Status, stored_metrics, trial_status
-from codesign.storage import folder_study, make_storage
+from codesign.storage import folder_study, load_study_for_reading, make_storage, reading_storage
 from cost_models import Accelerator, CostReport, evaluate
 from cost_models.version import COST_MODEL_VERSION
 from search_spaces.compression import CompressionPolicy
@@ -85,14 +86,45 @@ class Design:
 
     @cached_property
     def variables(self) -> dict | None:
-        """The trained weights (params, batch_stats, masks), or None when the proxy trained nothing."""
-        return Outcome.from_trial(self.trial, self.artifacts, artifacts=(WEIGHTS,)).weights
+        """The trained weights (params, batch_stats, masks), or None when the proxy trained nothing (or the run's
+        artifact store is gone: :meth:`model` says which). A missing or corrupt weights artifact is a ValueError
+        naming the trial and the artifact."""
+        _ = self.outcome  # the trial's record is read first, so that what fails below is the artifact
+        try:
+            weights = Outcome.from_trial(self.trial, self.artifacts, artifacts=(WEIGHTS,)).weights
+        except ArtifactNotFound:
+            raise ValueError(f"{self._weights_artifact()} is missing from the artifact store (deleted?)") from None
+        except Exception as error:  # msgpack and flax raise several kinds on damaged bytes
+            raise ValueError(f"{self._weights_artifact()} is corrupt, not Flax msgpack ({type(error).__name__}: "
+                             f"{error})") from None
+        if weights is not None and not isinstance(weights, dict):
+            raise ValueError(f"{self._weights_artifact()} is corrupt: it holds a value of type "
+                             f"{type(weights).__name__}, not the model's variables")
+        return weights
+
+    def _weights_id(self) -> str | None:
+        """The id of the trial's weights artifact (None: none was stored). A stand-in trial may lack attributes."""
+        return ((getattr(self.trial, "user_attrs", None) or {}).get("artifacts") or {}).get(WEIGHTS)
+
+    def _weights_artifact(self) -> str:
+        """The trial and its weights artifact, by id and, in a file-system store, by path (for messages)."""
+        artifact = self._weights_id()
+        base = getattr(self.artifacts, "_base_path", None)  # FileSystemArtifactStore's folder (no public getter)
+        where = f" ({Path(base) / artifact})" if base is not None and artifact else ""
+        return f"trial {self.number}: its weights artifact {artifact}{where}"
+
+    def _no_weights(self, doing: str) -> ValueError:
+        """Why :attr:`variables` is None, as the error of ``doing`` something with them."""
+        if self._weights_id() and self.artifacts is None:
+            return ValueError(f"{self._weights_artifact()} cannot be read: there is no artifact store (the run "
+                              f"folder has no artifacts/, or the study was loaded without its run folder)")
+        return ValueError(f"trial {self.number} has no stored weights{doing} (the proxy did not train, or "
+                          f"save_weights was off)")
 
     def model(self):
         """The Flax module bound to the trained weights: ``design.model()(x)`` gives logits."""
         if self.variables is None:
-            raise ValueError(f"trial {self.number} has no stored weights (the proxy did not train, or "
-                             f"save_weights was off)")
+            raise self._no_weights("")
         return build_model(self.network, self.compression).bind(self.variables)
 
     def predict(self, images: np.ndarray, normalised: bool = False) -> np.ndarray:
@@ -114,8 +146,7 @@ class Design:
         from codesign.onnx_export import export_onnx
 
         if self.variables is None:
-            raise ValueError(f"trial {self.number} has no stored weights to export (the proxy did not train, or "
-                             f"save_weights was off)")
+            raise self._no_weights(" to export")
         return export_onnx(self.network, self.compression, self.variables, path, self.data)
 
     @cached_property
@@ -159,10 +190,17 @@ class Results:
     """A study and its artifacts."""
 
     def __init__(self, study: optuna.Study, artifacts: FileSystemArtifactStore | None,
-                 timings: list[dict] | None = None):
-        self.study = study
+                 timings: list[dict] | None = None, storage_url: str | None = None):
+        self.study = study  # read-only when loaded (``storage_url`` then says where to write)
         self.artifacts = artifacts
         self.timings: list[dict] = list(timings or [])  # codesign.run's trials of that call: where their time went
+        self.storage_url = storage_url
+
+    def writable_study(self) -> optuna.Study:
+        """The study opened for writing (``finalize`` records on it); ``study`` itself when it already is."""
+        if self.storage_url is None:
+            return self.study
+        return optuna.load_study(study_name=self.study.study_name, storage=make_storage(self.storage_url))
 
     @property
     def objectives(self) -> list[str]:
@@ -236,12 +274,14 @@ class Results:
                 return self._design(t)
         raise ValueError(f"no trial {number} in study {self.study.study_name!r} ({len(self.trials)} trials)")
 
-    def counts(self) -> dict[str, int]:
-        """Trials by how they ended (complete, failed, diverged, pruned, interrupted) or are (running, waiting)."""
+    def counts(self, duplicates: bool = True) -> dict[str, int]:
+        """Trials by how they ended (complete, failed, diverged, pruned, interrupted, duplicate) or are (running,
+        waiting); ``duplicates=False`` leaves out the trials told ``duplicate`` (never run)."""
         out: dict[str, int] = {}
         for t in self.trials:
             key = _status_name(t)
-            out[key] = out.get(key, 0) + 1
+            if duplicates or key != Status.DUPLICATE.value:
+                out[key] = out.get(key, 0) + 1
         return out
 
     def failures(self) -> dict[str, int]:
@@ -252,6 +292,8 @@ class Results:
             if status is None or status == Status.COMPLETE:
                 continue
             reason = t.user_attrs.get("fail_reason") or status.value
+            if status == Status.DUPLICATE:  # one line for all, not one per original trial
+                reason = "duplicate: a design already evaluated (not run, not counted in the budget)"
             reasons[reason] = reasons.get(reason, 0) + 1
         return dict(sorted(reasons.items(), key=lambda item: -item[1]))
 
@@ -280,6 +322,9 @@ class Results:
                 "  accelerator / network")
         lines = [f"Pareto front of {self.study.study_name!r}: {len(front)} design(s) from "
                  f"{self.counts()} trials; objectives {', '.join(self.objectives)}", head, "-" * len(head)]
+        if self.designs and not front:
+            lines.insert(1, f"no design meets the constraints: all {len(self.designs)} completed trial(s) violate "
+                            f"at least one (`codesign trials` lists their metrics)")
         for d in front:
             m = d.metrics
             acc = d.accelerator
@@ -314,16 +359,11 @@ def load(run_folder: str | Path | None = None, storage: str | None = None, study
             raise ValueError("load: give a run folder, or a storage URL and a study name")
         storage, recorded = folder_study(folder)
         study_name = study_name or recorded
-    storage = make_storage(storage)
-    if study_name is None:
-        names = optuna.study.get_all_study_names(storage)
-        if len(names) != 1:
-            raise ValueError(f"load: the storage holds studies {names}; pass study_name=")
-        study_name = names[0]
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = load_study_for_reading(reading_storage(storage), study_name)  # never written: read-only media work
+    url = storage
     if folder is None and study.user_attrs.get("codesign.run_folder"):
         folder = Path(study.user_attrs["codesign.run_folder"])
     artifacts = None
     if folder is not None and (folder / "artifacts").is_dir():
         artifacts = FileSystemArtifactStore(str(folder / "artifacts"))
-    return Results(study, artifacts)
+    return Results(study, artifacts, storage_url=url)

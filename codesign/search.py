@@ -24,12 +24,16 @@ bookkeeping live in :mod:`codesign.driver`.
 
 from __future__ import annotations
 
+import logging
+
 import optuna
 
 from codesign.driver import Driver, TrialClock
 from codesign.experiment import Experiment
 from codesign.outcome import Candidate, Outcome
 from codesign.results import Results
+
+log = logging.getLogger("codesign")
 
 
 def run(experiment: Experiment, address: str | None = None, progress: bool = True,
@@ -59,7 +63,11 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
                     driver.tell(trial, outcome, clock, _trials(in_flight), len(batch))
     finally:
         driver.close()
-    return Results(driver.study, driver.store, timings=driver.timings)
+    results = Results(driver.study, driver.store, timings=driver.timings)
+    if experiment.constraints and results.designs and not results.pareto_front:
+        log.warning("%s: no design meets the constraints: all %d completed trial(s) violate at least one",
+                    experiment.name, len(results.designs))
+    return results
 
 
 def ask_batch(driver: Driver, in_flight: int) -> list[tuple[optuna.Trial, Candidate, TrialClock]]:
@@ -69,12 +77,17 @@ def ask_batch(driver: Driver, in_flight: int) -> list[tuple[optuna.Trial, Candid
     """
     batch = []
     while len(batch) < driver.batch_size and driver.room(in_flight + len(batch)):
-        clock = TrialClock()
-        trial = driver.study.ask()
-        try:
-            candidate = sample_candidate(driver.experiment, trial)
-        except ValueError as error:  # a spec the space cannot build
-            driver.tell(trial, Outcome.failed(f"invalid candidate: {error}"), clock, in_flight + len(batch))
+        clock, failure = TrialClock(), None
+        with driver.sampling():
+            trial = driver.ask()
+            try:
+                candidate = sample_candidate(driver.experiment, trial)
+            except ValueError as error:  # a spec the space cannot build
+                failure = Outcome.failed(f"invalid candidate: {error}")
+        if failure is not None:
+            driver.tell(trial, failure, clock, in_flight + len(batch))
+            continue
+        if driver.skip_if_evaluated(trial, candidate, clock):  # never spend budget on a design twice
             continue
         batch.append((trial, candidate, clock))
     return batch

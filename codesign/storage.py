@@ -5,7 +5,10 @@
   Optuna URL as it is).
 * :func:`open_study`: the experiment's study, created or resumed.
 * :func:`requeue_interrupted`: trials a dead driver left running are failed and their
-  parameters queued again; :func:`finished_count` counts what the budget counts.
+  parameters queued again (a live driver's are left alone); :func:`finished_count`
+  counts what the budget counts.
+* :func:`reading_storage` / :func:`load_study_for_reading`: a study opened to read only,
+  for ``show``, ``plot``, ``export`` and :func:`codesign.load`.
 * :class:`PrunerReporter`: how a worker reports intermediate accuracies to the study's
   pruner through the storage.
 """
@@ -20,6 +23,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from optuna.trial import TrialState
 
 from codesign.outcome import Status, trial_status
@@ -50,6 +54,118 @@ def make_storage(url: str):
     if isinstance(url, str) and url.startswith(SQLITE):
         return _sqlite_storage(url)
     return optuna.storages.RDBStorage(url)  # the storage Optuna makes of any other URL
+
+
+def reading_storage(url: str):
+    """The storage at ``url`` opened to read only: nothing is created, repaired or written, so a run on
+    read-only media, or a copy, can be shown. A missing, empty or corrupt study file is a ValueError naming it.
+
+    A journal file is replayed as it is (an unfinished last write is ignored, as Optuna
+    ignores it); SQLite is opened with ``mode=ro`` (``immutable=1`` where even that needs
+    to write, e.g. a WAL database on a read-only file system); other URLs (database
+    servers) are opened as Optuna opens them, without creating tables.
+    """
+    if not isinstance(url, str):
+        raise ValueError(f"storage: a storage URL must be a string, got {url!r}")
+    if url.startswith(JOURNAL):
+        return _reading_journal(Path(url[len(JOURNAL):]))
+    if url.startswith(SQLITE):
+        return _reading_sqlite(Path(url[len(SQLITE):]))
+    try:
+        return optuna.storages.RDBStorage(url, skip_table_creation=True)
+    except Exception as error:  # noqa: BLE001 - sqlalchemy's many errors: one line naming the URL
+        raise ValueError(f"storage {url}: cannot be read ({_first_line(error)})") from None
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost error of a chain (Optuna wraps the database's own error, which says what happened)."""
+    seen = {id(error)}
+    def inner_of(e):
+        return e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+
+    while (inner := inner_of(error)) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        error = inner
+    return getattr(error, "orig", None) or error
+
+
+def _first_line(error: BaseException) -> str:
+    cause = root_cause(error)
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"
+
+
+def _study_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise ValueError(f"{path}: no such {what}" + (" (it is a folder)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file, not a {what}")
+
+
+class _ReadOnlyJournal(BaseJournalBackend):
+    """Optuna's journal file, read through its own reader; every write refused."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = JournalFileBackend(str(path))  # an existing file: its constructor writes nothing
+
+    def read_logs(self, log_number_from: int):
+        return self._file.read_logs(log_number_from)
+
+    def append_logs(self, logs) -> None:
+        raise PermissionError(f"{self.path}: opened to read only")
+
+
+def _reading_journal(path: Path):
+    from optuna.storages import JournalStorage
+
+    _study_file(path, "journal file (study.log)")
+    try:
+        return JournalStorage(_ReadOnlyJournal(path))
+    except Exception as error:  # noqa: BLE001 - a corrupt line: name the file and the line, not the decoder
+        raise ValueError(f"{path}: not a readable Optuna journal ({_bad_journal_line(path) or _first_line(error)})") \
+            from None
+
+
+def _bad_journal_line(path: Path) -> str | None:
+    """Where a journal file stops being one JSON record per line (None when every line is one)."""
+    with open(path, "rb") as journal:
+        for number, line in enumerate(journal, start=1):
+            try:
+                json.loads(line)
+            except ValueError:
+                return f"line {number} is not a JSON record"
+    return None
+
+
+def _reading_sqlite(path: Path):
+    import sqlalchemy
+
+    _study_file(path, "SQLite study database")
+    last = None
+    for mode in ("mode=ro", "immutable=1"):
+        try:
+            storage = optuna.storages.RDBStorage(f"sqlite:///file:{path.resolve()}?{mode}&uri=true",
+                                                 skip_table_creation=True)
+            optuna.study.get_all_study_names(storage)  # reads the schema: a corrupt file fails here
+            return storage
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError) as error:
+            last = error
+    raise ValueError(f"{path}: not a readable study database ({_first_line(last)})")
+
+
+def load_study_for_reading(storage, study_name: str | None) -> optuna.Study:
+    """The study ``study_name`` of a reading storage (the only one when None); a ValueError listing the
+    studies the storage holds when the name is not among them."""
+    names = optuna.study.get_all_study_names(storage)
+    if study_name is None:
+        if len(names) != 1:
+            raise ValueError(f"load: the storage holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                             f"pass study_name= (--study)")
+        study_name = names[0]
+    if study_name not in names:
+        raise ValueError(f"load: no study {study_name!r} in the storage; it holds: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=study_name, storage=storage)
 
 
 #: A run folder whose study lives in another storage says where, in this file: {"storage": URL, "study": NAME}.
@@ -196,16 +312,30 @@ def open_study(experiment) -> optuna.Study:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if study.metric_names is None:
             study.set_metric_names([o.metric for o in experiment.objectives])  # optuna-dashboard shows them
+    asked = len(study.get_trials(deepcopy=False))
+    if asked:  # resumed: continue the sampling sequence instead of replaying the first run's draws
+        study.sampler = experiment.make_sampler(resumed_after=asked)
     return study
 
 
-def requeue_interrupted(study: optuna.Study) -> int:
+#: The user attribute naming the driver that runs a trial (:mod:`codesign.lease`).
+DRIVER = "codesign.driver"
+
+
+def requeue_interrupted(study: optuna.Study, live: set[str] | frozenset[str] = frozenset(),
+                        others_running: bool = False) -> int:
     """Fail the trials a dead driver left running and enqueue their parameters again.
 
-    The failed trial carries no outcome, so it reads back as ``interrupted`` and the
-    budget does not count it; the re-queued trial names it in ``requeued_from``.
+    A running trial belongs to the driver its ``codesign.driver`` attribute names; one
+    whose driver is in ``live`` is left alone. A trial without that attribute (asked by a
+    version that did not record it) is taken as dead only when no other driver runs
+    (``others_running`` False). The failed trial carries no outcome, so it reads back as
+    ``interrupted`` and the budget does not count it; the re-queued trial names it in
+    ``requeued_from``.
     """
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    stale = [t for t in running if (t.user_attrs[DRIVER] not in live if DRIVER in t.user_attrs
+                                    else not others_running)]
     for trial in stale:
         study.tell(trial.number, state=TrialState.FAIL)
         if trial.params:
@@ -216,7 +346,7 @@ def requeue_interrupted(study: optuna.Study) -> int:
 def finished_count(study: optuna.Study) -> int:
     """Trials that count toward the budget: finished, and not interrupted."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
-    return sum(1 for t in done if trial_status(t) != Status.INTERRUPTED)
+    return sum(1 for t in done if trial_status(t) not in (Status.INTERRUPTED, Status.DUPLICATE))
 
 
 class PrunerReporter:

@@ -37,6 +37,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -344,9 +345,14 @@ def load_supernet(folder: str | Path, key: str, network_space, compression_space
     record_path, weights_path = Path(folder) / f"{key}.json", Path(folder) / f"{key}.msgpack"
     if not record_path.is_file() or not weights_path.is_file():
         return None
-    record = json.loads(record_path.read_text())
     space = ElasticSpace.of(network_space, compression_space, resolution)
-    variables = serialization.from_bytes(zero_variables(space), weights_path.read_bytes())
+    try:
+        record = json.loads(record_path.read_text())
+        variables = serialization.from_bytes(zero_variables(space), weights_path.read_bytes())
+    except Exception as error:  # noqa: BLE001 - an emptied or truncated file: train again and overwrite it
+        logging.getLogger(__name__).warning("supernet %s is unreadable (%s: %s); training it again", record_path,
+                                            type(error).__name__, error)
+        return None
     return Supernet(space, variables, network_space, compression_space, config, record)
 
 

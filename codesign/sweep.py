@@ -25,7 +25,7 @@ import numpy as np
 from codesign.metrics import (HARDWARE_METRICS, METRICS, Constraint, hardware_metrics, pick_accelerators,
                               total_violation)
 from codesign.outcome import FrontPoint
-from cost_models import Accelerator, Workload, evaluate_batch, stack
+from cost_models import Accelerator, Workload, evaluate, evaluate_batch, stack
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
 
 
@@ -58,7 +58,8 @@ def front_of(workload: Workload, accelerators: Sequence[Accelerator], stacked, o
     costs = evaluate_batch(workload, stacked, per_layer=False)
     metrics = hardware_metrics({"latency_s": costs.latency_s, "energy_pj": costs.energy_pj,
                                 "area_mm2": costs.area_mm2})
-    front, pick = pick_accelerators(metrics, objectives, constraints, tie_break)
+    unbuildable = np.asarray(costs.unmappable_layers).reshape(-1) > 0  # a layer fits no tiling of its buffer
+    front, pick = pick_accelerators(metrics, objectives, constraints, tie_break, unbuildable)
     points = tuple(FrontPoint(accelerators[i], {k: float(v[i]) for k, v in metrics.items()}) for i in front)
     return points, accelerators[pick]
 
@@ -90,7 +91,8 @@ class HardwareSweep:
                  f"(objectives {', '.join(self.objectives)}{'; ' + bounds if bounds else ''}; "
                  f"* lowest {self.tie_break}) in {self.seconds:.2f} s", head, "-" * len(head)]
         if not self.feasible:
-            lines.insert(1, f"no accelerator meets {bounds}: shown is the least-violating one")
+            lines.insert(1, f"no accelerator meets {bounds or 'the network'}: shown is the least-violating one "
+                            f"(an accelerator whose buffer cannot hold a layer's tiling counts as violating)")
         for point, name in zip(front, names):
             mark = "*" if point.accelerator == self.chosen else " "
             lines.append(f"{mark} {name:<{width}}" + "".join(f"{point.metrics[m]:>14.4g}" for m in columns))
@@ -122,7 +124,8 @@ def sweep(workload: Workload, space: AcceleratorSpace = DEFAULT_ACCELERATOR_SPAC
     started = time.perf_counter()
     accelerators = tuple(space.grid(limit, np.random.default_rng(seed)))
     points, chosen = front_of(workload, accelerators, stack(accelerators), tuple(objectives), constraints, tie_break)
-    feasible = float(total_violation(constraints, points[0].metrics)) == 0  # else the least-violating one
+    buildable = not evaluate(workload, chosen).unmappable  # no accelerator of the space can run it otherwise
+    feasible = buildable and float(total_violation(constraints, points[0].metrics)) == 0  # else the least-violating
     return HardwareSweep(workload.name, len(accelerators), points, chosen, tuple(objectives), constraints,
                          tie_break, time.perf_counter() - started, feasible)
 

@@ -54,10 +54,11 @@ class TrainConfig:
     def __post_init__(self):
         def number(field, low, high=math.inf, low_open=True):
             v = getattr(self, field)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > low if low_open else v >= low) and v <= high
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  and (v > low if low_open else v >= low) and v <= high)
             if not ok:
                 bound = f"> {low}" if low_open else f">= {low}"
-                raise ValueError(f"training: field {field!r} must be a number {bound}" +
+                raise ValueError(f"training: field {field!r} must be a finite number {bound}" +
                                  (f" and <= {high}" if high != math.inf else "") + f", got {v!r}")
         number("epochs", 0)
         number("learning_rate", 0)

@@ -4,6 +4,31 @@
 PE-array accelerator. :func:`stack` turns one or many of them into
 :class:`AcceleratorParams`, a pytree of arrays with a leading batch axis, so a whole
 accelerator grid is one call of the jitted cost model.
+
+Valid ranges (an :class:`Accelerator` outside them is a ValueError naming the field, the
+value and the range):
+
+=================  ===========================================================================
+``rows``, ``cols``  1 .. :data:`MAX_ARRAY_SIDE` (4096)
+``rf_bytes``        1 .. :data:`MAX_RF_BYTES` (64 KiB per PE)
+``gb_bytes``        1 .. :data:`MAX_GB_BYTES` (4 GiB)
+``dram_bw``         :data:`MIN_DRAM_BW` .. :data:`MAX_DRAM_BW` bytes per cycle (0.001 .. 1e6)
+``dram_latency``    0 .. :data:`MAX_DRAM_LATENCY` cycles (1e6)
+``clock_mhz``       :data:`MIN_CLOCK_MHZ` .. :data:`MAX_CLOCK_MHZ` (0.001 .. 1e5 MHz: 1 kHz .. 100 GHz)
+``mac_bits``        1 .. :data:`MAX_MAC_BITS` (32)
+``simd_lanes``      0 (= ``cols``) .. :data:`MAX_SIMD_LANES` (65536)
+=================  ===========================================================================
+
+Why these bounds. ``rows * cols`` <= 2**24: the cost model multiplies them as int32 and
+as float32, and 2**24 is exact in float32 (and far inside int32). ``rf_bytes`` and
+``simd_lanes`` (<= 2**16) are exact in float32 too. ``gb_bytes`` above 2**24 is rounded to
+24 significant bits in float32 (a relative 6e-8): it is only compared with float32
+estimates of tile footprints and priced as area, so that rounding does not matter.
+``dram_bw`` >= 0.001 and ``dram_latency`` <= 1e6 keep DRAM time (bytes / bandwidth +
+transfers x latency, with at most ~2**62 bytes and ~1e25 transfers a layer within the
+layer ranges of :mod:`cost_models.workload`) below 1e32 cycles, far from float32's 3.4e38;
+``clock_mhz`` >= 0.001 keeps latency in seconds (cycles / clock) finite and its clock in Hz
+a normal float32.
 """
 
 from __future__ import annotations
@@ -23,15 +48,44 @@ def gbps_to_bytes_per_cycle(gbps: float, clock_mhz: float) -> float:
     return float(gbps) * 1e9 / (float(clock_mhz) * 1e6)
 
 
-def _positive_number(name, value, *, integer=False, allow_zero=False):
+# Valid ranges of an Accelerator's fields (see the module docstring for why these bounds).
+#: Largest PE-array side (``rows``, ``cols``): 4096, so that ``rows * cols`` <= 2**24.
+MAX_ARRAY_SIDE = 4096
+#: Largest register file per PE, bytes.
+MAX_RF_BYTES = 2**16
+#: Largest global buffer, bytes (4 GiB).
+MAX_GB_BYTES = 2**32
+#: DRAM bandwidth range, bytes per cycle.
+MIN_DRAM_BW, MAX_DRAM_BW = 1e-3, 1e6
+#: Largest DRAM latency, cycles per transfer (the smallest is 0).
+MAX_DRAM_LATENCY = 1e6
+#: Clock range, MHz (1 kHz to 100 GHz).
+MIN_CLOCK_MHZ, MAX_CLOCK_MHZ = 1e-3, 1e5
+#: Widest PE multiplier, bits.
+MAX_MAC_BITS = 32
+#: Widest SIMD unit, lanes (0 means ``cols``).
+MAX_SIMD_LANES = 2**16
+
+#: Field -> (smallest, largest, integer) of every numeric field.
+ACCELERATOR_LIMITS = {
+    "rows": (1, MAX_ARRAY_SIDE, True), "cols": (1, MAX_ARRAY_SIDE, True), "rf_bytes": (1, MAX_RF_BYTES, True),
+    "gb_bytes": (1, MAX_GB_BYTES, True), "dram_bw": (MIN_DRAM_BW, MAX_DRAM_BW, False),
+    "dram_latency": (0.0, MAX_DRAM_LATENCY, False), "clock_mhz": (MIN_CLOCK_MHZ, MAX_CLOCK_MHZ, False),
+    "mac_bits": (1, MAX_MAC_BITS, True), "simd_lanes": (0, MAX_SIMD_LANES, True),
+}
+
+
+def _shown(bound) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def _in_range(name: str, value, low, high, integer: bool):
+    """``value`` as an int (or float) if it is one from ``low`` to ``high``, else a ValueError naming the field."""
     kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, kinds) and not isinstance(value, bool)
-    if ok:
-        ok = value >= 0 if allow_zero else value > 0
-    if not ok or (not integer and not np.isfinite(value)):
+    # ``not low <= value <= high`` also refuses NaN.
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
         what = "an integer" if integer else "a number"
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"field {name!r} must be {what} {bound}, got {value!r}")
+        raise ValueError(f"field {name!r} must be {what} from {_shown(low)} to {_shown(high)}, got {value!r}")
     return int(value) if integer else float(value)
 
 
@@ -66,24 +120,18 @@ class Accelerator(JsonSpec):
     name: str = "accelerator"
 
     def __post_init__(self):
-        for field in ("rows", "cols", "rf_bytes", "gb_bytes", "mac_bits"):
-            _positive_number(field, getattr(self, field), integer=True)
-        if self.mac_bits > 32:
-            raise ValueError(f"field 'mac_bits' must be between 1 and 32, got {self.mac_bits}")
-        _positive_number("simd_lanes", self.simd_lanes, integer=True, allow_zero=True)
-        for field in ("dram_bw", "clock_mhz"):
-            object.__setattr__(self, field, _positive_number(field, getattr(self, field)))
-        object.__setattr__(self, "dram_latency", _positive_number("dram_latency", self.dram_latency, allow_zero=True))
-        if self.dataflow not in ALL_DATAFLOW_NAMES:
+        for field, (low, high, integer) in ACCELERATOR_LIMITS.items():
+            object.__setattr__(self, field, _in_range(field, getattr(self, field), low, high, integer))
+        if not isinstance(self.dataflow, str) or self.dataflow not in ALL_DATAFLOW_NAMES:
             raise ValueError(f"field 'dataflow' must be one of {', '.join(ALL_DATAFLOW_NAMES)}; got {self.dataflow!r}")
-        flex_set = tuple(self.flex_set)
-        if not flex_set or any(d not in DATAFLOWS for d in flex_set):
+        flex_set = tuple(self.flex_set) if isinstance(self.flex_set, (list, tuple)) else ()
+        if not flex_set or any(not isinstance(d, str) or d not in DATAFLOWS for d in flex_set):
             raise ValueError(f"field 'flex_set' must be a non-empty subset of {', '.join(DATAFLOWS)}; got {self.flex_set!r}")
         object.__setattr__(self, "flex_set", tuple(sorted(set(flex_set), key=DATAFLOWS.index)))
         if not isinstance(self.zero_skip, (bool, np.bool_)):
             raise ValueError(f"field 'zero_skip' must be true or false, got {self.zero_skip!r}")
         object.__setattr__(self, "zero_skip", bool(self.zero_skip))
-        if self.energy_table not in ENERGY_TABLES:
+        if not isinstance(self.energy_table, str) or self.energy_table not in ENERGY_TABLES:
             raise ValueError(f"field 'energy_table' must be one of {', '.join(ENERGY_TABLES)}; got {self.energy_table!r}")
         if not isinstance(self.name, str):
             raise ValueError(f"field 'name' must be a string, got {self.name!r}")
@@ -165,4 +213,5 @@ def grid(base: Accelerator, **axes: Sequence) -> list[Accelerator]:
 
 
 #: DATAFLOWS re-exported for callers that build grids over dataflows.
-__all__ = ["Accelerator", "AcceleratorParams", "stack", "grid", "gbps_to_bytes_per_cycle", "DATAFLOWS", "FLEX"]
+__all__ = ["Accelerator", "AcceleratorParams", "stack", "grid", "gbps_to_bytes_per_cycle", "DATAFLOWS", "FLEX",
+           "ACCELERATOR_LIMITS"]

@@ -39,7 +39,11 @@ row for a single-dataflow accelerator, the flex set for ``flex``), so a grid com
 only the rows it needs, and it runs large batches in chunks of :data:`CHUNK_EVALUATIONS`.
 
 Everything is float32. Integer quantities (loop bounds, folds, tile counts) are
-exact in float32 below 2**24. The functions are differentiable in the continuous
+exact in float32 below 2**24; the valid ranges of :class:`~cost_models.workload.Layer`
+and :class:`~cost_models.accelerator.Accelerator` keep every input field (and ``rows *
+cols``) below it, and every product far below float32's largest value (their module
+docstrings give the arithmetic). Inputs are not checked here: build them through those
+classes. The functions are differentiable in the continuous
 accelerator parameters (bandwidth, latency, clock, unit energies): under a JAX
 transformation the batch cannot be split by value, so every row is computed and
 each accelerator selects its own.
@@ -102,6 +106,10 @@ class NetworkCosts(NamedTuple):
     energy_by_level: jax.Array  # [..., 5] pJ per level of energy.LEVELS
     utilization: jax.Array
     area_mm2: jax.Array
+    #: Layers that fit no tiling of the global buffer (LayerCosts.buffer_overflow summed): their
+    #: cycles and energy are those of the least-traffic tiling, which does not fit, so a design
+    #: with any is not buildable as costed and must not be ranked as if it were.
+    unmappable_layers: jax.Array
     layers: LayerCosts | None  # None when only totals were asked for
 
 
@@ -553,7 +561,8 @@ def _grid(layers: LayerArrays, acc: AcceleratorParams, dataflows: tuple[int, ...
     total = lambda x: x.sum(axis=layers_axis)
     cycles = total(costs["cycles"])
     energy_by_level = tuple(total(e) for e in costs["energy"])
-    pes = (acc.rows * acc.cols).astype(f32)[None, :]
+    # As float32, not an int32 product: exact for arrays up to 2**24 PEs and no wrap-around beyond.
+    pes = (acc.rows.astype(f32) * acc.cols.astype(f32))[None, :]
     array_layer = jnp.reshape((layer["kind"] < KIND_CODE["pool"]).astype(f32) * layer["mask"],
                               (n_networks, 1, bucket) if _folded(layer) else (n_networks, bucket, 1))
     busy = total(costs["utilization"] * costs["compute_cycles"] * array_layer) * pes
@@ -566,7 +575,8 @@ def _grid(layers: LayerArrays, acc: AcceleratorParams, dataflows: tuple[int, ...
         energy_pj=functools.reduce(jnp.add, energy_by_level),
         energy_by_level=energy_by_level,
         utilization=busy / (pes * jnp.maximum(total(costs["cycles"] * array_layer), 1.0)),
-        area_mm2=jnp.broadcast_to(area[None, :], cycles.shape))
+        area_mm2=jnp.broadcast_to(area[None, :], cycles.shape),
+        unmappable_layers=total(costs["buffer_overflow"]))
     totals["energy_by_level"] = jnp.stack(energy_by_level, axis=-1)
     if return_state:
         return dict(totals=totals, state=state)
@@ -610,9 +620,13 @@ def _layer_costs(state: _State, layer: dict, acc: dict, compute_only: bool, n_ne
     total = _time(w, tiling, compute_only)
     dram_words = tiling.traffic * 8.0 / layer["a_bits"]
     mask = layer["mask"]
+    # Capped at 1: the systolic rows count SCALE-Sim's index of the last cycle (run_offset), one less than
+    # the cycles, so a layer of a few MACs on a tiny array can show fewer cycles than its MACs need, or 0
+    # (then busy / 0 = inf, and inf * mask = NaN for the bucket's padding layers); busy is always > 0.
     costs = dict(
         cycles=total * mask, compute_cycles=w.compute * mask, stall_cycles=(total - w.compute) * mask,
-        utilization=w.busy / (w.units * w.compute) * mask, macs=w.macs * mask, dram_bytes=tiling.traffic * mask,
+        utilization=jnp.minimum(w.busy / (w.units * w.compute), 1.0) * mask, macs=w.macs * mask,
+        dram_bytes=tiling.traffic * mask,
         buffer_overflow=state.overflow * mask,
         accesses=tuple(x * mask for x in (w.ops, w.rf, w.noc, w.gb + dram_words, dram_words)),
         energy=tuple(x * mask for x in _energy(w, tiling, layer, acc)),

@@ -32,6 +32,15 @@ per cycle, in ``CALC`` mode bandwidth is unlimited (no stalls: compute only); SC
 sections, so a ``[codesign]`` section holds the exact accelerator (every
 :class:`Accelerator` field, JSON values, and ``word_bits``): a cfg with it reads back as
 that accelerator, and is refused when SCALE-Sim's keys no longer match it.
+
+Bad input is one :class:`FormatError` (a ValueError) naming the file, the line and the
+field as the file names it (``IFMAP Height``, ``ArrayHeight``, ``Bandwidth``), with the
+allowed values: the ranges are those of :class:`Layer` and :class:`Accelerator`
+(:data:`TOPOLOGY_LIMITS`; a cfg's ``ArrayHeight``/``ArrayWidth`` up to
+:data:`~cost_models.accelerator.MAX_ARRAY_SIDE`, its three SRAMs together up to
+:data:`~cost_models.accelerator.MAX_GB_BYTES`, ``Bandwidth`` from
+:data:`~cost_models.accelerator.MIN_DRAM_BW` to :data:`~cost_models.accelerator.MAX_DRAM_BW`).
+Files are read as UTF-8, with or without a byte-order mark; anything else is "not a text file".
 """
 
 from __future__ import annotations
@@ -46,9 +55,10 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote, unquote
 
-from cost_models.accelerator import Accelerator
+from cost_models.accelerator import (MAX_ARRAY_SIDE, MAX_DRAM_BW, MAX_GB_BYTES, MIN_DRAM_BW, Accelerator)
 from cost_models.dataflows import FLEX, SCALESIM_DATAFLOWS, describe
-from cost_models.workload import VECTOR_KINDS, Layer, Workload, conv_output_size, infer_kind
+from cost_models.specs import FormatError, read_text
+from cost_models.workload import MAX_CHANNELS, MAX_MAP, VECTOR_KINDS, Layer, Workload, conv_output_size, infer_kind
 
 TOPOLOGY_HEADER = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width",
                    "Channels", "Num Filter", "Strides")
@@ -66,8 +76,14 @@ CODESIGN_SECTION = "codesign"
 EMPTY_LAYOUT = "Layer name,\n"
 
 
-class FormatError(ValueError):
-    """A malformed SCALE-Sim file; the message names the file, the line and the field."""
+#: Topology column -> its largest value (the Layer field it gives: H, W, R, S, C, K, stride; all start at 1).
+TOPOLOGY_LIMITS = {"IFMAP Height": MAX_MAP, "IFMAP Width": MAX_MAP, "Filter Height": MAX_MAP, "Filter Width": MAX_MAP,
+                   "Channels": MAX_CHANNELS, "Num Filter": MAX_CHANNELS, "Strides": MAX_MAP}
+#: Accelerator field -> the cfg key(s) it is read from (for errors that name the field).
+CONFIG_KEYS = {"rows": "ArrayHeight", "cols": "ArrayWidth", "gb_bytes": "IfmapSramSzkB",
+               "dram_bw": "Bandwidth", "dataflow": "Dataflow", "name": "run_name"}
+
+# FormatError (a ValueError naming the file, line and field) is cost_models.specs', shared with the JSON readers.
 
 
 def scalesim_output_size(size: int, kernel: int, stride: int) -> int:
@@ -148,12 +164,14 @@ def _row_layer(fields: Sequence[str], where: str, bits: int) -> Layer:
         raise FormatError(f"{where}: field 'Layer name' is empty")
     values = {}
     for label, value in zip(TOPOLOGY_HEADER[1:], fields[1:len(TOPOLOGY_HEADER)]):
+        high = TOPOLOGY_LIMITS[label]
         try:
             values[label] = int(value)
         except ValueError:
-            raise FormatError(f"{where}: field {label!r} must be a positive integer, got {value!r}") from None
-        if values[label] < 1:
-            raise FormatError(f"{where}: field {label!r} must be a positive integer, got {values[label]}")
+            raise FormatError(f"{where}: field {label!r} must be a positive integer (1 to {high}), got {value!r}") from None
+        if not 1 <= values[label] <= high:
+            raise FormatError(f"{where}: field {label!r} must be a positive integer from 1 to {high}, "
+                              f"got {values[label]}")
     density = parse_sparsity(fields[-1], where) if len(fields) > len(TOPOLOGY_HEADER) else 1.0
     H, W = values["IFMAP Height"], values["IFMAP Width"]
     R, S = values["Filter Height"], values["Filter Width"]
@@ -162,6 +180,9 @@ def _row_layer(fields: Sequence[str], where: str, bits: int) -> Layer:
         raise FormatError(f"{where}: filter {R}x{S} is larger than the IFMAP {H}x{W}")
     groups = 1
     if "DP" in name:
+        if C * K > MAX_CHANNELS:  # a depthwise row's layer has Channels x Num Filter output channels
+            raise FormatError(f"{where}: fields 'Channels' x 'Num Filter' of a depthwise (DP) row must be at most "
+                              f"{MAX_CHANNELS} output channels, got {C} x {K} = {C * K}")
         groups, K = C, C * K
     kind = "depthwise" if groups > 1 and K == C else infer_kind(C, K, H, W, R, S, groups)
     try:
@@ -185,6 +206,7 @@ def _vector_layer(fields: dict, where: str) -> Layer:
 
 def parse_topology(text: str, source: str = "<topology>", bits: int = 8) -> Workload:
     """A Workload from the text of a SCALE-Sim topology CSV (``bits``: of rows without a codesign annotation)."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark (Excel's UTF-8 CSV) is not part of 'Layer name'
     layers: list[Layer] = []
     parts: dict[str, int] = {}  # grouped layer -> its further rows (part_of) still expected
     header_seen = False
@@ -237,7 +259,7 @@ def read_topology(path: str | Path, bits: int = 8) -> Workload:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"topology file not found: {path}")
-    return parse_topology(path.read_text(), str(path), bits)
+    return parse_topology(read_text(path), str(path), bits)
 
 
 def _ifmap_extent(padded: int, out: int, kernel: int, stride: int) -> int:
@@ -480,32 +502,46 @@ def _same(written: str, expected: str) -> bool:
         return written.lower() == expected.lower()
 
 
+def _config_number(raw: str, where: str, key: str, kind, low=None, high=None):
+    """A cfg value as ``kind`` (int or float), > 0 (>= ``low`` if given) and <= ``high`` if given, else a
+    FormatError at ``where`` naming ``key`` and the range."""
+    what = "an integer" if kind is int else "a number"
+    show = lambda x: str(int(x)) if float(x).is_integer() else f"{x:g}"
+    bounds = (f"from {show(low)} to {show(high)}" if low is not None and high is not None else
+              f"> 0 and at most {show(high)}" if high is not None else f">= {show(low)}" if low is not None else "> 0")
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise FormatError(f"{where}: field {key!r} must be a number ({what} {bounds}), got {raw!r}") from None
+    # Written this way round so that NaN fails too.
+    if not ((value >= low) if low is not None else (value > 0)) or (high is not None and not value <= high):
+        raise FormatError(f"{where}: field {key!r} must be {what} {bounds}, got {raw!r}")
+    return value
+
+
 def parse_config(text: str, source: str = "<config>") -> ScaleSimConfig:
     """The accelerator of a SCALE-Sim cfg: exact from a ``[codesign]`` section, else from SCALE-Sim's keys.
 
     From SCALE-Sim's keys alone, a word is a byte (SCALE-Sim's own unit), the DRAM latency
     is 0, register files 1 byte and multipliers 8 bits.
     """
+    text = text.removeprefix("\ufeff")  # a byte-order mark would hide the first section header
     parser = configparser.ConfigParser()
     try:
         parser.read_string(text, source)
     except configparser.Error as error:
         raise FormatError(f"{source}: {error}") from None
 
-    def get(section, key, kind=int, default=None):
+    def get(section, key, kind=int, default=None, low=None, high=None):
+        """The value of ``key``: a string, or a number > 0 (>= ``low`` if given) and <= ``high`` if given."""
         if not parser.has_option(section, key):
             if default is not None:
                 return default
             raise FormatError(f"{source}: section [{section}] is missing {key!r}")
         raw = parser.get(section, key).strip()
-        line = _line_of(text, key, section)
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise FormatError(f"{source}, line {line}: field {key!r} must be a number, got {raw!r}") from None
-        if kind is not str and value <= 0:
-            raise FormatError(f"{source}, line {line}: field {key!r} must be positive, got {raw!r}")
-        return value
+        if kind is str:
+            return raw
+        return _config_number(raw, f"{source}, line {_line_of(text, key, section)}", key, kind, low, high)
 
     arch = "architecture_presets"
     dataflow = get(arch, "Dataflow", str).lower()
@@ -520,24 +556,33 @@ def parse_config(text: str, source: str = "<config>") -> ScaleSimConfig:
     if sparse not in ("true", "false"):
         raise FormatError(f"{source}, line {_line_of(text, 'SparsitySupport', 'sparsity')}: field "
                           f"'SparsitySupport' must be true or false; got {sparse!r}")
-    sram_kb = sum(get(arch, key, float) for key in ("IfmapSramSzkB", "FilterSramSzkB", "OfmapSramSzkB"))
-    bandwidth_text = get(arch, "Bandwidth", str, default="10").split(",")[0]
-    try:
-        bandwidth = float(bandwidth_text)
-    except ValueError:
-        raise FormatError(f"{source}, line {_line_of(text, 'Bandwidth', arch)}: field 'Bandwidth' must be a number, "
-                          f"got {bandwidth_text!r}") from None
+    sram_keys = ("IfmapSramSzkB", "FilterSramSzkB", "OfmapSramSzkB")
+    sram_kb = sum(get(arch, key, float, high=MAX_GB_BYTES / 1024) for key in sram_keys)
+    if not 1 <= int(sram_kb * 1024) <= MAX_GB_BYTES:  # one global buffer of the three SRAMs
+        raise FormatError(f"{source}, line {_line_of(text, sram_keys[0], arch)}: fields {', '.join(map(repr, sram_keys))} "
+                          f"must add up to a global buffer from 1 byte to {MAX_GB_BYTES // 1024} kB, got {sram_kb:.10g} kB")
+    # SCALE-Sim's Bandwidth may list one value per operand; the first is read (its unit, a word, is a byte here).
+    bandwidth = _config_number(get(arch, "Bandwidth", str, default="10").split(",")[0].strip(),
+                               f"{source}, line {_line_of(text, 'Bandwidth', arch)}", "Bandwidth", float,
+                               MIN_DRAM_BW, MAX_DRAM_BW)
     if parser.has_option("layout", "IfmapSRAMBankBandwidth"):
-        bandwidth = get("layout", "IfmapSRAMBankBandwidth", float)
+        bandwidth = get("layout", "IfmapSRAMBankBandwidth", float, low=MIN_DRAM_BW, high=MAX_DRAM_BW)
+    if parser.has_option("layout", "FilterSRAMBankBandwidth"):  # checked; the model's one DRAM channel reads ifmap's
+        get("layout", "FilterSRAMBankBandwidth", float, low=MIN_DRAM_BW, high=MAX_DRAM_BW)
+    rows = get(arch, "ArrayHeight", low=1, high=MAX_ARRAY_SIDE)
+    cols = get(arch, "ArrayWidth", low=1, high=MAX_ARRAY_SIDE)
     try:
         accelerator = Accelerator(
-            rows=get(arch, "ArrayHeight"), cols=get(arch, "ArrayWidth"),
-            dataflow=SCALESIM_DATAFLOWS[dataflow], gb_bytes=int(sram_kb * 1024), dram_bw=bandwidth,
+            rows=rows, cols=cols, dataflow=SCALESIM_DATAFLOWS[dataflow], gb_bytes=int(sram_kb * 1024), dram_bw=bandwidth,
             dram_latency=0.0, mac_bits=8, rf_bytes=1, zero_skip=sparse == "true",
             name=parser.get("general", "run_name", raw=True, fallback=Path(source).stem).strip().replace("%%", "%"),
         )
-    except ValueError as error:
-        raise FormatError(f"{source}: {error}") from None
+    except ValueError as error:  # not expected after the checks above; named as the cfg names it all the same
+        field = re.search(r"field '(\w+)'", str(error))
+        key = CONFIG_KEYS.get(field.group(1)) if field else None
+        where = f"{source}, line {_line_of(text, key)}" if key and _line_of(text, key) else source
+        message = str(error).replace(field.group(0), f"field {key!r}") if key else str(error)
+        raise FormatError(f"{where}: {message}") from None
     if not parser.has_section(CODESIGN_SECTION):
         return ScaleSimConfig(accelerator, mode == "CALC")
 
@@ -559,7 +604,7 @@ def read_config(path: str | Path) -> ScaleSimConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    return parse_config(path.read_text(), str(path))
+    return parse_config(read_text(path), str(path))
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -11,6 +11,36 @@ Loop-nest notation (Eyeriss / Timeloop style), per group of a grouped convolutio
 ``G`` groups, ``K`` output channels, ``C`` input channels, output map ``P x Q``,
 filter ``R x S``. Fields ``C`` and ``K`` of a :class:`Layer` are the layer's total
 channel counts; per-group counts are ``C // groups`` and ``K // groups``.
+
+Valid ranges (a :class:`Layer` outside them is a ValueError naming the field, the value
+and the range):
+
+========================  ==========================================================
+``C``, ``K``              1 .. :data:`MAX_CHANNELS` (2**20; a fully connected layer's
+                          ``C`` is the flattened input, e.g. VGG's 25,088)
+``groups``                1 .. :data:`MAX_CHANNELS`, dividing ``C`` and ``K``
+``H``, ``W``              1 .. :data:`MAX_MAP` (16,384)
+``R``, ``S``              1 .. :data:`MAX_MAP`, and at most the padded input
+``stride``                1 .. :data:`MAX_MAP`
+``padding``               0 .. :data:`MAX_MAP`
+``P``, ``Q``              1 .. the padded input (``H + 2*padding``, ``W + 2*padding``)
+``w_bits``, ``a_bits``    :data:`MIN_BITS` .. :data:`MAX_BITS` (1 .. 32)
+``w_density``             :data:`MIN_W_DENSITY` .. 1 (1e-12 .. 1)
+========================  ==========================================================
+
+Why these bounds: the cost model receives every field as float32 and some as int32
+(``cost_models.model``), and computes in float32. Every field is at most 2**20 < 2**24,
+so it is exact in float32 and far inside int32 (a padded map side is at most 3 * 2**14).
+The largest products stay far from float32's 3.4e38: MACs of one layer are at most
+``C*K * (R*P) * (S*Q)`` <= 2**40 * (2**29.2)**2 ~ 2**98.4 ~ 4e29 (``R*P`` <= ((H + 2*padding
++ 1) / 2)**2 for any stride), times at most 1024 passes of a 1-bit multiplier and a few
+hundred pJ per access: below 1e35. Products above 2**24 are not exact in float32, which
+does not matter: they are costs (cycles, accesses, bytes, pJ), rounded to 2**-24 relative,
+far below the model's own accuracy; the loop bounds that choose a mapping are single
+fields or small products. ``MIN_W_DENSITY`` keeps the weight density a normal float32 whose
+products with the smallest counts (one MAC on a 4096 x 4096 array) stay far above
+float32's smallest normal number (1.2e-38); an ONNX weight with one non-zero entry has a
+density of at least 1/2**31 (an initializer holds at most 2 GB).
 """
 
 from __future__ import annotations
@@ -31,12 +61,30 @@ VECTOR_KINDS = ("pool", "eltwise")
 #: Smallest bucket a workload is padded to; buckets grow in powers of two.
 MIN_BUCKET = 8
 
+# Valid ranges of a Layer's fields (see the module docstring for why these bounds).
+#: Largest channel count ``C``, ``K`` (and ``groups``): 2**20, so that ``C*K`` <= 2**40.
+MAX_CHANNELS = 2**20
+#: Largest feature-map side ``H``, ``W``, filter side ``R``, ``S``, ``stride`` and ``padding``: 2**14.
+MAX_MAP = 2**14
+#: Operand widths ``w_bits``, ``a_bits`` in bits.
+MIN_BITS, MAX_BITS = 1, 32
+#: Smallest weight density ``w_density`` (the largest is 1: no zero weights).
+MIN_W_DENSITY = 1e-12
 
-def _require_int(name: str, value, low: int, layer: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"layer {layer!r}: field {name!r} must be an integer >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"layer {layer!r}: field {name!r} must be an integer >= {low}, got {value}")
+#: Field -> (smallest, largest) of the integer fields with a fixed range (P, Q: up to the padded input).
+LAYER_LIMITS = {
+    "C": (1, MAX_CHANNELS), "K": (1, MAX_CHANNELS), "groups": (1, MAX_CHANNELS),
+    "H": (1, MAX_MAP), "W": (1, MAX_MAP), "R": (1, MAX_MAP), "S": (1, MAX_MAP), "stride": (1, MAX_MAP),
+    "padding": (0, MAX_MAP), "w_bits": (MIN_BITS, MAX_BITS), "a_bits": (MIN_BITS, MAX_BITS),
+}
+
+
+def _require_int(name: str, value, low: int, high: int, layer: str) -> int:
+    """``value`` as an int if it is an integer from ``low`` to ``high``, else a ValueError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        allowed = (f"between {low} and {high} bits (an integer)" if name in ("w_bits", "a_bits")
+                   else f"an integer from {low} to {high}")
+        raise ValueError(f"layer {layer!r}: field {name!r} must be {allowed}, got {value!r}")
     return int(value)
 
 
@@ -91,16 +139,13 @@ class Layer:
             raise ValueError(f"field 'name' must be a non-empty string, got {name!r}")
         if self.kind not in KINDS:
             raise ValueError(f"layer {name!r}: field 'kind' must be one of {', '.join(KINDS)}; got {self.kind!r}")
-        for field in ("C", "K", "H", "W", "R", "S", "stride", "groups"):
-            _require_int(field, getattr(self, field), 1, name)
-        _require_int("padding", self.padding, 0, name)
-        for field in ("w_bits", "a_bits"):
-            bits = _require_int(field, getattr(self, field), 1, name)
-            if not 1 <= bits <= 32:
-                raise ValueError(f"layer {name!r}: field {field!r} must be between 1 and 32 bits, got {bits}")
+        for field, (low, high) in LAYER_LIMITS.items():
+            object.__setattr__(self, field, _require_int(field, getattr(self, field), low, high, name))
         density = self.w_density
-        if isinstance(density, bool) or not isinstance(density, (int, float, np.floating)) or not (0.0 < float(density) <= 1.0):
-            raise ValueError(f"layer {name!r}: field 'w_density' must be a number in (0, 1], got {density!r}")
+        if isinstance(density, bool) or not isinstance(density, (int, float, np.integer, np.floating)) \
+                or not MIN_W_DENSITY <= float(density) <= 1.0:
+            raise ValueError(f"layer {name!r}: field 'w_density' must be a number from {MIN_W_DENSITY:g} to 1 "
+                             f"(the fraction of non-zero weights), got {density!r}")
         object.__setattr__(self, "w_density", float(density))
         if self.C % self.groups or self.K % self.groups:
             raise ValueError(
@@ -117,10 +162,8 @@ class Layer:
             value = getattr(self, out)
             if value is None:
                 value = conv_output_size(size, kernel, self.stride, self.padding)
-                object.__setattr__(self, out, value)
-            _require_int(out, value, 1, name)
-            if value > size + 2 * self.padding:
-                raise ValueError(f"layer {name!r}: field {out!r}={value} exceeds the padded input size {size + 2 * self.padding}")
+            # An output row reads at least one input row: P, Q are at most the padded input.
+            object.__setattr__(self, out, _require_int(out, value, 1, size + 2 * self.padding, name))
 
     # --- derived quantities -------------------------------------------------
     @property
@@ -142,9 +185,17 @@ class Layer:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Layer":
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        """The layer of :meth:`to_dict`'s output; unknown or missing fields are a ValueError naming them."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(data, dict):
+            raise ValueError(f"a layer must be a JSON object with fields from {', '.join(names)}; got {data!r:.40}")
+        unknown = sorted(set(data) - set(names), key=str)
         if unknown:
-            raise ValueError(f"unknown layer field(s) {sorted(unknown)}; allowed: {[f.name for f in dataclasses.fields(cls)]}")
+            raise ValueError(f"unknown layer field(s) {unknown}; allowed: {names}")
+        missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in data]
+        if missing:
+            raise ValueError(f"layer {data.get('name', '?')!r}: field(s) {missing} missing; required: "
+                             f"{[f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]}")
         return cls(**data)
 
 
@@ -275,6 +326,8 @@ class Workload:
     @classmethod
     def from_json(cls, text: str) -> "Workload":
         data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
+            raise ValueError('a workload must be a JSON object {"name": ..., "layers": [layer, ...]}')
         return cls(tuple(Layer.from_dict(layer) for layer in data["layers"]), data.get("name", "workload"))
 
     @classmethod

@@ -89,6 +89,8 @@ class LayerCompression(JsonSpec):
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"compression: field 'granularity' must be one of {', '.join(GRANULARITIES)}; "
                              f"got {self.granularity!r}")
+        if not self.pruned:  # nothing pruned: the granularity does not matter, so one design has one setting
+            object.__setattr__(self, "granularity", GRANULARITIES[0])
 
     @property
     def pruned(self) -> bool:
@@ -181,6 +183,7 @@ class CompressionPolicy(JsonSpec):
         docstring) becomes no pruning for that layer, on both the Flax and cost side.
         """
         num_stages = max(r.stage for r in rows)
+        _check_names(self, rows, num_stages)
         prunable = channel_prunable(rows)
         out = {}
         for r in rows:
@@ -240,6 +243,20 @@ class CompressionPolicy(JsonSpec):
                 "float_bits": self.float_bits}
 
     # from_dict / to_json / from_json: JsonSpec's (``__post_init__`` reads the dicts back; unknown fields refused)
+
+
+def _check_names(policy: "CompressionPolicy", rows: Sequence, num_stages: int) -> None:
+    """A ValueError when the policy names a layer or a stage the network does not have (a typo would
+    otherwise leave that layer at the default, silently)."""
+    layers = [r.layer.name for r in rows]
+    stages = list(dict.fromkeys(stage_key(r.stage, num_stages) for r in rows))
+    for field, names, known in (("layers", [k for k, _ in policy.layers], layers),
+                                ("stages", [k for k, _ in policy.stages], stages)):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+            raise ValueError(f"compression: field {field!r} names {', '.join(map(repr, unknown))}, which the "
+                             f"network does not have; its {field}: {shown}")
 
 
 def _input_channels(row, out_channels: Mapping[str, int], original: Mapping[str, int]) -> int:

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Iterable
 
 from cost_models import Layer, Workload
-from cost_models.specs import JsonSpec, known_fields
+from cost_models.specs import JsonSpec, checked_fields
 from cost_models.workload import conv_output_size, infer_kind
 
 BLOCKS = ("conv", "dwsep", "inverted", "fire", "squeezenext", "residual")
@@ -147,10 +148,19 @@ class NetworkSpec(JsonSpec):
 
     @classmethod
     def from_dict(cls, data: dict) -> "NetworkSpec":
-        data = known_fields(cls, data)
-        data["stem"] = Stem.from_dict(data["stem"])
-        data["stages"] = tuple(Stage.from_dict(s) for s in data["stages"])
-        data["head_widths"] = tuple(data.get("head_widths", ()))
+        """The spec of :meth:`to_dict`'s output. A missing, unknown, null or mistyped field is a ValueError
+        naming it and where it is (``stem``, ``stages[i]``), with what is allowed."""
+        data = checked_fields(cls, data)
+        data["stem"] = _nested("stem", Stem, data["stem"])
+        stages = data["stages"]
+        if not isinstance(stages, (list, tuple)) or not stages:
+            raise ValueError(f"network: field 'stages' must be a non-empty list of stage objects "
+                             f"{{\"block\": ..., \"depth\": ..., \"width\": ...}}, got {stages!r:.60}")
+        data["stages"] = tuple(_nested(f"stages[{i}]", Stage, stage) for i, stage in enumerate(stages))
+        head_widths = data.get("head_widths", ())
+        if not isinstance(head_widths, (list, tuple)):
+            raise ValueError(f"network: field 'head_widths' must be a list of positive integers, got {head_widths!r:.60}")
+        data["head_widths"] = tuple(head_widths)
         return cls(**data)
 
     def workload(self, resolution: int | None = None, compression=None) -> Workload:
@@ -168,6 +178,15 @@ class NetworkSpec(JsonSpec):
     @property
     def params(self) -> int:
         return sum(row.params for row in layer_table(self))
+
+
+def _nested(where: str, cls, data):
+    """``cls.from_dict(data)`` for a part of a network spec; its error says where the part is (``stages[2]``)."""
+    try:
+        return cls.from_dict(data)
+    except ValueError as error:
+        message = re.sub(r"^(stem|stage): ", "", str(error))  # the part's own label; ``where`` says more
+        raise ValueError(f"network: {where}: {message}") from None
 
 
 @dataclasses.dataclass(frozen=True)

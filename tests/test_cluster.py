@@ -9,6 +9,7 @@ folder (RAY_TMPDIR, HOME)."""
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,14 +70,16 @@ class Cluster:
 
     def processes(self, node: str) -> list[psutil.Process]:
         """This cluster's processes of ``node``: those whose environment carries its tag."""
-        found = []
+        found = {}
         for process in psutil.process_iter():
             try:
                 if process.environ().get(NODE_TAG) == self._tag(node):
-                    found.append(process)
+                    found[process.pid] = process
+                    # Ray's agents rename themselves, which overwrites their environment: find them as children
+                    found.update({child.pid: child for child in process.children(recursive=True)})
             except psutil.Error:  # gone, or not ours to read
                 pass
-        return found
+        return list(found.values())
 
     def kill(self, node: str):
         victims = self.processes(node)
@@ -90,6 +93,7 @@ class Cluster:
     def stop(self):
         for node in ("worker", "head"):
             self.kill(node)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def driver(self, folder: Path, trials: int, proxy: str = "params") -> subprocess.Popen:
         file = folder.parent / f"{folder.name}.py"

@@ -40,6 +40,11 @@ def test_settings_resolve_layer_then_stage_then_default():
     assert (w["s0_pool"].w_bits, w["s0_pool"].a_bits) == (16, 16)
     with pytest.raises(ValueError, match="'s0_pool' is a pool layer"):
         spec.workload(compression=CompressionPolicy(layers={"s0_pool": LayerCompression(8, 8)}))
+    # a typo is an error, not a layer silently left at the default
+    with pytest.raises(ValueError, match=r"field 'layers' names 's1b0_sqeeze', which the network does not have"):
+        spec.workload(compression=CompressionPolicy(layers={"s1b0_sqeeze": LayerCompression(2, 4)}))
+    with pytest.raises(ValueError, match=r"field 'stages' names 's9', .*its stages: stem, s0, s1"):
+        spec.workload(compression=CompressionPolicy(stages={"s9": LayerCompression(2, 4)}))
 
 
 def test_float_tensors_are_costed_at_float_bits_and_unstructured_pruning_sets_density():
@@ -153,7 +158,7 @@ def test_thousand_draws_are_valid_build_and_round_trip():
         policy = space.draw(rng, network)
         assert CompressionPolicy.from_json(policy.to_json()) == policy
         workload = network.workload(compression=policy)
-        if policy.stages[0][1].granularity == "unstructured":  # zeros stay in the layer shapes: same MACs
+        if all(setting.granularity == "unstructured" for _, setting in policy.stages):  # zeros stay: same MACs
             assert workload.macs == network.macs
         else:  # pruned channels remove MACs, but every layer keeps at least one channel
             assert 0 < workload.macs <= network.macs

@@ -2,6 +2,8 @@
 
 import json
 import pickle
+import pickletools
+import struct
 import sys
 
 import numpy as np
@@ -123,3 +125,187 @@ def test_a_datasets_spec_normalises_raw_images_as_the_dataset_was_normalised(tmp
     assert type(spec).from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     with pytest.raises(ValueError, match=r"expected shape \(N, 6, 6, 3\) like dataset 'rgb', got \(2, 6, 6\)"):
         spec.normalise(np.zeros((2, 6, 6)))
+
+
+# --- bad input: one clear ValueError naming the dataset and the field -----------------------
+def good_arrays(n=40, size=6, classes=4):
+    rng = np.random.default_rng(0)
+    return dict(x_train=rng.normal(size=(n, size, size)), y_train=np.arange(n) % classes,
+                x_test=rng.normal(size=(n // 4, size, size)), y_test=np.arange(n // 4) % classes)
+
+
+def with_value(array, index, value):
+    array = np.array(array, dtype=np.result_type(array, type(value)))
+    array[index] = value
+    return array
+
+
+BAD_ARRAYS = {
+    "NaN pixel": (dict(x_train=lambda a: with_value(a, (5, 1, 1), np.nan)),
+                  r"x_train has 1 pixel value\(s\) that are NaN or infinite as float32 \(the first in image 5\)"),
+    "Inf pixel": (dict(x_test=lambda a: with_value(a, (3, 0, 2), -np.inf)), r"x_test has 1 pixel value.*image 3"),
+    "beyond float32": (dict(x_train=lambda a: a * 1e300), "x_train has .* NaN or infinite as float32"),
+    "stray label": (dict(y_train=lambda a: with_value(a, 7, 1000)),
+                    r"y_train must hold an example of every class 0..C-1, but 996 of 0..1000 have none \(4, 5, 6, "
+                    r".*largest label, 1000 at index 7, may be a stray label"),
+    "gap": (dict(y_train=lambda a: np.where(a == 1, 3, a)), r"y_train .* 1 of 0..3 have none \(1\)"),
+    "test label outside": (dict(y_test=lambda a: with_value(a, 2, 4)),
+                           r"y_test has label 4 at index 2, outside the classes 0..3 \(from y_train\)"),
+    "negative label": (dict(y_test=lambda a: a - 1), r"y_test has label -1 at index 0; labels must be integers 0..C-1"),
+    "float labels": (dict(y_train=lambda a: a + 0.5), r"y_train must be a 1-D array of integer class labels.*float64"),
+    "2-D labels": (dict(y_train=lambda a: a[:, None]), r"y_train must be a 1-D array"),
+    "single class": (dict(y_train=lambda a: a * 0, y_test=lambda a: a * 0),
+                     r"y_train has a single class \(0\); a classifier needs at least 2 classes"),
+    "one sample": (dict(x_train=lambda a: a[:1], y_train=lambda a: a[:1]),
+                   r"x_train has 1 image\(s\), too few to split into training and validation .*at least 2"),
+    "no test images": (dict(x_test=lambda a: a[:0], y_test=lambda a: a[:0]), r"x_test holds no images; .*at least 1"),
+    "zero channels": (dict(x_train=lambda a: np.zeros(a.shape + (0,)), x_test=lambda a: np.zeros(a.shape + (0,))),
+                      r"x_train images are \(6, 6, 0\): height, width and channels must be >= 1"),
+    "zero-size images": (dict(x_train=lambda a: a[:, :0, :0], x_test=lambda a: a[:, :0, :0]),
+                         r"x_train images are \(0, 0, 1\)"),
+    "2-D images": (dict(x_train=lambda a: a[:, :, 0]), r"x_train must be square images shaped .* got \(40, 6\)"),
+    "5-D images": (dict(x_test=lambda a: a[..., None, None]),
+                   r"x_test must be square images .* got \(10, 6, 6, 1, 1\)"),
+    "text pixels": (dict(x_train=lambda a: a.astype(str)), r"x_train must hold real numbers .*dtype <U"),
+    "short labels": (dict(y_train=lambda a: a[:-1]), r"x_train has 40 images but y_train has 39 labels"),
+    "short test labels": (dict(y_test=lambda a: a[:-2]), r"x_test has 10 images but y_test has 8 labels"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ARRAYS)
+def test_bad_arrays_are_one_clear_error_naming_the_dataset_and_the_field(case):
+    changes, message = BAD_ARRAYS[case]
+    arrays = good_arrays()
+    arrays.update({field: change(arrays[field]) for field, change in changes.items()})
+    with pytest.raises(ValueError, match=r"^dataset 'mine': " + message):
+        from_arrays(**arrays, name="mine")
+
+
+def test_a_bad_npz_names_its_file(tmp_path):
+    arrays = good_arrays()
+    np.savez(tmp_path / "nan.npz", **{**arrays, "x_train": with_value(arrays["x_train"], (2, 0, 0), np.nan)})
+    with pytest.raises(ValueError, match=f"^dataset {tmp_path / 'nan.npz'}: x_train has 1 pixel value"):
+        load_dataset(tmp_path / "nan.npz")
+    np.savez(tmp_path / "stray.npz", **{**arrays, "y_train": with_value(arrays["y_train"], 0, 1000)})
+    with pytest.raises(ValueError, match=f"^dataset {tmp_path / 'stray.npz'}: y_train .*1000 at index 0"):
+        load_dataset(tmp_path / "stray.npz")
+    np.savez(tmp_path / "objects.npz", **{**arrays, "y_test": np.array([1, "a"], dtype=object)})
+    with pytest.raises(ValueError, match=f"^dataset {tmp_path / 'objects.npz'}: array y_test cannot be read"):
+        load_dataset(tmp_path / "objects.npz")
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match=f"^dataset {tmp_path / 'garbage.npz'}: not a readable .npz archive"):
+        load_dataset(tmp_path / "garbage.npz")
+    np.savez(tmp_path / "classes.npz", **arrays, num_classes=np.array([10, 10]))
+    with pytest.raises(ValueError, match=r"num_classes must be a 0-d integer array"):
+        load_dataset(tmp_path / "classes.npz")
+    with pytest.raises(ValueError, match="^dataset 'digits': field 'val_fraction' must be a number between 0 and 1"):
+        load_dataset("digits", val_fraction=1.0)
+    with pytest.raises(ValueError, match="^dataset 'digits': fields 'val_fraction' and 'test_fraction' must leave"):
+        load_dataset("digits", val_fraction=0.5, test_fraction=0.5)
+
+
+def test_declared_classes_may_be_absent_from_the_data_but_bound_the_labels(tmp_path):
+    arrays = good_arrays()  # labels 0..3
+    data = from_arrays(**arrays, num_classes=1000)  # e.g. ImageNet's 1000 outputs
+    assert data.num_classes == 1000 and data.spec.num_classes == 1000
+    np.savez(tmp_path / "declared.npz", **arrays, num_classes=12)
+    assert load_dataset(tmp_path / "declared.npz").num_classes == 12
+    with pytest.raises(ValueError, match=r"y_train has label 3 at index 3, outside the classes 0..2 \(declared\)"):
+        from_arrays(**arrays, num_classes=3)
+    with pytest.raises(ValueError, match=r"field 'num_classes' must be an integer from 2 to 2147483647, got 1"):
+        from_arrays(**arrays, num_classes=1)
+
+
+# --- CIFAR-10 batches: pickles read by an unpickler that builds data only -------------------
+def python2_cifar_batch(data: np.ndarray, labels: list[int]) -> bytes:
+    """A batch byte for byte as CIFAR-10's files hold it: Python 2's cPickle at protocol 2, byte strings
+    as BINSTRING opcodes, the array through numpy.core.multiarray._reconstruct."""
+    def string(b: bytes) -> bytes:
+        return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b
+
+    def integer(n: int) -> bytes:
+        return b"K" + bytes([n]) if 0 <= n < 256 else b"M" + struct.pack("<H", n) if 0 <= n < 65536 else \
+            b"J" + struct.pack("<i", n)
+
+    n, width = data.shape
+    dtype = (b"cnumpy\ndtype\n" + string(b"u1") + integer(0) + integer(1) + b"\x87R"  # dtype('u1', 0, 1)
+             + b"(" + integer(3) + string(b"|") + b"NNN" + integer(-1) + integer(-1) + integer(0) + b"tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + integer(0) + b"\x85" + string(b"b")
+             + b"\x87R" + b"(" + integer(1) + integer(n) + integer(width) + b"\x86" + dtype + b"\x89"
+             + string(data.tobytes()) + b"tb")
+    return (b"\x80\x02}(" + string(b"batch_label") + string(b"training batch 1 of 5")
+            + string(b"labels") + b"](" + b"".join(map(integer, labels)) + b"e" + string(b"data") + array + b"u.")
+
+
+def write_cifar(folder, batch_bytes):
+    folder.mkdir(exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(batch_bytes(name))
+
+
+def test_cifar_batches_as_python_2_wrote_them_and_as_python_3_writes_them(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+    labels = [3, 0, 9, 3]
+    original = python2_cifar_batch(data, labels)
+    names = {arg for op, arg, _ in pickletools.genops(original) if op.name == "GLOBAL"}
+    assert names == {"numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"}
+    write_cifar(tmp_path / "py2", lambda name: original)
+    from_python2 = load_dataset(tmp_path / "py2")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    assert np.array_equal(from_python2.y_test, labels) and from_python2.num_classes == 10
+    assert np.allclose(from_python2.spec.normalise(images), from_python2.x_test, atol=1e-5)
+    for protocol in (2, 4, 5):  # 2: bytes through _codecs.encode; 5: arrays through _frombuffer
+        write_cifar(tmp_path / f"py3-{protocol}", lambda name: pickle.dumps(
+            {b"data": data, b"labels": list(np.asarray(labels))}, protocol=protocol))  # numpy-integer labels
+        again = load_dataset(tmp_path / f"py3-{protocol}")
+        assert np.array_equal(again.x_test, from_python2.x_test) and np.array_equal(again.y_test, labels)
+
+
+class Payload:
+    """A pickle that runs ``os.system`` when loaded by pickle.load."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("payload, refused", [
+    (lambda marker: f"cos\nsystem\n(S'touch {marker}'\ntR.".encode(), "os.system"),
+    (lambda marker: pickle.dumps(Payload(marker), protocol=2), "posix.system"),
+    (lambda marker: pickle.dumps({b"data": Payload(marker), b"labels": [0]}), "posix.system"),
+    (lambda marker: f"cbuiltins\neval\n(S'open({str(marker)!r}, \"w\")'\ntR.".encode(), "builtins.eval"),
+    (lambda marker: pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": set()}, protocol=2),
+     "__builtin__.set"),  # protocol 2 spells builtins as Python 2 did
+], ids=["os.system", "reduce", "reduce inside a batch", "builtins.eval", "a set"])
+def test_a_pickle_naming_anything_but_array_data_is_refused_without_running_it(tmp_path, payload, refused):
+    marker = tmp_path / "executed"
+    write_cifar(tmp_path / "cifar", lambda name: payload(marker) if name == "data_batch_2" else python2_cifar_batch(
+        np.zeros((2, 3072), np.uint8), [0, 1]))
+    with pytest.raises(ValueError, match=rf"^dataset {tmp_path / 'cifar' / 'data_batch_2'}: refused to unpickle "
+                                         rf"global {refused}: a CIFAR-10 python batch holds only"):
+        load_dataset(tmp_path / "cifar")
+    assert not marker.exists()
+
+
+def test_a_damaged_cifar_batch_names_its_file_and_field(tmp_path):
+    good = python2_cifar_batch(np.zeros((2, 3072), np.uint8), [0, 1])
+    cases = {
+        b"": "not a readable CIFAR-10 python batch",
+        good[:len(good) // 2]: "not a readable CIFAR-10 python batch",
+        python2_cifar_batch(np.zeros((2, 3072), np.uint8), [0, 12]): r"field labels has label 12 at index 1; "
+                                                                      r"CIFAR-10 labels are 0..9",
+        python2_cifar_batch(np.zeros((2, 3072), np.uint8), [0]): r"field labels must be a list of 2 integers",
+        python2_cifar_batch(np.zeros((2, 1024), np.uint8), [0, 1]): r"field data must be a uint8 array shaped "
+                                                                     r"\(N, 3072\) .*got shape \(2, 1024\)",
+        pickle.dumps({b"labels": [0]}): r"not a CIFAR-10 python batch: expected a dict with keys b'data' and "
+                                        r"b'labels', got \[\"b'labels'\"\]",
+    }
+    for i, (damaged, message) in enumerate(cases.items()):
+        write_cifar(tmp_path / f"c{i}", lambda name: damaged if name == "test_batch" else good)
+        with pytest.raises(ValueError, match=f"^dataset {tmp_path / f'c{i}' / 'test_batch'}: {message}"):
+            load_dataset(tmp_path / f"c{i}")

@@ -117,6 +117,7 @@ def test_any_candidate_gives_its_own_models_logits(space):
     assert traces == {"infer": 1, "train": 1, "magnitude": 1}  # one compilation each, for every candidate
 
 
+@pytest.mark.slow  # one compilation per candidate is also checked by test_any_candidate_gives_its_own_models_logits
 def test_fifty_candidates_train_and_predict_with_one_compilation_each():
     networks = NetworkSpace(blocks=("dwsep", "fire", "squeezenext"), stages=(2,), depths=(1, 2), widths=(16, 32),
                             kernels=(3,), stem_kernels=(3, 5), stem_widths=(16,))

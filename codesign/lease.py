@@ -1,0 +1,117 @@
+"""Which drivers are searching a run folder now: one lock file per driver, held while it runs.
+
+A driver (one :func:`codesign.run` call) creates ``RUN/drivers/<host>-<pid>-<random>.json``,
+holds an exclusive ``flock`` on it for as long as it runs, and removes it when it ends.
+The operating system drops the lock when the process dies, however it dies (``kill -9``
+included), so another driver can tell a live driver from a dead one by trying the lock:
+if it gets it, the owner is gone (its file is removed then). On a shared file system
+(NFS) Linux maps ``flock`` to the server's byte-range locks, so drivers on several hosts
+that share one run folder see each other.
+
+What it is for (:mod:`codesign.driver`):
+
+* a trial left running by a *dead* driver is re-queued, one run by a live driver is not;
+* SQLite takes one driver per study: a second one refuses, naming the running driver.
+  The journal file (a run folder's default) and database servers take several.
+
+Where ``fcntl`` is missing (Windows) every other driver counts as dead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
+FOLDER = "drivers"
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverInfo:
+    """A driver: its id (``host-pid-random``), host, process id and start time (Unix seconds)."""
+
+    id: str
+    host: str
+    pid: int
+    started: float
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
+        return f"pid {self.pid} on host {self.host}, started {when}"
+
+
+@dataclasses.dataclass
+class Lease:
+    """This process's claim to be a live driver of a run folder (release it with :meth:`release`)."""
+
+    info: DriverInfo
+    path: Path
+    handle: IO | None
+
+    def release(self) -> None:
+        if self.handle is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            self.handle.close()  # closing drops the lock
+            self.handle = None
+
+
+def acquire(folder: Path) -> Lease:
+    """Register this process as a driver of ``folder`` until :meth:`Lease.release` (or its death)."""
+    started = time.time()
+    host = socket.gethostname()
+    info = DriverInfo(f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}", host, os.getpid(), started)
+    path = Path(folder) / FOLDER / f"{info.id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w")
+    if fcntl is not None:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
+    handle.write(json.dumps(dataclasses.asdict(info)) + "\n")
+    handle.flush()
+    return Lease(info, path, handle)
+
+
+def live_drivers(folder: Path, exclude: str | None = None) -> list[DriverInfo]:
+    """The drivers of ``folder`` that still run (their lock is held), but ``exclude``; a dead one's file goes."""
+    live = []
+    for path in sorted((Path(folder) / FOLDER).glob("*.json")):
+        if path.stem == exclude:
+            continue
+        try:
+            with open(path, "r+") as handle:
+                if fcntl is not None and _held(handle):
+                    live.append(_read(path))
+                    continue
+                path.unlink(missing_ok=True)  # the lock was free: its driver is gone
+        except FileNotFoundError:  # it ended while we looked
+            continue
+    return live
+
+
+def _held(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def _read(path: Path) -> DriverInfo:
+    try:
+        data = json.loads(path.read_text())
+        return DriverInfo(str(data["id"]), str(data["host"]), int(data["pid"]), float(data["started"]))
+    except (ValueError, KeyError, TypeError):  # written this instant: what the name says
+        return DriverInfo(path.stem, path.stem.rsplit("-", 2)[0], -1, path.stat().st_mtime)
