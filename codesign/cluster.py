@@ -208,6 +208,39 @@ def _loopback_node_address():
         ray_constants.ENABLE_RAY_CLUSTER = before
 
 
+#: The process names (``/proc/PID/comm``, 15 characters) of the agents a raylet starts.
+AGENT_NAMES = ("ray::DashboardAg", "ray::RuntimeEnv")
+
+
+def stop_orphaned_agents() -> list[int]:
+    """Stop this user's Ray agents whose raylet is gone; returns their pids.
+
+    When a driver that started a local Ray is killed (``kill -9``), its GCS, raylet and
+    workers exit at once, but the raylet's two agents (dashboard agent, runtime-env agent)
+    first try to tell the dead GCS, with a 60 s timeout, and linger that long. An agent
+    whose parent is no longer a raylet belongs to no live Ray: stopping it loses nothing.
+    Agents of a running Ray (their parent is its raylet) and other users' processes are
+    left alone.
+    """
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - installed with Ray
+        return []
+    stopped = []
+    for process in psutil.process_iter(["pid", "name", "uids"]):
+        try:
+            if not (process.info["name"] or "").startswith(AGENT_NAMES) or process.info["uids"].real != os.getuid():
+                continue
+            parent = process.parent()
+            if parent is not None and parent.name().startswith("raylet"):
+                continue
+            process.kill()
+            stopped.append(process.info["pid"])
+        except psutil.Error:  # gone meanwhile, or not ours
+            continue
+    return stopped
+
+
 def running_ray():
     """The ``ray`` module if this process already started or joined a Ray, else None (without importing Ray)."""
     ray = sys.modules.get("ray")
@@ -249,6 +282,7 @@ def start_ray(address: str | None, connect_timeout: float | None = None):
                     f"cluster (`ray start --address={address}`)? Ray's own attempts were bounded to about "
                     f"{timeout:g} s ({CONNECT_TIMEOUT_ENV})") from error
     else:
+        stop_orphaned_agents()  # a killed driver's local Ray leaves its agents for about a minute
         with default_environment(loopback_environment()):
             import ray
 

@@ -181,3 +181,31 @@ def test_a_variable_the_user_set_is_kept_and_the_others_are_removed_again(monkey
         assert chosen == {"RAY_enable_metrics_collection": "0"}
         assert environment == {"RAY_USAGE_STATS_ENABLED": "1", "RAY_enable_metrics_collection": "0"}
     assert environment == {"RAY_USAGE_STATS_ENABLED": "1"}
+
+
+def test_the_agents_a_killed_driver_leaves_are_stopped_by_the_next_start(ray_home):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with (ray_home / "driver.err").open("w") as err:
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER], env=env, cwd=ROOT, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=err, text=True)
+    output = Lines(driver.stdout)
+    started: list[psutil.Process] = []
+    try:
+        output.until("READY", timeout=120)
+        started = psutil.Process(driver.pid).children(recursive=True)
+        agents = [p for p in started if p.name().startswith(cluster.AGENT_NAMES)]
+        assert len(agents) == 2, [p.name() for p in started]
+        driver.kill()  # kill -9: no ray.shutdown()
+        driver.wait(timeout=30)
+        time.sleep(3.0)  # the GCS, the raylet and the workers are gone by now; the agents would stay ~60 s
+        assert all(p.is_running() for p in agents)
+        stopped = cluster.stop_orphaned_agents()
+        assert {p.pid for p in agents} <= set(stopped)
+        _, alive = psutil.wait_procs(agents, timeout=10)
+        assert alive == []
+    finally:
+        for p in started:  # only what this driver started
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
