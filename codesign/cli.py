@@ -161,7 +161,7 @@ def _sweep(args) -> int:
     print(to_json(result) if args.json else result.table())
     if skipped:
         print(skipped, file=sys.stderr if args.json else sys.stdout)
-    if args.out:
+    if out is not None:
         from codesign.plots import plot_sweep
 
         (out / "front.json").write_text(to_json(result))
@@ -325,10 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)  # --debug after the command too
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the traceback of an error")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add = commands.add_parser
-    commands.add_parser = lambda *a, **k: add(*a, parents=[common], **k)
-    cost = commands.add_parser("cost", help="evaluate a SCALE-Sim topology or an ONNX model with the analytical "
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, parents=[common], **kwargs)  # every command takes the common options
+    cost = command("cost", help="evaluate a SCALE-Sim topology or an ONNX model with the analytical "
                                "cost model")
     model = cost.add_mutually_exclusive_group(required=True)
     model.add_argument("--topology", help="SCALE-Sim topology CSV")
@@ -343,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--compute-only", action="store_true", help="ignore memory (no stalls)")
     cost.add_argument("--json", action="store_true", help="print one JSON object {layers, total}")
     cost.set_defaults(handler=_cost)
-    network = commands.add_parser("network", help="per-layer summary of a reference network, a NetworkSpec JSON "
+    network = command("network", help="per-layer summary of a reference network, a NetworkSpec JSON "
                                   "or an ONNX model")
     network.add_argument("network", help="reference name (e.g. squeezenet_v1_0), SPEC.json or MODEL.onnx")
     network.add_argument("--resolution", type=_positive_int, help="input resolution (default: the spec's; not for ONNX)")
@@ -352,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument("--json", action="store_true", help='print {"layers": [...], "total": {...}}')
     network.set_defaults(handler=_network)
 
-    sweep = commands.add_parser("sweep", help="the hardware Pareto front of one fixed network over an accelerator "
+    sweep = command("sweep", help="the hardware Pareto front of one fixed network over an accelerator "
                                               "space (no training)")
     sweep.add_argument("network", help="reference name, SPEC.json, MODEL.onnx or a SCALE-Sim topology .csv")
     sweep.add_argument("--resolution", type=_positive_int, help="input resolution of a reference network or spec")
@@ -369,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--json", action="store_true", help="print the sweep as JSON")
     sweep.set_defaults(handler=_sweep)
 
-    run = commands.add_parser("run", help="run (or resume) the search an EXPERIMENT.py file defines as `experiment`")
+    run = command("run", help="run (or resume) the search an EXPERIMENT.py file defines as `experiment`")
     run.add_argument("experiment", help="a Python file defining `experiment = codesign.Experiment(...)`")
     run.add_argument("--address", help="a Ray cluster HOST:PORT (default: RAY_ADDRESS or a local Ray)")
     run.add_argument("--trials", type=_positive_int, help="override the trial budget")
@@ -377,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     def results_parser(name, help_text):
-        sub = commands.add_parser(name, help=help_text)
+        sub = command(name, help=help_text)
         sub.add_argument("run", nargs="?", help="the run folder (holding study.log or study.db, and artifacts/)")
         sub.add_argument("--storage", help="an Optuna storage URL instead of the run folder's own study")
         sub.add_argument("--study", help="the study name (when the storage holds several)")

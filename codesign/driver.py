@@ -100,7 +100,8 @@ class Driver:
         self.designs = evaluated_designs(self.study)  # design key -> the trial that evaluates it
         self.duplicates_in_a_row = 0
         # its own stream: seeded like the study's sampler it would replay that sampler's random start-up draws
-        explorer_seed = np.random.SeedSequence([experiment.seed, len(self.study.trials), 1]).generate_state(1)[0]
+        asked = len(self.study.get_trials(deepcopy=False))
+        explorer_seed = np.random.SeedSequence([experiment.seed, asked, 1]).generate_state(1)[0]
         self.explorer = optuna.samplers.RandomSampler(seed=int(explorer_seed))
         (experiment.folder / "artifacts").mkdir(parents=True, exist_ok=True)
         self.store = FileSystemArtifactStore(str(experiment.folder / "artifacts"))

@@ -185,8 +185,9 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
 
 
 def pick_accelerators(metrics: Mapping[str, np.ndarray], objectives, constraints,
-                      tie_break: str, unbuildable: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Indices of the hardware Pareto front under the constraints, and the tie-break's pick.
+                      tie_break: str, unbuildable: np.ndarray | None = None) -> tuple[np.ndarray, int, bool]:
+    """Indices of the hardware Pareto front under the constraints, the tie-break's pick, and whether any
+    accelerator is feasible.
 
     ``objectives`` are the hardware metrics to minimise; ``constraints`` the
     :class:`Constraint` objects on hardware metrics; ``unbuildable`` marks accelerators
@@ -200,9 +201,9 @@ def pick_accelerators(metrics: Mapping[str, np.ndarray], objectives, constraints
     feasible = np.flatnonzero(violation == 0)
     if len(feasible) == 0:
         best = int(np.argmin(violation))
-        return np.array([best]), best
+        return np.array([best]), best, False
     names = list(objectives) or [tie_break]
     values = np.stack([metrics[m][feasible] for m in names], axis=1)
     front = feasible[pareto_mask(values)]
     pick = int(front[np.argmin(metrics[tie_break][front])])
-    return front, pick
+    return front, pick, True

@@ -248,10 +248,15 @@ class Results:
                 for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
 
     @property
+    def completed(self) -> int:
+        """How many trials completed."""
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    @property
     def pareto_front(self) -> list[Design]:
         """Non-dominated feasible designs (Optuna's ``best_trials``), one per distinct design, sorted by the
         first objective."""
-        if not self.designs:
+        if not self.completed:
             return []
         best = self.study.best_trials if len(self.study.directions) > 1 else [self.study.best_trial]
         first = 0
@@ -322,9 +327,8 @@ class Results:
                 "  accelerator / network")
         lines = [f"Pareto front of {self.study.study_name!r}: {len(front)} design(s) from "
                  f"{self.counts()} trials; objectives {', '.join(self.objectives)}", head, "-" * len(head)]
-        if self.designs and not front:
-            lines.insert(1, f"no design meets the constraints: all {len(self.designs)} completed trial(s) violate "
-                            f"at least one (`codesign trials` lists their metrics)")
+        if self.completed and not front:
+            lines.insert(1, f"{no_feasible_design(self.completed)} (`codesign trials` lists their metrics)")
         for d in front:
             m = d.metrics
             acc = d.accelerator
@@ -338,6 +342,11 @@ class Results:
             lines.append(f"trials that did not complete, by reason ({sum(failures.values())}):")
             lines += [f"  {count:>5} x {reason}" for reason, count in failures.items()]
         return "\n".join(lines)
+
+
+def no_feasible_design(completed: int) -> str:
+    """What a run whose completed trials all violate a constraint says (its table, and the search's log)."""
+    return f"no design meets the constraints: all {completed} completed trial(s) violate at least one"
 
 
 def _status_name(trial: FrozenTrial) -> str:
@@ -360,10 +369,9 @@ def load(run_folder: str | Path | None = None, storage: str | None = None, study
         storage, recorded = folder_study(folder)
         study_name = study_name or recorded
     study = load_study_for_reading(reading_storage(storage), study_name)  # never written: read-only media work
-    url = storage
     if folder is None and study.user_attrs.get("codesign.run_folder"):
         folder = Path(study.user_attrs["codesign.run_folder"])
     artifacts = None
     if folder is not None and (folder / "artifacts").is_dir():
         artifacts = FileSystemArtifactStore(str(folder / "artifacts"))
-    return Results(study, artifacts, storage_url=url)
+    return Results(study, artifacts, storage_url=storage)

@@ -31,7 +31,7 @@ import optuna
 from codesign.driver import Driver, TrialClock
 from codesign.experiment import Experiment
 from codesign.outcome import Candidate, Outcome
-from codesign.results import Results
+from codesign.results import Results, no_feasible_design
 
 log = logging.getLogger("codesign")
 
@@ -64,9 +64,8 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
     finally:
         driver.close()
     results = Results(driver.study, driver.store, timings=driver.timings)
-    if experiment.constraints and results.designs and not results.pareto_front:
-        log.warning("%s: no design meets the constraints: all %d completed trial(s) violate at least one",
-                    experiment.name, len(results.designs))
+    if experiment.constraints and results.completed and not results.pareto_front:
+        log.warning("%s: %s", experiment.name, no_feasible_design(results.completed))
     return results
 
 

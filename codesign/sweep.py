@@ -22,10 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
-from codesign.metrics import (HARDWARE_METRICS, METRICS, Constraint, hardware_metrics, pick_accelerators,
-                              total_violation)
+from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, hardware_metrics, pick_accelerators
 from codesign.outcome import FrontPoint
-from cost_models import Accelerator, Workload, evaluate, evaluate_batch, stack
+from cost_models import Accelerator, Workload, evaluate_batch, stack
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
 
 
@@ -52,16 +51,17 @@ def accelerator_names(accelerators: Sequence[Accelerator]) -> list[str]:
 
 
 def front_of(workload: Workload, accelerators: Sequence[Accelerator], stacked, objectives: Sequence[str],
-             constraints: Sequence[Constraint], tie_break: str) -> tuple[tuple[FrontPoint, ...], Accelerator]:
+             constraints: Sequence[Constraint], tie_break: str) -> tuple[tuple[FrontPoint, ...], Accelerator, bool]:
     """The hardware Pareto front of ``workload`` over ``accelerators`` (``stacked``: the same, stacked once) under
-    the constraints, and the front's accelerator with the lowest ``tie_break``."""
+    the constraints, the front's accelerator with the lowest ``tie_break``, and whether any accelerator can run
+    the network within the constraints (else the front is the least-violating one)."""
     costs = evaluate_batch(workload, stacked, per_layer=False)
     metrics = hardware_metrics({"latency_s": costs.latency_s, "energy_pj": costs.energy_pj,
                                 "area_mm2": costs.area_mm2})
     unbuildable = np.asarray(costs.unmappable_layers).reshape(-1) > 0  # a layer fits no tiling of its buffer
-    front, pick = pick_accelerators(metrics, objectives, constraints, tie_break, unbuildable)
+    front, pick, feasible = pick_accelerators(metrics, objectives, constraints, tie_break, unbuildable)
     points = tuple(FrontPoint(accelerators[i], {k: float(v[i]) for k, v in metrics.items()}) for i in front)
-    return points, accelerators[pick]
+    return points, accelerators[pick], feasible
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,9 +123,8 @@ def sweep(workload: Workload, space: AcceleratorSpace = DEFAULT_ACCELERATOR_SPAC
         raise ValueError(f"sweep: field 'limit' must be an integer >= 1, got {limit!r}")
     started = time.perf_counter()
     accelerators = tuple(space.grid(limit, np.random.default_rng(seed)))
-    points, chosen = front_of(workload, accelerators, stack(accelerators), tuple(objectives), constraints, tie_break)
-    buildable = not evaluate(workload, chosen).unmappable  # no accelerator of the space can run it otherwise
-    feasible = buildable and float(total_violation(constraints, points[0].metrics)) == 0  # else the least-violating
+    points, chosen, feasible = front_of(workload, accelerators, stack(accelerators), tuple(objectives), constraints,
+                                        tie_break)
     return HardwareSweep(workload.name, len(accelerators), points, chosen, tuple(objectives), constraints,
                          tie_break, time.perf_counter() - started, feasible)
 
