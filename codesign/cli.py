@@ -17,7 +17,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from cost_models import ALL_DATAFLOW_NAMES, Accelerator, describe, evaluate
+from cost_models import ALL_DATAFLOW_NAMES, MEMORY_MODES, Accelerator, describe, evaluate
 from cost_models.scalesim import FormatError, read_config, read_topology
 
 
@@ -32,27 +32,48 @@ def _cost(args) -> int:
         raise ValueError("--skip-unsupported applies to --onnx models only")
     else:
         workload = read_topology(args.topology)
-    calc_bandwidth = False
+    calc_bandwidth, memories = False, None
     if args.config and args.accelerator:
         raise ValueError("give either --config or --accelerator, not both")
     if args.config:
         config = read_config(args.config)
         accelerator, calc_bandwidth = config.accelerator, config.calc_bandwidth
+        # A plain SCALE-Sim cfg in USER mode is timed as SCALE-Sim times it; an exported one (its [codesign]
+        # section) gives back the design's own numbers.
+        memories = config.memories
+        systolic = (args.dataflow or config.accelerator.dataflow).endswith("_systolic")
+        memory = args.memory or ("scalesim_user" if systolic and not calc_bandwidth and not config.exact
+                                 else "global_buffer")
     elif args.accelerator:
         accelerator = Accelerator.from_file(args.accelerator)
+        memory = args.memory or "global_buffer"
     else:
         accelerator = Accelerator(mac_bits=8, dataflow="os_systolic")
+        memory = args.memory or "global_buffer"
     if args.dataflow:
         accelerator = accelerator.replace(dataflow=args.dataflow)
-    report = evaluate(workload, accelerator, compute_only=args.compute_only or calc_bandwidth)
+    compute_only = args.compute_only or calc_bandwidth
+    if compute_only and memory != "global_buffer":
+        if args.memory:
+            raise ValueError(f"--memory {memory} times the memory system, which "
+                             f"{'--compute-only' if args.compute_only else 'a CALC-mode cfg'} leaves out")
+        memory = "global_buffer"
+    report = evaluate(workload, accelerator, compute_only=compute_only, memory=memory,
+                      memories=memories if memory != "global_buffer" else None)
     if args.json:
         data = report.to_dict()
         if args.onnx:
             data["skipped"] = imported.skipped_counts
         print(json.dumps(data, indent=1))
     else:
-        print(f"{accelerator.rows}x{accelerator.cols} PEs, {describe(accelerator.dataflow)}, "
-              f"buffer {accelerator.gb_bytes / 1024:g} KiB, DRAM {accelerator.dram_bw:g} B/cycle"
+        if memory == "global_buffer":
+            memory_text = f"buffer {accelerator.gb_bytes / 1024:g} KiB, DRAM {accelerator.dram_bw:g} B/cycle"
+        else:
+            m = report.memories
+            memory_text = (f"SRAMs ifmap/filter/ofmap {m.ifmap_words / 1024:g}/{m.filter_words / 1024:g}/"
+                           f"{m.ofmap_words / 1024:g} Ki-words, DRAM {m.ifmap_bw:g}/{m.filter_bw:g}/{m.ofmap_bw:g} "
+                           f"words/cycle")
+        print(f"{accelerator.rows}x{accelerator.cols} PEs, {describe(accelerator.dataflow)}, {memory_text}"
               + (" (compute only)" if report.compute_only else ""))
         print(report.table())
         if skipped:
@@ -342,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="accelerator spec as JSON (Accelerator.to_json, e.g. an export's accelerator.json)")
     cost.add_argument("--dataflow", choices=ALL_DATAFLOW_NAMES, help="override the dataflow")
     cost.add_argument("--compute-only", action="store_true", help="ignore memory (no stalls)")
+    cost.add_argument("--memory", choices=MEMORY_MODES,
+                      help="how array layers' memory is timed: global_buffer (the default model), scalesim_user "
+                           "(SCALE-Sim 3.0.0's USER mode, exactly; the default for a plain SCALE-Sim cfg in USER "
+                           "mode), operand_buffers (the same SRAMs and channels, a controller that re-fetches only "
+                           "what does not fit)")
     cost.add_argument("--json", action="store_true", help="print one JSON object {layers, total}")
     cost.set_defaults(handler=_cost)
     network = command("network", help="per-layer summary of a reference network, a NetworkSpec JSON "

@@ -9,6 +9,10 @@ evaluates a network on a whole batch of accelerators.
     report = evaluate(wl, Accelerator(rows=32, cols=32, dataflow="flex"))
     print(report.table())
 
+``evaluate(..., memory="scalesim_user")`` times the array layers as SCALE-Sim 3.0.0's USER
+mode does (replayed exactly), ``memory="operand_buffers"`` with the same three SRAMs and
+channels and a sensible controller (:mod:`cost_models.scalesim_memory`).
+
 ONNX models import with ``Workload.from_onnx("model.onnx")`` (or :func:`import_onnx`,
 which also says what was skipped); that needs the optional ``onnx`` package.
 """
@@ -16,14 +20,16 @@ which also says what was skipped); that needs the optional ``onnx`` package.
 from cost_models.accelerator import Accelerator, AcceleratorParams, gbps_to_bytes_per_cycle, grid, stack
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, describe
 from cost_models.energy import ENERGY_TABLES, LEVELS
-from cost_models.evaluate import CostReport, evaluate, evaluate_batch
+from cost_models.evaluate import MEMORY_MODES, CostReport, evaluate, evaluate_batch
 from cost_models.onnx_import import ImportReport, OnnxImportError, UnsupportedOperators, from_onnx, import_onnx
 from cost_models.model import LayerCosts, NetworkCosts, network_costs, networks_costs
+from cost_models.scalesim_memory import OperandMemories, operand_buffer_cycles, scalesim_user_cycles
 from cost_models.workload import KINDS, Layer, LayerArrays, Workload, conv, eltwise, fc, pool
 
 __all__ = [
     "Accelerator", "AcceleratorParams", "gbps_to_bytes_per_cycle", "grid", "stack",
     "ALL_DATAFLOW_NAMES", "DATAFLOWS", "FLEX", "describe", "ENERGY_TABLES", "LEVELS",
-    "CostReport", "evaluate", "evaluate_batch", "LayerCosts", "NetworkCosts", "network_costs",
+    "CostReport", "evaluate", "evaluate_batch", "MEMORY_MODES", "OperandMemories", "operand_buffer_cycles",
+    "scalesim_user_cycles", "LayerCosts", "NetworkCosts", "network_costs",
     "networks_costs", "ImportReport", "OnnxImportError", "UnsupportedOperators", "from_onnx", "import_onnx", "KINDS", "Layer", "LayerArrays", "Workload", "conv", "eltwise", "fc", "pool",
 ]

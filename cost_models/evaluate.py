@@ -19,33 +19,154 @@ and a marker and a note in :meth:`CostReport.table`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from cost_models.accelerator import MAX_GB_BYTES, Accelerator, AcceleratorParams, stack
-from cost_models.dataflows import DATAFLOWS
+from cost_models.dataflows import DATAFLOWS, SCALESIM_DATAFLOWS
 from cost_models.energy import LEVELS
 from cost_models.model import NetworkCosts, network_costs
+from cost_models.scalesim import ScaleSimGeometry, operand_memories, scalesim_dataflow, scalesim_geometry, word_bits_of
+from cost_models.scalesim_memory import (DATAFLOWS as SCALESIM_DATAFLOW_NAMES, OperandMemories, ScaleSimLayerCycles,
+                                         operand_buffer_cycles, scalesim_user_cycles)
 from cost_models.workload import VECTOR_KINDS, Workload, as_workload
 
 
+#: The table's line on what a memory mode other than the default changes.
+MEMORY_NOTES = {
+    "scalesim_user": "memory scalesim_user: array layers timed by SCALE-Sim 3.0.0's USER-mode memory system "
+                     "(its Total Cycles, without the initial fill and final drain); energy and DRAM bytes are "
+                     "the global-buffer model's",
+    "operand_buffers": "memory operand_buffers: array layers timed with per-operand SRAMs and DRAM channels and a "
+                       "controller that re-fetches only what does not fit (fill and drain included); energy and "
+                       "DRAM bytes are the global-buffer model's",
+}
+
+#: How the memory system is timed. ``global_buffer``: the model of the Squeezelerator study (one global
+#: buffer, one DRAM channel with latency, the tiling chosen for time). ``scalesim_user``: SCALE-Sim 3.0.0's
+#: USER mode replayed exactly (three SRAMs and channels, its prefetch ring; Total Cycles without fill and
+#: drain). ``operand_buffers``: the same architecture with a sensible controller (each operand keeps what
+#: fits and re-fetches the rest once; fill and drain included). See cost_models.scalesim_memory.
+MEMORY_MODES = ("global_buffer", "scalesim_user", "operand_buffers")
+
+
+def _check_memory(memory: str, memories: OperandMemories | None, compute_only: bool, accelerators) -> None:
+    if memory not in MEMORY_MODES:
+        raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}; got {memory!r}")
+    if memory == "global_buffer":
+        if memories is not None:
+            raise ValueError("memories= (per-operand SRAMs and channels) applies to the scalesim_user and "
+                             "operand_buffers memory modes only")
+        return
+    if compute_only:
+        raise ValueError(f"compute_only=True leaves memory out; it cannot be combined with memory={memory!r}")
+    if memories is not None and not isinstance(memories, OperandMemories):
+        raise ValueError(f"memories must be an OperandMemories, got {type(memories).__name__}")
+    if isinstance(accelerators, AcceleratorParams):
+        raise ValueError(f"memory={memory!r} needs the accelerators as Accelerator objects, not stacked parameters")
+    for accelerator in accelerators:
+        if accelerator.dataflow not in SCALESIM_DATAFLOWS.values():
+            raise ValueError(f"memory={memory!r} times SCALE-Sim's systolic arrays: the dataflow must be one of "
+                             f"{', '.join(SCALESIM_DATAFLOWS.values())}; accelerator {accelerator.name!r} has "
+                             f"{accelerator.dataflow!r}")
+
+
+@functools.lru_cache(maxsize=65536)
+def _scalesim_user(geometry: ScaleSimGeometry, rows: int, cols: int, dataflow: str,
+                   memories: OperandMemories) -> ScaleSimLayerCycles:
+    """One layer's SCALE-Sim USER-mode replay, remembered (a search meets the same layer shapes again)."""
+    H, W, R, S, C, K, stride, groups = geometry
+    return scalesim_user_cycles(H, W, R, S, C, K, stride, rows, cols, dataflow, memories, groups)
+
+
+def _memory_mode_layers(workload: Workload, accelerators: Sequence[Accelerator], memory: str,
+                        memories: OperandMemories | None) -> dict[str, np.ndarray]:
+    """Per accelerator and array layer (NaN on vector layers): the memory mode's cycles, compute cycles,
+    SCALE-Sim dataflow code and DRAM words, as [batch, layers] arrays."""
+    word_bits = word_bits_of(workload)[0]
+    on_array = [i for i, layer in enumerate(workload.layers) if layer.kind not in VECTOR_KINDS]
+    geometries = [scalesim_geometry(workload.layers[i]) for i in on_array]
+    per_accelerator = [memories or operand_memories(a, word_bits) for a in accelerators]
+    dataflows = [scalesim_dataflow(a) for a in accelerators]
+    keys = ("cycles", "compute_cycles", "ifmap_dram_reads", "filter_dram_reads", "ofmap_dram_writes")
+    if memory == "scalesim_user":
+        values = {key: np.asarray([[getattr(_scalesim_user(g, a.rows, a.cols, df, mem), name) for g in geometries]
+                                   for a, df, mem in zip(accelerators, dataflows, per_accelerator)], np.float64)
+                  for key, name in zip(keys, ("total_cycles", *keys[1:]))}
+    else:  # closed form: one call over [accelerators, layers]
+        layer_columns = np.asarray(geometries, np.float64).reshape(-1, 8).T[:, None, :]
+        column = lambda values: np.asarray(values, np.float64)[:, None]
+        mem = {field: column([getattr(m, field) for m in per_accelerator])
+               for field in OperandMemories.__dataclass_fields__}
+        result = operand_buffer_cycles(*layer_columns[:7], column([a.rows for a in accelerators]),
+                                       column([a.cols for a in accelerators]),
+                                       column([SCALESIM_DATAFLOW_NAMES.index(df) for df in dataflows]), mem,
+                                       layer_columns[7])
+        values = dict(zip(keys, result))
+    out = {}
+    for key in keys:
+        out[key] = np.full((len(accelerators), len(workload)), np.nan)
+        out[key][:, on_array] = np.broadcast_to(values[key], (len(accelerators), len(on_array)))
+    out["dataflow"] = np.full((len(accelerators), len(workload)), np.nan)
+    out["dataflow"][:, on_array] = np.asarray([[DATAFLOWS.index(SCALESIM_DATAFLOWS[df])] for df in dataflows])
+    return out
+
+
+def _with_memory_mode(workload: Workload, accelerators: Sequence[Accelerator], costs: NetworkCosts,
+                      timing: dict[str, np.ndarray]) -> NetworkCosts:
+    """``costs`` with the array layers' cycles (and the totals that follow from them) of a memory mode."""
+    layers = costs.layers
+    on_array = ~np.isnan(timing["cycles"][0])
+    cycles = np.where(on_array, timing["cycles"], np.asarray(layers.cycles, np.float64))
+    compute = np.where(on_array, timing["compute_cycles"], np.asarray(layers.compute_cycles, np.float64))
+    pes = np.asarray([[a.rows * a.cols] for a in accelerators], np.float64)
+    macs = np.asarray(layers.macs, np.float64)
+    utilization = np.where(on_array, np.minimum(macs / (pes * np.maximum(compute, 1.0)), 1.0),
+                           np.asarray(layers.utilization, np.float64))
+    dataflow = np.where(on_array, timing["dataflow"], np.asarray(layers.dataflow)).astype(np.int32)
+    clock_hz = np.asarray([a.clock_mhz * 1e6 for a in accelerators])
+    busy = (utilization * compute * on_array).sum(1) * pes[:, 0]
+    new_layers = layers._replace(cycles=cycles, compute_cycles=compute, stall_cycles=cycles - compute,
+                                 utilization=utilization, dataflow=dataflow)
+    return costs._replace(cycles=cycles.sum(1), compute_cycles=compute.sum(1), stall_cycles=(cycles - compute).sum(1),
+                          latency_s=cycles.sum(1) / clock_hz,
+                          utilization=busy / (pes[:, 0] * np.maximum((cycles * on_array).sum(1), 1.0)),
+                          layers=new_layers)
+
+
 def evaluate_batch(workload: Workload, accelerators: Sequence[Accelerator] | AcceleratorParams,
-                   compute_only: bool = False, per_layer: bool = True) -> NetworkCosts:
+                   compute_only: bool = False, per_layer: bool = True, memory: str = "global_buffer",
+                   memories: OperandMemories | None = None) -> NetworkCosts:
     """Costs of ``workload`` on every accelerator, as numpy arrays with a leading batch axis.
 
     ``per_layer=False`` returns the totals only (``layers`` is None), which is faster.
     ``unmappable_layers`` [batch] counts the layers that fit no tiling of each design's global
     buffer (per layer: ``layers.buffer_overflow``); a design with any is not buildable as
     costed, so a caller ranking designs should treat it as infeasible.
+
+    ``memory`` (one of :data:`MEMORY_MODES`) times the array layers' memory system; the modes
+    other than ``global_buffer`` replace their cycles (and the totals that follow); they need
+    SCALE-Sim's systolic dataflows (os, ws, is_systolic); energy and DRAM bytes stay those of the
+    global-buffer model. ``memories`` gives the per-operand SRAMs and channels; by default
+    they are those of the accelerator's SCALE-Sim cfg (:func:`~cost_models.scalesim.operand_memories`).
     """
     workload = as_workload(workload)
+    _check_memory(memory, memories, compute_only, accelerators)
     params = accelerators if isinstance(accelerators, AcceleratorParams) else stack(accelerators)
-    out = network_costs(workload.arrays(), params, compute_only=compute_only, per_layer=per_layer)
+    wants_layers = per_layer or memory != "global_buffer"
+    out = network_costs(workload.arrays(), params, compute_only=compute_only, per_layer=wants_layers)
     if out.layers is None:
         return out
     n_layers = len(workload)
-    return out._replace(layers=out.layers._replace(**{k: v[:, :n_layers] for k, v in out.layers._asdict().items()}))
+    out = out._replace(layers=out.layers._replace(**{k: np.asarray(v)[:, :n_layers]
+                                                     for k, v in out.layers._asdict().items()}))
+    if memory != "global_buffer":
+        accelerators = list(accelerators)
+        out = _with_memory_mode(workload, accelerators, out,
+                                _memory_mode_layers(workload, accelerators, memory, memories))
+    return out if per_layer else out._replace(layers=None)
 
 
 #: The table's mark on a layer that fits no tiling of the global buffer.
@@ -82,6 +203,8 @@ class CostReport:
     layers: tuple[dict, ...]
     total: dict
     compute_only: bool = False
+    memory: str = "global_buffer"  #: the memory mode that timed the array layers (MEMORY_MODES)
+    memories: OperandMemories | None = None  #: its SRAMs and channels (None for global_buffer)
 
     def to_dict(self) -> dict:
         return {"layers": list(self.layers), "total": dict(self.total)}
@@ -108,6 +231,8 @@ class CostReport:
                      f"{t['macs']:,.0f} MACs executed")
         if self.unmappable:
             lines.append(f"{UNMAPPABLE_MARK} {self.unmappable_note()}")
+        if self.memory != "global_buffer":
+            lines.append(MEMORY_NOTES[self.memory])
         return "\n".join(lines)
 
     def unmappable_note(self) -> str:
@@ -196,9 +321,24 @@ def _buffer_needed(workload: Workload, accelerator: Accelerator, rows: tuple[dic
                  for row in rows)
 
 
-def evaluate(workload: Workload | Iterable, accelerator: Accelerator, compute_only: bool = False) -> CostReport:
-    """Per-layer and total costs of ``workload`` on ``accelerator`` (unmappable layers flagged: see the module)."""
+def evaluate(workload: Workload | Iterable, accelerator: Accelerator, compute_only: bool = False,
+             memory: str = "global_buffer", memories: OperandMemories | None = None) -> CostReport:
+    """Per-layer and total costs of ``workload`` on ``accelerator`` (unmappable layers flagged: see the module).
+
+    ``memory`` and ``memories``: as in :func:`evaluate_batch`. In the modes other than
+    ``global_buffer`` each array layer's row also says the DRAM words the mode moves
+    (``ifmap_dram_reads``, ``filter_dram_reads``, ``ofmap_dram_writes``).
+    """
     workload = as_workload(workload)
+    _check_memory(memory, memories, compute_only, [accelerator])
     costs = evaluate_batch(workload, [accelerator], compute_only=compute_only)
+    if memory != "global_buffer":
+        timing = _memory_mode_layers(workload, [accelerator], memory, memories)
+        costs = _with_memory_mode(workload, [accelerator], costs, timing)
     rows = _buffer_needed(workload, accelerator, _layer_rows(workload, costs))
-    return CostReport(workload, accelerator, rows, _totals(workload, accelerator, costs), compute_only)
+    if memory != "global_buffer":
+        words = ("ifmap_dram_reads", "filter_dram_reads", "ofmap_dram_writes")
+        rows = tuple({**row, **{key: float(timing[key][0, i]) for key in words}} if row["dataflow"] != "simd" else row
+                     for i, row in enumerate(rows))
+    used = None if memory == "global_buffer" else memories or operand_memories(accelerator, word_bits_of(workload)[0])
+    return CostReport(workload, accelerator, rows, _totals(workload, accelerator, costs), compute_only, memory, used)

@@ -52,11 +52,12 @@ import math
 import re
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 from urllib.parse import quote, unquote
 
 from cost_models.accelerator import (MAX_ARRAY_SIDE, MAX_DRAM_BW, MAX_GB_BYTES, MIN_DRAM_BW, Accelerator)
 from cost_models.dataflows import FLEX, SCALESIM_DATAFLOWS, describe
+from cost_models.scalesim_memory import OperandMemories
 from cost_models.specs import FormatError, read_text
 from cost_models.workload import MAX_CHANNELS, MAX_MAP, VECTOR_KINDS, Layer, Workload, conv_output_size, infer_kind
 
@@ -274,10 +275,31 @@ def _row_name(layer: Layer) -> str:
     return name.replace("DP", "Dp")
 
 
-def _array_rows(layer: Layer) -> list[str]:
-    """The SCALE-Sim rows of an array layer, each with its codesign annotation."""
+class ScaleSimGeometry(NamedTuple):
+    """An array layer as SCALE-Sim runs it: the IFMAP it is given (padded), filter, channels, stride, and
+    ``groups`` independent layers of ``C // groups -> K // groups`` channels (a depthwise layer: ``C``)."""
+
+    H: int
+    W: int
+    R: int
+    S: int
+    C: int
+    K: int
+    stride: int
+    groups: int
+
+
+def scalesim_geometry(layer: Layer) -> ScaleSimGeometry:
+    """The SCALE-Sim geometry of an array layer, as its topology row says it."""
     H = _ifmap_extent(layer.H + 2 * layer.padding, layer.P, layer.R, layer.stride)
     W = _ifmap_extent(layer.W + 2 * layer.padding, layer.Q, layer.S, layer.stride)
+    groups = layer.C if layer.kind == "depthwise" else layer.groups
+    return ScaleSimGeometry(H, W, layer.R, layer.S, layer.C, layer.K, layer.stride, groups)
+
+
+def _array_rows(layer: Layer) -> list[str]:
+    """The SCALE-Sim rows of an array layer, each with its codesign annotation."""
+    H, W = scalesim_geometry(layer)[:2]
     name = _row_name(layer)
     if layer.kind == "depthwise":
         entries = [(name, layer.C, layer.K // layer.C)]
@@ -345,12 +367,22 @@ class ScaleSimConfig:
     accelerator: Accelerator
     calc_bandwidth: bool
     exact: bool = False
+    #: The three SRAMs and DRAM channels as SCALE-Sim reads them (for the ``scalesim_user`` memory mode).
+    memories: OperandMemories | None = None
 
 
 def scalesim_dataflow(accelerator: Accelerator) -> str:
     """SCALE-Sim's dataflow (os, ws, is) nearest the accelerator's (flex: that of its first choice)."""
     dataflow = accelerator.flex_set[0] if accelerator.dataflow == FLEX else accelerator.dataflow
     return TO_SCALESIM[dataflow]
+
+
+def operand_memories(accelerator: Accelerator, word_bits: int = 8) -> OperandMemories:
+    """The SRAMs and channels SCALE-Sim gets from the cfg :func:`format_config` writes for ``accelerator``:
+    the global buffer split into three SRAMs of whole Ki-words, each operand the whole DRAM bandwidth."""
+    arch = _settings(accelerator, word_bits, False)["architecture_presets"]
+    words, bandwidth = int(arch["IfmapSramSzkB"]) * 1024, int(arch["Bandwidth"])
+    return OperandMemories(words, words, words, bandwidth, bandwidth, bandwidth)
 
 
 def scalesim_words(nbytes: float, word_bits: int) -> float:
@@ -557,18 +589,24 @@ def parse_config(text: str, source: str = "<config>") -> ScaleSimConfig:
         raise FormatError(f"{source}, line {_line_of(text, 'SparsitySupport', 'sparsity')}: field "
                           f"'SparsitySupport' must be true or false; got {sparse!r}")
     sram_keys = ("IfmapSramSzkB", "FilterSramSzkB", "OfmapSramSzkB")
-    sram_kb = sum(get(arch, key, float, high=MAX_GB_BYTES / 1024) for key in sram_keys)
+    sram_kbs = [get(arch, key, float, high=MAX_GB_BYTES / 1024) for key in sram_keys]
+    sram_kb = sum(sram_kbs)
     if not 1 <= int(sram_kb * 1024) <= MAX_GB_BYTES:  # one global buffer of the three SRAMs
         raise FormatError(f"{source}, line {_line_of(text, sram_keys[0], arch)}: fields {', '.join(map(repr, sram_keys))} "
                           f"must add up to a global buffer from 1 byte to {MAX_GB_BYTES // 1024} kB, got {sram_kb:.10g} kB")
     # SCALE-Sim's Bandwidth may list one value per operand; the first is read (its unit, a word, is a byte here).
-    bandwidth = _config_number(get(arch, "Bandwidth", str, default="10").split(",")[0].strip(),
-                               f"{source}, line {_line_of(text, 'Bandwidth', arch)}", "Bandwidth", float,
-                               MIN_DRAM_BW, MAX_DRAM_BW)
+    # In USER mode SCALE-Sim gives the ofmap channel that first value and the ifmap and filter channels the
+    # [layout] bank bandwidths (single_layer_sim.py); the global-buffer model's one channel takes the ifmap's.
+    ofmap_bw = _config_number(get(arch, "Bandwidth", str, default="10").split(",")[0].strip(),
+                              f"{source}, line {_line_of(text, 'Bandwidth', arch)}", "Bandwidth", float,
+                              MIN_DRAM_BW, MAX_DRAM_BW)
+    ifmap_bw = filter_bw = ofmap_bw
     if parser.has_option("layout", "IfmapSRAMBankBandwidth"):
-        bandwidth = get("layout", "IfmapSRAMBankBandwidth", float, low=MIN_DRAM_BW, high=MAX_DRAM_BW)
-    if parser.has_option("layout", "FilterSRAMBankBandwidth"):  # checked; the model's one DRAM channel reads ifmap's
-        get("layout", "FilterSRAMBankBandwidth", float, low=MIN_DRAM_BW, high=MAX_DRAM_BW)
+        ifmap_bw = get("layout", "IfmapSRAMBankBandwidth", float, low=MIN_DRAM_BW, high=MAX_DRAM_BW)
+    if parser.has_option("layout", "FilterSRAMBankBandwidth"):
+        filter_bw = get("layout", "FilterSRAMBankBandwidth", float, low=MIN_DRAM_BW, high=MAX_DRAM_BW)
+    bandwidth = ifmap_bw
+    memories = OperandMemories(*(int(kb * 1024) for kb in sram_kbs), ifmap_bw, filter_bw, ofmap_bw)
     rows = get(arch, "ArrayHeight", low=1, high=MAX_ARRAY_SIDE)
     cols = get(arch, "ArrayWidth", low=1, high=MAX_ARRAY_SIDE)
     try:
@@ -584,7 +622,7 @@ def parse_config(text: str, source: str = "<config>") -> ScaleSimConfig:
         message = str(error).replace(field.group(0), f"field {key!r}") if key else str(error)
         raise FormatError(f"{where}: {message}") from None
     if not parser.has_section(CODESIGN_SECTION):
-        return ScaleSimConfig(accelerator, mode == "CALC")
+        return ScaleSimConfig(accelerator, mode == "CALC", memories=memories)
 
     exact, word_bits = _codesign_accelerator(parser, text, source)
     expected = _settings(exact, word_bits, mode == "CALC")
@@ -597,7 +635,7 @@ def parse_config(text: str, source: str = "<config>") -> ScaleSimConfig:
                     f"of section [{CODESIGN_SECTION}] ({field} = {getattr(exact, field)!r}, {word_bits}-bit words) "
                     f"gives {expected[section][key]}; edit both, or delete [{CODESIGN_SECTION}] to read the file "
                     f"as SCALE-Sim does")
-    return ScaleSimConfig(exact, mode == "CALC", exact=True)
+    return ScaleSimConfig(exact, mode == "CALC", exact=True, memories=memories)
 
 
 def read_config(path: str | Path) -> ScaleSimConfig:

@@ -72,6 +72,10 @@ def config_cases(tmp: Path) -> list[list[str]]:
         else:
             path.write_text(content)
         cases.append(["cost", "--topology", ROOT / "examples" / "layers.csv", "--config", path])
+    layers, cfg = ROOT / "examples" / "layers.csv", ROOT / "examples" / "scalesim.cfg"
+    cases += [["cost", "--topology", layers, "--config", cfg, "--memory", "scalesim"],
+              ["cost", "--topology", layers, "--config", cfg, "--memory", "scalesim_user", "--compute-only"],
+              ["cost", "--topology", layers, "--config", cfg, "--memory", "operand_buffers", "--dataflow", "flex"]]
     return cases
 
 
@@ -243,6 +247,27 @@ def python_cases() -> list:
         for value in (0, -1, 10 ** 7, 2.5, None):
             kwargs = dict(name="l", kind="conv", C=8, K=8, H=8, W=8, R=3, S=3)
             cases.append((f"Layer({field}={value!r})", lambda k=kwargs, f=field, v=value: Layer(**{**k, f: v})))
+    from cost_models import OperandMemories, evaluate, scalesim_user_cycles
+    from cost_models.workload import Workload, conv
+
+    good = dict(ifmap_words=1024, filter_words=1024, ofmap_words=1024, ifmap_bw=2, filter_bw=2, ofmap_bw=2)
+    for field in good:
+        for value in (0, -1, float("nan"), float("inf"), "8", None):
+            cases.append((f"OperandMemories({field}={value!r})",
+                          lambda f=field, v=value: OperandMemories(**{**good, f: v})))
+    net, systolic = Workload((conv("c", 8, 8, 8, R=3),)), Accelerator(dataflow="ws_systolic")
+    cases += [
+        ("evaluate(memory='scalesim')", lambda: evaluate(net, systolic, memory="scalesim")),
+        ("evaluate(memory='scalesim_user', compute_only=True)",
+         lambda: evaluate(net, systolic, memory="scalesim_user", compute_only=True)),
+        ("evaluate(memory='scalesim_user') on flex", lambda: evaluate(net, Accelerator(), memory="scalesim_user")),
+        ("evaluate(memories=...) without a memory mode",
+         lambda: evaluate(net, systolic, memories=OperandMemories(**good))),
+        ("scalesim_user_cycles(filter_bw=2.5)", lambda: scalesim_user_cycles(
+            8, 8, 3, 3, 4, 4, 1, 4, 4, "os", OperandMemories(**{**good, "filter_bw": 2.5}))),
+        ("scalesim_user_cycles(dataflow='rs')", lambda: scalesim_user_cycles(
+            8, 8, 3, 3, 4, 4, 1, 4, 4, "rs", OperandMemories(**good))),
+    ]
     for source in ("nope", "/no/such/file.npz", ""):
         cases.append((f"load_dataset({source!r})", lambda s=source: codesign.load_dataset(s)))
     return cases

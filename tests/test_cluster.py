@@ -183,6 +183,7 @@ def test_killing_the_worker_node_loses_no_trial(cluster, tmp_path):
     assert len(after_kill) >= 8 - told_before_kill - 1 and len(set(after_kill)) == 1
 
 
+@pytest.mark.slow  # re-queueing a dead driver's trials is also checked locally (test_search, test_hardening)
 def test_a_killed_driver_resumes_and_completes(cluster, tmp_path):
     folder = tmp_path / "run"
     driver = cluster.driver(folder, trials=8, proxy="synflow")

@@ -54,7 +54,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LAYERS_CSV = HERE / "layers.csv"
-OUT_CSV = HERE / "recorded.csv"
 
 TOPOLOGY_HEADER = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
                    "Channels, Num Filter, Strides,")
@@ -80,6 +79,37 @@ def _configs() -> list[dict]:
                              dataflow=df, bandwidth_mode="USER", bandwidth=bw,
                              ifmap_sram_kb=16, filter_sram_kb=16, ofmap_sram_kb=16))
     return cfgs
+
+
+# Arrays that are not square (and one that is), cycled with the SRAM sizes and bandwidths.
+SWEEP_ARRAYS = ((16, 8), (8, 32), (16, 16), (32, 16), (24, 12))
+
+
+def _sweep_configs() -> list[dict]:
+    """USER-mode runs across SRAM sizes, bandwidths, array shapes and dataflows.
+
+    Each dataflow gets every SRAM size (12, 15, 17, 20, 24 kB per operand, none a power of
+    two but 12 = 3 x 4), with the bandwidth (2, 4, 8 words/cycle) and the array shape
+    rotated so that each dataflow sees every bandwidth and several shapes.  Three more runs
+    show USER mode's non-monotone SRAM response: 16x16 WS, 4 words/cycle, 12/16/17 kB.
+    """
+    cfgs = []
+    for d, df in enumerate(("os", "ws", "is")):
+        for i, kb in enumerate((12, 15, 17, 20, 24)):
+            bw = (2, 4, 8)[(i + d) % 3]
+            rows, cols = SWEEP_ARRAYS[(i + d) % len(SWEEP_ARRAYS)]
+            cfgs.append(dict(id=f"user_{df}_{rows}x{cols}_bw{bw}_{kb}kb", array_h=rows,
+                             array_w=cols, dataflow=df, bandwidth_mode="USER", bandwidth=bw,
+                             ifmap_sram_kb=kb, filter_sram_kb=kb, ofmap_sram_kb=kb))
+    for kb in (12, 16, 17):
+        cfgs.append(dict(id=f"user_ws_16x16_bw4_{kb}kb", array_h=16, array_w=16, dataflow="ws",
+                         bandwidth_mode="USER", bandwidth=4,
+                         ifmap_sram_kb=kb, filter_sram_kb=kb, ofmap_sram_kb=kb))
+    return cfgs
+
+
+CONFIG_SETS = {"reference": (_configs, "recorded.csv"),
+               "user_sweep": (_sweep_configs, "recorded_user_sweep.csv")}
 
 
 CFG_TEMPLATE = """\
@@ -296,7 +326,10 @@ def run_one(layer: dict, cfg: dict, workdir: Path, timeout: float) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers-csv", type=Path, default=LAYERS_CSV)
-    ap.add_argument("--out", type=Path, default=OUT_CSV)
+    ap.add_argument("--set", choices=sorted(CONFIG_SETS), default="reference",
+                    help="which configurations: the 15 of recorded.csv, or the USER-mode sweep "
+                         "of recorded_user_sweep.csv")
+    ap.add_argument("--out", type=Path, default=None, help="default: the set's csv here")
     ap.add_argument("--configs", default="", help="comma-separated config ids (default: all)")
     ap.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
     ap.add_argument("--timeout", type=float, default=600.0, help="per-simulation timeout [s]")
@@ -310,7 +343,9 @@ def main() -> int:
     print(f"python {sys.version.split()[0]} at {sys.executable}; {versions}", flush=True)
 
     layers = read_layers(args.layers_csv)
-    cfgs = _configs()
+    make_configs, default_out = CONFIG_SETS[args.set]
+    cfgs = make_configs()
+    args.out = args.out or HERE / default_out
     if args.configs:
         want = set(args.configs.split(","))
         cfgs = [c for c in cfgs if c["id"] in want]
