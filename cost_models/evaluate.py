@@ -207,7 +207,12 @@ class CostReport:
     memories: OperandMemories | None = None  #: its SRAMs and channels (None for global_buffer)
 
     def to_dict(self) -> dict:
-        return {"layers": list(self.layers), "total": dict(self.total)}
+        """``{"layers": [...], "total": {...}}``, and ``"memory"`` (the mode and its SRAMs and channels) when the
+        array layers were timed by a mode other than ``global_buffer``."""
+        out = {"layers": list(self.layers), "total": dict(self.total)}
+        if self.memory != "global_buffer":
+            out["memory"] = {"mode": self.memory, **dataclasses.asdict(self.memories)}
+        return out
 
     @property
     def unmappable(self) -> tuple[dict, ...]:

@@ -74,6 +74,8 @@ def test_codesign_cost_times_a_plain_user_cfg_as_scalesim(tmp_path, capsys):
     cycles = {layer["layer"]: layer["cycles"] for layer in report["layers"]}
     assert cycles == {r["layer"]: float(r["total_cycles"]) for r in rows}
     assert report["total"]["cycles"] == sum(float(r["total_cycles"]) for r in rows)
+    assert report["memory"] == {"mode": "scalesim_user", "ifmap_words": 16384, "filter_words": 16384,
+                                "ofmap_words": 16384, "ifmap_bw": 2.0, "filter_bw": 2.0, "ofmap_bw": 2.0}
 
 
 def test_a_cfg_gives_each_operand_its_own_sram_and_channel():
