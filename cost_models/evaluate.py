@@ -81,14 +81,18 @@ def _scalesim_user(geometry: ScaleSimGeometry, rows: int, cols: int, dataflow: s
     return scalesim_user_cycles(H, W, R, S, C, K, stride, rows, cols, dataflow, memories, groups)
 
 
+def _memories_of(workload: Workload, accelerator: Accelerator, memories: OperandMemories | None) -> OperandMemories:
+    """The SRAMs and channels a memory mode uses: ``memories`` if given, else those of the accelerator's cfg."""
+    return memories or operand_memories(accelerator, word_bits_of(workload)[0])
+
+
 def _memory_mode_layers(workload: Workload, accelerators: Sequence[Accelerator], memory: str,
                         memories: OperandMemories | None) -> dict[str, np.ndarray]:
     """Per accelerator and array layer (NaN on vector layers): the memory mode's cycles, compute cycles,
     SCALE-Sim dataflow code and DRAM words, as [batch, layers] arrays."""
-    word_bits = word_bits_of(workload)[0]
     on_array = [i for i, layer in enumerate(workload.layers) if layer.kind not in VECTOR_KINDS]
     geometries = [scalesim_geometry(workload.layers[i]) for i in on_array]
-    per_accelerator = [memories or operand_memories(a, word_bits) for a in accelerators]
+    per_accelerator = [_memories_of(workload, a, memories) for a in accelerators]
     dataflows = [scalesim_dataflow(a) for a in accelerators]
     keys = ("cycles", "compute_cycles", "ifmap_dram_reads", "filter_dram_reads", "ofmap_dram_writes")
     if memory == "scalesim_user":
@@ -114,7 +118,7 @@ def _memory_mode_layers(workload: Workload, accelerators: Sequence[Accelerator],
     return out
 
 
-def _with_memory_mode(workload: Workload, accelerators: Sequence[Accelerator], costs: NetworkCosts,
+def _with_memory_mode(accelerators: Sequence[Accelerator], costs: NetworkCosts,
                       timing: dict[str, np.ndarray]) -> NetworkCosts:
     """``costs`` with the array layers' cycles (and the totals that follow from them) of a memory mode."""
     layers = costs.layers
@@ -164,8 +168,7 @@ def evaluate_batch(workload: Workload, accelerators: Sequence[Accelerator] | Acc
                                                      for k, v in out.layers._asdict().items()}))
     if memory != "global_buffer":
         accelerators = list(accelerators)
-        out = _with_memory_mode(workload, accelerators, out,
-                                _memory_mode_layers(workload, accelerators, memory, memories))
+        out = _with_memory_mode(accelerators, out, _memory_mode_layers(workload, accelerators, memory, memories))
     return out if per_layer else out._replace(layers=None)
 
 
@@ -339,11 +342,11 @@ def evaluate(workload: Workload | Iterable, accelerator: Accelerator, compute_on
     costs = evaluate_batch(workload, [accelerator], compute_only=compute_only)
     if memory != "global_buffer":
         timing = _memory_mode_layers(workload, [accelerator], memory, memories)
-        costs = _with_memory_mode(workload, [accelerator], costs, timing)
+        costs = _with_memory_mode([accelerator], costs, timing)
     rows = _buffer_needed(workload, accelerator, _layer_rows(workload, costs))
     if memory != "global_buffer":
         words = ("ifmap_dram_reads", "filter_dram_reads", "ofmap_dram_writes")
         rows = tuple({**row, **{key: float(timing[key][0, i]) for key in words}} if row["dataflow"] != "simd" else row
                      for i, row in enumerate(rows))
-    used = None if memory == "global_buffer" else memories or operand_memories(accelerator, word_bits_of(workload)[0])
+    used = None if memory == "global_buffer" else _memories_of(workload, accelerator, memories)
     return CostReport(workload, accelerator, rows, _totals(workload, accelerator, costs), compute_only, memory, used)

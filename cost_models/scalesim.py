@@ -26,8 +26,11 @@ convolution is one SCALE-Sim row per group; the rows after the first say
 gives back the same workload.
 
 A cfg's three SRAMs (double buffered) together form the global buffer; in ``USER``
-interface-bandwidth mode the ifmap/filter bank bandwidths are the DRAM-to-SRAM words
-per cycle, in ``CALC`` mode bandwidth is unlimited (no stalls: compute only); SCALE-Sim's
+interface-bandwidth mode the ifmap bank bandwidth is the DRAM-to-SRAM words per cycle,
+in ``CALC`` mode bandwidth is unlimited (no stalls: compute only). The three SRAMs and
+the three USER-mode channels as SCALE-Sim reads them (ifmap and filter: the ``[layout]``
+bank bandwidths; ofmap: ``Bandwidth``) are also kept, as ``ScaleSimConfig.memories``,
+for the memory modes of :mod:`cost_models.scalesim_memory`; SCALE-Sim's
 ``SparsitySupport`` is the accelerator skipping zero weights. SCALE-Sim reads only its own
 sections, so a ``[codesign]`` section holds the exact accelerator (every
 :class:`Accelerator` field, JSON values, and ``word_bits``): a cfg with it reads back as
@@ -606,6 +609,10 @@ def parse_config(text: str, source: str = "<config>") -> ScaleSimConfig:
     if parser.has_option("layout", "FilterSRAMBankBandwidth"):
         filter_bw = get("layout", "FilterSRAMBankBandwidth", float, low=MIN_DRAM_BW, high=MAX_DRAM_BW)
     bandwidth = ifmap_bw
+    for key, kb in zip(sram_keys, sram_kbs):
+        if int(kb * 1024) < 1:  # SCALE-Sim's buffers hold whole words
+            raise FormatError(f"{source}, line {_line_of(text, key, arch)}: field {key!r} must hold at least one "
+                              f"word (1/1024 kB), got {kb:.10g} kB")
     memories = OperandMemories(*(int(kb * 1024) for kb in sram_kbs), ifmap_bw, filter_bw, ofmap_bw)
     rows = get(arch, "ArrayHeight", low=1, high=MAX_ARRAY_SIDE)
     cols = get(arch, "ArrayWidth", low=1, high=MAX_ARRAY_SIDE)

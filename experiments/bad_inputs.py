@@ -73,7 +73,11 @@ def config_cases(tmp: Path) -> list[list[str]]:
             path.write_text(content)
         cases.append(["cost", "--topology", ROOT / "examples" / "layers.csv", "--config", path])
     layers, cfg = ROOT / "examples" / "layers.csv", ROOT / "examples" / "scalesim.cfg"
-    cases += [["cost", "--topology", layers, "--config", cfg, "--memory", "scalesim"],
+    tiny = tmp / "config_tiny_sram.cfg"  # a positive size below one word
+    tiny.write_text(text.replace(next(l for l in text.splitlines() if l.startswith("IfmapSramSzkB =")),
+                                 "IfmapSramSzkB = 0.0001"))
+    cases += [["cost", "--topology", layers, "--config", tiny],
+              ["cost", "--topology", layers, "--config", cfg, "--memory", "scalesim"],
               ["cost", "--topology", layers, "--config", cfg, "--memory", "scalesim_user", "--compute-only"],
               ["cost", "--topology", layers, "--config", cfg, "--memory", "operand_buffers", "--dataflow", "flex"]]
     return cases

@@ -83,6 +83,8 @@ def test_a_cfg_gives_each_operand_its_own_sram_and_channel():
            "OfmapSramSzkB = 17\nBandwidth = 4\nDataflow = ws\n[layout]\nIfmapSRAMBankBandwidth = 2\n"
            "FilterSRAMBankBandwidth = 8\n[run_presets]\nInterfaceBandwidth = USER\n")
     assert parse_config(cfg).memories == OperandMemories(12 * 1024, 15 * 1024, 17 * 1024, 2, 8, 4)
+    with pytest.raises(ValueError, match="line 5: field 'FilterSramSzkB' must hold at least one word"):
+        parse_config(cfg.replace("FilterSramSzkB = 15", "FilterSramSzkB = 0.0001"))
 
 
 def test_the_modes_through_evaluate_and_evaluate_batch_agree():
