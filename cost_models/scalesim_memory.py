@@ -105,6 +105,13 @@ def output_size(size: int, kernel: int, stride: int) -> int:
     return -(-(size - kernel + stride) // stride)
 
 
+def _mapping(E: int, window: int, K: int, rows: int, cols: int, dataflow: str) -> tuple[int, int, int, int]:
+    """SCALE-Sim's (Sr, Sc, T) of a dataflow and the demand rows of one fold (``E`` ofmap pixels,
+    ``window = R*S*C``, ``K`` filters, on a ``rows x cols`` array)."""
+    Sr, Sc, T = {"os": (E, K, window), "ws": (window, K, E), "is": (window, E, K)}[dataflow]
+    return Sr, Sc, T, (T + rows + cols - 2 if dataflow == "os" else 2 * rows + cols + T - 2)
+
+
 def _operand_matrices(H: int, W: int, R: int, S: int, C: int, K: int, stride: int):
     """SCALE-Sim's ifmap (E x R*S*C, -1 outside the input), filter (R*S*C x K) and ofmap (E x K) addresses."""
     Eh, Ew = output_size(H, R, stride), output_size(W, S, stride)
@@ -171,14 +178,7 @@ def _streams(H, W, R, S, C, K, stride, rows: int, cols: int, dataflow: str) -> _
     """The prefetch streams and per-fold demand matrices of ``systolic_compute_{os,ws,is}.py``."""
     ifmap, filt, ofmap = _operand_matrices(H, W, R, S, C, K, stride)
     E, window = ifmap.shape
-    if dataflow == "os":
-        Sr, Sc, T = E, K, window
-    elif dataflow == "ws":
-        Sr, Sc, T = window, K, E
-    elif dataflow == "is":
-        Sr, Sc, T = window, E, K
-    else:
-        raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}; got {dataflow!r}")
+    Sr, Sc, T, fold_rows = _mapping(E, window, K, rows, cols, dataflow)
     row_folds, col_folds = -(-Sr // rows), -(-Sc // cols)
     R_blk = [slice(f * rows, min((f + 1) * rows, Sr)) for f in range(row_folds)]
     C_blk = [slice(f * cols, min((f + 1) * cols, Sc)) for f in range(col_folds)]
@@ -194,7 +194,6 @@ def _streams(H, W, R, S, C, K, stride, rows: int, cols: int, dataflow: str) -> _
                 ifd.append(_skew(_block(ifmap_t, every, rb, (T, rows)), suffix=cols - 1))
                 fld.append(f_fold)
                 ofd.append(_skew(_block(ofmap, rb, cb, (rows, cols))[::-1], prefix=T - 1))
-        fold_rows = T + rows + cols - 2
     elif dataflow == "ws":
         if_pre = _anti_diagonal(np.concatenate([_block(ifmap, every, rb, (T, rows)) for rb in R_blk]))
         f_pre = np.concatenate([_block(filt, every, cb, (window, cols)) for cb in C_blk]).ravel()
@@ -204,7 +203,6 @@ def _streams(H, W, R, S, C, K, stride, rows: int, cols: int, dataflow: str) -> _
                 ifd.append(_skew(_block(ifmap, every, rb, (T, rows)), prefix=rows, suffix=cols - 1))
                 fld.append(_pad_rows(_block(filt, rb, cb, (rows, cols))[::-1], suffix=rows + cols + T - 2))
                 ofd.append(of_fold)
-        fold_rows = 2 * rows + cols + T - 2
     else:
         ifmap_t = ifmap.T  # window x E
         if_pre = np.concatenate([_block(ifmap_t, every, cb, (window, cols)) for cb in C_blk]).ravel()
@@ -215,7 +213,6 @@ def _streams(H, W, R, S, C, K, stride, rows: int, cols: int, dataflow: str) -> _
                 ifd.append(_pad_rows(_block(ifmap_t, rb, cb, (rows, cols))[::-1], suffix=rows + cols + T - 2))
                 fld.append(_skew(_block(filt.T, every, rb, (T, rows)), prefix=rows, suffix=cols - 1))
                 ofd.append(of_fold)
-        fold_rows = 2 * rows + cols + T - 2
     return _Streams(if_pre, f_pre, ifd, fld, ofd, fold_rows)
 
 
@@ -332,12 +329,11 @@ class _WriteBuffer:
         self.cum = np.concatenate([[0], np.cumsum(writes_per_row)])  # words before row r: cum[r]
         self.rows_with_writes = np.flatnonzero(writes_per_row)
         self.writes_per_row = writes_per_row
-        self.credited = 0  # words drained so far (free = size - written + credited)
+        self.credited = 0  # words drained so far, as SCALE-Sim counts them (free = size - written + credited)
         self.drain_end = 0
         # Lines written so far: segments of full lines cut at each forced flush (start word, end word).
         self.flushed_to = 0  # words already in closed lines
         self.segments: list[list[int]] = []  # [first word, last word + 1) of undrained closed lines
-        self.drained_words = 0
 
     def next_event_row(self, row: int, stalls: int) -> int:
         """The first row >= ``row`` where this buffer may trigger a drain or stall (rows issued at r + stalls)."""
@@ -381,7 +377,6 @@ class _WriteBuffer:
         if lines == 0:
             return
         self.credited += lines * self.bw - (self.bw - last_fill)
-        self.drained_words += lines * self.bw - (self.bw - last_fill)
         self.drain_end = cycle + lines - 1
 
     def service_row(self, row: int, cycle: int) -> int:
@@ -412,14 +407,11 @@ class _WriteBuffer:
 # --- one layer --------------------------------------------------------------------------------
 
 def demanded_addresses(H, W, R, S, C, K, stride, rows: int, cols: int, dataflow: str) -> int:
-    """How many address slots the array's demand matrices hold (folds x fold rows x array side x 3):
-    the replay's work and memory grow with it."""
+    """How many address slots the array's demand matrices hold (folds x fold rows x the three demand
+    widths, ``rows + 2 * cols``): the replay's work and memory grow with it."""
     E = output_size(H, R, stride) * output_size(W, S, stride)
-    window = R * S * C
-    Sr, Sc, T = {"os": (E, K, window), "ws": (window, K, E), "is": (window, E, K)}[dataflow]
-    folds = -(-Sr // rows) * -(-Sc // cols)
-    fold_rows = T + rows + cols - 2 if dataflow == "os" else 2 * rows + cols + T - 2
-    return folds * fold_rows * (rows + 2 * cols)
+    Sr, Sc, _, fold_rows = _mapping(E, R * S * C, K, rows, cols, dataflow)
+    return -(-Sr // rows) * -(-Sc // cols) * fold_rows * (rows + 2 * cols)
 
 
 #: The most address slots one replay walks (about 2 GB of numpy arrays at its peak).
@@ -465,7 +457,7 @@ def _one_group(H, W, R, S, C, K, stride, rows, cols, dataflow, mem: OperandMemor
     # Total Cycles: the last row's ofmap service cycle (its own read stall is not in it).
     total = (n_rows - 1 + stalls) if last_row_issue is None else last_row_issue + last_row_ofmap
     return ScaleSimLayerCycles(total, stalls, total - stalls, if_walk.dram_reads, f_walk.dram_reads,
-                               ofmap.drained_words)
+                               ofmap.credited)
 
 
 def scalesim_user_cycles(H: int, W: int, R: int, S: int, C: int, K: int, stride: int, rows: int, cols: int,

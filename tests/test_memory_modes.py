@@ -7,6 +7,7 @@ its total cycles and its DRAM reads must be equal, not close.
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from codesign.cli import main as cli_main
 from cost_models import Accelerator, MEMORY_MODES, OperandMemories, evaluate, evaluate_batch
 from cost_models.scalesim import operand_memories, parse_config, read_topology, scalesim_geometry
-from cost_models.scalesim_memory import _operand_matrices, operand_buffer_cycles, scalesim_user_cycles
+from cost_models.scalesim_memory import DATAFLOWS, _operand_matrices, operand_buffer_cycles, scalesim_user_cycles
 
 REFERENCE = Path(__file__).resolve().parents[1] / "experiments" / "scalesim_reference"
 sys.path.insert(0, str(REFERENCE))
@@ -69,7 +70,6 @@ def test_codesign_cost_times_a_plain_user_cfg_as_scalesim(tmp_path, capsys):
         "FilterSramSzkB = 16\nOfmapSramSzkB = 16\nBandwidth = 2\nDataflow = is\n[layout]\n"
         "IfmapSRAMBankBandwidth = 2\nFilterSRAMBankBandwidth = 2\n[run_presets]\nInterfaceBandwidth = USER\n")
     assert cli_main(["cost", "--topology", str(REFERENCE / "layers.csv"), "--config", str(cfg), "--json"]) == 0
-    import json
     report = json.loads(capsys.readouterr().out)
     cycles = {layer["layer"]: layer["cycles"] for layer in report["layers"]}
     assert cycles == {r["layer"]: float(r["total_cycles"]) for r in rows}
@@ -170,7 +170,7 @@ def test_operand_buffers_compute_cycles_are_scalesims():
     for row in calc:
         g = check_memory_modes.geometry(row)
         result = operand_buffer_cycles(*g[:7], int(row["array_h"]), int(row["array_w"]),
-                                       ("os", "ws", "is").index(row["dataflow"]),
+                                       DATAFLOWS.index(row["dataflow"]),
                                        OperandMemories(*(1 << 30,) * 3, *(1 << 20,) * 3), g[7])
         assert float(result.total_cycles) == float(row["compute_cycles"]), (row["layer"], row["config"])
 

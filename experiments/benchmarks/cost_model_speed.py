@@ -192,18 +192,12 @@ def recorded(mode=None):
         return [r for r in csv.DictReader(handle) if r["status"] == "ok" and (mode is None or r["bandwidth_mode"] == mode)]
 
 
-def accelerator_for(row) -> Accelerator:
-    kb = sum(float(row[k]) for k in ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb"))
-    return Accelerator(rows=int(row["array_h"]), cols=int(row["array_w"]), dataflow=row["dataflow"] + "_systolic",
-                       gb_bytes=int(kb * 1024), dram_bw=float(row["bandwidth"] or 10), dram_latency=0, mac_bits=8,
-                       rf_bytes=1)
-
-
 def ours_for(rows, layers):
     out = []
     for row in rows:
         calc = row["bandwidth_mode"] == "CALC"
-        costs = evaluate_batch(Workload((layers[row["layer"]],)), [accelerator_for(row)], compute_only=calc)
+        costs = evaluate_batch(Workload((layers[row["layer"]],)), [check_memory_modes.accelerator_for(row)],
+                               compute_only=calc)
         out.append(float(costs.cycles[0]))
     return np.asarray(out)
 
@@ -283,7 +277,7 @@ def live_peers(python: str, layer_names: list[str]):
     for row in rows:
         start = time.perf_counter()
         for _ in range(20):
-            evaluate_batch(Workload((layers[row["layer"]],)), [accelerator_for(row)], compute_only=True)
+            evaluate_batch(Workload((layers[row["layer"]],)), [check_memory_modes.accelerator_for(row)], compute_only=True)
         per_layer_ours.append((time.perf_counter() - start) / 20)
     print(f"  {'layer':<8}{'df':<4}{'SCALE-Sim cyc':>14}{'ours':>12}{'err':>8}{'SCALE-Sim s':>12}{'ZigZag s':>10}{'ours s':>10}")
     for row, mine, t in zip(rows, ours, per_layer_ours):

@@ -74,12 +74,17 @@ def operand_buffers(row: dict) -> float:
                                        DATAFLOWS.index(row["dataflow"]), memories(row), groups).total_cycles)
 
 
-def global_buffer(row: dict, layers: dict) -> float:
+def accelerator_for(row: dict) -> Accelerator:
+    """A recorded run's array as the default model sees it: one global buffer of the three SRAMs, one channel
+    of the run's bandwidth (10 words/cycle, SCALE-Sim's CALC-mode reads, when none is recorded)."""
     kb = sum(float(row[f"{op}_sram_kb"]) for op in ("ifmap", "filter", "ofmap"))
-    accelerator = Accelerator(rows=int(row["array_h"]), cols=int(row["array_w"]), dataflow=row["dataflow"] + "_systolic",
-                              gb_bytes=int(kb * 1024), dram_bw=float(row["bandwidth"]), dram_latency=0, mac_bits=8,
-                              rf_bytes=1)
-    return float(evaluate_batch(Workload((layers[row["layer"]],)), [accelerator], per_layer=False).cycles[0])
+    return Accelerator(rows=int(row["array_h"]), cols=int(row["array_w"]), dataflow=row["dataflow"] + "_systolic",
+                       gb_bytes=int(kb * 1024), dram_bw=float(row["bandwidth"] or 10), dram_latency=0, mac_bits=8,
+                       rf_bytes=1)
+
+
+def global_buffer(row: dict, layers: dict) -> float:
+    return float(evaluate_batch(Workload((layers[row["layer"]],)), [accelerator_for(row)], per_layer=False).cycles[0])
 
 
 def errors(rows: list[dict], show_rows: bool = False) -> dict:
