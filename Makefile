@@ -14,11 +14,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Two pytest-xdist workers (a test waiting on Ray or a subprocess leaves its core to the other); the 15
+# slowest tests are printed. `make test` leaves out what `slow` marks; `make test-all` (CI) runs everything.
+PYTEST := $(PY) -m pytest -q -n 2 --dist worksteal --durations=15
+
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 demo: $(STAMP)
 	$(PY) experiments/quickstart.py --fresh

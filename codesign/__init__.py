@@ -14,6 +14,10 @@ writes itself to the study and reads itself back, which :mod:`codesign.results`
 builds designs on). Metrics, their units and directions: :mod:`codesign.metrics`.
 """
 
+from codesign import compilation
+
+compilation.enable()  # before JAX is imported: compiled programs are kept once per machine
+
 from codesign.datasets import Dataset, from_arrays, load_dataset
 from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment

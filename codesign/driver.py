@@ -263,30 +263,11 @@ def evaluate_on_worker(evaluator: Evaluator, candidates: list[Candidate], report
     import ray
 
     started = time.perf_counter()
-    if evaluator.compilation_cache:
-        use_compilation_cache(evaluator.compilation_cache)
     outcomes = evaluator.score_batch(candidates, reporters)
     worker = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid(),
               "seconds": (time.perf_counter() - started) / len(candidates), "batch": len(candidates),
               "finished_at": time.time()}
     return [outcome.replace(worker=worker) for outcome in outcomes]
-
-
-def use_compilation_cache(folder: str) -> None:
-    """Keep this process's XLA compilations in ``folder`` (the run folder's), so a rerun or a resume
-    of the run, and every worker that shares the run folder, load them instead of compiling again.
-
-    The folder is trusted code, as JAX warns: it lives in the user's own run folder.
-    """
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    if jax.config.jax_compilation_cache_dir == folder:
-        return
-    os.makedirs(folder, exist_ok=True)
-    compilation_cache.set_cache_dir(folder)
-    compilation_cache.reset_cache()  # a Ray worker may have served another run: start on this folder
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def task_options(experiment: Experiment) -> dict:

@@ -57,7 +57,6 @@ class Evaluator:
     nested_limit: int | None = None  # accelerators of ``nested`` swept (None: all)
     seed: int = 0
     save_weights: bool = True
-    compilation_cache: str | None = None  # XLA's persistent compilation cache (the run folder's)
     quality_metric: str = "accuracy"  # the name the proxy's measure is stored under (a zero-cost proxy's own)
 
     @classmethod
@@ -75,7 +74,6 @@ class Evaluator:
         elif isinstance(proxy, TrainedProxy) and proxy.population > 1:  # trains on the spaces' elastic network
             proxy = proxy.bind(experiment.searched_network_space, experiment.compression_space)
         return cls(proxy=proxy, dataset=dataset, cache_folder=str(cache_folder),
-                   compilation_cache=str((experiment.folder / "compilation_cache").resolve()),
                    objectives=experiment.objectives, constraints=experiment.constraints,
                    tie_break=experiment.tie_break, nested=experiment.accelerator_space if nested else None,
                    nested_limit=experiment.nested_accelerators, seed=experiment.seed,

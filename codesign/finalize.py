@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jax
-import numpy as np
 import optuna
 from flax import serialization
 from optuna.artifacts import upload_artifact

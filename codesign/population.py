@@ -50,7 +50,7 @@ from codesign.training import (TrainConfig, _check_fit, accuracy, optimizer, run
 from search_spaces.compression import CompressionPolicy, apply_masks, update_masks
 from search_spaces.elastic import (ElasticNetwork, ElasticSpace, embed, encode_masks, extract, first_candidate,
                                    union_names)
-from search_spaces.flax_models import layer_settings
+from search_spaces.flax_models import FAST_COMPILE, layer_settings
 from search_spaces.networks import NetworkSpec
 
 
@@ -165,7 +165,7 @@ def _programs(space: ElasticSpace, config: TrainConfig, total_steps: int) -> dic
     tx = optimizer(config, total_steps)
     x = jnp.zeros((1, space.resolution, space.resolution, space.in_channels), jnp.float32)
     some = space.encode(*first_candidate(space))
-    initialise = jax.jit(lambda key: model.init(key, x, some, train=False))
+    initialise = jax.jit(lambda key: model.init(key, x, some, train=False), compiler_options=FAST_COMPILE)
 
     def initial(seed: int) -> dict:
         """The elastic network's initial variables from ``seed`` (every kernel LeCun-normal at its largest shape)."""

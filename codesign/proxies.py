@@ -33,10 +33,10 @@ from codesign.datasets import Dataset
 from codesign.metrics import ZERO_COST_SCORES
 from codesign.outcome import Outcome, Status
 from codesign.population import train_population
-from codesign.training import FAST_COMPILE, TrainConfig, init_variables, train
+from codesign.training import TrainConfig, init_variables, train
 from search_spaces.compression import CompressionPolicy, apply_masks, update_masks
 from search_spaces.elastic import ElasticSpace
-from search_spaces.flax_models import ConvBN, build_model, layer_settings
+from search_spaces.flax_models import FAST_COMPILE, ConvBN, build_model, layer_settings
 from search_spaces.networks import NetworkSpec
 
 ZERO_COST = ZERO_COST_SCORES

@@ -52,7 +52,7 @@ from flax import serialization
 from codesign.cache import AccuracyCache, atomic_write
 from codesign.datasets import Dataset
 from codesign.outcome import Outcome, Status
-from codesign.training import _check_fit, epochs, run_length, variable_shapes
+from codesign.training import _check_fit, epochs, jit_for, run_length, variable_shapes
 from codesign.training import accuracy as validation_accuracy
 from search_spaces.compression import FLOAT, CompressionPolicy, apply_masks, update_masks
 from search_spaces.elastic import ElasticNetwork, ElasticSpace, extract, init, zero_variables
@@ -206,11 +206,12 @@ def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1)
     tx = optax.adam(optax.cosine_decay_schedule(config.learning_rate, max(total_steps, 1)))
     finetune_tx = optax.adam(config.finetune_learning_rate)
     zeros = zero_variables(space)["batch_stats"]
+    jit = jit_for(total_steps)
 
     def train_logits(params, x, encoding):
         return model.apply({"params": params, "batch_stats": zeros}, x, encoding, train=True, mutable=["batch_stats"])[0]
 
-    @jax.jit
+    @jit
     def member_grads(params, x, target, encoding, total):
         """Gradients of one sandwich member's cross-entropy against ``target`` (probabilities), added to ``total``."""
         def loss_fn(p):
@@ -219,12 +220,12 @@ def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1)
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         return jax.tree_util.tree_map(jnp.add, total, grads), loss, jax.nn.softmax(logits)
 
-    @jax.jit
+    @jit
     def update(params, opt_state, grads):
         changes, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, changes), opt_state
 
-    @jax.jit
+    @jax.jit  # scoring programs run once per candidate, for every candidate: fully optimised
     def calibrate(params, x, encoding):
         """The candidate's batch-norm statistics and activation ranges on ``x`` (momentum 0, from zeros)."""
         _, updates = calibrating.apply({"params": params, "batch_stats": zeros}, x, encoding, train=True,
@@ -237,7 +238,7 @@ def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1)
         params, stats, encoding = candidate
         return jnp.argmax(model.apply({"params": params, "batch_stats": stats}, x, encoding), axis=-1)
 
-    @jax.jit
+    @jit
     def finetune_step(params, opt_state, x, y, encoding):
         def loss(p):
             return optax.softmax_cross_entropy_with_integer_labels(train_logits(p, x, encoding), y).mean()

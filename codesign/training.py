@@ -29,7 +29,7 @@ import optax
 from codesign.datasets import Dataset, augment
 from codesign.outcome import Outcome, Status
 from search_spaces.compression import CompressionPolicy, apply_masks, pruning_progress, update_masks
-from search_spaces.flax_models import build_model, layer_settings
+from search_spaces.flax_models import FAST_COMPILE, build_model, layer_settings
 from search_spaces.networks import NetworkSpec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -111,20 +111,26 @@ def variable_shapes(spec: NetworkSpec, compression: CompressionPolicy | None) ->
     return dict(jax.eval_shape(lambda: model.init(jax.random.key(0, impl="rbg"), x, train=False)))
 
 
-#: Short runs: cheaper XLA optimisation compiles about 40 % faster and each step runs
-#: somewhat slower, a good trade below this many steps.
+#: Runs of at most this many steps compile with FAST_COMPILE.
 FAST_COMPILE_STEPS = 300
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
-def _steps(model, tx, fast_compile: bool = False):
+def jit_for(total_steps: int):
+    """``jax.jit`` for the programs of a run of ``total_steps`` steps: with XLA's cheaper optimisation
+    (FAST_COMPILE) when the run is short enough for compiling to outweigh the slower steps."""
+    if total_steps <= FAST_COMPILE_STEPS:
+        return lambda f: jax.jit(f, compiler_options=FAST_COMPILE)
+    return jax.jit
+
+
+def _steps(model, tx, total_steps: int = FAST_COMPILE_STEPS + 1):
     def loss_fn(params, state, masks, x, y):
         variables = {"params": params, **state, **({"masks": masks} if masks else {})}
         logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, updates
 
-    jit = (lambda f: jax.jit(f, compiler_options=FAST_COMPILE)) if fast_compile else jax.jit
+    jit = jit_for(total_steps)
 
     @jit
     def train_step(params, state, opt_state, masks, x, y):
@@ -201,7 +207,7 @@ class StandaloneRun:
         self.state = variables  # batch_stats
         tx = optimizer(config, total)
         self.opt_state = tx.init(self.params)
-        self.train_step, self.predict = _steps(build_model(spec, compression), tx, fast_compile=total <= FAST_COMPILE_STEPS)
+        self.train_step, self.predict = _steps(build_model(spec, compression), tx, total)
         self.settings = layer_settings(spec, compression) if self.masks else {}
 
     def step(self, x, y):

@@ -57,7 +57,7 @@ def scaled_squeezenet_v1_0(in_channels: int, num_classes: int = 10) -> NetworkSp
         name="squeezenet_v1_0_32")
 
 
-def make_experiment(dataset, trials: int, epochs: int, folder: str) -> codesign.Experiment:
+def make_experiment(dataset, trials: int, epochs: float, folder: str) -> codesign.Experiment:
     base = scaled_squeezenet_v1_0(dataset.in_channels, dataset.num_classes)
     return codesign.Experiment(
         name="rediscover_squeezenext",
@@ -127,7 +127,7 @@ def describe(row: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=4, help="training epochs of the accuracy proxy")
+    parser.add_argument("--epochs", type=float, default=4, help="training epochs of the accuracy proxy (fractions too)")
     parser.add_argument("--cifar", type=Path, help="a local 'cifar-10-batches-py' folder (default: digits at 32x32)")
     parser.add_argument("--folder", default="runs/rediscover_squeezenext")
     parser.add_argument("--fresh", action="store_true", help="delete the run folder first (no resume)")

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from search_spaces.compression import FLOAT, CompressionPolicy
-from search_spaces.flax_models import _max_pool_ceil, _settings, activation_range
+from search_spaces.flax_models import FAST_COMPILE, _max_pool_ceil, _settings, activation_range
 from search_spaces.networks import LayerRow, NetworkSpec, Stage, _block, _Builder, layer_table
 
 BLOCK_INPUT = "__block_input__"
@@ -669,16 +669,26 @@ def stack(encodings: list[dict]) -> dict:
 
 
 def init(space: ElasticSpace, seed: int = 0, batch: int = 1) -> dict:
-    """The elastic network's variables at their maxima."""
+    """The elastic network's variables at their maxima.
+
+    Compiled (cheaply) once per call: run op by op, the initialisation of every block type
+    of a large space takes several times longer than compiling it.
+    """
+    return jax.jit(_initialiser(space, batch), compiler_options=FAST_COMPILE)(jax.random.key(seed))
+
+
+def _initialiser(space: ElasticSpace, batch: int = 1):
+    """``key -> variables`` of the elastic network at its maxima."""
     model = ElasticNetwork(space)
     x = jnp.zeros((batch, space.resolution, space.resolution, space.in_channels), jnp.float32)
-    return model.init(jax.random.key(seed), x, _largest_encoding(space), train=False)
+    encoding = _largest_encoding(space)
+    return lambda key: model.init(key, x, encoding, train=False)
 
 
 @functools.lru_cache(maxsize=8)
 def zero_variables(space: ElasticSpace) -> dict:
     """The elastic network's variables as zeros (their shapes and dtypes, without running the initialisers)."""
-    shapes = jax.eval_shape(lambda: init(space))
+    shapes = jax.eval_shape(_initialiser(space), jax.random.key(0))
     return jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), dict(shapes))
 
 

@@ -32,6 +32,10 @@ import jax.numpy as jnp
 from search_spaces.compression import FLOAT, NONE, CompressionPolicy, LayerCompression
 from search_spaces.networks import LayerRow, NetworkSpec, layer_table
 
+#: XLA's cheaper optimisation: it compiles about 40 % faster and runs somewhat slower, the better trade for
+#: programs that run a few times (an initialisation, a short training, a one-off score).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
 #: Momentum of the running activation range used at inference.
 RANGE_MOMENTUM = 0.9
 

@@ -1,11 +1,31 @@
 import importlib.util
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+CACHE = "CODESIGN_COMPILATION_CACHE"
+
+
+def pytest_configure(config):
+    """One XLA compilation cache for the whole test run: a temporary folder, set before any test module imports
+    codesign, inherited by pytest-xdist's workers and by the Ray workers the tests start. A folder given in
+    CODESIGN_COMPILATION_CACHE is used as it is."""
+    if hasattr(config, "workerinput") or os.environ.get(CACHE):
+        return
+    config._codesign_cache = tempfile.mkdtemp(prefix="codesign-xla-")
+    os.environ[CACHE] = config._codesign_cache
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_codesign_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(CACHE, None)
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

@@ -2,6 +2,7 @@
 
 import collections
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -9,10 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from codesign.training import FAST_COMPILE
+
 from search_spaces.compression import CompressionPolicy, CompressionSpace, apply_masks, update_masks
 from search_spaces.elastic import ElasticNetwork, ElasticSpace, embed, encode_masks, init
-from search_spaces.flax_models import build_model, layer_settings
+from search_spaces.flax_models import FAST_COMPILE, build_model, layer_settings
 from search_spaces.network_space import NetworkSpace
 from search_spaces.networks import BLOCKS
 
@@ -64,30 +65,43 @@ def _rebuilt(spec):
 
 
 def test_any_candidate_gives_its_own_models_logits(space):
+    """Six candidates that cover every block type, kernel, depth, width, stage count, bit width and pruning kind
+    (test_twelve_candidates_give_their_own_models_logits, marked slow, checks twelve)."""
+    _candidates_give_their_own_logits(space, 6)
+
+
+@pytest.mark.slow
+def test_twelve_candidates_give_their_own_models_logits(space):
+    _candidates_give_their_own_logits(space, 12)
+
+
+def _candidates_give_their_own_logits(space, count: int):
+    # XLA's cheaper optimisation: these programs run a few times, and compiling them is most of the test
+    fast_jit = functools.partial(jax.jit, compiler_options=FAST_COMPILE)
     model = ElasticNetwork(space)
     elastic = init(space)
     traces = collections.Counter()
 
-    @jax.jit
+    @fast_jit
     def infer(variables, x, encoding):
         traces["infer"] += 1
         return model.apply(variables, x, encoding)
 
-    @jax.jit
+    @fast_jit
     def train_mode(variables, x, encoding):
         traces["train"] += 1
         return model.apply(variables, x, encoding, train=True, mutable=["batch_stats"])[0]
 
     by_magnitude = ElasticNetwork(space, magnitude_pruning=True)  # the supernet's: masks computed in the graph
 
-    @jax.jit
+    @fast_jit
     def infer_pruning_by_magnitude(variables, x, encoding):
         traces["magnitude"] += 1
         return by_magnitude.apply(variables, x, encoding)
     x = jax.random.normal(jax.random.key(0), (16, 8, 8, 1))
     rng = np.random.default_rng(0)
     seen = collections.defaultdict(set)
-    for n in range(12):
+    for n in range(count):
         spec, policy, variables = candidate(rng, n)
         encoding = space.encode(spec, policy)
         if "masks" in variables:

@@ -23,23 +23,17 @@ from codesign.results import Results
 from codesign.storage import make_storage, run_folder_storage
 from cost_models import Accelerator, evaluate
 from cost_models.version import COST_MODEL_VERSION
-from search_spaces.accelerators import AcceleratorSpace
-from search_spaces.network_space import NetworkSpace
 
-NETWORKS = NetworkSpace(blocks=("dwsep", "fire"), stages=(1,), depths=(1,), widths=(8, 16), stem_widths=(8,),
-                        kernels=(3,), stem_kernels=(3,))
-ACCELERATORS = AcceleratorSpace(rows=(8, 16), cols=(8, 16), gb_kib=(64,), rf_bytes=(16,), dram_gbps=(16.0,),
-                                mac_bits=(16,), zero_skip=(False,))
+import tiny
+from tiny import NETWORKS
 
 
 @pytest.fixture(scope="module")
 def joint_run(tmp_path_factory, ray_session):
     """A real 4-trial joint-mode search with an area constraint."""
     folder = tmp_path_factory.mktemp("joint") / "run"
-    codesign.run(codesign.Experiment(name="joint", run_folder=folder, network_space=NETWORKS, compression_space=None,
-                                     accelerator_space=ACCELERATORS, dataset="synthetic",
-                                     proxy=codesign.ZeroCostProxy("params"), trials=4, seed=1,
-                                     constraints=[codesign.Constraint("area", max=0.6)]), progress=False)
+    codesign.run(tiny.experiment(folder, name="joint", constraints=[codesign.Constraint("area", max=0.6)]),
+                 progress=False)
     return folder
 
 

@@ -15,16 +15,14 @@ from codesign.population import ElasticRun, _programs, train_population
 from codesign.proxies import TrainedProxy, elastic_space
 from codesign.training import StandaloneRun, TrainConfig, init_variables, run_length, train_together
 from search_spaces.accelerators import AcceleratorSpace
-from search_spaces.compression import FLOAT, CompressionPolicy, CompressionSpace
+from search_spaces.compression import FLOAT, CompressionPolicy
 from search_spaces.flax_models import build_model
 from search_spaces.network_space import NetworkSpace
 from search_spaces.networks import layer_table
 
 jax.config.update("jax_default_prng_impl", "rbg")
 
-NETWORKS = NetworkSpace(blocks=("dwsep", "fire"), stages=(2,), depths=(1, 2), widths=(8, 16), kernels=(3,),
-                        stem_kernels=(3, 5), stem_widths=(8,))
-COMPRESSION = CompressionSpace(w_bits=(4, 8), a_bits=(8, 16), prune_ratios=(0.0, 0.5))
+from tiny import COMPRESSION, ELASTIC_NETWORKS as NETWORKS
 #: One training configuration for every test here, so the space's programs compile once.
 CONFIG = TrainConfig(epochs=1, optimizer="sgd", learning_rate=0.05, mask_updates=2, prune_end=0.5)
 
@@ -162,22 +160,30 @@ def test_an_experiment_whose_space_has_no_elastic_network_is_refused_before_any_
                         compression_space=None, proxy=TrainedProxy(), trials=1)  # one model per candidate: fine
 
 
-#: A space whose elastic network compiles quickly in the search's Ray workers.
-SMALL = NetworkSpace(blocks=("dwsep", "fire"), stages=(1,), depths=(1, 2), widths=(8, 16), kernels=(3,),
-                     stem_kernels=(3,), stem_widths=(8,))
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_a_search_trains_its_trials_in_batches_and_reloads_their_designs(tmp_path, data):
+    """Six trials in batches of three (two Ray workers at once). test_a_search_trains_two_trials_together checks the
+    same with one batch of two."""
+    _search_in_batches(tmp_path, data, trials=6, population=3)
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_a_search_trains_its_trials_in_batches_and_reloads_their_designs(tmp_path, data):
+def test_a_search_trains_two_trials_together(tmp_path, data):
+    _search_in_batches(tmp_path, data, trials=2, population=2)
+
+
+def _search_in_batches(tmp_path, data, trials: int, population: int):
     experiment = codesign.Experiment(
-        name="p", run_folder=tmp_path / "run", dataset="digits", network_space=SMALL, compression_space=COMPRESSION,
+        name="p", run_folder=tmp_path / "run", dataset="digits", network_space=NETWORKS, compression_space=COMPRESSION,
         accelerator_space=AcceleratorSpace(rows=(8, 16), cols=(8,), dataflows=("ws",), rf_bytes=(16,), gb_kib=(32,),
                                            dram_gbps=(16.0,), mac_bits=(8,), zero_skip=(True,)),
-        proxy=TrainedProxy(TrainConfig(epochs=1), population=3), trials=6, seed=0)
+        # the module's space and training: the Ray workers load the programs the other tests compiled
+        proxy=TrainedProxy(CONFIG, population=population), trials=trials, seed=0)
     results = codesign.run(experiment, progress=False)
-    assert results.counts(duplicates=False) == {"complete": 6}
+    assert results.counts(duplicates=False) == {"complete": trials}
     batches = [t.user_attrs["run"]["worker"]["batch"] for t in results.trials if t.user_attrs["status"] == "complete"]
-    assert max(batches) == 3  # trials asked together were trained together
+    assert max(batches) == population  # trials asked together were trained together
     best = codesign.load(tmp_path / "run").pareto_front[0]
     accuracy = float((best.predict(data.x_val, normalised=True) == data.y_val).mean())
     assert accuracy == pytest.approx(best.metrics["accuracy"], abs=1.5 / len(data.y_val))

@@ -22,22 +22,17 @@ from search_spaces.compression import CompressionSpace
 from search_spaces.network_space import NetworkSpace
 from search_spaces.networks import NetworkSpec
 
-TINY_NETWORKS = NetworkSpace(blocks=("dwsep", "fire"), stages=(1,), depths=(1,), widths=(8, 16), stem_widths=(8,),
-                             kernels=(3,), stem_kernels=(3,))
-TINY_ACCELERATORS = AcceleratorSpace(rows=(8, 16), cols=(8, 16), gb_kib=(64,), rf_bytes=(16,), dram_gbps=(16.0,),
-                                     mac_bits=(16,), zero_skip=(False,))
-CHEAP = codesign.ZeroCostProxy("params")
+import tiny
+from tiny import ACCELERATORS as TINY_ACCELERATORS, CHEAP, NETWORKS as TINY_NETWORKS
 
 
 pytestmark = pytest.mark.usefixtures("ray_session")  # conftest.py: one local Ray for the test run
 
 
 def experiment(tmp_path, **changes):
-    settings = dict(name="t", run_folder=tmp_path / "run", network_space=TINY_NETWORKS,
-                    compression_space=CompressionSpace(w_bits=(8, 16), a_bits=(16,), prune_ratios=(0.0, 0.5)),
-                    accelerator_space=TINY_ACCELERATORS, dataset="synthetic", proxy=CHEAP, trials=4, seed=1)
-    settings.update(changes)
-    return codesign.Experiment(**settings)
+    """The tiny search (tests/tiny.py) with a compression space, in ``tmp_path / "run"``."""
+    settings = dict(name="t", compression_space=CompressionSpace(w_bits=(8, 16), a_bits=(16,), prune_ratios=(0.0, 0.5)))
+    return tiny.experiment(tmp_path / "run", **{**settings, **changes})
 
 
 def dominated(a, b, directions):
@@ -379,7 +374,7 @@ def test_cli_run_show_plot_export(tmp_path, capsys):
 
     (tmp_path / "exp.py").write_text(
         "import codesign\n"
-        "from test_search import TINY_NETWORKS, TINY_ACCELERATORS\n"
+        "from tiny import NETWORKS as TINY_NETWORKS, ACCELERATORS as TINY_ACCELERATORS\n"
         f"experiment = codesign.Experiment(name='cli', run_folder={str(tmp_path / 'run')!r}, trials=2, dataset='synthetic',\n"
         "    network_space=TINY_NETWORKS, accelerator_space=TINY_ACCELERATORS, proxy=codesign.ZeroCostProxy('params'))\n")
     assert main(["run", str(tmp_path / "exp.py"), "--no-progress"]) == 0
@@ -424,16 +419,26 @@ def test_a_run_folder_whose_study_lives_elsewhere_is_still_a_run_folder(tmp_path
     assert Outcome.from_trial(by_storage.pareto_front[0].trial, by_storage.artifacts).cost_report is not None
 
 
+@pytest.mark.slow
 def test_rediscovery_script_starts_from_squeezenet_and_compares_on_each_designs_accelerator(tmp_path, capsys,
                                                                                              experiment_script):
+    """Two trials of a 1-epoch proxy. test_rediscovery_script_in_brief runs the same with one trial of a few steps."""
+    _rediscovery(tmp_path, capsys, experiment_script, 2, "1")
+
+
+def test_rediscovery_script_in_brief(tmp_path, capsys, experiment_script):
+    _rediscovery(tmp_path, capsys, experiment_script, 1, "0.05")
+
+
+def _rediscovery(tmp_path, capsys, experiment_script, trials: int, epochs: str):
     import json
 
     script = experiment_script("rediscover_squeezenext.py")
     folder = tmp_path / "rediscover"
-    code = script.main(["--trials", "2", "--epochs", "1", "--folder", str(folder), "--json"])
+    code = script.main(["--trials", str(trials), "--epochs", epochs, "--folder", str(folder), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == (0 if summary["winners"] else 1)
-    assert summary["baseline"]["trial"] == 0 and summary["trials"] == {"complete": 2}
+    assert summary["baseline"]["trial"] == 0 and summary["trials"] == {"complete": trials}
     results = codesign.load(folder)
     baseline = next(d for d in results.designs if d.number == 0)
     assert baseline.network.stem.kernel == 7 and [s.depth for s in baseline.network.stages] == [3, 4, 1]
@@ -443,23 +448,3 @@ def test_rediscovery_script_starts_from_squeezenet_and_compares_on_each_designs_
     for row in summary["front"]:
         assert row["beats_baseline"] == (row["speedup"] > 1 and row["energy_ratio"] > 1
                                          and row["accuracy"] >= row["baseline_accuracy"])
-
-
-def test_a_worker_keeps_its_compilations_in_the_run_folder(tmp_path):
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    from codesign.driver import use_compilation_cache
-    from cost_models import Accelerator, Workload, conv
-
-    folder = tmp_path / "run" / "compilation_cache"
-    # 300 layers pad to a bucket of 512 that no other test compiles, so this compiles here (about 2 s).
-    workload = Workload(tuple(conv(f"l{i}", 8, 8, 8, R=3, padding=1) for i in range(300)))
-    try:
-        use_compilation_cache(str(folder))
-        evaluate(workload, Accelerator(dataflow="os"))
-        assert jax.config.jax_compilation_cache_dir == str(folder)
-        assert any(path.is_file() for path in folder.rglob("*"))
-    finally:
-        jax.config.update("jax_compilation_cache_dir", None)
-        compilation_cache.reset_cache()

@@ -14,16 +14,14 @@ from codesign import supernet as supernet_module
 from codesign.datasets import load_dataset
 from codesign.outcome import Status
 from codesign.supernet import SupernetConfig, SupernetProxy, supernet_key, train_supernet
-from search_spaces.compression import CompressionPolicy, CompressionSpace
+from search_spaces.compression import CompressionPolicy
 from search_spaces.elastic import init
 from search_spaces.flax_models import build_model
 from search_spaces.network_space import NetworkSpace
 
 jax.config.update("jax_default_prng_impl", "rbg")
 
-NETWORKS = NetworkSpace(blocks=("dwsep", "fire"), stages=(2,), depths=(1, 2), widths=(8, 16), kernels=(3,),
-                        stem_kernels=(3, 5), stem_widths=(8,))
-COMPRESSION = CompressionSpace(w_bits=(4, 8), a_bits=(8, 16), prune_ratios=(0.0, 0.5))
+from tiny import COMPRESSION, ELASTIC_NETWORKS as NETWORKS
 CONFIG = SupernetConfig(epochs=4, batch_size=32, learning_rate=1e-2, calibration_images=64)
 
 

@@ -1,0 +1,41 @@
+"""The tests' tiny spaces and experiments, written once so that identical models compile once per test run.
+
+Every test that needs "some search" takes these: the same networks on the same data give
+the same XLA programs, which the run's compilation cache (conftest.py) serves to every
+later test, xdist worker and Ray worker. A test that needs another shape says so in its
+own module.
+
+- ``NETWORKS``: one stage of a depthwise-separable or fire block, 8 or 16 channels.
+- ``ELASTIC_NETWORKS`` / ``COMPRESSION``: two stages of one or two blocks, the spaces of
+  the elastic-network tests (population training, the supernet); bit widths 4 and 8,
+  half pruning or none.
+- ``ACCELERATORS``: 8 or 16 PEs a side, everything else fixed (4 accelerators).
+- :func:`experiment`: a 4-trial joint search of those on the synthetic 8x8 data, scored by
+  the instant ``params`` proxy; keyword arguments change any field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import codesign
+from search_spaces.accelerators import AcceleratorSpace
+from search_spaces.compression import CompressionSpace
+from search_spaces.network_space import NetworkSpace
+
+NETWORKS = NetworkSpace(blocks=("dwsep", "fire"), stages=(1,), depths=(1,), widths=(8, 16), stem_widths=(8,),
+                        kernels=(3,), stem_kernels=(3,))
+ELASTIC_NETWORKS = NetworkSpace(blocks=("dwsep", "fire"), stages=(2,), depths=(1, 2), widths=(8, 16), kernels=(3,),
+                                stem_kernels=(3, 5), stem_widths=(8,))
+COMPRESSION = CompressionSpace(w_bits=(4, 8), a_bits=(8, 16), prune_ratios=(0.0, 0.5))
+ACCELERATORS = AcceleratorSpace(rows=(8, 16), cols=(8, 16), gb_kib=(64,), rf_bytes=(16,), dram_gbps=(16.0,),
+                                mac_bits=(16,), zero_skip=(False,))
+CHEAP = codesign.ZeroCostProxy("params")
+
+
+def experiment(folder: str | Path, **changes) -> codesign.Experiment:
+    """A 4-trial joint search of the tiny spaces (uncompressed) on synthetic data with the ``params`` proxy."""
+    settings = dict(name="tiny", run_folder=Path(folder), network_space=NETWORKS, compression_space=None,
+                    accelerator_space=ACCELERATORS, dataset="synthetic", proxy=CHEAP, trials=4, seed=1)
+    settings.update(changes)
+    return codesign.Experiment(**settings)
