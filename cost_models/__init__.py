@@ -19,10 +19,10 @@ which also says what was skipped); that needs the optional ``onnx`` package.
 
 from cost_models.accelerator import Accelerator, AcceleratorParams, gbps_to_bytes_per_cycle, grid, stack
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, describe
+from cost_models.dispatch import LayerCosts, NetworkCosts, costs_over_accelerators, costs_over_networks
 from cost_models.energy import ENERGY_TABLES, LEVELS
 from cost_models.evaluate import MEMORY_MODES, CostReport, evaluate, evaluate_batch
 from cost_models.onnx_import import ImportReport, OnnxImportError, UnsupportedOperators, from_onnx, import_onnx
-from cost_models.model import LayerCosts, NetworkCosts, network_costs, networks_costs
 from cost_models.scalesim_memory import OperandMemories, operand_buffer_cycles, scalesim_user_cycles
 from cost_models.workload import KINDS, Layer, LayerArrays, Workload, conv, eltwise, fc, pool
 
@@ -30,6 +30,6 @@ __all__ = [
     "Accelerator", "AcceleratorParams", "gbps_to_bytes_per_cycle", "grid", "stack",
     "ALL_DATAFLOW_NAMES", "DATAFLOWS", "FLEX", "describe", "ENERGY_TABLES", "LEVELS",
     "CostReport", "evaluate", "evaluate_batch", "MEMORY_MODES", "OperandMemories", "operand_buffer_cycles",
-    "scalesim_user_cycles", "LayerCosts", "NetworkCosts", "network_costs",
-    "networks_costs", "ImportReport", "OnnxImportError", "UnsupportedOperators", "from_onnx", "import_onnx", "KINDS", "Layer", "LayerArrays", "Workload", "conv", "eltwise", "fc", "pool",
+    "scalesim_user_cycles", "LayerCosts", "NetworkCosts", "costs_over_accelerators",
+    "costs_over_networks", "ImportReport", "OnnxImportError", "UnsupportedOperators", "from_onnx", "import_onnx", "KINDS", "Layer", "LayerArrays", "Workload", "conv", "eltwise", "fc", "pool",
 ]

@@ -37,16 +37,29 @@ estimates for ranking designs, not layout results.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 
-#: Access levels, in the order used by every per-level array of the cost model.
-LEVELS = ("mac", "rf", "noc", "gb", "dram")
+
+class Levels(NamedTuple):
+    """One value per memory level: accesses, unit energies or energies, each under its level's name."""
+
+    mac: Any  # the MACs (or vector operations)
+    rf: Any  # the PEs' register files
+    noc: Any  # the inter-PE network
+    gb: Any  # the global buffer
+    dram: Any  # DRAM
+
+
+#: The memory levels, in the order of every per-level array axis of the cost model's results.
+LEVELS = Levels._fields
 
 PJ_PER_EYERISS_UNIT = 0.85
 
 ENERGY_TABLES: dict[str, dict[str, float]] = {
     "eyeriss": {level: value * PJ_PER_EYERISS_UNIT for level, value in
-                zip(LEVELS, (1.0, 1.0, 2.0, 6.0, 200.0))},
+                Levels(mac=1.0, rf=1.0, noc=2.0, gb=6.0, dram=200.0)._asdict().items()},
     "horowitz45": {"mac": 0.85, "rf": 0.5, "noc": 1.0, "gb": 2.5, "dram": 320.0},
 }
 

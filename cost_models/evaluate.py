@@ -2,9 +2,9 @@
 
 :func:`evaluate` returns a :class:`CostReport` (per-layer rows and totals, a printable
 table, a JSON-ready dict); :func:`evaluate_batch` returns the raw
-:class:`~cost_models.model.NetworkCosts` arrays for a whole accelerator grid.
-Batches are split and padded to powers of two by :func:`~cost_models.model.network_costs`,
-so the jitted function is reused.
+:class:`~cost_models.dispatch.NetworkCosts` arrays for a whole accelerator grid.
+Batches are split and padded to powers of two by
+:func:`~cost_models.dispatch.costs_over_accelerators`, so the jitted function is reused.
 
 Unmappable layers. A layer that fits no tiling of the global buffer (even the finest
 does not fit) is costed with the least-traffic tiling, which does not fit: its numbers
@@ -26,8 +26,9 @@ import numpy as np
 
 from cost_models.accelerator import MAX_GB_BYTES, Accelerator, AcceleratorParams, stack
 from cost_models.dataflows import DATAFLOWS, SCALESIM_DATAFLOWS
+from cost_models.dispatch import NetworkCosts, costs_over_accelerators
 from cost_models.energy import LEVELS
-from cost_models.model import NetworkCosts, network_costs
+from cost_models.physics import utilization
 from cost_models.scalesim import ScaleSimGeometry, operand_memories, scalesim_dataflow, scalesim_geometry, word_bits_of
 from cost_models.scalesim_memory import (DATAFLOWS as SCALESIM_DATAFLOW_NAMES, OperandMemories, ScaleSimLayerCycles,
                                          operand_buffer_cycles, scalesim_user_cycles)
@@ -127,16 +128,16 @@ def _with_memory_mode(accelerators: Sequence[Accelerator], costs: NetworkCosts,
     compute = np.where(on_array, timing["compute_cycles"], np.asarray(layers.compute_cycles, np.float64))
     pes = np.asarray([[a.rows * a.cols] for a in accelerators], np.float64)
     macs = np.asarray(layers.macs, np.float64)
-    utilization = np.where(on_array, np.minimum(macs / (pes * np.maximum(compute, 1.0)), 1.0),
-                           np.asarray(layers.utilization, np.float64))
+    per_layer = np.where(on_array, utilization(macs, pes * np.maximum(compute, 1.0)),
+                         np.asarray(layers.utilization, np.float64))
     dataflow = np.where(on_array, timing["dataflow"], np.asarray(layers.dataflow)).astype(np.int32)
     clock_hz = np.asarray([a.clock_mhz * 1e6 for a in accelerators])
-    busy = (utilization * compute * on_array).sum(1) * pes[:, 0]
+    busy = (per_layer * compute * on_array).sum(1) * pes[:, 0]
     new_layers = layers._replace(cycles=cycles, compute_cycles=compute, stall_cycles=cycles - compute,
-                                 utilization=utilization, dataflow=dataflow)
+                                 utilization=per_layer, dataflow=dataflow)
     return costs._replace(cycles=cycles.sum(1), compute_cycles=compute.sum(1), stall_cycles=(cycles - compute).sum(1),
                           latency_s=cycles.sum(1) / clock_hz,
-                          utilization=busy / (pes[:, 0] * np.maximum((cycles * on_array).sum(1), 1.0)),
+                          utilization=utilization(busy, pes[:, 0] * np.maximum((cycles * on_array).sum(1), 1.0)),
                           layers=new_layers)
 
 
@@ -160,7 +161,7 @@ def evaluate_batch(workload: Workload, accelerators: Sequence[Accelerator] | Acc
     _check_memory(memory, memories, compute_only, accelerators)
     params = accelerators if isinstance(accelerators, AcceleratorParams) else stack(accelerators)
     wants_layers = per_layer or memory != "global_buffer"
-    out = network_costs(workload.arrays(), params, compute_only=compute_only, per_layer=wants_layers)
+    out = costs_over_accelerators(workload.arrays(), params, compute_only=compute_only, per_layer=wants_layers)
     if out.layers is None:
         return out
     n_layers = len(workload)
@@ -288,14 +289,14 @@ def _totals(workload: Workload, accelerator: Accelerator, costs: NetworkCosts) -
     cycles, compute = column(layers.cycles), column(layers.compute_cycles)
     energy = column(layers.energy).sum(0)
     on_array = np.asarray([layer.kind not in VECTOR_KINDS for layer in workload.layers])
-    busy = (column(layers.utilization) * compute)[on_array].sum()
+    busy = (column(layers.utilization) * compute)[on_array].sum()  # in whole-array cycles
     total = {
         "cycles": cycles.sum(),
         "compute_cycles": compute.sum(),
         "stall_cycles": cycles.sum() - compute.sum(),
         "latency_s": cycles.sum() / (accelerator.clock_mhz * 1e6),
         "energy_pj": energy.sum(),
-        "utilization": busy / max(cycles[on_array].sum(), 1.0),
+        "utilization": utilization(busy, max(cycles[on_array].sum(), 1.0)),
         "area_mm2": costs.area_mm2[0],
         "macs": column(layers.macs).sum(),
         "dram_bytes": column(layers.dram_bytes).sum(),

@@ -29,7 +29,7 @@ and the range):
 ========================  ==========================================================
 
 Why these bounds: the cost model receives every field as float32 and some as int32
-(``cost_models.model``), and computes in float32. Every field is at most 2**20 < 2**24,
+(``cost_models.dispatch``), and computes in float32. Every field is at most 2**20 < 2**24,
 so it is exact in float32 and far inside int32 (a padded map side is at most 3 * 2**14).
 The largest products stay far from float32's 3.4e38: MACs of one layer are at most
 ``C*K * (R*P) * (S*Q)`` <= 2**40 * (2**29.2)**2 ~ 2**98.4 ~ 4e29 (``R*P`` <= ((H + 2*padding

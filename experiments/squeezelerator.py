@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import squeezelerator_study as sq  # noqa: E402
 from codesign.plots import plot_layer_comparison  # noqa: E402
-from cost_models.model import TILING_TIME_TOLERANCE  # noqa: E402
+from cost_models.physics import TILING_TIME_TOLERANCE  # noqa: E402
 from search_spaces.reference import SQUEEZENEXT_VARIANTS, squeezenext_variant  # noqa: E402
 
 NAMES = {"alexnet": "AlexNet", "mobilenet_v1": "1.0 MobileNet-224", "tiny_darknet": "Tiny Darknet",

@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cost_models import (DATAFLOWS, Accelerator, Layer, Workload, conv, evaluate, evaluate_batch, fc,
-                         gbps_to_bytes_per_cycle, grid, model, pool)
+                         gbps_to_bytes_per_cycle, grid, pool)
+from cost_models.dispatch import SPLIT_FROM_EVALUATIONS
 from cost_models.energy import ENERGY_TABLES
-from cost_models.model import TILING_TIME_TOLERANCE
+from cost_models.physics import TILING_TIME_TOLERANCE
 from cost_models.scalesim import (FormatError, format_config, format_topology, parse_config, parse_topology,
                                   read_topology)
 
@@ -125,7 +126,7 @@ def test_batched_result_equals_per_configuration_result():
     accs = grid(Accelerator(zero_skip=True), rows=[8, 32], cols=[16, 32], dataflow=["ws", "os", "flex", "is_systolic"],
                 gb_bytes=[8192, 1 << 20], mac_bits=[8, 16], rf_bytes=[4, 16], dram_bw=[4.0, 64.0])
     accs += [acc.replace(flex_set=("ws", "os", "rs")) for acc in accs if acc.dataflow == "flex"]
-    assert len(accs) * 8 >= model.SPLIT_FROM_EVALUATIONS  # 5 layers pad to a bucket of 8
+    assert len(accs) * 8 >= SPLIT_FROM_EVALUATIONS  # 5 layers pad to a bucket of 8
     batch = evaluate_batch(workload, accs)
     totals_only = evaluate_batch(workload, accs, per_layer=False)
     assert totals_only.layers is None
@@ -140,13 +141,13 @@ def test_batched_result_equals_per_configuration_result():
 
 
 def test_many_networks_in_chunks_equal_each_network_alone():
-    from cost_models import LayerArrays, networks_costs, stack
+    from cost_models import LayerArrays, costs_over_networks, stack
 
     workloads = [Workload((conv("a", 3, 8 * (i + 1), 32, R=3, padding=1), fc("b", 8 * (i + 1) * 32 * 32, 10)))
                  for i in range(3)]
     stacked = LayerArrays(*(np.stack(column) for column in zip(*(w.arrays() for w in workloads))))
     accs = grid(Accelerator(), rows=[8, 16], dataflow=["ws", "flex"])
-    together = networks_costs(stacked, stack(accs))
+    together = costs_over_networks(stacked, stack(accs))
     assert together.cycles.shape == (3, len(accs)) and together.layers.cycles.shape == (3, len(accs), 8)
     for i, workload in enumerate(workloads):
         alone = evaluate_batch(workload, accs)
@@ -170,12 +171,13 @@ def test_ten_thousand_accelerators_for_a_thirty_layer_network_in_one_call():
 def test_cost_is_differentiable_in_dram_bandwidth():
     import jax
 
-    from cost_models import network_costs, stack
+    from cost_models import costs_over_accelerators, stack
 
     workload = Workload((conv("big", 256, 256, 56, R=3, padding=1),))
     acc = Accelerator(gb_bytes=16384, dram_bw=4.0)
     params = stack(acc)
-    grad = jax.grad(lambda bw: network_costs(workload.arrays(), params._replace(dram_bw=bw)).cycles.sum())(params.dram_bw)
+    grad = jax.grad(lambda bw: costs_over_accelerators(workload.arrays(), params._replace(dram_bw=bw)).cycles.sum())(
+        params.dram_bw)
     # The layer is DRAM-bound (cycles = traffic / bandwidth + latencies), so d cycles / d bandwidth = -traffic / bw^2.
     row = evaluate(workload, acc).layers[0]
     assert row["cycles"] > row["compute_cycles"]

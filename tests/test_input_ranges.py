@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cost_models import Accelerator, Layer, Workload, conv, evaluate, evaluate_batch, fc, model, stack
+from cost_models import Accelerator, Layer, Workload, conv, dispatch, evaluate, evaluate_batch, fc, stack
 from cost_models.accelerator import (ACCELERATOR_LIMITS, MAX_ARRAY_SIDE, MAX_CLOCK_MHZ, MAX_DRAM_BW, MAX_DRAM_LATENCY,
                                      MAX_GB_BYTES, MAX_RF_BYTES, MAX_SIMD_LANES, MIN_CLOCK_MHZ, MIN_DRAM_BW)
 from cost_models.dataflows import ALL_DATAFLOW_NAMES
@@ -85,13 +85,13 @@ def test_every_packed_input_is_exact_at_the_largest_values():
     layer = Layer("l", "grouped", MAX_CHANNELS, MAX_CHANNELS - 2, MAX_MAP, MAX_MAP - 1, MAX_MAP - 3, 7, stride=MAX_MAP - 5,
                   padding=MAX_MAP, groups=2, w_bits=31, a_bits=3)
     arrays = Workload((layer,)).arrays()
-    unpacked = model._unpack_layers(model._pack_layers(arrays))
-    for name in model._INT_FIELDS & set(arrays._fields):
+    unpacked = dispatch._unpack_layers(dispatch._pack_layers(arrays))
+    for name in dispatch._INT_FIELDS & set(arrays._fields):
         np.testing.assert_array_equal(np.asarray(getattr(unpacked, name)), getattr(arrays, name), err_msg=name)
     acc = Accelerator(rows=MAX_ARRAY_SIDE, cols=MAX_ARRAY_SIDE - 1, rf_bytes=MAX_RF_BYTES - 1,
                       simd_lanes=MAX_SIMD_LANES - 1)
     params = stack(acc)
-    back = model._unpack_accelerators(model._pack_accelerators(params))
+    back = dispatch._unpack_accelerators(dispatch._pack_accelerators(params))
     for name in ("rows", "cols", "rf_bytes", "simd_lanes"):
         assert float(np.asarray(getattr(back, name))[0]) == getattr(acc, name), name
     assert float(np.float32(acc.rows) * np.float32(acc.cols)) == acc.rows * acc.cols  # the model's PE count

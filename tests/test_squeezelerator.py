@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import load_experiment_module
-from cost_models.model import TILING_TIME_TOLERANCE
+from cost_models.physics import TILING_TIME_TOLERANCE
 from search_spaces.reference import squeezenext_variant
 
 sq = load_experiment_module("squeezelerator_study.py")

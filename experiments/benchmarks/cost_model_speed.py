@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cost_models import (Accelerator, Workload, conv, evaluate_batch, fc, grid, model, network_costs,  # noqa: E402
-                         networks_costs, stack)
+from cost_models import (Accelerator, Workload, conv, costs_over_accelerators, costs_over_networks,  # noqa: E402
+                         dispatch, evaluate_batch, fc, grid, stack)
 from cost_models.scalesim import read_topology  # noqa: E402
 from cost_models.workload import LayerArrays  # noqa: E402
 
@@ -93,24 +93,24 @@ def mixed_grid(n_accelerators: int):
 def unsplit_baseline(arrays: LayerArrays, params, per_layer: bool):
     """The same call without splitting the batch by dataflow: every row computed for every
     accelerator, which then selects its own (what a JAX transformation of the model runs)."""
-    split = model.dataflow_groups
-    model.dataflow_groups = lambda accelerators: [(None, np.arange(accelerators.batch))]
+    split = dispatch.dataflow_groups
+    dispatch.dataflow_groups = lambda accelerators: [(None, np.arange(accelerators.batch))]
     try:
-        return network_costs(arrays, params, per_layer=per_layer)
+        return costs_over_accelerators(arrays, params, per_layer=per_layer)
     finally:
-        model.dataflow_groups = split
+        dispatch.dataflow_groups = split
 
 
 @contextlib.contextmanager
 def unfolded_layout():
     """One accelerator's layers laid out [X, 1], as for a grid, instead of [networks, bucket]."""
-    shape = model._column_shape
-    model._column_shape = lambda layers, n_accelerators: (int(np.prod(np.shape(layers.kind))), 1)
+    shape = dispatch._column_shape
+    dispatch._column_shape = lambda layers, n_accelerators: (int(np.prod(np.shape(layers.kind))), 1)
     jax.clear_caches()  # the layout is chosen when a call is traced: trace again inside, and after
     try:
         yield
     finally:
-        model._column_shape = shape
+        dispatch._column_shape = shape
         jax.clear_caches()
 
 
@@ -133,7 +133,7 @@ def bench_grid(n_accelerators: int) -> dict:
     evals = len(network) * n_accelerators
     print(f"one network ({len(network)} layers) x {n_accelerators:,} accelerators (ws, os, ws_systolic, flex):")
     return {per_layer: rate("totals and per-layer rows" if per_layer else "totals only", evals,
-                            lambda: network_costs(arrays, params, per_layer=per_layer),
+                            lambda: costs_over_accelerators(arrays, params, per_layer=per_layer),
                             lambda: unsplit_baseline(arrays, params, per_layer))
             for per_layer in (False, True)}
 
@@ -148,8 +148,8 @@ def bench_networks(n_networks: int) -> dict:
         params = stack(Accelerator(dataflow=dataflow, zero_skip=True))
         print(f"{n_networks:,} networks (30 layers each) x one {dataflow} accelerator:")
         out[dataflow] = {per_layer: rate("totals and per-layer rows" if per_layer else "totals only", evals,
-                                         lambda: networks_costs(stacked, params, per_layer=per_layer),
-                                         lambda: networks_costs(stacked, params, per_layer=per_layer),
+                                         lambda: costs_over_networks(stacked, params, per_layer=per_layer),
+                                         lambda: costs_over_networks(stacked, params, per_layer=per_layer),
                                          without="the [networks, bucket] layout", context=unfolded_layout)
                          for per_layer in (False, True)}
     return out
@@ -163,16 +163,16 @@ def bench_nested(n_networks: int, n_accelerators: int) -> float:
     params = mixed_grid(n_accelerators)
     print(f"{n_networks} networks x {n_accelerators:,} accelerators (nested mode of a population):")
     return rate("totals only", 30 * n_networks * n_accelerators,
-                lambda: networks_costs(stacked, params, per_layer=False))
+                lambda: costs_over_networks(stacked, params, per_layer=False))
 
 
 def flops_and_peak(steady_rate: float):
     """XLA's own count of the kernel's floating-point work, and what XLA reaches on a plain multiply-add chain."""
     network = thirty_layer_network(np.random.default_rng(0))
     params = stack(grid(Accelerator(dataflow="ws", zero_skip=True), rows=list(range(4, 132, 4)), cols=list(range(4, 68, 4))))
-    packed_layers = model._pack_layers(LayerArrays(*(x[None] for x in network.arrays())))
-    packed = model._pack_accelerators(params)
-    compiled = model._packed_grid.lower(packed_layers, packed, dataflows=(0,), compute_only=False, per_layer=False,
+    packed_layers = dispatch._pack_layers(LayerArrays(*(x[None] for x in network.arrays())))
+    packed = dispatch._pack_accelerators(params)
+    compiled = dispatch._packed_grid.lower(packed_layers, packed, dataflows=(0,), compute_only=False, per_layer=False,
                                         has_fc=False, chosen_tiling=None).compile()
     analysis = compiled.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, list) else analysis
@@ -380,7 +380,7 @@ def main():
     ws_arrays = thirty_layer_network(np.random.default_rng(0)).arrays()
     ws_grid = stack(grid(Accelerator(dataflow="ws", zero_skip=True), rows=list(range(4, 132, 4)),
                          cols=list(range(4, 260, 4))))
-    ws_rate = rate("totals only", 30 * 2048, lambda: network_costs(ws_arrays, ws_grid, per_layer=False))
+    ws_rate = rate("totals only", 30 * 2048, lambda: costs_over_accelerators(ws_arrays, ws_grid, per_layer=False))
     flops_and_peak(ws_rate)
     goal = lambda r: "met" if r >= 10e6 else "NOT met"
     print(f"goal >= 10 M layer evaluations/s (totals): grid {goal(grid_rates[False])}, "
