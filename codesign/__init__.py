@@ -18,17 +18,15 @@ from codesign import compilation
 
 compilation.enable()  # before JAX is imported: compiled programs are kept once per machine
 
-from codesign.datasets import Dataset, from_arrays, load_dataset
+from codesign.accuracy import (Dataset, SupernetConfig, SupernetProxy, TrainConfig, TrainedProxy, ZeroCostProxy,
+                               from_arrays, load_dataset, make_proxy)
 from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment
 from codesign.metrics import METRICS, Constraint, Objective
 from codesign.outcome import Candidate, Outcome, Status
-from codesign.proxies import TrainedProxy, ZeroCostProxy, make_proxy
 from codesign.results import Design, Results, load
 from codesign.search import run
-from codesign.supernet import SupernetConfig, SupernetProxy
-from codesign.training import TrainConfig
 
 __all__ = ["METRICS", "Candidate", "Constraint", "Dataset", "Design", "Evaluator", "Experiment", "Objective",
-           "Outcome", "Results", "Status", "SupernetConfig", "SupernetProxy", "TrainConfig", "TrainedProxy", "ZeroCostProxy", "from_arrays", "load",
-           "load_dataset", "make_proxy", "run"]
+           "Outcome", "Results", "Status", "SupernetConfig", "SupernetProxy", "TrainConfig", "TrainedProxy",
+           "ZeroCostProxy", "from_arrays", "load", "load_dataset", "make_proxy", "run"]

@@ -183,7 +183,7 @@ def _sweep(args) -> int:
     if skipped:
         print(skipped, file=sys.stderr if args.json else sys.stdout)
     if out is not None:
-        from codesign.plots import plot_sweep
+        from codesign.results.plots import plot_sweep
 
         (out / "front.json").write_text(to_json(result))
         for path in (out / "front.json", plot_sweep(result, out / "hardware_front.png")):
@@ -270,7 +270,7 @@ def _trials(args) -> int:
 
 
 def _finalize(args) -> int:
-    from codesign.finalize import finals_table
+    from codesign.results.finalize import finals_table
 
     results = _results(args)  # a bad --epochs is TrainConfig's error, raised before any training
     say = lambda final: print(f"trial {final.trial}: {final.status}, test accuracy "
@@ -282,7 +282,7 @@ def _finalize(args) -> int:
 
 
 def _plot(args) -> int:
-    from codesign.plots import plot_run, plot_trial
+    from codesign.results.plots import plot_run, plot_trial
 
     results = _results(args)
     if not results.designs:
@@ -304,7 +304,7 @@ def _plot(args) -> int:
 
 
 def _export(args) -> int:
-    from codesign.export import write_design
+    from codesign.results.export import write_design
 
     design = _results(args).design(args.trial)
     for path in write_design(design, _output_folder(args.out or f"trial{args.trial}"), args.format):

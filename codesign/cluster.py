@@ -291,3 +291,29 @@ def start_ray(address: str | None, connect_timeout: float | None = None):
                 ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
                          _node_ip_address=LOOPBACK, _system_config={"enable_metrics_collection": metrics})
     return ray
+
+
+# --- the trial task --------------------------------------------------------------------------------
+def evaluate_on_worker(evaluator, candidates: list, reporters: list) -> list:
+    """The Ray task: score a batch of candidates (``evaluator.score_batch``) and say where they ran and for how long."""
+    import ray
+
+    from codesign.outcome import WorkerInfo
+
+    started = time.perf_counter()
+    outcomes = evaluator.score_batch(candidates, reporters)
+    worker = WorkerInfo(node=ray.get_runtime_context().get_node_id(), host=socket.gethostname(), pid=os.getpid(),
+                        seconds=(time.perf_counter() - started) / len(candidates), batch=len(candidates),
+                        finished_at=time.time())
+    return [outcome.replace(worker=worker) for outcome in outcomes]
+
+
+def task_options(experiment) -> dict:
+    """Ray resources and retries of one trial's task."""
+    options = {"num_cpus": experiment.cpus_per_trial, "max_retries": experiment.max_retries,
+               "retry_exceptions": False}
+    if experiment.gpus_per_trial:
+        options["num_gpus"] = experiment.gpus_per_trial
+    if experiment.memory_per_trial:
+        options["memory"] = experiment.memory_per_trial
+    return options

@@ -1,11 +1,10 @@
-"""The search loop's set-up and bookkeeping: Ray, the study, the budget, timing, progress.
+"""The search loop's state around its ask/tell loop: the study, the budget, the designs already evaluated.
 
-:class:`Driver` holds what :func:`codesign.search.run` needs around its ask/tell loop:
-the study (created or resumed), the artifact store, Ray (local on the loopback address
-unless a cluster is given) with the evaluator in its object store once, how many trials
-fit in flight, the budget left, and the progress bar. :class:`TrialClock` records where
-a trial's time went, so the loop's own overhead (everything but the accuracy proxy) is
-measured on every trial.
+:class:`Driver` is what :func:`codesign.search.run` asks and tells through: the study
+(created or resumed, with its lease: :mod:`codesign.lease`), the artifact store, the
+Ray task with the evaluator in Ray's object store once (:mod:`codesign.cluster`), how
+many trials fit in flight and the budget left, the designs already evaluated, and the
+progress bar (:mod:`codesign.progress`).
 """
 
 from __future__ import annotations
@@ -14,61 +13,22 @@ import contextlib
 import dataclasses
 import errno
 import logging
-import os
-import shutil
-import socket
 import time
-from pathlib import Path
 
 import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
+from codesign import lease
+from codesign.cluster import evaluate_on_worker, start_ray, task_options
 from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment
-from codesign.metrics import pareto_mask
-from codesign import lease
-from codesign.cluster import start_ray
-from codesign.outcome import Candidate, Outcome, Status, design_key, trial_status
-from codesign.storage import (DRIVER, SQLITE, PrunerReporter, finished_count, open_study, requeue_interrupted,
-                              root_cause)
+from codesign.outcome import Candidate, Outcome, Status, TrialTiming, design_key, trial_status
+from codesign.progress import ParetoFront, Progress, TrialClock, best_trials
+from codesign.storage import (DRIVER, SQLITE, PrunerReporter, disk_full_or, finished_count, open_study, read_trials,
+                              requeue_interrupted)
 
 log = logging.getLogger("codesign")
-
-
-class TrialClock:
-    """Where one trial's time went; ``overhead_s`` is the loop's own cost of it, everything but the accuracy proxy.
-
-    ``roundtrip_s`` runs from the submit to the tell. Part of it, ``queued_s``, is the
-    time the finished result waited while the driver sampled and told other trials
-    (from the worker's finish, by the wall clock, to the tell). That work is those
-    trials' own overhead, so ``overhead_s`` leaves it out and counts each piece of the
-    driver's work once: ``sample_s + roundtrip_s - queued_s - proxy_s + tell_s``. On a
-    cluster ``queued_s`` assumes the nodes' clocks agree (NTP); it is kept within
-    ``[0, roundtrip_s]``.
-    """
-
-    def __init__(self):
-        self.asked = time.perf_counter()
-        self.sample_s = 0.0
-        self.submitted = self.asked
-
-    def submit(self) -> "TrialClock":
-        self.submitted = time.perf_counter()
-        self.sample_s = self.submitted - self.asked
-        return self
-
-    def timing(self, outcome: Outcome, batch: int = 1) -> dict[str, float]:
-        """The trial's share of its task's round trip (``batch`` trials per task) and of the proxy's time."""
-        roundtrip = time.perf_counter() - self.submitted
-        worker = outcome.worker or {}
-        finished_at = worker.get("finished_at")
-        queued = 0.0 if finished_at is None else min(max(time.time() - float(finished_at), 0.0), roundtrip)
-        roundtrip_s, queued_s = roundtrip / batch, queued / batch
-        proxy_s = 0.0 if outcome.cached else outcome.proxy_seconds
-        return {"sample_s": self.sample_s, "roundtrip_s": roundtrip_s, "queued_s": queued_s,
-                "worker_s": float(worker.get("seconds", 0.0)), "proxy_s": proxy_s,
-                "overhead_s": self.sample_s + roundtrip_s - queued_s - proxy_s}
 
 
 class Driver:
@@ -110,17 +70,17 @@ class Driver:
         self.evaluator = self.ray.put(Evaluator.from_experiment(experiment))
         cpus = self.ray.cluster_resources().get("CPU", 1)
         self.slots = max(1, int(cpus // max(experiment.cpus_per_trial, 1e-9)))
-        self.batch_size = getattr(experiment.proxy, "population", 1)  # trials per task
+        self.batch_size = experiment.bound_proxy.pairs_per_task  # trials per task
         self.started = time.monotonic()
         self.done_before = finished_count(self.study)
         self.stop_after = stop_after
         self.finished = self.failed = 0
-        self.timings: list[dict] = []  # this call's trials, the tell included in overhead_s
+        self.timings: list[TrialTiming] = []  # this call's trials, their tells included
         budget = experiment.trials
         self.bar = Progress(budget, min(self.done_before, budget or self.done_before), progress)
         self.front = ParetoFront(experiment.directions)
         if self.bar.shown:
-            self.front.add_trials(_best_trials(self.study))
+            self.front.add_trials(best_trials(self.study))
 
     def ask(self) -> optuna.Trial:
         """A new trial, marked as this driver's (so another driver leaves it alone while this one lives)."""
@@ -196,9 +156,7 @@ class Driver:
         timing = clock.timing(outcome, batch)
         telling = time.perf_counter()
         self._record(trial, outcome.replace(timing=timing))
-        timing["tell_s"] = time.perf_counter() - telling
-        timing["overhead_s"] += timing["tell_s"]
-        self.timings.append(timing)
+        self.timings.append(dataclasses.replace(timing, tell_s=time.perf_counter() - telling))
         self.finished += 1
         if outcome.status not in (Status.COMPLETE, Status.PRUNED):
             self.failed += 1
@@ -235,7 +193,7 @@ def evaluated_designs(study: optuna.Study) -> dict[str, int]:
     """Design key -> the first trial that evaluated it, over the study's finished trials (interrupted and
     duplicate ones aside: they evaluated nothing)."""
     designs: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in read_trials(study):
         if trial_status(trial) in (None, Status.INTERRUPTED, Status.DUPLICATE) or "network" not in trial.user_attrs:
             continue
         candidate = Outcome.from_trial(trial, artifacts=()).candidate
@@ -243,104 +201,3 @@ def evaluated_designs(study: optuna.Study) -> dict[str, int]:
     return designs
 
 
-def disk_full_or(error: BaseException, folder: Path, trial: int) -> BaseException:
-    """``error``, or an ``OSError(ENOSPC)`` saying so when the disk of ``folder`` is full (a full disk shows
-    up as a database or journal error deep inside the storage)."""
-    cause = root_cause(error)
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        free = None
-    if getattr(cause, "errno", None) == errno.ENOSPC or "disk is full" in str(cause) or (
-            free is not None and free < 1 << 20):
-        where = "" if free is None else f" ({free:,} bytes free)"
-        return OSError(errno.ENOSPC, f"disk full{where}: trial {trial} could not be recorded", str(folder))
-    return error
-
-
-def evaluate_on_worker(evaluator: Evaluator, candidates: list[Candidate], reporters: list) -> list[Outcome]:
-    """The Ray task: score a batch of candidates and say where they ran and for how long."""
-    import ray
-
-    started = time.perf_counter()
-    outcomes = evaluator.score_batch(candidates, reporters)
-    worker = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid(),
-              "seconds": (time.perf_counter() - started) / len(candidates), "batch": len(candidates),
-              "finished_at": time.time()}
-    return [outcome.replace(worker=worker) for outcome in outcomes]
-
-
-def task_options(experiment: Experiment) -> dict:
-    """Ray resources and retries of one trial's task."""
-    options = {"num_cpus": experiment.cpus_per_trial, "max_retries": experiment.max_retries,
-               "retry_exceptions": False}
-    if experiment.gpus_per_trial:
-        options["num_gpus"] = experiment.gpus_per_trial
-    if experiment.memory_per_trial:
-        options["memory"] = experiment.memory_per_trial
-    return options
-
-
-def _best_trials(study) -> list:
-    try:
-        return study.best_trials
-    except ValueError:  # no completed trial yet
-        return []
-
-
-class ParetoFront:
-    """The non-dominated objective vectors of the feasible completed trials, kept as trials finish.
-
-    Its size equals ``len(study.best_trials)`` (equal vectors are all kept, as Optuna
-    keeps them) without reading every trial from the storage on each tell.
-    """
-
-    def __init__(self, directions: list[str]):
-        self.signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
-        self.points = np.empty((0, len(directions)))  # minimised: values times signs
-
-    def add(self, values) -> None:
-        points = np.vstack([self.points, self.signs * np.asarray(values, float)])
-        self.points = points[pareto_mask(points)]
-
-    def add_trials(self, trials) -> None:
-        for trial in trials:
-            self.add(trial.values)
-
-    def __len__(self) -> int:
-        return len(self.points)
-
-
-@dataclasses.dataclass
-class Progress:
-    """A tqdm bar: trials done, failed, running, Pareto-front size, elapsed time."""
-
-    total: int | None
-    initial: int
-    enabled: bool
-
-    def __post_init__(self):
-        self.bar = None
-        if self.enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.total, initial=self.initial, unit="trial", dynamic_ncols=True)
-
-    @property
-    def shown(self) -> bool:
-        return self.bar is not None
-
-    def update(self, n: int, **status):
-        if self.bar is not None:
-            self.bar.update(n)
-            self.bar.set_postfix(status, refresh=True)
-
-    def write(self, line: str):
-        if self.bar is not None:
-            self.bar.write(line)
-        else:
-            log.warning(line)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()

@@ -1,16 +1,16 @@
-"""Scoring one candidate: accuracy (cached proxy) plus hardware costs (one cost-model call).
+"""Scoring one candidate: hardware costs (one cost-model call) plus accuracy (the cached proxy).
 
-An :class:`Evaluator` is built once from the :class:`~codesign.experiment.Experiment`
-and put in Ray's object store once; each Ray task is
-``evaluator.score_batch(candidates, reporters) -> [Outcome]``, one candidate per trial
-(several when the proxy trains a population; ``evaluator(candidate, reporter)`` scores
-one). Hardware comes first (it is cheap, and
-a workload the cost model rejects fails fast): in joint mode the candidate's own
-accelerator, in nested mode the whole accelerator grid in one vectorised call, of which
-the hardware Pareto front under the constraints is kept and the tie-break metric picks
-the accelerator the trial reports. Then the accuracy proxy, through the shared
-:class:`~codesign.cache.AccuracyCache`, so no network + compression pair is trained
-twice; a batch's pairs are trained together.
+An :class:`Evaluator` is built once from the :class:`~codesign.experiment.Experiment` and
+put in Ray's object store once; each Ray task is ``evaluator.score_batch(candidates,
+reporters) -> [Outcome]``, one candidate per trial (several when the proxy takes several
+pairs at once; ``evaluator(candidate, reporter)`` scores one). Hardware comes first (it is
+cheap, and a workload the cost model rejects fails fast): in joint mode the candidate's
+own accelerator, in nested mode the whole accelerator grid in one vectorised call, of
+which the hardware Pareto front under the constraints is kept and the tie-break metric
+picks the accelerator the trial reports. Then the accuracy proxy, through the shared
+:class:`~codesign.accuracy.cache.AccuracyCache`; the evaluator is the one place where the
+proxy's :class:`~codesign.accuracy.proxy.Accuracy` and the :class:`Hardware` result become
+an :class:`~codesign.outcome.Outcome`.
 
 The candidate's own faults (a spec that does not fit the dataset, a diverging
 training, a crash) come back as an outcome with that status and the reason; the
@@ -24,30 +24,36 @@ import functools
 import os
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from codesign.cache import AccuracyCache
-from codesign.datasets import BUILT_IN, Dataset, load_dataset
+from codesign.accuracy.cache import AccuracyCache
+from codesign.accuracy.datasets import BUILT_IN, Dataset, load_dataset
+from codesign.accuracy.proxy import Accuracy, Proxy, Reporter
 from codesign.metrics import HARDWARE_METRICS, Constraint, Objective, hardware_metrics, model_size_kib
-from codesign.outcome import Candidate, FrontPoint, Outcome, Status
-from codesign.proxies import TrainedProxy
-from codesign.supernet import SupernetProxy
+from codesign.outcome import Candidate, FrontPoint, Outcome
 from codesign.sweep import front_of
-from cost_models import Accelerator, evaluate, stack
+from cost_models import Accelerator, CostReport, evaluate, stack
 from cost_models.version import COST_MODEL_VERSION
 from search_spaces.accelerators import AcceleratorSpace
 
-#: ``reporter(epoch, accuracy) -> stop?``: intermediate accuracies for a pruner.
-Reporter = Callable[[int, float], bool]
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """A candidate's hardware result: the accelerator its metrics are for, the nested front, the report."""
+
+    accelerator: Accelerator
+    front: tuple[FrontPoint, ...] | None  # nested mode: the candidate's hardware Pareto front
+    report: CostReport
+    metrics: Mapping[str, float]  # the hardware metrics and model_size
 
 
 @dataclasses.dataclass(frozen=True)
 class Evaluator:
     """Everything that scores a candidate the same way for every trial of an experiment."""
 
-    proxy: Any  # TrainedProxy, ZeroCostProxy or SupernetProxy (bound to the experiment's spaces)
+    proxy: Proxy  # bound to the experiment's spaces
     dataset: str | Dataset  # a built-in name or path (loaded once per worker), or the arrays themselves
     cache_folder: str
     objectives: tuple[Objective, ...]
@@ -57,7 +63,6 @@ class Evaluator:
     nested_limit: int | None = None  # accelerators of ``nested`` swept (None: all)
     seed: int = 0
     save_weights: bool = True
-    quality_metric: str = "accuracy"  # the name the proxy's measure is stored under (a zero-cost proxy's own)
 
     @classmethod
     def from_experiment(cls, experiment) -> "Evaluator":
@@ -66,18 +71,12 @@ class Evaluator:
                                                 and Path(dataset).expanduser().exists()):
             dataset = str(Path(dataset).expanduser().resolve())
         nested = experiment.mode == "nested"
-        cache_folder = (experiment.folder / "accuracy_cache").resolve()
-        proxy = experiment.proxy
-        if isinstance(proxy, SupernetProxy):  # the supernet of the experiment's spaces, stored in the run folder
-            proxy = proxy.bind(experiment.searched_network_space, experiment.compression_space,
-                               cache_folder / "supernets")
-        elif isinstance(proxy, TrainedProxy) and proxy.population > 1:  # trains on the spaces' elastic network
-            proxy = proxy.bind(experiment.searched_network_space, experiment.compression_space)
-        return cls(proxy=proxy, dataset=dataset, cache_folder=str(cache_folder),
+        return cls(proxy=experiment.bound_proxy, dataset=dataset,
+                   cache_folder=str((experiment.folder / "accuracy_cache").resolve()),
                    objectives=experiment.objectives, constraints=experiment.constraints,
                    tie_break=experiment.tie_break, nested=experiment.accelerator_space if nested else None,
                    nested_limit=experiment.nested_accelerators, seed=experiment.seed,
-                   save_weights=experiment.save_weights, quality_metric=experiment.quality_metric)
+                   save_weights=experiment.save_weights)
 
     @property
     def hardware_objectives(self) -> tuple[str, ...]:
@@ -92,18 +91,19 @@ class Evaluator:
         return self.score_batch([candidate], [reporter])[0]
 
     def score_batch(self, candidates: list[Candidate], reporters: list[Reporter | None]) -> list[Outcome]:
-        """Score several candidates: hardware one by one, accuracy together when the proxy trains a population.
+        """Score several candidates: hardware one by one, accuracy in one call of the proxy.
 
         One candidate's fault fails that candidate only, with its reason.
         """
         outcomes: list[Outcome | None] = [None] * len(candidates)
-        hardware: dict[int, tuple] = {}
+        hardware: dict[int, Hardware] = {}
         for i, candidate in enumerate(candidates):
-            hardware[i], outcomes[i] = _guarded(candidate, lambda c=candidate: self._hardware(c))
+            hardware[i], failure = _guarded(lambda c=candidate: self._hardware(c))
+            outcomes[i] = None if failure is None else failure.replace(candidate=candidate)
         todo = [i for i in hardware if outcomes[i] is None]
         if todo:
-            accuracies, failure = _guarded(candidates[todo[0]], lambda: self._accuracies(
-                [candidates[i] for i in todo], [reporters[i] for i in todo]))
+            accuracies, failure = _guarded(lambda: self._accuracies([candidates[i] for i in todo],
+                                                                     [reporters[i] for i in todo]))
             for n, i in enumerate(todo):
                 if failure is not None:
                     outcomes[i] = failure.replace(candidate=candidates[i])
@@ -111,7 +111,7 @@ class Evaluator:
                     outcomes[i] = self._combine(candidates[i], hardware[i], accuracies[n])
         return outcomes
 
-    def _hardware(self, candidate: Candidate) -> tuple:
+    def _hardware(self, candidate: Candidate) -> Hardware:
         workload = candidate.network.workload(compression=candidate.compression)
         accelerator, front = self._accelerator(candidate, workload)
         report = evaluate(workload, accelerator)
@@ -119,22 +119,23 @@ class Evaluator:
             raise ValueError(report.unmappable_note())
         metrics = {name: float(value) for name, value in hardware_metrics(report.total).items()}
         metrics["model_size"] = model_size_kib(workload)
-        return accelerator, front, report, metrics
+        return Hardware(accelerator, front, report, metrics)
 
-    def _accuracies(self, candidates: list[Candidate], reporters: list[Reporter | None]) -> list[Outcome]:
+    def _accuracies(self, candidates: list[Candidate], reporters: list[Reporter | None]) -> list[Accuracy]:
         dataset = self.dataset if isinstance(self.dataset, Dataset) else _dataset(self.dataset, self.seed)
         cache = AccuracyCache(self.cache_folder)
         pairs = [(c.network, c.compression) for c in candidates]
-        return cache.evaluate_many(pairs, dataset, self.proxy, self.seed, reporters)
+        return cache.evaluate(pairs, dataset, self.proxy, self.seed, reporters)
 
-    def _combine(self, candidate: Candidate, hardware: tuple, accuracy: Outcome) -> Outcome:
-        accelerator, front, report, metrics = hardware
-        outcome = accuracy.replace(candidate=candidate, accelerator=accelerator, front=front, cost_report=report,
-                                   cost_model_version=COST_MODEL_VERSION,
-                                   weights=accuracy.weights if self.save_weights else None)
-        if accuracy.status != Status.COMPLETE:
-            return outcome.replace(metrics={})
-        metrics = {**metrics, self.quality_metric: float(accuracy.accuracy)}
+    def _combine(self, candidate: Candidate, hardware: Hardware, accuracy: Accuracy) -> Outcome:
+        """The trial's outcome: the hardware result and the proxy's accuracy, under the proxy's metric name."""
+        outcome = Outcome(accuracy.status, candidate, accelerator=hardware.accelerator, front=hardware.front,
+                          cost_report=hardware.report, cost_model_version=COST_MODEL_VERSION,
+                          history=accuracy.history, weights=accuracy.weights if self.save_weights else None,
+                          reason=accuracy.reason, proxy_seconds=accuracy.seconds, cached=accuracy.cached)
+        if not accuracy.ok:
+            return outcome
+        metrics = {**hardware.metrics, self.proxy.metric: float(accuracy.score)}
         return outcome.replace(metrics=metrics, values=tuple(metrics[o.metric] for o in self.objectives),
                                constraints={name: v for c in self.constraints
                                             for name, v in c.violations(metrics).items()})
@@ -147,18 +148,18 @@ class Evaluator:
             return candidate.accelerator, None
         accelerators, stacked = _accelerator_grid(self.nested, self.nested_limit, self.seed)
         points, chosen, _ = front_of(workload, accelerators, stacked, self.hardware_objectives,
-                                  self.hardware_constraints, self.tie_break)
+                                     self.hardware_constraints, self.tie_break)
         return chosen, points
 
 
-def _guarded(candidate: Candidate, work: Callable[[], Any]) -> tuple[Any, Outcome | None]:
-    """``(work(), None)``, or ``(None, the failed outcome)`` when the candidate's scoring raises."""
+def _guarded(work: Callable[[], Any]) -> tuple[Any, Outcome | None]:
+    """``(work(), None)``, or ``(None, the failed outcome)`` when the work raises."""
     try:
         return work(), None
     except (ValueError, FileNotFoundError) as error:
-        return None, Outcome.failed(f"{type(error).__name__}: {error}", candidate)
+        return None, Outcome.failed(f"{type(error).__name__}: {error}")
     except Exception as error:  # noqa: BLE001 - a candidate's crash must not end the study
-        return None, Outcome.failed(f"{type(error).__name__}: {error}", candidate, traceback.format_exc(limit=8))
+        return None, Outcome.failed(f"{type(error).__name__}: {error}", traceback=traceback.format_exc(limit=8))
 
 
 @functools.lru_cache(maxsize=4)

@@ -30,15 +30,14 @@ from typing import Any
 import numpy as np
 import optuna
 
-from codesign.datasets import Dataset, DataSpec, data_spec
-from codesign.metrics import HARDWARE_METRICS, METRICS, QUALITY_METRICS, Constraint, Objective, quality_metric
-from codesign.proxies import TrainedProxy, ZeroCostProxy
+from codesign.accuracy.datasets import Dataset, DataSpec, data_spec
+from codesign.metrics import HARDWARE_METRICS, METRICS, QUALITY_METRICS, Constraint, Objective
+from codesign.accuracy.proxies import TrainedProxy
+from codesign.accuracy.proxy import Proxy
 from codesign.storage import run_folder_storage
-from codesign.supernet import SupernetProxy
-from codesign.training import TrainConfig
+from codesign.accuracy.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
 from search_spaces.compression import DEFAULT_COMPRESSION_SPACE, CompressionSpace
-from search_spaces.elastic import ElasticSpace
 from search_spaces.network_space import DEFAULT_NETWORK_SPACE, NetworkSpace, NetworkVariantSpace
 from search_spaces.networks import NetworkSpec
 
@@ -49,17 +48,6 @@ SAMPLERS = ("tpe", "nsga2", "random", "gp")
 TORCH_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
 
 
-def _check_elastic(network_space, compression_space) -> None:
-    """A ValueError, before any trial, when the spaces have no elastic network (the supernet's and the
-    population's): what it cannot hold and what it allows."""
-    for resolution in getattr(network_space, "resolutions", (None,)):
-        try:
-            ElasticSpace.of(network_space, compression_space, resolution)
-        except ValueError as error:
-            raise ValueError(f"experiment: field 'proxy' trains one elastic network for the network space, and "
-                             f"{error}") from None
-
-
 def _read_data(dataset, seed: int) -> DataSpec:
     """The dataset's :class:`DataSpec`, read once per process; a ValueError naming the field when it cannot be read."""
     if isinstance(dataset, Dataset):
@@ -68,7 +56,7 @@ def _read_data(dataset, seed: int) -> DataSpec:
         dataset = os.fspath(dataset)
     if not isinstance(dataset, str):
         raise ValueError(f"experiment: field 'dataset' must be a built-in name, a path or a Dataset "
-                         f"(codesign.datasets.from_arrays), got {type(dataset).__name__}")
+                         f"(codesign.accuracy.datasets.from_arrays), got {type(dataset).__name__}")
     try:
         return data_spec(dataset, seed)
     except (ValueError, FileNotFoundError) as error:
@@ -220,7 +208,7 @@ class Experiment:
     compression_space: CompressionSpace | None = DEFAULT_COMPRESSION_SPACE
     accelerator_space: AcceleratorSpace = DEFAULT_ACCELERATOR_SPACE
     dataset: Any = "digits"  # "digits", "mnist", "synthetic", a CIFAR-10 folder, an .npz path, or a Dataset
-    proxy: TrainedProxy | ZeroCostProxy | SupernetProxy = TrainedProxy(TrainConfig(epochs=3))
+    proxy: Proxy = TrainedProxy(TrainConfig(epochs=3))  # any codesign.accuracy.Proxy
     objectives: tuple = ("accuracy", "latency", "energy")
     constraints: tuple = ()
     mode: str = "joint"
@@ -265,10 +253,10 @@ class Experiment:
         _check_types(self)
         if self.trials is None and self.timeout is None:
             raise ValueError("experiment: set a budget: field 'trials' and/or 'timeout'")
-        if not isinstance(self.proxy, (TrainedProxy, ZeroCostProxy, SupernetProxy)):
-            raise ValueError(f"experiment: field 'proxy' must be a TrainedProxy, ZeroCostProxy or SupernetProxy, "
-                             f"got {self.proxy!r}")
-        quality = quality_metric(self.proxy.name)
+        if not isinstance(self.proxy, Proxy):
+            raise ValueError(f"experiment: field 'proxy' must be an accuracy proxy (TrainedProxy, ZeroCostProxy, "
+                             f"SupernetProxy, PredictorProxy, or any codesign.accuracy.Proxy), got {self.proxy!r}")
+        quality = self.proxy.metric
         object.__setattr__(self, "objectives", tuple(dataclasses.replace(
             o, metric=_quality_named(o.metric, quality, self.proxy, "objective")) for o in self.objectives))
         object.__setattr__(self, "constraints", tuple(dataclasses.replace(
@@ -279,8 +267,12 @@ class Experiment:
         data = _read_data(self.dataset, self.seed)
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "_searched_network_space", _fit_to_data(self.network_space, data))
-        if isinstance(self.proxy, SupernetProxy) or getattr(self.proxy, "population", 1) > 1:
-            _check_elastic(self.searched_network_space, self.compression_space)
+        try:  # the proxy for these spaces; one that cannot serve them says so before any trial
+            bound = self.proxy.bind(self.searched_network_space, self.compression_space,
+                                    (self.folder / "accuracy_cache").resolve())
+        except ValueError as error:
+            raise ValueError(f"experiment: field 'proxy' {re.sub(r'^proxy: ', '', str(error))}") from None
+        object.__setattr__(self, "_bound_proxy", bound)
 
     # --- derived settings -----------------------------------------------------------------
     @property
@@ -296,7 +288,12 @@ class Experiment:
     @property
     def quality_metric(self) -> str:
         """What the proxy reports: ``accuracy``, or a zero-cost proxy's score under its own name."""
-        return quality_metric(self.proxy.name)
+        return self.proxy.metric
+
+    @property
+    def bound_proxy(self):
+        """``proxy`` bound to the searched spaces and the run folder (what the workers run)."""
+        return self._bound_proxy
 
     @property
     def folder(self) -> Path:

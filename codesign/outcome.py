@@ -17,6 +17,7 @@ artifacts in Optuna's artifact store.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import json
@@ -91,8 +92,57 @@ class FrontPoint:
 
 
 @dataclasses.dataclass(frozen=True)
+class WorkerInfo:
+    """Where a trial's task ran and how long the worker took (per trial of its batch)."""
+
+    node: str = ""
+    host: str = ""
+    pid: int = 0
+    seconds: float = 0.0  # the task's time on the worker, divided among its batch
+    batch: int = 1  # trials in the task
+    finished_at: float | None = None  # the worker's wall clock when it finished (time.time())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "WorkerInfo":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialTiming:
+    """Where one trial's time went, seen from the driver (seconds); ``overhead_s`` is the loop's own cost.
+
+    ``roundtrip_s`` runs from the submit to the tell; ``queued_s`` is the part of it the
+    finished result waited while the driver sampled and told other trials (their
+    overhead, not this one's). ``overhead_s = sample_s + roundtrip_s - queued_s - proxy_s
+    + tell_s``. A task of several trials gives each its share.
+    """
+
+    sample_s: float = 0.0
+    roundtrip_s: float = 0.0
+    queued_s: float = 0.0
+    worker_s: float = 0.0
+    proxy_s: float = 0.0
+    tell_s: float = 0.0
+
+    @property
+    def overhead_s(self) -> float:
+        return self.sample_s + self.roundtrip_s - self.queued_s - self.proxy_s + self.tell_s
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "overhead_s": self.overhead_s}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrialTiming":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What scoring one candidate produced; the proxies return the accuracy part of it."""
+    """What scoring one candidate produced (the evaluator builds it from the hardware result and the proxy's
+    :class:`~codesign.accuracy.proxy.Accuracy`)."""
 
     status: Status
     candidate: Candidate | None = None
@@ -109,12 +159,8 @@ class Outcome:
     traceback: str = ""
     proxy_seconds: float = 0.0  # time the accuracy proxy took when it ran
     cached: bool = False  # the accuracy came from the accuracy cache
-    worker: Mapping[str, Any] | None = None  # where it ran
-    timing: Mapping[str, float] | None = None  # where the trial's time went (driver side)
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.metrics.get("accuracy")
+    worker: WorkerInfo | None = None  # where it ran
+    timing: TrialTiming | None = None  # where the trial's time went (driver side)
 
     @property
     def ok(self) -> bool:
@@ -171,8 +217,8 @@ class Outcome:
                 "proxy_seconds": self.proxy_seconds if self.proxy_seconds or self.cached else None,
                 "accuracy_cached": self.cached if self.ok else None,
                 "cost_model_version": self.cost_model_version or None,
-                "worker": None if self.worker is None else dict(self.worker),
-                "timing": None if self.timing is None else dict(self.timing),
+                "worker": None if self.worker is None else self.worker.to_dict(),
+                "timing": None if self.timing is None else self.timing.to_dict(),
             }) or None,
         }
         attributes.update(_present(optional))
@@ -189,17 +235,16 @@ class Outcome:
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial, store=None, artifacts: tuple[str, ...] = ARTIFACTS) -> "Outcome":
-        """The outcome a finished trial recorded; ``artifacts`` names which stored files to read.
+        """The outcome a finished trial recorded (attributes in the current schema: :func:`migrate` reads older
+        ones), with the stored files ``artifacts`` names (:meth:`with_artifacts`).
 
         A trial that ended without an outcome (its driver died while it ran) reads back as
-        :attr:`Status.INTERRUPTED`. Studies written before outcomes had a status read back
-        from the trial's state.
+        :attr:`Status.INTERRUPTED`.
         """
         if not trial.state.is_finished():
             raise ValueError(f"trial {trial.number} has not finished ({trial.state.name})")
         attrs = trial.user_attrs
-        run = attrs.get("run") or attrs  # studies written before the "run" attribute kept its keys at the top
-        status = trial_status(trial)
+        run = attrs.get("run") or {}
         accelerator = Accelerator.from_dict(attrs["accelerator"]) if "accelerator" in attrs else None
         front = attrs.get("front")
         candidate = None
@@ -208,31 +253,70 @@ class Outcome:
             candidate = Candidate(NetworkSpec.from_dict(attrs["network"]),
                                   None if compression is None else CompressionPolicy.from_dict(compression),
                                   accelerator if front is None else None)
-        stored = _download(trial, store, artifacts)
-        report = None
-        version = run.get("cost_model_version", "")
-        if COST_REPORT in stored and candidate is not None and accelerator is not None:
+        outcome = cls(trial_status(trial), candidate, metrics=stored_metrics(attrs), values=tuple(trial.values or ()),
+                      constraints=dict(trial.constraints or {}), accelerator=accelerator,
+                      front=None if front is None else tuple(FrontPoint.from_dict(p) for p in front),
+                      cost_model_version=run.get("cost_model_version", ""),
+                      history=tuple(tuple(h) for h in attrs.get("history") or ()),
+                      reason=attrs.get("fail_reason", ""), traceback=attrs.get("traceback", ""),
+                      proxy_seconds=float(run.get("proxy_seconds") or 0.0),
+                      cached=bool(run.get("accuracy_cached", False)),
+                      worker=WorkerInfo.from_dict(run["worker"]) if run.get("worker") else None,
+                      timing=TrialTiming.from_dict(run["timing"]) if run.get("timing") else None)
+        return outcome.with_artifacts(trial, store, artifacts) if artifacts else outcome
+
+    def with_artifacts(self, trial: FrozenTrial, store, names: tuple[str, ...] = ARTIFACTS) -> "Outcome":
+        """This outcome (read from ``trial``) with the stored files ``names`` names: the weights, the cost report
+        (and the cost model version it carries)."""
+        stored = _download(trial, store, names)
+        changes = {}
+        if COST_REPORT in stored and self.candidate is not None and self.accelerator is not None:
             data = json.loads(stored[COST_REPORT])
-            version = data.get("cost_model_version", version)
-            workload = candidate.network.workload(compression=candidate.compression)
-            report = CostReport(workload, accelerator, tuple(data["layers"]), data["total"])
-        weights = serialization.msgpack_restore(stored[WEIGHTS]) if WEIGHTS in stored else None
-        return cls(status, candidate, metrics=stored_metrics(attrs), values=tuple(trial.values or ()),
-                   constraints=dict(trial.constraints or {}), accelerator=accelerator,
-                   front=None if front is None else tuple(FrontPoint.from_dict(p) for p in front),
-                   cost_report=report, cost_model_version=version,
-                   history=tuple(tuple(h) for h in attrs.get("history") or ()), weights=weights,
-                   reason=attrs.get("fail_reason", ""), traceback=attrs.get("traceback", ""),
-                   proxy_seconds=float(run.get("proxy_seconds") or 0.0),
-                   cached=bool(run.get("accuracy_cached", False)), worker=run.get("worker"),
-                   timing=run.get("timing"))
+            workload = self.candidate.network.workload(compression=self.candidate.compression)
+            changes["cost_report"] = CostReport(workload, self.accelerator, tuple(data["layers"]), data["total"])
+            changes["cost_model_version"] = data.get("cost_model_version", self.cost_model_version)
+        if WEIGHTS in stored:
+            changes["weights"] = serialization.msgpack_restore(stored[WEIGHTS])
+        return self.replace(**changes) if changes else self
 
 
 def stored_metrics(attrs: Mapping[str, Any]) -> dict[str, float]:
-    """A trial's metrics from its user attributes (one per metric; runs before that kept one ``metrics`` dict)."""
-    if "metrics" in attrs:
-        return dict(attrs["metrics"] or {})
+    """A trial's metrics from its user attributes (one attribute per metric)."""
     return {name: attrs[name] for name in METRICS if name in attrs}
+
+
+#: The format of the trials' user attributes this version writes (a study records it; :func:`migrate`).
+SCHEMA = 2
+#: Schema 1 kept these at the top of the user attributes; schema 2 keeps them in ``run``.
+_RUN_KEYS_V1 = ("proxy_seconds", "accuracy_cached", "cost_model_version", "worker", "timing")
+
+
+def migrate(trial: FrozenTrial) -> FrozenTrial:
+    """``trial`` with its user attributes in the current format (a copy; unchanged when they already are).
+
+    Schema 1 (studies without ``codesign.schema``) kept the metrics in one ``metrics``
+    attribute, how a trial was computed at the top instead of in ``run``, and no
+    ``status`` (a complete or pruned trial's state said it; a failed one had its
+    ``fail_reason``).
+    """
+    attrs = dict(trial.user_attrs)
+    if "metrics" in attrs:
+        attrs.update({name: float(value) for name, value in (attrs.pop("metrics") or {}).items()})
+    moved = {key: attrs.pop(key) for key in _RUN_KEYS_V1 if key in attrs}
+    if moved and "run" not in attrs:
+        attrs["run"] = moved
+    if "status" not in attrs and trial.state.is_finished():
+        if trial.state == TrialState.COMPLETE:
+            attrs["status"] = Status.COMPLETE.value
+        elif trial.state == TrialState.PRUNED:
+            attrs["status"] = Status.PRUNED.value
+        elif "fail_reason" in attrs and not attrs.get("interrupted"):
+            attrs["status"] = Status.FAILED.value
+    if attrs == trial.user_attrs:
+        return trial
+    migrated = copy.copy(trial)
+    migrated.user_attrs = attrs
+    return migrated
 
 
 def _record_learning_curve(study: optuna.Study, trial: optuna.Trial, history) -> None:
@@ -250,17 +334,12 @@ def _present(values: Mapping[str, Any]) -> dict:
 
 
 def trial_status(trial: FrozenTrial) -> Status | None:
-    """How a trial ended (None while it runs or waits); the one reading of the ``status`` attribute."""
+    """How a trial ended (None while it runs or waits); a finished trial without a recorded status was left
+    running by a driver that died (:func:`~codesign.storage.requeue_interrupted` failed it)."""
     if not trial.state.is_finished():
         return None
     if "status" in trial.user_attrs:
         return Status(trial.user_attrs["status"])
-    if trial.state == TrialState.COMPLETE:  # a study written before outcomes had a status
-        return Status.COMPLETE
-    if trial.state == TrialState.PRUNED:
-        return Status.PRUNED
-    if "fail_reason" in trial.user_attrs and not trial.user_attrs.get("interrupted"):
-        return Status.FAILED
     return Status.INTERRUPTED
 
 

@@ -3,6 +3,10 @@
 * :func:`make_storage`: an Optuna storage from a URL (``journal:///...`` for Optuna's
   journal file, the default of a run folder; ``sqlite:///...`` in WAL mode; any other
   Optuna URL as it is).
+* :class:`StudyRecord`: everything codesign records on a study (the experiment, the
+  objectives, the dataset's DataSpec, the run folder, the finalized designs, the schema of
+  its trials' attributes), written and read here only; :func:`read_trials` gives a
+  study's trials in the current schema.
 * :func:`open_study`: the experiment's study, created or resumed.
 * :func:`requeue_interrupted`: trials a dead driver left running are failed and their
   parameters queued again (a live driver's are left alone); :func:`finished_count`
@@ -16,17 +20,22 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import json
 import logging
 import os
+import shutil
 import warnings
 from pathlib import Path
+from typing import Any, Mapping
 
 import optuna
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from optuna.trial import TrialState
 
-from codesign.outcome import Status, trial_status
+from codesign.accuracy.datasets import DataSpec
+from codesign.outcome import SCHEMA, Status, migrate, trial_status
 
 log = logging.getLogger("codesign")
 
@@ -290,6 +299,75 @@ def _schema_lock(db: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+#: The study's user attributes, by the StudyRecord field each holds.
+_STUDY_KEYS = {"schema": "codesign.schema", "experiment": "codesign.experiment", "objectives": "codesign.objectives",
+               "data": "codesign.data", "run_folder": "codesign.run_folder", "finals": "codesign.final"}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRecord:
+    """What codesign records on a study; :meth:`read` is the one reader, :meth:`write` and :meth:`record_final`
+    the writers.
+
+    A study without ``schema`` is of schema 1 (its trials' attributes are read through
+    :func:`~codesign.outcome.migrate`); a run started before a field existed gets it
+    when it resumes.
+    """
+
+    schema: int = 1
+    experiment: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # Experiment.describe()
+    objectives: tuple[str, ...] = ()
+    data: DataSpec | None = None  # design.predict normalises raw images with it
+    run_folder: str | None = None  # where the artifacts are, from any storage
+    finals: Mapping[int, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # finalize's records
+
+    @property
+    def quality_metric(self) -> str:
+        """What the search's proxy reported: ``accuracy``, or a zero-cost score under its own name."""
+        return self.experiment.get("quality_metric", "accuracy")
+
+    @classmethod
+    def read(cls, study: optuna.Study) -> "StudyRecord":
+        attrs = study.user_attrs
+        data = attrs.get(_STUDY_KEYS["data"])
+        return cls(schema=int(attrs.get(_STUDY_KEYS["schema"], 1)),
+                   experiment=dict(attrs.get(_STUDY_KEYS["experiment"]) or {}),
+                   objectives=tuple(attrs.get(_STUDY_KEYS["objectives"]) or ()),
+                   data=None if data is None else DataSpec.from_dict(data),
+                   run_folder=attrs.get(_STUDY_KEYS["run_folder"]),
+                   finals={int(k): v for k, v in (attrs.get(_STUDY_KEYS["finals"]) or {}).items()})
+
+    @staticmethod
+    def write(study: optuna.Study, experiment) -> None:
+        """Record ``experiment`` on its study: each field once, the schema only on a study with no trial yet."""
+        fields = {
+            "experiment": lambda: json.loads(experiment.to_json()),
+            "objectives": lambda: [o.metric for o in experiment.objectives],
+            "data": lambda: experiment.data.to_dict(),
+            "run_folder": lambda: str(experiment.folder.resolve()),
+        }
+        if not study.get_trials(deepcopy=False):
+            fields["schema"] = lambda: SCHEMA
+        for field, value in fields.items():
+            if _STUDY_KEYS[field] not in study.user_attrs:
+                study.set_user_attr(_STUDY_KEYS[field], value())
+
+    @staticmethod
+    def record_final(study: optuna.Study, trial: int, final: Mapping[str, Any]) -> None:
+        """Record a finalized design (a retrained trial); it replaces an earlier record of the same trial."""
+        records = dict(study.user_attrs.get(_STUDY_KEYS["finals"]) or {})
+        records[str(trial)] = dict(final)
+        study.set_user_attr(_STUDY_KEYS["finals"], json.loads(json.dumps(records)))
+
+
+def read_trials(study: optuna.Study, states=None) -> list:
+    """The study's trials (``states``: those only), their attributes in the current schema."""
+    trials = study.get_trials(deepcopy=False, states=states)
+    if StudyRecord.read(study).schema < SCHEMA:
+        trials = [migrate(t) for t in trials]
+    return trials
+
+
 def open_study(experiment) -> optuna.Study:
     """The experiment's study, created on first use and resumed after that."""
     experiment.folder.mkdir(parents=True, exist_ok=True)
@@ -299,15 +377,7 @@ def open_study(experiment) -> optuna.Study:
     study = optuna.create_study(study_name=experiment.name, storage=make_storage(experiment.storage_url),
                                 directions=experiment.directions, sampler=experiment.make_sampler(),
                                 pruner=experiment.pruner, load_if_exists=True)
-    records = {  # set once; a run started before a record existed gets it when it resumes
-        "codesign.experiment": lambda: json.loads(experiment.to_json()),
-        "codesign.objectives": lambda: [o.metric for o in experiment.objectives],
-        "codesign.data": lambda: experiment.data.to_dict(),  # design.predict normalises raw images with it
-        "codesign.run_folder": lambda: str(experiment.folder.resolve()),  # its artifacts, from any storage
-    }
-    for key, value in records.items():
-        if key not in study.user_attrs:
-            study.set_user_attr(key, value())
+    StudyRecord.write(study, experiment)
     with warnings.catch_warnings():  # metric names are experimental in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if study.metric_names is None:
@@ -345,7 +415,7 @@ def requeue_interrupted(study: optuna.Study, live: set[str] | frozenset[str] = f
 
 def finished_count(study: optuna.Study) -> int:
     """Trials that count toward the budget: finished, and not interrupted."""
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+    done = read_trials(study, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
     return sum(1 for t in done if trial_status(t) not in (Status.INTERRUPTED, Status.DUPLICATE))
 
 
@@ -369,3 +439,18 @@ class PrunerReporter:
                                                                                               self.trial_number))
         self._trial.report(accuracy, epoch)
         return self._trial.should_prune()
+
+
+def disk_full_or(error: BaseException, folder: Path, trial: int) -> BaseException:
+    """``error``, or an ``OSError(ENOSPC)`` saying so when the disk of ``folder`` is full (a full disk shows
+    up as a database or journal error deep inside the storage)."""
+    cause = root_cause(error)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if getattr(cause, "errno", None) == errno.ENOSPC or "disk is full" in str(cause) or (
+            free is not None and free < 1 << 20):
+        where = "" if free is None else f" ({free:,} bytes free)"
+        return OSError(errno.ENOSPC, f"disk full{where}: trial {trial} could not be recorded", str(folder))
+    return error

@@ -362,7 +362,7 @@ class _WriteBuffer:
         if written > self.flushed_to:
             self.segments.append([self.flushed_to, written])
             self.flushed_to = written
-        lines, words, last_fill = 0, 0, 0
+        lines, last_fill = 0, 0
         while lines < self.lines_per_drain and self.segments:
             first, end = self.segments[0]
             available = -(-(end - first) // self.bw)

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import codesign  # noqa: E402
-from codesign.plots import plot_run  # noqa: E402
+from codesign.results.plots import plot_run  # noqa: E402
 from search_spaces.accelerators import AcceleratorSpace  # noqa: E402
 from search_spaces.compression import CompressionSpace  # noqa: E402
 from search_spaces.network_space import NetworkSpace  # noqa: E402

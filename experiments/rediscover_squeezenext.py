@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import codesign  # noqa: E402
-from codesign.datasets import load_dataset, upsampled  # noqa: E402
+from codesign.accuracy.datasets import load_dataset, upsampled  # noqa: E402
 from codesign.storage import open_study  # noqa: E402
 from cost_models import evaluate  # noqa: E402
 from search_spaces.accelerators import AcceleratorSpace  # noqa: E402

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import squeezelerator_study as sq  # noqa: E402
-from codesign.plots import plot_layer_comparison  # noqa: E402
+from codesign.results.plots import plot_layer_comparison  # noqa: E402
 from cost_models.physics import TILING_TIME_TOLERANCE  # noqa: E402
 from search_spaces.reference import SQUEEZENEXT_VARIANTS, squeezenext_variant  # noqa: E402
 

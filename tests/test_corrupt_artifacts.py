@@ -13,11 +13,12 @@ import optuna
 import pytest
 from optuna.artifacts import FileSystemArtifactStore
 
-from codesign.cache import AccuracyCache, cache_key
-from codesign.datasets import load_dataset
+from codesign.accuracy.cache import AccuracyCache, cache_key
+from codesign.accuracy.datasets import load_dataset
+from codesign.accuracy.proxy import Accuracy
 from codesign.outcome import WEIGHTS, Candidate, Outcome, Status
 from codesign.results import Design
-from codesign.training import init_variables
+from codesign.accuracy.training import init_variables
 from search_spaces.networks import NetworkSpec, Stage, Stem
 
 NET = NetworkSpec(Stem(3, 1, 8), (Stage("dwsep", 1, 16),), head="fc", resolution=8, in_channels=1, num_classes=10,
@@ -27,17 +28,27 @@ NET = NetworkSpec(Stem(3, 1, 8), (Stage("dwsep", 1, 16),), head="fc", resolution
 class StubProxy:
     """A proxy that returns fixed weights and counts its evaluations: the cache's path without training."""
 
+    name, metric, pairs_per_task = "stub", "accuracy", 1
+
     def __init__(self):
         self.calls = 0
 
     def describe(self) -> dict:
         return {"proxy": "stub"}
 
-    def evaluate(self, spec, compression, dataset, seed, report=None) -> Outcome:
-        self.calls += 1
+    def bind(self, network_space, compression_space, folder=None):
+        return self
+
+    def evaluate(self, pairs, dataset, seed=0, reporters=None) -> list[Accuracy]:
+        self.calls += len(pairs)
         weights = {"params": {"dense": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}}}
-        return Outcome(Status.COMPLETE, metrics={"accuracy": 0.75}, history=((1, 0.5), (2, 0.75)), weights=weights,
-                       proxy_seconds=0.1)
+        return [Accuracy(Status.COMPLETE, 0.75, history=((1, 0.5), (2, 0.75)), weights=weights, seconds=0.1)
+                for _ in pairs]
+
+
+def cached(cache, spec, policy, data, proxy):
+    """One pair through the cache."""
+    return cache.evaluate([(spec, policy)], data, proxy)[0]
 
 
 @pytest.fixture(scope="module")
@@ -69,53 +80,53 @@ def test_a_corrupt_cache_entry_is_a_miss_that_is_warned_about_deleted_and_evalua
     suffix, damage = CORRUPTIONS[case]
     cache, proxy = AccuracyCache(tmp_path), StubProxy()
     key = cache_key(NET, None, data, proxy, 0)
-    stored = cache.evaluate(NET, None, data, proxy)  # the normal path: computed once and stored
+    stored = cached(cache, NET, None, data, proxy)  # the normal path: computed once and stored
     assert proxy.calls == 1 and cache.get(key).cached and len(cache) == 1
     damaged = tmp_path / f"{key}{suffix}"
     damaged.write_bytes(damage(damaged.read_bytes()))
 
-    with caplog.at_level(logging.WARNING, logger="codesign.cache"):
+    with caplog.at_level(logging.WARNING, logger="codesign.accuracy.cache"):
         assert cache.get(key) is None
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert f"entry {damaged} is unreadable" in caplog.text and "discarding the entry" in caplog.text
     assert not (tmp_path / f"{key}.json").exists() and not (tmp_path / f"{key}.msgpack").exists()
     assert not (tmp_path / f"{key}.lock").exists() and len(cache) == 0
 
-    again = cache.evaluate(NET, None, data, proxy)  # evaluated again and stored again
+    again = cached(cache, NET, None, data, proxy)  # evaluated again and stored again
     assert proxy.calls == 2 and not again.cached
     read = cache.get(key)
-    assert read.cached and read.accuracy == stored.accuracy == 0.75 and read.history == ((1, 0.5), (2, 0.75))
+    assert read.cached and read.score == stored.score == 0.75 and read.history == ((1, 0.5), (2, 0.75))
     assert np.array_equal(read.weights["params"]["dense"]["kernel"], stored.weights["params"]["dense"]["kernel"])
 
 
 def test_evaluate_recomputes_a_corrupt_entry_with_one_warning(tmp_path, data, caplog):
     cache, proxy = AccuracyCache(tmp_path), StubProxy()
     key = cache_key(NET, None, data, proxy, 0)
-    cache.evaluate(NET, None, data, proxy)
+    cached(cache, NET, None, data, proxy)
     (tmp_path / f"{key}.msgpack").write_bytes(b"garbage")
-    with caplog.at_level(logging.WARNING, logger="codesign.cache"):
-        result = cache.evaluate(NET, None, data, proxy)
-        assert cache.evaluate(NET, None, data, proxy).cached  # and the rerun after it reads the new entry
+    with caplog.at_level(logging.WARNING, logger="codesign.accuracy.cache"):
+        result = cached(cache, NET, None, data, proxy)
+        assert cached(cache, NET, None, data, proxy).cached  # and the rerun after it reads the new entry
     assert proxy.calls == 2 and not result.cached and len(caplog.records) == 1
-    many = cache.evaluate_many([(NET, None)] * 2, data, proxy)  # the batched path reads it as well
+    many = cache.evaluate([(NET, None)] * 2, data, proxy)  # the batched path reads it as well
     assert all(r.cached for r in many) and proxy.calls == 2
 
 
 def test_a_corrupt_entry_under_another_workers_lock_is_left_to_that_worker(tmp_path, data, caplog):
     cache, proxy = AccuracyCache(tmp_path), StubProxy()
     key = cache_key(NET, None, data, proxy, 0)
-    cache.evaluate(NET, None, data, proxy)
+    cached(cache, NET, None, data, proxy)
     (tmp_path / f"{key}.json").write_bytes(b"{")
     lock = tmp_path / f"{key}.lock"  # held by a live worker: this process, as another worker would
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}))
-    with caplog.at_level(logging.WARNING, logger="codesign.cache"):
+    with caplog.at_level(logging.WARNING, logger="codesign.accuracy.cache"):
         assert cache.get(key) is None
     assert (tmp_path / f"{key}.json").exists() and lock.exists() and not caplog.records  # not deleted under its lock
     # the lock holder evaluates and stores the pair: its entry replaces the corrupt one, weights and all
-    cache.put(key, Outcome(Status.COMPLETE, metrics={"accuracy": 0.5}))
+    cache.put(key, Accuracy(Status.COMPLETE, 0.5))
     lock.unlink()
     read = cache.get(key)
-    assert read.accuracy == 0.5 and read.weights is None and not (tmp_path / f"{key}.msgpack").exists()
+    assert read.score == 0.5 and read.weights is None and not (tmp_path / f"{key}.msgpack").exists()
 
 
 def test_a_lock_its_writer_never_filled_is_taken_over(tmp_path, data):
@@ -125,7 +136,7 @@ def test_a_lock_its_writer_never_filled_is_taken_over(tmp_path, data):
     lock.write_bytes(b"")
     old = time.time() - 60
     os.utime(lock, (old, old))
-    assert cache.evaluate(NET, None, data, proxy).accuracy == 0.75 and proxy.calls == 1
+    assert cached(cache, NET, None, data, proxy).score == 0.75 and proxy.calls == 1
     lock.write_bytes(b"")  # a fresh empty lock is one being written now: left alone
     assert cache._stale(lock) is False
 

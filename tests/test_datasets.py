@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from codesign.datasets import BUILT_IN, augment, from_arrays, load_dataset
+from codesign.accuracy.datasets import BUILT_IN, augment, from_arrays, load_dataset
 
 
 def test_digits_split_is_fixed_by_seed_and_normalised():
@@ -102,7 +102,7 @@ def test_augmentation_crops_and_flips_reproducibly():
 
 
 def test_upsampled_digits_keep_labels_and_repeat_pixels():
-    from codesign.datasets import upsampled
+    from codesign.accuracy.datasets import upsampled
 
     digits = load_dataset("digits")
     big = upsampled(digits, 4)

@@ -20,7 +20,7 @@ import codesign
 from codesign import Constraint, Experiment, TrainConfig, ZeroCostProxy
 from codesign import lease
 from codesign.cli import error_line, main
-from codesign.driver import disk_full_or
+from codesign.storage import disk_full_or
 from codesign.storage import DRIVER
 from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.network_space import NetworkSpace

@@ -12,10 +12,10 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 from onnx import numpy_helper  # noqa: E402
 
-from codesign.datasets import load_dataset  # noqa: E402
-from codesign.onnx_export import export_onnx, levels, onnx_model, quantize_kernel  # noqa: E402
+from codesign.accuracy.datasets import load_dataset  # noqa: E402
+from codesign.results.onnx_export import export_onnx, levels, onnx_model, quantize_kernel  # noqa: E402
 from codesign.results import Design  # noqa: E402
-from codesign.training import TrainConfig, init_variables, train  # noqa: E402
+from codesign.accuracy.training import TrainConfig, init_variables, train  # noqa: E402
 from search_spaces.compression import FLOAT, CompressionPolicy, LayerCompression  # noqa: E402
 from search_spaces.flax_models import build_model, quantize_weights  # noqa: E402
 from search_spaces.networks import NetworkSpec, Stage, Stem, layer_table  # noqa: E402
@@ -92,7 +92,7 @@ def test_onnxruntime_logits_equal_the_flax_models_and_accuracy_the_stored_one(ke
     got = onnx_logits(path, raw(data, data.x_val))  # the graph normalises raw images itself
     want = np.asarray(flax_logits(outcome.weights, data.x_val))
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
-    assert (got.argmax(-1) == data.y_val).mean() == outcome.metrics["accuracy"]
+    assert (got.argmax(-1) == data.y_val).mean() == outcome.score
     model = onnx_model(spec, policy, outcome.weights)  # without data: normalised images in
     np.testing.assert_allclose(onnx_logits(model, data.x_val), want, atol=ATOL, rtol=RTOL)
     beyond = 4.0 * data.x_val  # activations past the calibrated ranges: the codes saturate symmetrically

@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("onnx")
 
-from codesign.datasets import load_dataset  # noqa: E402
-from codesign.onnx_export import export_onnx  # noqa: E402
-from codesign.training import TrainConfig, train, variable_shapes  # noqa: E402
+from codesign.accuracy.datasets import load_dataset  # noqa: E402
+from codesign.results.onnx_export import export_onnx  # noqa: E402
+from codesign.accuracy.training import TrainConfig, train, variable_shapes  # noqa: E402
 from cost_models import Accelerator, evaluate, from_onnx  # noqa: E402
 from search_spaces.compression import CompressionPolicy, LayerCompression  # noqa: E402
 from search_spaces.networks import NetworkSpec, Stage, Stem  # noqa: E402

@@ -16,7 +16,7 @@ import pytest
 from optuna.artifacts import FileSystemArtifactStore
 
 import codesign
-from codesign import plots
+from codesign.results import plots
 from codesign.metrics import METRICS
 from codesign.outcome import Candidate, FrontPoint, Outcome, Status
 from codesign.results import Results

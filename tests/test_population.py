@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import codesign
-from codesign.datasets import load_dataset
+from codesign.accuracy.datasets import load_dataset
 from codesign.outcome import Status
-from codesign.population import ElasticRun, _programs, train_population
-from codesign.proxies import TrainedProxy, elastic_space
-from codesign.training import StandaloneRun, TrainConfig, init_variables, run_length, train_together
+from codesign.accuracy.population import ElasticRun, _programs, train_population
+from codesign.accuracy.proxies import TrainedProxy, elastic_space
+from codesign.accuracy.training import StandaloneRun, TrainConfig, init_variables, run_length, train_together
 from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.compression import FLOAT, CompressionPolicy
 from search_spaces.flax_models import build_model
@@ -62,11 +62,11 @@ def test_each_candidate_is_trained_as_it_would_be_alone_with_one_compilation(spa
         assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, outcome.weights, alone.weights))
         # the stand-alone model with the extracted weights predicts what the population run reported
         predicted = np.asarray(build_model(spec, policy).apply(outcome.weights, data.x_val)).argmax(-1)
-        assert float((predicted == data.y_val).mean()) == pytest.approx(outcome.accuracy, abs=1.5 / len(data.y_val))
+        assert float((predicted == data.y_val).mean()) == pytest.approx(outcome.score, abs=1.5 / len(data.y_val))
         if "masks" in outcome.weights:  # pruned weights are zeros in the returned parameters
             kernels = jax.tree_util.tree_leaves(outcome.weights["masks"])
             assert any(float(m.mean()) < 1.0 for m in kernels)
-    assert len({o.accuracy for o in together}) > 1  # different candidates, different results
+    assert len({o.score for o in together}) > 1  # different candidates, different results
 
 
 SPEC = NETWORKS.from_params({"net.stem.kernel": 3, "net.s0.block": "fire", "net.s0.depth": 2, "net.s0.width": 16,
@@ -139,7 +139,7 @@ def test_population_settings_are_checked():
     with pytest.raises(ValueError, match="field 'population' must be an integer >= 1"):
         TrainedProxy(population=0)
     with pytest.raises(ValueError, match="needs its spaces"):
-        TrainedProxy(population=2).evaluate_many(draw(1, 0), load_dataset("digits"))
+        TrainedProxy(population=2).evaluate(draw(1, 0), load_dataset("digits"))
     assert codesign.make_proxy("trained", epochs=1, population=3) == TrainedProxy(TrainConfig(epochs=1), 3)
     assert "engine" not in TrainedProxy().describe() and TrainedProxy(population=2).describe()["engine"] == "elastic"
 

@@ -10,8 +10,8 @@ import pytest
 from optuna.trial import TrialState
 
 import codesign
-from codesign.datasets import load_dataset
-from codesign.driver import ParetoFront
+from codesign.accuracy.datasets import load_dataset
+from codesign.progress import ParetoFront
 from codesign.evaluator import Evaluator
 from codesign.metrics import Objective, hardware_metrics, pareto_mask
 from codesign.outcome import Candidate, Outcome, Status, trial_status
@@ -82,7 +82,7 @@ def test_end_to_end_search_stores_trials_front_constraints_and_reloads_a_working
 def check_the_handover_holds_every_format_and_the_onnx_model_predicts_as_the_design(design, raw, folder):
     import onnxruntime
 
-    from codesign.export import write_design
+    from codesign.results.export import write_design
 
     names = {path.name for path in write_design(design, folder, "all")}
     assert {"model.onnx", "topology.csv", "accelerator.cfg", "accelerator.json", "network.json", "compression.json",
@@ -130,7 +130,7 @@ def check_finalize_retrains_the_front_and_measures_the_test_split(results, data,
     from flax import serialization
     from optuna.artifacts import download_artifact
 
-    from codesign.training import accuracy, predictor
+    from codesign.accuracy.training import accuracy, predictor
 
     final, = results.finalize(1, epochs=1)
     best = results.pareto_front[0]
@@ -229,23 +229,23 @@ def test_nested_mode_picks_the_accelerator_an_exhaustive_loop_picks(tmp_path):
 def test_a_design_reads_its_stored_cost_report_and_says_when_the_model_is_newer(tmp_path, monkeypatch):
     import warnings
 
-    import codesign.results
+    import codesign.results.designs as designs
 
     codesign.run(experiment(tmp_path, trials=2), progress=False)
     design = codesign.load(tmp_path / "run").designs[0]
     stored_totals = dict(design.cost_report().total)
-    assert design.cost_model_version == codesign.results.COST_MODEL_VERSION
+    assert design.cost_model_version == designs.COST_MODEL_VERSION
 
     def no_recompute(*args, **kwargs):
         raise AssertionError("the stored report was recomputed")
-    monkeypatch.setattr(codesign.results, "evaluate", no_recompute)
+    monkeypatch.setattr(designs, "evaluate", no_recompute)
     design = codesign.load(tmp_path / "run").designs[0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same version: no warning
         assert design.cost_report().total == stored_totals
     monkeypatch.undo()
     version = design.cost_model_version
-    monkeypatch.setattr(codesign.results, "COST_MODEL_VERSION", "999")
+    monkeypatch.setattr(designs, "COST_MODEL_VERSION", "999")
     design = codesign.load(tmp_path / "run").designs[0]
     with pytest.warns(UserWarning, match=rf"computed by cost model v{version}; the installed model is v999"):
         design.cost_report()
@@ -279,15 +279,26 @@ def test_an_outcome_reads_back_as_it_was_told(tmp_path):
     assert study.get_trials()[1].state == TrialState.FAIL
 
 
-def test_a_trial_stored_before_the_run_attribute_reads_back_how_it_was_computed():
+def test_a_trial_of_schema_one_reads_back_through_migrate():
+    """Schema 1 kept the metrics in one attribute, how a trial was computed at the top, and no status."""
+    from codesign.outcome import TrialTiming, WorkerInfo, migrate
+    from codesign.storage import read_trials
+
     study = optuna.create_study(directions=["maximize", "minimize"])
-    old = {"status": "complete", "metrics": {"accuracy": 0.5, "latency": 1.0}, "proxy_seconds": 2.5,
-           "accuracy_cached": True, "cost_model_version": "1", "worker": {"node": "n", "pid": 7},
-           "timing": {"overhead_s": 0.1}}
+    old = {"metrics": {"accuracy": 0.5, "latency": 1.0}, "proxy_seconds": 2.5, "accuracy_cached": True,
+           "cost_model_version": "1", "worker": {"node": "n", "host": "h", "pid": 7, "seconds": 3.0},
+           "timing": {"sample_s": 0.05, "roundtrip_s": 3.1, "queued_s": 0.0, "worker_s": 3.0, "proxy_s": 2.5,
+                      "tell_s": 0.01, "overhead_s": 0.66}}
     study.add_trial(optuna.trial.create_trial(values=[0.5, 1.0], user_attrs=old))
-    read = Outcome.from_trial(study.trials[0])
-    assert (read.proxy_seconds, read.cached, read.cost_model_version, read.worker, read.timing) == (
-        2.5, True, "1", {"node": "n", "pid": 7}, {"overhead_s": 0.1})
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"fail_reason": "too big"}))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))  # left running by a dead driver
+    read = Outcome.from_trial(migrate(study.trials[0]))
+    assert (read.status, read.metrics, read.proxy_seconds, read.cached, read.cost_model_version) == (
+        Status.COMPLETE, {"accuracy": 0.5, "latency": 1.0}, 2.5, True, "1")
+    assert read.worker == WorkerInfo("n", "h", 7, 3.0) and read.timing.overhead_s == pytest.approx(0.66)
+    assert isinstance(read.timing, TrialTiming)
+    assert [trial_status(t) for t in read_trials(study)] == [Status.COMPLETE, Status.FAILED, Status.INTERRUPTED]
+    assert migrate(migrate(study.trials[0])).user_attrs == migrate(study.trials[0]).user_attrs  # idempotent
 
 
 def jax_leaves(tree):

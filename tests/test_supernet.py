@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import codesign
-from codesign import supernet as supernet_module
-from codesign.datasets import load_dataset
+from codesign.accuracy import supernet as supernet_module
+from codesign.accuracy.datasets import load_dataset
 from codesign.outcome import Status
-from codesign.supernet import SupernetConfig, SupernetProxy, supernet_key, train_supernet
+from codesign.accuracy.supernet import SupernetConfig, SupernetProxy, supernet_key, train_supernet
 from search_spaces.compression import CompressionPolicy
 from search_spaces.elastic import init
 from search_spaces.flax_models import build_model
@@ -68,23 +68,24 @@ def test_the_supernet_is_stored_reused_for_its_space_and_never_for_another(train
     monkeypatch.setattr(supernet_module, "_LOADED", {})
     proxy = SupernetProxy(CONFIG).bind(NETWORKS, COMPRESSION, tmp_path)
     spec = NETWORKS.draw(np.random.default_rng(0))
-    first = proxy.evaluate(spec, None, data)
+    first, = proxy.evaluate([(spec, None)], data)
     key = supernet_key(NETWORKS, COMPRESSION, data, CONFIG, 0)
-    record = json.loads((tmp_path / f"{key}.json").read_text())
-    assert (tmp_path / f"{key}.msgpack").is_file() and record["dataset"] == data.fingerprint
+    stored = tmp_path / "supernets"  # bind's folder keeps its supernets there
+    record = json.loads((stored / f"{key}.json").read_text())
+    assert (stored / f"{key}.msgpack").is_file() and record["dataset"] == data.fingerprint
     assert record["network_space"] == NETWORKS.to_dict()
 
     monkeypatch.setattr(supernet_module, "_LOADED", {})  # another worker: loads the stored supernet
-    again = SupernetProxy(CONFIG).bind(NETWORKS, COMPRESSION, tmp_path).evaluate(spec, None, data)
+    again, = SupernetProxy(CONFIG).bind(NETWORKS, COMPRESSION, tmp_path).evaluate([(spec, None)], data)
     assert len(calls) == 1 and first.status == again.status == Status.COMPLETE
-    assert again.accuracy == first.accuracy
+    assert again.score == first.score
 
     narrower = NetworkSpace(blocks=("dwsep",), stages=(2,), depths=(1,), widths=(8,), kernels=(3,),
                             stem_kernels=(3,), stem_widths=(8,))
     small = SupernetProxy(SupernetConfig(epochs=0.1, batch_size=32)).bind(narrower, None, tmp_path)
-    small.evaluate(narrower.draw(np.random.default_rng(0)), None, data)
+    small.evaluate([(narrower.draw(np.random.default_rng(0)), None)], data)
     assert len(calls) == 2 and calls[1][0] == narrower  # another space: its own supernet
-    assert len(list(tmp_path.glob("*.msgpack"))) == 2
+    assert len(list(stored.glob("*.msgpack"))) == 2
 
 
 @pytest.mark.parametrize("change, message", [

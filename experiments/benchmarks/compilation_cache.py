@@ -43,7 +43,7 @@ def one_run(experiment) -> tuple[float, float]:
     results = codesign.run(experiment, progress=False)
     wall = time.perf_counter() - started
     ray.shutdown()
-    return wall, sum(t["overhead_s"] for t in results.timings)
+    return wall, sum(t.overhead_s for t in results.timings)
 
 
 def main(argv=None):

@@ -391,6 +391,7 @@ def main():
     python = peers_python(args.peers_python)
     if python:
         scalesim_s, zigzag_s = live_peers(python, args.peer_layers.split(","))
+        grid_rate = grid_rates[False]
         print(f"  batched throughput vs peers: {grid_rate * scalesim_s:,.0f}x SCALE-Sim, {grid_rate * zigzag_s:,.0f}x ZigZag "
               f"(layer evaluations per second, ours on the grid)")
     else:

@@ -29,10 +29,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from codesign.datasets import load_dataset  # noqa: E402
-from codesign.population import ElasticRun, _programs, train_population  # noqa: E402
-from codesign.proxies import elastic_space  # noqa: E402
-from codesign.training import TrainConfig, run_length, train  # noqa: E402
+from codesign.accuracy.datasets import load_dataset  # noqa: E402
+from codesign.accuracy.population import ElasticRun, _programs, train_population  # noqa: E402
+from codesign.accuracy.proxies import elastic_space  # noqa: E402
+from codesign.accuracy.training import TrainConfig, run_length, train  # noqa: E402
 from search_spaces.compression import CompressionSpace  # noqa: E402
 from search_spaces.network_space import NetworkSpace  # noqa: E402
 
@@ -55,14 +55,14 @@ def draw_pairs(count: int, seed: int) -> list:
 
 def per_candidate(pairs, data, config) -> tuple[float, list[float]]:
     started = time.perf_counter()
-    accuracies = [train(spec, policy, data, config, seed=0).accuracy for spec, policy in pairs]
+    accuracies = [train(spec, policy, data, config, seed=0).score for spec, policy in pairs]
     return time.perf_counter() - started, accuracies
 
 
 def population(space, pairs, data, config) -> tuple[float, list[float]]:
     started = time.perf_counter()
     outcomes = train_population(space, pairs, data, config, seed=0)
-    return time.perf_counter() - started, [o.accuracy for o in outcomes]
+    return time.perf_counter() - started, [o.score for o in outcomes]
 
 
 def vmapped_step(space, pairs, data, config) -> tuple[float, float]:

@@ -24,9 +24,9 @@ from scipy.stats import kendalltau, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from codesign.datasets import load_dataset  # noqa: E402
-from codesign.proxies import ZERO_COST, TrainedProxy, ZeroCostProxy  # noqa: E402
-from codesign.training import TrainConfig  # noqa: E402
+from codesign.accuracy.datasets import load_dataset  # noqa: E402
+from codesign.accuracy.proxies import ZERO_COST, TrainedProxy, ZeroCostProxy  # noqa: E402
+from codesign.accuracy.training import TrainConfig  # noqa: E402
 from search_spaces.compression import CompressionSpace  # noqa: E402
 from search_spaces.network_space import CIFAR_NETWORK_SPACE, DEFAULT_NETWORK_SPACE  # noqa: E402
 
@@ -36,8 +36,8 @@ SPREAD = CompressionSpace(w_bits=(2, 4, 8, 16), a_bits=(4, 8, 16), prune_ratios=
 def timed(proxy, spec, policy, data, seed):
     jax.clear_caches()
     started = time.perf_counter()
-    result = proxy.evaluate(spec, policy, data, seed)
-    return result.accuracy, time.perf_counter() - started
+    result, = proxy.evaluate([(spec, policy)], data, seed)
+    return result.score, time.perf_counter() - started
 
 
 def main(argv=None) -> dict:

@@ -56,13 +56,13 @@ def main(argv=None) -> dict:
             ray.shutdown()
             shutil.rmtree(folder, ignore_errors=True)
         t = results.timings
-        scheduling = [x["roundtrip_s"] - x["worker_s"] for x in t]
+        scheduling = [x.roundtrip_s - x.worker_s for x in t]
         rows[workers] = {"trials": len(t), "wall_s": wall, "ray_startup_s": startup,
                          "trials_per_minute": 60 * len(t) / wall,
                          "scheduling_ms_median": 1e3 * float(np.median(scheduling)),
-                         "loop_overhead_ms_median": 1e3 * float(np.median([x["overhead_s"] for x in t])),
-                         "worker_ms_median": 1e3 * float(np.median([x["worker_s"] for x in t])),
-                         "proxy_ms_median": 1e3 * float(np.median([x["proxy_s"] for x in t]))}
+                         "loop_overhead_ms_median": 1e3 * float(np.median([x.overhead_s for x in t])),
+                         "worker_ms_median": 1e3 * float(np.median([x.worker_s for x in t])),
+                         "proxy_ms_median": 1e3 * float(np.median([x.proxy_s for x in t]))}
         print(f"{workers} worker(s): {rows[workers]['trials_per_minute']:.1f} trials/min", file=sys.stderr)
     report = {"proxy": args.proxy, "trials": args.trials, "workers": rows}
     if args.json:

@@ -106,7 +106,7 @@ def optuna_floor(sampler: str, seed: int, recorded: list, folder: Path, storage:
 
 def ray_roundtrip(samples: int = 50) -> float:
     """Median seconds of an empty Ray task's round trip (Ray started the way a run starts it)."""
-    from codesign.driver import start_ray
+    from codesign.cluster import start_ray
 
     ray = start_ray(None)
     empty = ray.remote(num_cpus=1)(lambda: None)
@@ -166,7 +166,7 @@ def main(argv=None) -> dict:
                 first = normalised[numbers < n]
                 at[n].append(float(moocore.hypervolume(first, ref=reference)) if len(first) else 0.0)
             volumes.append(at[args.trials][-1])
-            overheads += [t["overhead_s"] for t in timings]
+            overheads += [t.overhead_s for t in timings]
             parts += timings
             walls.append(wall)
         part = {k: 1e3 * float(np.median([t[k] for t in parts])) for k in ("sample_s", "roundtrip_s", "queued_s", "tell_s", "proxy_s")}

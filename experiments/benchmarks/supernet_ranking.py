@@ -28,11 +28,11 @@ from scipy.stats import kendalltau, spearmanr
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from codesign.cache import AccuracyCache  # noqa: E402
-from codesign.datasets import load_dataset  # noqa: E402
-from codesign.proxies import TrainedProxy  # noqa: E402
-from codesign.supernet import SupernetConfig, train_supernet  # noqa: E402
-from codesign.training import TrainConfig  # noqa: E402
+from codesign.accuracy.cache import AccuracyCache  # noqa: E402
+from codesign.accuracy.datasets import load_dataset  # noqa: E402
+from codesign.accuracy.proxies import TrainedProxy  # noqa: E402
+from codesign.accuracy.supernet import SupernetConfig, train_supernet  # noqa: E402
+from codesign.accuracy.training import TrainConfig  # noqa: E402
 from search_spaces.compression import CompressionSpace  # noqa: E402
 from search_spaces.network_space import NetworkSpace  # noqa: E402
 
@@ -67,9 +67,9 @@ def full_training(pairs, data, epochs: float, folder: Path, seed: int = 0) -> tu
     proxy = TrainedProxy(TrainConfig(epochs=epochs))
     scores, seconds = [], []
     for i, (spec, policy) in enumerate(pairs):
-        outcome = cache.evaluate(spec, policy, data, proxy, seed)
-        scores.append(np.nan if outcome.accuracy is None else outcome.accuracy)
-        seconds.append(outcome.proxy_seconds)
+        outcome, = cache.evaluate([(spec, policy)], data, proxy, seed)
+        scores.append(np.nan if outcome.score is None else outcome.score)
+        seconds.append(outcome.seconds)
         print(f"full training {i + 1}/{len(pairs)}: {scores[-1]:.3f} ({seconds[-1]:.1f} s"
               f"{', cached' if outcome.cached else ''})", file=sys.stderr, flush=True)
     return np.array(scores), np.array(seconds)
@@ -131,9 +131,9 @@ def main(argv=None) -> dict:
         proxy = TrainedProxy(TrainConfig(epochs=args.trained_epochs))
         cheap, cheap_seconds = [], []
         for spec, policy in pairs:
-            outcome = proxy.evaluate(spec, policy, data, 0)
-            cheap.append(np.nan if outcome.accuracy is None else outcome.accuracy)
-            cheap_seconds.append(outcome.proxy_seconds)
+            outcome, = proxy.evaluate([(spec, policy)], data, 0)
+            cheap.append(np.nan if outcome.score is None else outcome.score)
+            cheap_seconds.append(outcome.seconds)
         rows[f"trained@{args.trained_epochs:g}ep"] = {**_ranking(np.array(cheap), full),
                                                       "seconds_per_pair": float(np.mean(cheap_seconds))}
     whole = train_seconds + first_seconds + per_candidate * (len(pairs) - 1)

@@ -15,18 +15,19 @@ again. A lock whose owner died (same host, process gone) or that is older than
 failed, are not stored (they are not the proxy's value); diverged runs are, with their
 reason.
 
-An entry that cannot be read (an emptied or truncated ``<key>.json``, garbage in
-``<key>.msgpack``) is a cache miss: :meth:`AccuracyCache.get` logs a warning naming the
-file and deletes the entry while holding its lock, so the pair is evaluated again
-instead of failing on every rerun.
+An entry is an :class:`~codesign.accuracy.proxy.Accuracy` as its own record says it
+(with a format number; :func:`migrate` reads older records). An entry that cannot be
+read (an emptied or truncated ``<key>.json``, garbage in ``<key>.msgpack``) is a cache
+miss: :meth:`AccuracyCache.get` logs a warning naming the file and deletes the entry
+while holding its lock, so the pair is evaluated again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
-import numbers
 import os
 import socket
 import time
@@ -36,10 +37,11 @@ from typing import Callable, TypeVar
 import jax
 from flax import serialization
 
-from codesign.outcome import Outcome, Status
+from codesign.accuracy.proxy import Accuracy
+from codesign.outcome import Status
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)  # "codesign.cache": under the package's "codesign" logger
+log = logging.getLogger(__name__)  # "codesign.accuracy.cache": under the package's "codesign" logger
 
 
 class CorruptEntry(ValueError):
@@ -78,27 +80,27 @@ class AccuracyCache:
     def _path(self, key: str, suffix: str) -> Path:
         return self.folder / f"{key}{suffix}"
 
-    def get(self, key: str, with_weights: bool = True) -> Outcome | None:
-        """The stored accuracy outcome (``cached`` set), or None; an unreadable entry is discarded (None)."""
+    def get(self, key: str, with_weights: bool = True) -> Accuracy | None:
+        """The stored result (``cached`` set), or None; an unreadable entry is discarded (None)."""
         try:
             return self._read(key, with_weights)
         except CorruptEntry as corrupt:
             return self._discard(key, with_weights, corrupt)
 
-    def _read(self, key: str, with_weights: bool) -> Outcome | None:
+    def _read(self, key: str, with_weights: bool) -> Accuracy | None:
         """The entry as stored, None when there is none, or :class:`CorruptEntry`."""
         path = self._path(key, ".json")
         try:
             text = path.read_bytes()
         except FileNotFoundError:  # also: discarded by another worker since we looked
             return None
-        outcome = _outcome(text, path)
+        result = _accuracy(text, path)
         weights = self._path(key, ".msgpack")
         if with_weights and weights.is_file():
-            outcome = outcome.replace(weights=_weights(weights))
-        return outcome
+            result = dataclasses.replace(result, weights=_weights(weights))
+        return result
 
-    def _discard(self, key: str, with_weights: bool, corrupt: CorruptEntry) -> Outcome | None:
+    def _discard(self, key: str, with_weights: bool, corrupt: CorruptEntry) -> Accuracy | None:
         """Delete an unreadable entry under its lock (a miss: the pair is evaluated again). When another worker
         holds the lock, it is computing the pair and overwrites the entry: leave it."""
         if not self._claim(key):
@@ -116,16 +118,14 @@ class AccuracyCache:
         finally:
             self._path(key, ".lock").unlink(missing_ok=True)
 
-    def put(self, key: str, result: Outcome, about: dict | None = None) -> None:
-        """Store the accuracy part of ``result`` (score, status, reason, history, weights)."""
+    def put(self, key: str, result: Accuracy, about: dict | None = None) -> None:
+        """Store ``result`` (its record as JSON, its weights as Flax msgpack)."""
         if result.weights is not None:
             arrays = jax.device_get(result.weights)  # numpy leaves, same tree
             atomic_write(self._path(key, ".msgpack"), serialization.msgpack_serialize(arrays))
         else:  # no weights left over from an earlier (perhaps corrupt) entry: the files stay one entry
             self._path(key, ".msgpack").unlink(missing_ok=True)
-        record = {"score": result.accuracy, "status": result.status.value, "reason": result.reason,
-                  "seconds": result.proxy_seconds, "history": [list(h) for h in result.history],
-                  "about": about or {}, "written": time.time()}
+        record = {"format": FORMAT, **result.to_record(), "about": about or {}, "written": time.time()}
         atomic_write(self._path(key, ".json"), json.dumps(record, sort_keys=True).encode())
 
     def __contains__(self, key: str) -> bool:
@@ -135,42 +135,42 @@ class AccuracyCache:
         return sum(1 for _ in self.folder.glob("*.json"))
 
     # --- evaluate once ------------------------------------------------------------------
-    def evaluate(self, spec, compression, dataset, proxy, seed: int = 0, report=None) -> Outcome:
-        """The proxy's result for this pair: from the cache, or computed once and stored."""
-        key = cache_key(spec, compression, dataset, proxy, seed)
+    def evaluate(self, pairs, dataset, proxy, seed: int = 0, reporters=None) -> list[Accuracy]:
+        """The proxy's result for each pair: from the cache, or computed once and stored.
 
-        def compute() -> Outcome:
-            result = proxy.evaluate(spec, compression, dataset, seed, report)
-            self._keep(key, result, spec, proxy, seed)
-            return result
-        return self.once(key, lambda: self.get(key), compute)
-
-    def evaluate_many(self, pairs, dataset, proxy, seed: int = 0, reports=None) -> list[Outcome]:
-        """:meth:`evaluate` for several pairs: those nobody has computed or is computing are computed together
-        (``proxy.evaluate_many``) under their locks; the others are read, or waited for, one by one."""
-        reports = list(reports) if reports is not None else [None] * len(pairs)
-        if not hasattr(proxy, "evaluate_many") or len(pairs) == 1:
-            return [self.evaluate(spec, policy, dataset, proxy, seed, report)
-                    for (spec, policy), report in zip(pairs, reports)]
+        The pairs nobody has computed or is computing are claimed (their locks) and
+        computed together in one ``proxy.evaluate`` call; the others are read, or waited
+        for, one by one.
+        """
+        reporters = list(reporters) if reporters is not None else [None] * len(pairs)
         keys = [cache_key(spec, policy, dataset, proxy, seed) for spec, policy in pairs]
-        results: list[Outcome | None] = [self.get(key) for key in keys]
+        results: list[Accuracy | None] = [self.get(key) for key in keys]
         claimed = [i for i, key in enumerate(keys) if results[i] is None and self._claim(key)]
         try:
             for i in claimed:  # finished by another worker between our look and our claim
                 results[i] = self.get(keys[i])
             todo = [i for i in claimed if results[i] is None]
             if todo:
-                computed = proxy.evaluate_many([pairs[i] for i in todo], dataset, seed, [reports[i] for i in todo])
+                computed = proxy.evaluate([pairs[i] for i in todo], dataset, seed, [reporters[i] for i in todo])
                 for i, result in zip(todo, computed):
                     self._keep(keys[i], result, pairs[i][0], proxy, seed)
                     results[i] = result
         finally:
             for i in claimed:
                 self._path(keys[i], ".lock").unlink(missing_ok=True)
-        return [result if result is not None else self.evaluate(*pairs[i], dataset, proxy, seed, reports[i])
-                for i, result in enumerate(results)]
+        for i, result in enumerate(results):
+            if result is None:  # another worker is computing it: wait for its result
+                results[i] = self._wait_or_compute(keys[i], pairs[i], dataset, proxy, seed, reporters[i])
+        return results
 
-    def _keep(self, key: str, result: Outcome, spec, proxy, seed: int) -> None:
+    def _wait_or_compute(self, key, pair, dataset, proxy, seed, reporter) -> Accuracy:
+        def compute() -> Accuracy:
+            result = proxy.evaluate([pair], dataset, seed, [reporter])[0]
+            self._keep(key, result, pair[0], proxy, seed)
+            return result
+        return self.once(key, lambda: self.get(key), compute)
+
+    def _keep(self, key: str, result: Accuracy, spec, proxy, seed: int) -> None:
         """Store a computed result, unless a pruner stopped it or the candidate failed (neither is the proxy's
         value; a failed candidate is tried again by a rerun)."""
         if result.status not in (Status.PRUNED, Status.FAILED):
@@ -227,26 +227,27 @@ class AccuracyCache:
 UNWRITTEN_LOCK_SECONDS = 30.0
 
 
-def _outcome(text: bytes, path: Path) -> Outcome:
-    """An entry's JSON record as an outcome (no weights), or :class:`CorruptEntry` naming ``path``."""
+#: The format of an entry's JSON record.
+FORMAT = 2
+
+
+def migrate(record: dict) -> dict:
+    """An entry's record in the current format. Format 1 (no ``format`` field) called a complete result ``ok``."""
+    if "format" not in record and record.get("status") == "ok":
+        record = {**record, "status": Status.COMPLETE.value}
+    return record
+
+
+def _accuracy(text: bytes, path: Path) -> Accuracy:
+    """An entry's JSON record as a result (no weights), or :class:`CorruptEntry` naming ``path``."""
     try:
         data = json.loads(text)
-        status = Status.COMPLETE if data["status"] == "ok" else Status(data["status"])  # "ok": written before Status
-        score, seconds, reason = data["score"], data["seconds"] or 0.0, data["reason"] or ""
-        history = tuple(tuple(h) for h in data["history"])
-        for field, ok in (("score", score is None or _number(score)), ("seconds", _number(seconds)),
-                          ("reason", isinstance(reason, str)),
-                          ("history", all(len(h) == 2 and all(map(_number, h)) for h in history))):
-            if not ok:
-                raise ValueError(f"field {field!r} has the wrong type")
-    except (ValueError, KeyError, TypeError) as error:  # also json's and utf-8's errors (ValueErrors)
-        raise CorruptEntry(f"entry {path} is unreadable ({type(error).__name__}: {error})") from None
-    return Outcome(status, metrics={} if score is None else {"accuracy": score}, history=history, reason=reason,
-                   proxy_seconds=seconds, cached=True)
-
-
-def _number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not isinstance(data, dict):
+            raise ValueError(f"it holds {type(data).__name__}, not a record")
+        result = Accuracy.from_record(migrate(data))
+    except ValueError as error:  # also json's and utf-8's errors
+        raise CorruptEntry(f"entry {path} is unreadable ({error})") from None
+    return dataclasses.replace(result, cached=True)
 
 
 def _weights(path: Path) -> dict:

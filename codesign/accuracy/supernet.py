@@ -49,11 +49,13 @@ import numpy as np
 import optax
 from flax import serialization
 
-from codesign.cache import AccuracyCache, atomic_write
-from codesign.datasets import Dataset
-from codesign.outcome import Outcome, Status
-from codesign.training import _check_fit, epochs, jit_for, run_length, variable_shapes
-from codesign.training import accuracy as validation_accuracy
+from codesign.accuracy.cache import AccuracyCache, atomic_write
+from codesign.accuracy.proxies import elastic_space
+from codesign.accuracy.datasets import Dataset
+from codesign.accuracy.proxy import Accuracy
+from codesign.outcome import Status
+from codesign.accuracy.training import _check_fit, epochs, jit_for, run_length, variable_shapes
+from codesign.accuracy.training import accuracy as validation_accuracy
 from search_spaces.compression import FLOAT, CompressionPolicy, apply_masks, update_masks
 from search_spaces.elastic import ElasticNetwork, ElasticSpace, extract, init, zero_variables
 from search_spaces.flax_models import layer_settings
@@ -377,15 +379,23 @@ class SupernetProxy:
     weights: bool = True  # return each candidate's stand-alone variables (its model reloads as a Design)
 
     name = "supernet"
+    pairs_per_task = 1
 
     def __post_init__(self):
         if not isinstance(self.config, SupernetConfig):
             raise ValueError(f"proxy: SupernetProxy's config must be a SupernetConfig, got {self.config!r}")
 
+    @property
+    def metric(self) -> str:
+        return "accuracy"
+
     def bind(self, network_space, compression_space, folder: str | Path | None = None) -> "SupernetProxy":
-        """This proxy for a network space, a compression space (or None) and a storage folder."""
+        """This proxy for a network space, a compression space (or None) and a folder, whose ``supernets/`` keeps
+        the trained supernets; a ValueError when the spaces have no elastic network."""
+        for resolution in getattr(network_space, "resolutions", None) or (None,):
+            elastic_space(network_space, compression_space, resolution)
         return dataclasses.replace(self, network_space=network_space, compression_space=compression_space,
-                                   folder=None if folder is None else str(folder))
+                                   folder=None if folder is None else str(Path(folder) / "supernets"))
 
     def describe(self) -> dict:
         spaces = [None if s is None else s.to_dict() for s in (self.network_space, self.compression_space)]
@@ -414,11 +424,19 @@ class SupernetProxy:
                 _LOADED[key] = AccuracyCache(self.folder).once(key, load, train_and_store)
         return _LOADED[key]
 
-    def evaluate(self, spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dataset, seed: int = 0,
-                 report=None) -> Outcome:
-        _check_fit(spec, dataset)
-        started = time.perf_counter()
-        supernet = self.supernet(dataset, seed)
-        accuracy, weights = supernet.evaluate(spec, compression, dataset, seed, with_weights=self.weights)
-        return Outcome(Status.COMPLETE, metrics={"accuracy": accuracy}, weights=weights,
-                       proxy_seconds=time.perf_counter() - started)
+    def evaluate(self, pairs, dataset: Dataset, seed: int = 0, reporters=None) -> list[Accuracy]:
+        """Each pair's accuracy read from the supernet (trained first, once, if there is none yet); a pair outside
+        the supernet's space fails with the field and the range."""
+        results = []
+        for spec, compression in pairs:
+            started = time.perf_counter()
+            try:
+                _check_fit(spec, dataset)
+                supernet = self.supernet(dataset, seed)
+                accuracy, weights = supernet.evaluate(spec, compression, dataset, seed, with_weights=self.weights)
+            except ValueError as error:
+                results.append(Accuracy.failed(f"ValueError: {error}", time.perf_counter() - started))
+                continue
+            results.append(Accuracy(Status.COMPLETE, accuracy, weights=weights,
+                                    seconds=time.perf_counter() - started))
+        return results

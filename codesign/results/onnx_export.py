@@ -20,7 +20,7 @@ inference arithmetic made explicit:
   bias too, so they are zero after the ReLU as in the model. Shapes are not shrunk.
 
 The graph takes NCHW float32 images (batch size free) and gives logits. With ``data``
-(a :class:`codesign.datasets.DataSpec` that recorded its normalisation) it takes raw
+(a :class:`codesign.accuracy.datasets.DataSpec` that recorded its normalisation) it takes raw
 images, as :meth:`codesign.results.Design.predict` does, and normalises them first;
 otherwise it takes normalised images. ``onnx_model`` builds the same graph in memory.
 

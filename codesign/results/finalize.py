@@ -14,7 +14,6 @@ trial number; finalizing a design again replaces its record.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +24,9 @@ import optuna
 from flax import serialization
 from optuna.artifacts import upload_artifact
 
-from codesign.datasets import Dataset, DataSpec, load_dataset
-from codesign.training import TrainConfig, accuracy, predictor, train
-
-FINAL = "codesign.final"  # the study's user attribute: trial number -> Final
-
+from codesign.accuracy.datasets import Dataset, DataSpec, load_dataset
+from codesign.accuracy.training import TrainConfig, accuracy, predictor, train
+from codesign.storage import StudyRecord
 
 @dataclasses.dataclass(frozen=True)
 class Final:
@@ -54,9 +51,9 @@ class Final:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
-def stored_finals(study: optuna.Study) -> dict[int, Final]:
-    """The study's finalized designs by trial number."""
-    return {int(number): Final.from_dict(record) for number, record in (study.user_attrs.get(FINAL) or {}).items()}
+def stored_finals(record: StudyRecord) -> dict[int, Final]:
+    """A study's finalized designs by trial number."""
+    return {number: Final.from_dict(final) for number, final in record.finals.items()}
 
 
 def training_config(experiment: Mapping[str, Any], epochs: float) -> TrainConfig:
@@ -97,7 +94,7 @@ def retrain(design, dataset: Dataset, config: TrainConfig, seed: int, quality: s
         return dataclasses.replace(final, seconds=time.perf_counter() - started), None
     predict = predictor(design.network, design.compression)
     test = accuracy(predict, outcome.weights, dataset.x_test, dataset.y_test)
-    return dataclasses.replace(final, val_accuracy=float(outcome.accuracy), test_accuracy=float(test),
+    return dataclasses.replace(final, val_accuracy=float(outcome.score), test_accuracy=float(test),
                                seconds=time.perf_counter() - started), outcome.weights
 
 
@@ -109,9 +106,7 @@ def store_final(study: optuna.Study, store, final: Final, weights) -> Final:
             path.write_bytes(serialization.msgpack_serialize(jax.device_get(weights)))
             final = dataclasses.replace(final, weights_artifact=upload_artifact(
                 artifact_store=store, file_path=str(path), study_or_trial=study))
-    records = dict(study.user_attrs.get(FINAL) or {})
-    records[str(final.trial)] = final.to_dict()
-    study.set_user_attr(FINAL, json.loads(json.dumps(records)))
+    StudyRecord.record_final(study, final.trial, final.to_dict())
     return final
 
 
@@ -132,7 +127,7 @@ def finalize(results, k: int | None = None, epochs: float = 10.0, dataset: str |
     """Retrain the first ``k`` designs of ``results.pareto_front`` (all when None); see the module docstring."""
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise ValueError(f"finalize: the number of designs (k, --top) must be an integer >= 1, got {k!r}")
-    experiment = dict(results.study.user_attrs.get("codesign.experiment") or {})
+    experiment = dict(results.record.experiment)
     config = config or training_config(experiment, epochs)
     designs = results.pareto_front[:k]
     if not designs:

@@ -2,18 +2,17 @@
 
 * :class:`TrainedProxy` trains the compressed network (QAT and pruning masks active) for
   its fidelity (``TrainConfig.epochs``) and returns the validation accuracy. It reports
-  the accuracy after every epoch to a ``report`` callback, so Optuna pruners
-  (successive halving, Hyperband) can stop poor candidates early.
+  the accuracy after every epoch to a reporter, so Optuna pruners (successive halving,
+  Hyperband) can stop poor candidates early. With ``population`` above 1 it trains that
+  many pairs together on one compiled elastic network (:mod:`codesign.accuracy.population`).
 * :class:`ZeroCostProxy` scores the network at initialisation on one batch, in JAX:
   ``synflow`` (Tanaka et al. 2020), ``naswot`` (Mellor et al. 2021, log-determinant of
   the ReLU activation-pattern kernel), ``grad_norm``, ``snip`` (Lee et al. 2019, summed
   ``|g * w|``) and ``params`` (the compressed model's non-zero weight count, a baseline).
 
-Both return an :class:`~codesign.outcome.Outcome` whose ``accuracy`` metric is the
-score; a higher score means a better predicted accuracy. A search names a zero-cost
-score after its proxy (``synflow``, ...), not ``accuracy``, in its tables and storage.
-Results depend on network, compression, dataset, proxy settings and seed, never on the
-accelerator: :mod:`codesign.cache` stores them so no pair is evaluated twice.
+Both implement :class:`~codesign.accuracy.proxy.Proxy`: a higher score means a better
+predicted accuracy. A zero-cost score is named after its proxy (``synflow``, ...), not
+``accuracy``, in tables and storage (its ``metric``).
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,18 +29,25 @@ import numpy as np
 import optax
 from flax.traverse_util import flatten_dict
 
-from codesign.datasets import Dataset
-from codesign.metrics import ZERO_COST_SCORES
-from codesign.outcome import Outcome, Status
-from codesign.population import train_population
-from codesign.training import TrainConfig, init_variables, train
-from search_spaces.compression import CompressionPolicy, apply_masks, update_masks
+from codesign.accuracy.datasets import Dataset
+from codesign.accuracy.population import train_population
+from codesign.accuracy.proxy import Accuracy, Pair, Reporter
+from codesign.accuracy.training import TrainConfig, init_variables, train
+from codesign.metrics import ZERO_COST_SCORES, quality_metric
+from codesign.outcome import Status
+from search_spaces.compression import apply_masks, update_masks
 from search_spaces.elastic import ElasticSpace
 from search_spaces.flax_models import FAST_COMPILE, ConvBN, build_model, layer_settings
-from search_spaces.networks import NetworkSpec
 
 ZERO_COST = ZERO_COST_SCORES
-PROXIES = ("trained", "supernet") + ZERO_COST
+PROXIES = ("trained", "supernet", "predictor") + ZERO_COST
+
+
+def _reporters(reporters, pairs) -> list[Reporter | None]:
+    reporters = list(reporters) if reporters is not None else [None] * len(pairs)
+    if len(reporters) != len(pairs):
+        raise ValueError(f"proxy: {len(reporters)} reporters for {len(pairs)} pairs")
+    return reporters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +55,9 @@ class TrainedProxy:
     """Validation accuracy after training for ``config.epochs`` (the fidelity).
 
     ``population``: how many trials a search trains together on one worker. Above 1
-    they are trained on the elastic network of the experiment's spaces
-    (:mod:`codesign.population`: one compilation for the whole space instead of one per
-    candidate, each candidate still its own training). An Experiment binds the spaces;
-    used on its own, call :meth:`bind` first.
+    they are trained on the elastic network of the experiment's spaces (one compilation
+    for the whole space instead of one per candidate, each candidate still its own
+    training); an Experiment binds the spaces, used on its own call :meth:`bind` first.
     """
 
     config: TrainConfig = TrainConfig()
@@ -62,33 +68,42 @@ class TrainedProxy:
     name = "trained"
 
     def __post_init__(self):
+        if not isinstance(self.config, TrainConfig):
+            raise ValueError(f"proxy: TrainedProxy's config must be a TrainConfig, got {self.config!r}")
         if isinstance(self.population, bool) or not isinstance(self.population, int) or self.population < 1:
             raise ValueError(f"proxy: field 'population' must be an integer >= 1, got {self.population!r}")
+
+    @property
+    def metric(self) -> str:
+        return quality_metric(self.name)
+
+    @property
+    def pairs_per_task(self) -> int:
+        return self.population
 
     def describe(self) -> dict:
         return {"proxy": self.name, **self.config.to_dict(), **({"engine": "elastic"} if self.population > 1 else {})}
 
-    def bind(self, network_space, compression_space) -> "TrainedProxy":
-        """This proxy for a network space and a compression space (or None): the elastic network it trains on."""
+    def bind(self, network_space, compression_space, folder: Path | None = None) -> "TrainedProxy":
+        """This proxy for a network space and a compression space (or None); with a population, a ValueError when
+        the spaces have no elastic network."""
+        if self.population > 1:
+            for resolution in getattr(network_space, "resolutions", None) or (None,):
+                elastic_space(network_space, compression_space, resolution)
         return dataclasses.replace(self, network_space=network_space, compression_space=compression_space)
 
-    def evaluate(self, spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dataset, seed: int = 0,
-                 report: Callable[[int, float], bool] | None = None) -> Outcome:
-        if self.population > 1:
-            return self.evaluate_many([(spec, compression)], dataset, seed, [report])[0]
-        return train(spec, compression, dataset, self.config, seed, report)
-
-    def evaluate_many(self, candidates, dataset: Dataset, seed: int = 0, reports=None) -> list[Outcome]:
-        """Outcomes of several (network, compression) pairs, trained together when ``population`` > 1."""
+    def evaluate(self, pairs: Sequence[Pair], dataset: Dataset, seed: int = 0,
+                 reporters: Sequence[Reporter | None] | None = None) -> list[Accuracy]:
+        """The pairs' accuracies, each trained on its own model or, with a population, together."""
+        reporters = _reporters(reporters, pairs)
         if self.population == 1:
-            reports = reports or [None] * len(candidates)
-            return [train(spec, policy, dataset, self.config, seed, report)
-                    for (spec, policy), report in zip(candidates, reports)]
+            return [train(spec, policy, dataset, self.config, seed, reporter)
+                    for (spec, policy), reporter in zip(pairs, reporters)]
         if self.network_space is None:
             raise ValueError("proxy: a TrainedProxy with population > 1 needs its spaces; use it in an Experiment or "
                              "call .bind(network_space, compression_space) first")
         space = elastic_space(self.network_space, self.compression_space, dataset.resolution)
-        return train_population(space, candidates, dataset, self.config, seed, reports)
+        return train_population(space, pairs, dataset, self.config, seed, reporters)
 
     def at_fidelity(self, epochs: float) -> "TrainedProxy":
         return dataclasses.replace(self, config=self.config.replace(epochs=epochs))
@@ -96,8 +111,12 @@ class TrainedProxy:
 
 @functools.lru_cache(maxsize=8)
 def elastic_space(network_space, compression_space, resolution: int) -> ElasticSpace:
-    """The elastic space of a network space and a compression space at one resolution (built once)."""
-    return ElasticSpace.of(network_space, compression_space, resolution)
+    """The elastic space of a network space and a compression space at one resolution (built once); a ValueError
+    naming what the spaces hold that an elastic network cannot."""
+    try:
+        return ElasticSpace.of(network_space, compression_space, resolution)
+    except ValueError as error:
+        raise ValueError(f"proxy: trains one elastic network for the network space, and {error}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,17 +126,29 @@ class ZeroCostProxy:
     name: str = "naswot"
     batch_size: int = 64
 
+    pairs_per_task = 1
+
     def __post_init__(self):
         if self.name not in ZERO_COST:
-            raise ValueError(f"proxy: field 'name' must be one of {', '.join(PROXIES)}; got {self.name!r}")
+            raise ValueError(f"proxy: field 'name' must be one of {', '.join(ZERO_COST)}; got {self.name!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
             raise ValueError(f"proxy: field 'batch_size' must be an integer >= 2, got {self.batch_size!r}")
+
+    @property
+    def metric(self) -> str:
+        return quality_metric(self.name)
 
     def describe(self) -> dict:
         return {"proxy": self.name, "batch_size": self.batch_size}
 
-    def evaluate(self, spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dataset, seed: int = 0,
-                 report=None) -> Outcome:
+    def bind(self, network_space, compression_space, folder: Path | None = None) -> "ZeroCostProxy":
+        return self
+
+    def evaluate(self, pairs: Sequence[Pair], dataset: Dataset, seed: int = 0,
+                 reporters: Sequence[Reporter | None] | None = None) -> list[Accuracy]:
+        return [self._score(spec, policy, dataset, seed) for spec, policy in pairs]
+
+    def _score(self, spec, compression, dataset: Dataset, seed: int) -> Accuracy:
         started = time.perf_counter()
         if self.name == "params":
             workload = spec.workload(compression=compression)
@@ -126,23 +157,36 @@ class ZeroCostProxy:
             score = zero_cost_score(self.name, spec, compression, dataset, seed, self.batch_size)
         seconds = time.perf_counter() - started
         if not np.isfinite(score):
-            return Outcome(Status.DIVERGED, reason=f"{self.name} score is {score} (overflow or degenerate network)",
-                           proxy_seconds=seconds)
-        return Outcome(Status.COMPLETE, metrics={"accuracy": score}, proxy_seconds=seconds)
+            return Accuracy(Status.DIVERGED, reason=f"{self.name} score is {score} (overflow or degenerate network)",
+                            seconds=seconds)
+        return Accuracy(Status.COMPLETE, score, seconds=seconds)
 
 
 def make_proxy(name: str = "trained", **settings):
     """A proxy by name: ``trained`` (settings are TrainConfig fields, and ``population``), ``supernet``
-    (SupernetConfig fields) or a zero-cost one."""
-    if name == "trained":
-        population = settings.pop("population", 1)
-        return TrainedProxy(TrainConfig(**settings), population)
-    if name == "supernet":
-        from codesign.supernet import SupernetConfig, SupernetProxy
-        return SupernetProxy(SupernetConfig(**settings))
+    (SupernetConfig fields), ``predictor`` (PredictorConfig fields) or a zero-cost one; a ValueError naming an
+    unknown proxy or setting and what is allowed."""
+    from codesign.accuracy.supernet import SupernetConfig, SupernetProxy
+
+    kinds = {"trained": (TrainConfig, lambda config, population=1: TrainedProxy(config, population)),
+             "supernet": (SupernetConfig, lambda config: SupernetProxy(config))}
     if name in ZERO_COST:
+        allowed = [f.name for f in dataclasses.fields(ZeroCostProxy) if f.name != "name"]
+        _check_settings(name, settings, allowed)
         return ZeroCostProxy(name, **settings)
-    raise ValueError(f"proxy: unknown proxy {name!r}; allowed: {', '.join(PROXIES)}")
+    if name not in kinds:
+        raise ValueError(f"proxy: unknown proxy {name!r}; allowed: {', '.join(p for p in PROXIES if p in kinds or p in ZERO_COST)}")
+    config_type, make = kinds[name]
+    extra = {"population": settings.pop("population")} if name == "trained" and "population" in settings else {}
+    _check_settings(name, settings, [f.name for f in dataclasses.fields(config_type)] +
+                    (["population"] if name == "trained" else []))
+    return make(config_type(**settings), **extra)
+
+
+def _check_settings(name: str, settings: dict, allowed: list[str]) -> None:
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise ValueError(f"proxy: {name!r} has no setting {unknown[0]!r}; allowed: {', '.join(allowed)}")
 
 
 # --- zero-cost scores --------------------------------------------------------------------

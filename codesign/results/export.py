@@ -8,7 +8,7 @@
   that ``codesign cost`` reads back as the design, with its stored numbers
   (:func:`cost_models.scalesim.export_files`);
 * ``onnx``: ``model.onnx``, the trained model with its compression as QDQ nodes and
-  pruned weights as zeros (:mod:`codesign.onnx_export`; needs the design's weights);
+  pruned weights as zeros (:mod:`codesign.results.onnx_export`; needs the design's weights);
 * ``all``: every one of these, the cost report also as CSV, and a ``README.md`` saying
   what the design is and where each file came from.
 
@@ -53,7 +53,7 @@ def scalesim_files(design) -> dict[str, str]:
 
 
 def onnx_files(design) -> dict[str, bytes]:
-    """``model.onnx``: the trained model, its compression in QDQ nodes (:mod:`codesign.onnx_export`)."""
+    """``model.onnx``: the trained model, its compression in QDQ nodes (:mod:`codesign.results.onnx_export`)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@
 with the compression policy active (fake quantization with a straight-through
 estimator, magnitude pruning masks on a cubic schedule), trains it with the
 optimiser and learning-rate schedule of :class:`TrainConfig` and returns an
-:class:`~codesign.outcome.Outcome`: the validation accuracy, the weights
+:class:`~codesign.accuracy.proxy.Accuracy`: the validation accuracy, the weights
 (``params``, ``batch_stats``, ``masks``), the accuracy after every epoch, and the
 status. Everything is determined by ``seed`` (initialisation, batch order,
 augmentation).
@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from codesign.datasets import Dataset, augment
-from codesign.outcome import Outcome, Status
+from codesign.accuracy.datasets import Dataset, augment
+from codesign.accuracy.proxy import Accuracy
+from codesign.outcome import Status
 from search_spaces.compression import CompressionPolicy, apply_masks, pruning_progress, update_masks
 from search_spaces.flax_models import FAST_COMPILE, build_model, layer_settings
 from search_spaces.networks import NetworkSpec
@@ -171,7 +172,7 @@ def predictor(spec: NetworkSpec, compression: CompressionPolicy | None) -> Calla
 
 def train(spec: NetworkSpec, compression: CompressionPolicy | None, dataset: Dataset,
           config: TrainConfig = TrainConfig(), seed: int = 0,
-          report: Callable[[int, float], bool] | None = None) -> Outcome:
+          report: Callable[[int, float], bool] | None = None) -> Accuracy:
     """Train ``spec`` compressed by ``compression`` on ``dataset`` (see module docstring)."""
     _check_fit(spec, dataset)
     started = time.perf_counter()
@@ -229,13 +230,13 @@ class StandaloneRun:
 
 
 def train_together(runs: Sequence[Run], dataset: Dataset, config: TrainConfig, seed: int,
-                   reports: Sequence[Callable[[int, float], bool] | None], started: float | None = None) -> list[Outcome]:
-    """Train ``runs`` side by side on the same batches (drawn from ``seed``); one Outcome per run.
+                   reports: Sequence[Callable[[int, float], bool] | None], started: float | None = None) -> list[Accuracy]:
+    """Train ``runs`` side by side on the same batches (drawn from ``seed``); one Accuracy per run.
 
     Every run takes each step, its masks follow the pruning schedule, and after each
     epoch its validation accuracy goes to its ``report``. A run whose loss stops being
     finite ends with status ``diverged``, one its pruner stops ends ``pruned``; the
-    others go on. Each outcome's ``proxy_seconds`` is the time of the whole call
+    others go on. Each result's ``seconds`` is the time of the whole call
     divided evenly among the runs.
     """
     started = time.perf_counter() if started is None else started
@@ -273,12 +274,12 @@ def train_together(runs: Sequence[Run], dataset: Dataset, config: TrainConfig, s
         if not live:
             break
     seconds = (time.perf_counter() - started) / max(len(runs), 1)
-    outcomes = []
+    results = []
     for run, (status, reason), runs_history in zip(runs, ending, history):
-        metrics = {"accuracy": runs_history[-1][1]} if status != Status.DIVERGED and runs_history else {}
-        outcomes.append(Outcome(status, metrics=metrics, history=tuple(runs_history), weights=run.weights(),
-                                reason=reason, proxy_seconds=seconds))
-    return outcomes
+        score = runs_history[-1][1] if status != Status.DIVERGED and runs_history else None
+        results.append(Accuracy(status, score, history=tuple(runs_history), weights=run.weights(), reason=reason,
+                                seconds=seconds))
+    return results
 
 
 def run_length(dataset: Dataset, batch_size: int, epochs: float) -> tuple[int, int]:

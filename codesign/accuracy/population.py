@@ -1,7 +1,7 @@
 """Training several candidates at once on one compiled network: the trained proxy for a batch of trials.
 
 :func:`train_population` trains each candidate of a batch by the rules of
-:func:`codesign.training.train` (the same batches from the seed, optimiser, schedule,
+:func:`codesign.accuracy.training.train` (the same batches from the seed, optimiser, schedule,
 quantization-aware training, pruning schedule, divergence and pruner rules, and its own
 initialisation: LeCun-normal weights at its own shapes, drawn from the seed), but on the
 :class:`~search_spaces.elastic.ElasticNetwork` of the experiment's spaces: a candidate
@@ -43,9 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from codesign.datasets import Dataset
-from codesign.outcome import Outcome
-from codesign.training import (TrainConfig, _check_fit, accuracy, optimizer, run_length, train_together,
+from codesign.accuracy.datasets import Dataset
+from codesign.accuracy.proxy import Accuracy
+from codesign.accuracy.training import (TrainConfig, _check_fit, accuracy, optimizer, run_length, train_together,
                                variable_shapes)
 from search_spaces.compression import CompressionPolicy, apply_masks, update_masks
 from search_spaces.elastic import (ElasticNetwork, ElasticSpace, embed, encode_masks, extract, first_candidate,
@@ -56,8 +56,8 @@ from search_spaces.networks import NetworkSpec
 
 def train_population(space: ElasticSpace, candidates: Sequence[tuple[NetworkSpec, CompressionPolicy | None]],
                      dataset: Dataset, config: TrainConfig = TrainConfig(), seed: int = 0,
-                     reports: Sequence[Callable[[int, float], bool] | None] | None = None) -> list[Outcome]:
-    """Train ``candidates`` together on ``space``'s elastic network; one Outcome per candidate (module docstring).
+                     reports: Sequence[Callable[[int, float], bool] | None] | None = None) -> list[Accuracy]:
+    """Train ``candidates`` together on ``space``'s elastic network; one Accuracy per candidate (module docstring).
 
     A candidate that does not fit the dataset or the space fails (status ``failed``, the
     reason naming the field and the range) before any training; the others are trained.
@@ -65,21 +65,21 @@ def train_population(space: ElasticSpace, candidates: Sequence[tuple[NetworkSpec
     reports = list(reports) if reports is not None else [None] * len(candidates)
     if len(reports) != len(candidates):
         raise ValueError(f"population: {len(reports)} reports for {len(candidates)} candidates")
-    outcomes: list[Outcome | None] = [None] * len(candidates)
+    results: list[Accuracy | None] = [None] * len(candidates)
     for i, (spec, policy) in enumerate(candidates):
         try:
             _check_fit(spec, dataset)
             space.check(spec, _policy(policy))
         except ValueError as error:
-            outcomes[i] = Outcome.failed(f"ValueError: {error}")
-    fit = [i for i, outcome in enumerate(outcomes) if outcome is None]
+            results[i] = Accuracy.failed(f"ValueError: {error}")
+    fit = [i for i, result in enumerate(results) if result is None]
     _, total = run_length(dataset, config.batch_size, config.epochs)
     programs = _programs(space, config, total)
     runs = [ElasticRun(space, programs, candidates[i][0], _policy(candidates[i][1]), seed) for i in fit]
     if runs:
-        for i, outcome in zip(fit, train_together(runs, dataset, config, seed, [reports[i] for i in fit])):
-            outcomes[i] = outcome
-    return outcomes
+        for i, result in zip(fit, train_together(runs, dataset, config, seed, [reports[i] for i in fit])):
+            results[i] = result
+    return results
 
 
 def _policy(policy: CompressionPolicy | None) -> CompressionPolicy | None:

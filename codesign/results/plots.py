@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from codesign.metrics import METRICS  # noqa: E402
-from codesign.results import Design, Results  # noqa: E402
+from codesign.results.designs import Design, Results  # noqa: E402
 from codesign.sweep import accelerator_names  # noqa: E402
 from cost_models.evaluate import CostReport  # noqa: E402
 

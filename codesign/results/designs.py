@@ -7,13 +7,12 @@ weights), ``predict(raw_images)`` (normalised as the dataset was, from the study
 record of it) and ``cost_report()`` (per layer: cycles, utilisation, dataflow, energy by
 level). Weights and reports come from Optuna's artifact store.
 ``results.finalize(k, epochs)`` retrains the front at full fidelity and measures it on
-the test split (:mod:`codesign.finalize`).
+the test split (:mod:`codesign.results.finalize`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from functools import cached_property
 from pathlib import Path
@@ -24,11 +23,13 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign.datasets import DataSpec
-from codesign.finalize import Final, finalize, stored_finals
+from codesign.accuracy.datasets import DataSpec
+from codesign.results.finalize import Final, finalize, stored_finals
 from codesign.metrics import METRICS, table_metrics
-from codesign.outcome import COST_REPORT, WEIGHTS, FrontPoint, Outcome, Status, stored_metrics, trial_status
-from codesign.storage import folder_study, load_study_for_reading, make_storage, reading_storage
+from codesign.outcome import (COST_REPORT, SCHEMA, WEIGHTS, FrontPoint, Outcome, Status, TrialTiming, design_key, migrate,
+                              stored_metrics, trial_status)
+from codesign.storage import (StudyRecord, folder_study, load_study_for_reading, make_storage, read_trials,
+                              reading_storage)
 from cost_models import Accelerator, CostReport, evaluate
 from cost_models.version import COST_MODEL_VERSION
 from search_spaces.compression import CompressionPolicy
@@ -91,7 +92,7 @@ class Design:
         naming the trial and the artifact."""
         _ = self.outcome  # the trial's record is read first, so that what fails below is the artifact
         try:
-            weights = Outcome.from_trial(self.trial, self.artifacts, artifacts=(WEIGHTS,)).weights
+            weights = self.outcome.with_artifacts(self.trial, self.artifacts, (WEIGHTS,)).weights
         except ArtifactNotFound:
             raise ValueError(f"{self._weights_artifact()} is missing from the artifact store (deleted?)") from None
         except Exception as error:  # msgpack and flax raise several kinds on damaged bytes
@@ -142,8 +143,8 @@ class Design:
     def export_onnx(self, path) -> Path:
         """Write the trained model as an ONNX file taking raw NCHW images (normalised images when the run did not
         record its normalisation): batch norm folded, quantized weights as DequantizeLinear of integer codes,
-        pruned weights as zeros (:func:`codesign.onnx_export.export_onnx`). Needs ``pip install -e ".[onnx]"``."""
-        from codesign.onnx_export import export_onnx
+        pruned weights as zeros (:func:`codesign.results.onnx_export.export_onnx`). Needs ``pip install -e ".[onnx]"``."""
+        from codesign.results.onnx_export import export_onnx
 
         if self.variables is None:
             raise self._no_weights(" to export")
@@ -151,7 +152,7 @@ class Design:
 
     @cached_property
     def _stored_report(self) -> Outcome:
-        return Outcome.from_trial(self.trial, self.artifacts, artifacts=(COST_REPORT,))
+        return self.outcome.with_artifacts(self.trial, self.artifacts, (COST_REPORT,))
 
     @property
     def cost_model_version(self) -> str:
@@ -190,10 +191,10 @@ class Results:
     """A study and its artifacts."""
 
     def __init__(self, study: optuna.Study, artifacts: FileSystemArtifactStore | None,
-                 timings: list[dict] | None = None, storage_url: str | None = None):
+                 timings: list[TrialTiming] | None = None, storage_url: str | None = None):
         self.study = study  # read-only when loaded (``storage_url`` then says where to write)
         self.artifacts = artifacts
-        self.timings: list[dict] = list(timings or [])  # codesign.run's trials of that call: where their time went
+        self.timings: list[TrialTiming] = list(timings or [])  # codesign.run's trials of that call: where their time went
         self.storage_url = storage_url
 
     def writable_study(self) -> optuna.Study:
@@ -203,29 +204,33 @@ class Results:
         return optuna.load_study(study_name=self.study.study_name, storage=make_storage(self.storage_url))
 
     @property
+    def record(self) -> StudyRecord:
+        """What the search recorded on its study (experiment, objectives, dataset, run folder, finalized designs)."""
+        return StudyRecord.read(self.study)
+
+    @property
     def objectives(self) -> list[str]:
-        return list(self.study.user_attrs.get("codesign.objectives", []))
+        return list(self.record.objectives)
 
     @property
     def quality_metric(self) -> str:
         """What the search's proxy reported: ``accuracy``, or a zero-cost proxy's score under its own name."""
-        return (self.study.user_attrs.get("codesign.experiment") or {}).get("quality_metric", "accuracy")
+        return self.record.quality_metric
 
     @property
     def data(self) -> DataSpec | None:
         """The searched dataset's shape, classes, normalisation and split seed (None for older runs)."""
-        recorded = self.study.user_attrs.get("codesign.data")
-        return None if recorded is None else DataSpec.from_dict(recorded)
+        return self.record.data
 
     @property
     def finals(self) -> dict[int, Final]:
         """Designs retrained at full fidelity (:meth:`finalize`), by trial number."""
-        return stored_finals(self.study)
+        return stored_finals(self.record)
 
     def finalize(self, k: int | None = None, epochs: float = 10.0, dataset=None, config=None,
                  progress=None) -> list[Final]:
         """Retrain the first ``k`` designs of the front for ``epochs`` and measure their test accuracy; stored
-        with the study and read back as ``design.final`` (:mod:`codesign.finalize`)."""
+        with the study and read back as ``design.final`` (:mod:`codesign.results.finalize`)."""
         return finalize(self, k, epochs, dataset, config, progress)
 
     def _design(self, trial: FrozenTrial, data=None, finals=None) -> Design:
@@ -238,14 +243,14 @@ class Results:
 
     @property
     def trials(self) -> list[FrozenTrial]:
-        return self.study.get_trials(deepcopy=False)
+        """Every trial, its attributes in the current schema."""
+        return read_trials(self.study)
 
     @property
     def designs(self) -> list[Design]:
         """Every completed trial."""
         data, finals = self.data, self.finals
-        return [self._design(t, data, finals)
-                for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        return [self._design(t, data, finals) for t in read_trials(self.study, states=(TrialState.COMPLETE,))]
 
     @property
     def completed(self) -> int:
@@ -258,15 +263,18 @@ class Results:
         first objective."""
         if not self.completed:
             return []
+        record = self.record
         best = self.study.best_trials if len(self.study.directions) > 1 else [self.study.best_trial]
-        first = 0
-        reverse = self.study.directions[first] == optuna.study.StudyDirection.MAXIMIZE
-        unique = {}
-        for t in sorted(best, key=lambda t: t.number):  # samplers may repeat a design: keep its first trial
-            unique.setdefault(json.dumps(t.params, sort_keys=True, default=str), t)
-        data, finals = self.data, self.finals
-        return sorted((self._design(t, data, finals) for t in unique.values()), key=lambda d: d.trial.values[first],
-                      reverse=reverse)
+        if record.schema < SCHEMA:
+            best = [migrate(t) for t in best]
+        finals = stored_finals(record)
+        unique: dict[str, Design] = {}
+        for t in sorted(best, key=lambda t: t.number):  # a design evaluated twice (an older run) keeps its first
+            design = self._design(t, record.data, finals)
+            candidate = design.outcome.candidate
+            unique.setdefault(design_key(candidate) if candidate is not None else str(t.number), design)
+        reverse = self.study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        return sorted(unique.values(), key=lambda d: d.trial.values[0], reverse=reverse)
 
     def design(self, number: int) -> Design:
         for t in self.trials:
@@ -369,8 +377,8 @@ def load(run_folder: str | Path | None = None, storage: str | None = None, study
         storage, recorded = folder_study(folder)
         study_name = study_name or recorded
     study = load_study_for_reading(reading_storage(storage), study_name)  # never written: read-only media work
-    if folder is None and study.user_attrs.get("codesign.run_folder"):
-        folder = Path(study.user_attrs["codesign.run_folder"])
+    if folder is None and StudyRecord.read(study).run_folder:
+        folder = Path(StudyRecord.read(study).run_folder)
     artifacts = None
     if folder is not None and (folder / "artifacts").is_dir():
         artifacts = FileSystemArtifactStore(str(folder / "artifacts"))
