@@ -18,8 +18,8 @@ from codesign import compilation
 
 compilation.enable()  # before JAX is imported: compiled programs are kept once per machine
 
-from codesign.accuracy import (Dataset, SupernetConfig, SupernetProxy, TrainConfig, TrainedProxy, ZeroCostProxy,
-                               from_arrays, load_dataset, make_proxy)
+from codesign.accuracy import (Dataset, PredictorConfig, PredictorProxy, SupernetConfig, SupernetProxy, TrainConfig,
+                               TrainedProxy, ZeroCostProxy, from_arrays, load_dataset, make_proxy)
 from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment
 from codesign.metrics import METRICS, Constraint, Objective
@@ -28,5 +28,5 @@ from codesign.results import Design, Results, load
 from codesign.search import run
 
 __all__ = ["METRICS", "Candidate", "Constraint", "Dataset", "Design", "Evaluator", "Experiment", "Objective",
-           "Outcome", "Results", "Status", "SupernetConfig", "SupernetProxy", "TrainConfig", "TrainedProxy",
-           "ZeroCostProxy", "from_arrays", "load", "load_dataset", "make_proxy", "run"]
+           "Outcome", "PredictorConfig", "PredictorProxy", "Results", "Status", "SupernetConfig", "SupernetProxy",
+           "TrainConfig", "TrainedProxy", "ZeroCostProxy", "from_arrays", "load", "load_dataset", "make_proxy", "run"]

@@ -87,6 +87,18 @@ def test_the_supernet_is_stored_reused_for_its_space_and_never_for_another(train
     assert len(calls) == 2 and calls[1][0] == narrower  # another space: its own supernet
     assert len(list(stored.glob("*.msgpack"))) == 2
 
+    # a stored supernet named by its file: used for its own spaces and data, refused for others
+    file = str(stored / f"{key}.json")
+    reused, = SupernetProxy(file=file).bind(NETWORKS, COMPRESSION).evaluate([(spec, None)], data)
+    assert reused.score == first.score and len(calls) == 2
+    with pytest.raises(ValueError, match=r"was trained on other spaces: network_space field 'blocks'"):
+        SupernetProxy(file=file).bind(narrower, None)
+    other = load_dataset("digits", seed=1)
+    refused, = SupernetProxy(file=file).bind(NETWORKS, COMPRESSION).evaluate([(spec, None)], other)
+    assert refused.status == Status.FAILED and "another dataset" in refused.reason and other.fingerprint in refused.reason
+    with pytest.raises(ValueError, match="not a stored supernet record"):
+        SupernetProxy(file=str(stored / f"{key}.msgpack")).bind(NETWORKS, COMPRESSION)
+
 
 @pytest.mark.parametrize("change, message", [
     (lambda spec, policy: (spec.replace(stages=(dataclasses.replace(spec.stages[0], width=32),) + spec.stages[1:]), policy),
@@ -108,6 +120,30 @@ def test_supernet_settings_are_checked():
     with pytest.raises(ValueError, match="SupernetProxy needs its spaces"):
         SupernetProxy().supernet(load_dataset("synthetic"))
     assert codesign.make_proxy("supernet", epochs=3) == SupernetProxy(SupernetConfig(epochs=3))
+    with pytest.raises(ValueError, match="field 'schedule' must be one of sandwich, progressive, got 'ofa'"):
+        SupernetConfig(schedule="ofa")
+
+
+def test_the_progressive_schedule_unlocks_kernel_depth_width_then_compression():
+    rng = np.random.default_rng(0)
+
+    def members(unlocked):
+        return [supernet_module._phase_members(NETWORKS, COMPRESSION, rng, 8, unlocked, sandwich=2) for _ in range(30)]
+
+    def seen(steps, field):
+        return {value for step in steps for spec, policy in step for value in field(spec, policy)}
+
+    widths = lambda spec, policy: [s.width for s in spec.stages]  # noqa: E731
+    depths = lambda spec, policy: [s.depth for s in spec.stages]  # noqa: E731
+    bits = lambda spec, policy: [policy.default.w_bits, policy.default.prune_ratio]  # noqa: E731
+    first = members(())
+    assert {len(step) for step in first} == {1}  # the largest alone: widest, deepest, 8-bit, unpruned
+    assert seen(first, widths) == {16} and seen(first, depths) == {2} and seen(first, bits) == {8, 0.0}
+    shapes = members(("kernel", "depth"))
+    assert {len(step) for step in shapes} == {4} and seen(shapes, depths) == {1, 2} and seen(shapes, widths) == {16}
+    assert seen(shapes, bits) == {8, 0.0}
+    last = members(supernet_module.PROGRESSIVE[-1])
+    assert seen(last, widths) == {8, 16} and seen(last, bits) == {4, 8, 0.0, 0.5}
 
 
 @pytest.mark.usefixtures("ray_session")

@@ -168,6 +168,8 @@ def make_proxy(name: str = "trained", **settings):
     unknown proxy or setting and what is allowed."""
     from codesign.accuracy.supernet import SupernetConfig, SupernetProxy
 
+    if name == "predictor":
+        return _make_predictor(settings)
     kinds = {"trained": (TrainConfig, lambda config, population=1: TrainedProxy(config, population)),
              "supernet": (SupernetConfig, lambda config: SupernetProxy(config))}
     if name in ZERO_COST:
@@ -181,6 +183,30 @@ def make_proxy(name: str = "trained", **settings):
     _check_settings(name, settings, [f.name for f in dataclasses.fields(config_type)] +
                     (["population"] if name == "trained" else []))
     return make(config_type(**settings), **extra)
+
+
+def _make_predictor(settings: dict):
+    """``predictor``: PredictorConfig fields, ``teacher`` (a proxy's name, default ``trained``), the teacher's
+    settings prefixed ``teacher_`` (``teacher_epochs=3`` is the default of a trained teacher) and ``file`` (a
+    stored predictor's JSON record)."""
+    from codesign.accuracy.predictor import PredictorConfig, PredictorProxy
+
+    own = {k: v for k, v in settings.items() if not k.startswith("teacher_")}
+    teacher_settings = {k[len("teacher_"):]: v for k, v in settings.items() if k.startswith("teacher_")}
+    allowed = [f.name for f in dataclasses.fields(PredictorConfig)] + ["teacher", "teacher_<setting>", "file"]
+    _check_settings("predictor", own, allowed)
+    teacher, file = own.pop("teacher", "trained"), own.pop("file", None)
+    if teacher not in ("trained", "supernet") + ZERO_COST:
+        raise ValueError(f"proxy: 'predictor' setting 'teacher' must be one of trained, supernet, "
+                         f"{', '.join(ZERO_COST)}; got {teacher!r}")
+    if teacher == "trained":
+        teacher_settings.setdefault("epochs", 3)
+    try:
+        teacher_proxy = make_proxy(teacher, **teacher_settings)
+    except ValueError as error:
+        raise ValueError(f"proxy: 'predictor' teacher {str(error).removeprefix('proxy: ')} (prefixed teacher_)") \
+            from None
+    return PredictorProxy(PredictorConfig(**own), teacher_proxy, file)
 
 
 def _check_settings(name: str, settings: dict, allowed: list[str]) -> None:

@@ -79,6 +79,19 @@ class Accuracy:
         return cls(status, score, history, reason=reason, seconds=float(seconds))
 
 
+def record_mismatch(record: Mapping[str, Any], field: str, here) -> str | None:
+    """How a stored record's ``field`` (a space as JSON) differs from ``here``: ``<field> field 'x': A in the file,
+    B here`` for the first differing sub-field, or None when they agree."""
+    there = record.get(field)
+    if there == here:
+        return None
+    if isinstance(there, Mapping) and isinstance(here, Mapping):
+        for name in sorted(set(there) | set(here)):
+            if there.get(name) != here.get(name):
+                return f"{field} field {name!r}: {there.get(name)!r} in the file, {here.get(name)!r} here"
+    return f"{field}: {there!r} in the file, {here!r} here"
+
+
 def _number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 

@@ -52,7 +52,7 @@ from flax import serialization
 from codesign.accuracy.cache import AccuracyCache, atomic_write
 from codesign.accuracy.proxies import elastic_space
 from codesign.accuracy.datasets import Dataset
-from codesign.accuracy.proxy import Accuracy
+from codesign.accuracy.proxy import Accuracy, record_mismatch
 from codesign.outcome import Status
 from codesign.accuracy.training import _check_fit, epochs, jit_for, run_length, variable_shapes
 from codesign.accuracy.training import accuracy as validation_accuracy
@@ -62,7 +62,7 @@ from search_spaces.flax_models import layer_settings
 from search_spaces.networks import NetworkSpec, layer_table
 
 #: The version of the supernet's training and storage; part of the key.
-SUPERNET_VERSION = "1"
+SUPERNET_VERSION = "2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +73,11 @@ class SupernetConfig:
     batch_size: int = 32
     learning_rate: float = 1e-2
     sandwich: int = 2  # random candidates per step, beside the largest and the smallest
-    distill: bool = False  # the smaller candidates learn the largest one's predictions instead of the labels
+    distill: bool = False  # the smaller candidates learn the labels and the largest one's predictions, half each
     calibration_images: int = 256  # batch-norm recalibration of each candidate
     finetune_steps: int = 0  # per candidate, from the inherited weights (a fidelity knob)
     finetune_learning_rate: float = 1e-3
+    schedule: str = "sandwich"  # or "progressive": Once-for-All's phases (PROGRESSIVE)
 
     def __post_init__(self):
         for field, low in (("epochs", 0.0), ("learning_rate", 0.0), ("finetune_learning_rate", 0.0)):
@@ -89,9 +90,59 @@ class SupernetConfig:
                 raise ValueError(f"supernet: field {field!r} must be an integer >= {low}, got {value!r}")
         if not isinstance(self.distill, bool):
             raise ValueError(f"supernet: field 'distill' must be true or false, got {self.distill!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"supernet: field 'schedule' must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+#: How the supernet is trained: every candidate size from the first step, or Once-for-All's phases.
+SCHEDULES = ("sandwich", "progressive")
+#: The progressive schedule: what each quarter of the epochs may vary. The first quarter trains the
+#: largest candidate alone (16-bit, unpruned); then kernels and depths, then widths, then bit widths and
+#: pruning (quantization-aware training of the shared weights) are drawn as well. Block types (and
+#: other categorical choices) are drawn in every phase.
+PROGRESSIVE = ((), ("kernel", "depth"), ("kernel", "depth", "width"), ("kernel", "depth", "width", "compression"))
+
+
+def dimension(name: str) -> str | None:
+    """The progressive schedule's dimension of a decision name (None: categorical, always drawn)."""
+    if name.startswith("compress."):
+        return "compression"
+    if name.endswith("kernel"):
+        return "kernel"
+    if name.endswith(".depth") or name == "net.stages":
+        return "depth"
+    if name.endswith("width") or name.endswith("expansion") or name == "net.width_multiplier":
+        return "width"
+    return None
+
+
+def _phase_chooser(rng: np.random.Generator, unlocked: tuple[str, ...], mode: str, resolution: int) -> Callable:
+    """``mode`` "random" or "smallest" over the ``unlocked`` dimensions; the largest option everywhere else."""
+    largest, smallest = _extreme_chooser(rng, True, resolution), _extreme_chooser(rng, False, resolution)
+
+    def choose(name, options):
+        if name == "net.resolution" or dimension(name) not in unlocked:
+            return largest(name, options)
+        if mode == "smallest":
+            return smallest(name, options)
+        return options[int(rng.integers(len(options)))]
+    return choose
+
+
+def _phase_members(network_space, compression_space, rng, resolution, unlocked: tuple[str, ...], sandwich: int):
+    """A step's candidates in a progressive phase: the largest, then (once something varies) the smallest and
+    ``sandwich`` random ones of what is unlocked."""
+    def build(mode):
+        choose = _phase_chooser(rng, unlocked, mode, resolution)
+        spec = network_space.build(choose)
+        return spec, (compression_space.build(choose, spec) if compression_space is not None else None)
+    members = [build("largest")]
+    if unlocked:
+        members += [build("smallest")] + [build("random") for _ in range(sandwich)]
+    return members
 
 
 # --- the sandwich's extreme candidates ------------------------------------------------------------
@@ -117,7 +168,7 @@ def _extreme_chooser(rng: np.random.Generator, largest: bool, resolution: int) -
     return choose
 
 
-def _draw(network_space, compression_space, rng, resolution, extreme: bool | None = None):
+def draw_pair(network_space, compression_space, rng, resolution, extreme: bool | None = None):
     """A (spec, policy): uniformly drawn (``extreme`` None), or the largest (True) / smallest (False)."""
     if extreme is None:
         spec = network_space.build(_resolution_chooser(rng, resolution))
@@ -257,7 +308,7 @@ def train_supernet(network_space, compression_space, dataset: Dataset, config: S
     started = time.perf_counter()
     space = ElasticSpace.of(network_space, compression_space, dataset.resolution)
     rng = np.random.default_rng(seed)
-    probe, _ = _draw(network_space, compression_space, rng, dataset.resolution)
+    probe, _ = draw_pair(network_space, compression_space, rng, dataset.resolution)
     _check_fit(probe, dataset)
     batch, total = run_length(dataset, config.batch_size, config.epochs)
     programs = _programs(space, config, total)
@@ -270,34 +321,48 @@ def train_supernet(network_space, compression_space, dataset: Dataset, config: S
     for batches in epochs(dataset, batch, total, rng):
         epoch_start = len(losses)
         for x, y in batches:
-            members = [_draw(network_space, compression_space, rng, dataset.resolution, True),
-                       _draw(network_space, compression_space, rng, dataset.resolution, False)]
-            members += [_draw(network_space, compression_space, rng, dataset.resolution) for _ in range(config.sandwich)]
+            if config.schedule == "progressive":
+                unlocked = PROGRESSIVE[min(len(PROGRESSIVE) * step // total, len(PROGRESSIVE) - 1)]
+                members = _phase_members(network_space, compression_space, rng, dataset.resolution, unlocked,
+                                         config.sandwich)
+            else:
+                members = [draw_pair(network_space, compression_space, rng, dataset.resolution, True),
+                           draw_pair(network_space, compression_space, rng, dataset.resolution, False)]
+                members += [draw_pair(network_space, compression_space, rng, dataset.resolution)
+                            for _ in range(config.sandwich)]
             target = np.eye(space.num_classes, dtype=np.float32)[y]
             grads = zero_grads
             member_losses = []
             for m, (spec, policy) in enumerate(members):
                 grads, loss, predicted = programs["member_grads"](params, x, target, space.encode(spec, policy), grads)
                 member_losses.append(loss)
-                if m == 0 and config.distill:
-                    target = predicted  # in-place distillation from the largest
+                if m == 0 and config.distill:  # in-place distillation, Once-for-All's loss with kd_ratio 1:
+                    target = (target + predicted) / 2  # half the labels, half the largest one's predictions
             params, opt_state = programs["update"](params, opt_state, grads)
             losses.append(jnp.stack(member_losses))
             step += 1
-        recent = np.asarray(jnp.stack(losses[epoch_start:]))  # [steps of this epoch, members]
-        last = float(recent[:, 0].mean())
-        if not np.all(np.isfinite(recent)):
+        recent = [np.asarray(step_losses) for step_losses in jax.device_get(losses[epoch_start:])]
+        if not all(np.all(np.isfinite(r)) for r in recent):
             raise FloatingPointError(f"supernet training diverged: a candidate's loss became non-finite before step "
                                      f"{step} of {total}")
+        final = _member_losses(recent)
         if log is not None:
-            log(f"supernet step {step}/{total}: loss of the largest candidate {last:.3f}, of the smallest "
-                f"{recent[:, 1].mean():.3f}" + (f", of random ones {recent[:, 2:].mean():.3f}" if config.sandwich else ""))
+            log(f"supernet step {step}/{total}: loss of the largest candidate {final['largest']:.3f}"
+                + "".join(f", of the {k} {v:.3f}" for k, v in final.items() if k != "largest" and v is not None))
     record = {**trained_on(network_space, compression_space, dataset, config, seed), "steps": total,
-              "final_loss": {"largest": last, "smallest": float(recent[:, 1].mean()),
-                             "random": float(recent[:, 2:].mean()) if config.sandwich else None},
+              "final_loss": final,
               "seconds": time.perf_counter() - started}
     return Supernet(space, {"params": jax.device_get(params), "batch_stats": stats}, network_space, compression_space,
                     config, record)
+
+
+def _member_losses(recent: list[np.ndarray]) -> dict:
+    """Mean loss of the largest, the smallest and the random members over an epoch's steps (None: none trained)."""
+    def mean(values):
+        values = [v for v in values if v.size]
+        return float(np.mean(np.concatenate(values))) if values else None
+    return {"largest": mean([r[:1] for r in recent]), "smallest": mean([r[1:2] for r in recent]),
+            "random": mean([r[2:] for r in recent])}
 
 
 def _calibration_images(dataset: Dataset, count: int, seed: int) -> np.ndarray:
@@ -359,6 +424,21 @@ def load_supernet(folder: str | Path, key: str, network_space, compression_space
     return Supernet(space, variables, network_space, compression_space, config, record)
 
 
+def read_record(path: str | Path) -> dict:
+    """A stored supernet's JSON record; a ValueError naming the file when it is missing or not one."""
+    try:
+        record = json.loads(Path(path).read_text())
+        if not isinstance(record, dict) or not {"network_space", "compression_space", "dataset", "config"} <= set(record):
+            raise ValueError("it lacks the fields of a supernet record")
+        SupernetConfig(**record["config"])
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"supernet {path}: not a stored supernet record ({type(error).__name__}: {error})") from None
+    if record.get("version") != SUPERNET_VERSION:
+        raise ValueError(f"supernet {path}: version {record.get('version')!r}; this codesign reads version "
+                         f"{SUPERNET_VERSION!r}")
+    return record
+
+
 #: Supernets this process has loaded or trained, by key (a worker loads each once).
 _LOADED: dict[str, Supernet] = {}
 
@@ -377,6 +457,7 @@ class SupernetProxy:
     compression_space: Any = None
     folder: str | None = None  # where trained supernets are stored (None: kept in this process only)
     weights: bool = True  # return each candidate's stand-alone variables (its model reloads as a Design)
+    file: str | None = None  # a stored supernet's JSON record, used instead of training one
 
     name = "supernet"
     pairs_per_task = 1
@@ -394,10 +475,20 @@ class SupernetProxy:
         the trained supernets; a ValueError when the spaces have no elastic network."""
         for resolution in getattr(network_space, "resolutions", None) or (None,):
             elastic_space(network_space, compression_space, resolution)
+        config = self.config
+        if self.file is not None:
+            record = read_record(self.file)
+            for field, space in (("network_space", network_space), ("compression_space", compression_space)):
+                problem = record_mismatch(record, field, None if space is None else space.to_dict())
+                if problem:
+                    raise ValueError(f"proxy: supernet {self.file} was trained on other spaces: {problem}")
+            config = SupernetConfig(**record["config"])
         return dataclasses.replace(self, network_space=network_space, compression_space=compression_space,
-                                   folder=None if folder is None else str(Path(folder) / "supernets"))
+                                   config=config, folder=None if folder is None else str(Path(folder) / "supernets"))
 
     def describe(self) -> dict:
+        if self.file is not None:
+            return {"proxy": self.name, "file": str(self.file)}
         spaces = [None if s is None else s.to_dict() for s in (self.network_space, self.compression_space)]
         digest = hashlib.sha256(json.dumps(spaces, sort_keys=True).encode()).hexdigest()[:16]
         return {"proxy": self.name, "version": SUPERNET_VERSION, "spaces": digest, **self.config.to_dict()}
@@ -407,6 +498,8 @@ class SupernetProxy:
         if self.network_space is None:
             raise ValueError("proxy: a SupernetProxy needs its spaces; use it in an Experiment or call "
                              ".bind(network_space, compression_space, folder) first")
+        if self.file is not None:
+            return self._stored(dataset)
         key = supernet_key(self.network_space, self.compression_space, dataset, self.config, seed)
         if key in _LOADED and self.folder is not None and not (Path(self.folder) / f"{key}.json").is_file():
             save_supernet(self.folder, key, _LOADED[key])  # a run folder keeps the supernet its trials used
@@ -423,6 +516,22 @@ class SupernetProxy:
                                              self.config, dataset.resolution)
                 _LOADED[key] = AccuracyCache(self.folder).once(key, load, train_and_store)
         return _LOADED[key]
+
+    def _stored(self, dataset: Dataset) -> Supernet:
+        """The supernet of ``file``; a ValueError naming the file when it was trained on other data or is unreadable."""
+        path = Path(self.file)
+        record = read_record(path)
+        if record.get("dataset") != dataset.fingerprint:
+            raise ValueError(f"supernet {path} was trained on another dataset (fingerprint {record.get('dataset')}, "
+                             f"{dataset.name!r} has {dataset.fingerprint})")
+        if str(path) not in _LOADED:
+            supernet = load_supernet(path.parent, path.stem, self.network_space, self.compression_space, self.config,
+                                     dataset.resolution)
+            if supernet is None:
+                raise ValueError(f"supernet {path}: its weights ({path.with_suffix('.msgpack').name}) are missing "
+                                 f"or unreadable")
+            _LOADED[str(path)] = supernet
+        return _LOADED[str(path)]
 
     def evaluate(self, pairs, dataset: Dataset, seed: int = 0, reporters=None) -> list[Accuracy]:
         """Each pair's accuracy read from the supernet (trained first, once, if there is none yet); a pair outside
