@@ -19,6 +19,7 @@ a candidate outside the fitted range is scored with a warning naming the feature
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -160,10 +161,10 @@ class Predictor:
         padded[:len(z)] = z
         return np.asarray(_apply(self.hidden)(self.params, padded))[:len(z)] * self.y_std + self.y_mean
 
-    def outside(self, x: np.ndarray) -> list[str]:
-        """The features of one row outside the fitted range, as ``name value (fitted lo to hi)``."""
+    def outside(self, x: np.ndarray) -> list[tuple[str, str]]:
+        """The features of one row outside the fitted range: (name, ``name value (fitted lo to hi)``)."""
         ranges = self.record["ranges"]
-        return [f"{name} {value:g} (fitted {ranges[name][0]:g} to {ranges[name][1]:g})"
+        return [(name, f"{name} {value:g} (fitted {ranges[name][0]:g} to {ranges[name][1]:g})")
                 for name, value in zip(FEATURES, np.asarray(x).tolist())
                 if not ranges[name][0] - 1e-6 <= value <= ranges[name][1] + 1e-6]
 
@@ -172,14 +173,11 @@ class Predictor:
                 "y": np.array([self.y_mean, self.y_std], np.float32)}
 
 
-_APPLY: dict[int, Any] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _apply(hidden: int):
-    if hidden not in _APPLY:
-        model = MLP(hidden)
-        _APPLY[hidden] = jax.jit(lambda params, z: jax.vmap(model.apply, in_axes=(0, None))(params, z).mean(axis=0))
-    return _APPLY[hidden]
+    """The jitted ensemble mean of MLPs of ``hidden`` units (one per width)."""
+    model = MLP(hidden)
+    return jax.jit(lambda params, z: jax.vmap(model.apply, in_axes=(0, None))(params, z).mean(axis=0))
 
 
 def fit(x: np.ndarray, y: np.ndarray, config: PredictorConfig = PredictorConfig(), seed: int = 0,
@@ -311,7 +309,7 @@ class PredictorProxy:
         """This proxy for the spaces, fitting into ``folder/predictors`` (None: in memory); with ``file``, a
         ValueError naming the first space field the stored predictor was fitted on differently."""
         if self.file is not None:
-            record = load_predictor(self.file).record
+            record = _stored(self.file).record
             for field, space in (("network_space", network_space), ("compression_space", compression_space)):
                 problem = record_mismatch(record, field, None if space is None else space.to_dict())
                 if problem:
@@ -324,7 +322,7 @@ class PredictorProxy:
     def predictor(self, dataset: Dataset, seed: int = 0) -> tuple[str, Predictor]:
         """(key, predictor) for ``dataset``: the file's, this process's, the stored one, or fitted now (once)."""
         if self.file is not None:
-            predictor = _LOADED.setdefault(str(self.file), load_predictor(self.file))
+            predictor = _stored(self.file)
             if predictor.record.get("dataset") != dataset.fingerprint:
                 raise ValueError(f"predictor {self.file} was fitted on another dataset (fingerprint "
                                  f"{predictor.record.get('dataset')}, {dataset.name!r} has {dataset.fingerprint})")
@@ -365,8 +363,7 @@ class PredictorProxy:
             except ValueError as error:
                 failed[i] = Accuracy.failed(f"ValueError: {error}")
         for row in rows.values():
-            for problem in predictor.outside(row):
-                feature = problem.split()[0]
+            for feature, problem in predictor.outside(row):
                 if (key, feature) not in _WARNED:
                     _WARNED.add((key, feature))
                     warnings.warn(f"predictor: feature {problem} is outside what it was fitted on; its score there "
@@ -375,6 +372,13 @@ class PredictorProxy:
         seconds = (time.perf_counter() - started) / max(len(pairs), 1)
         scored = {i: Accuracy(Status.COMPLETE, float(score), seconds=seconds) for i, score in zip(rows, scores)}
         return [scored.get(i) or failed[i] for i in range(len(pairs))]
+
+
+def _stored(file: str | Path) -> Predictor:
+    """The predictor of a ``file=`` record, read once per process."""
+    if str(file) not in _LOADED:
+        _LOADED[str(file)] = load_predictor(file)
+    return _LOADED[str(file)]
 
 
 def _load_if_there(path: Path) -> Predictor | None:

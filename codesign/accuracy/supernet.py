@@ -520,11 +520,11 @@ class SupernetProxy:
     def _stored(self, dataset: Dataset) -> Supernet:
         """The supernet of ``file``; a ValueError naming the file when it was trained on other data or is unreadable."""
         path = Path(self.file)
-        record = read_record(path)
+        record = _LOADED[str(path)].record if str(path) in _LOADED else read_record(path)
         if record.get("dataset") != dataset.fingerprint:
             raise ValueError(f"supernet {path} was trained on another dataset (fingerprint {record.get('dataset')}, "
                              f"{dataset.name!r} has {dataset.fingerprint})")
-        if str(path) not in _LOADED:
+        if str(path) not in _LOADED:  # read once per process; every later candidate checks the loaded record
             supernet = load_supernet(path.parent, path.stem, self.network_space, self.compression_space, self.config,
                                      dataset.resolution)
             if supernet is None:
