@@ -40,10 +40,11 @@ class TrialClock:
 
     def timing(self, outcome: Outcome, batch: int = 1) -> TrialTiming:
         """The trial's share of its task's round trip (``batch`` trials per task) and of the proxy's time."""
-        roundtrip = time.perf_counter() - self.submitted
+        now_wall, now = time.time(), time.perf_counter()
+        roundtrip = now - self.submitted
         worker = outcome.worker
         finished_at = None if worker is None else worker.finished_at
-        queued = 0.0 if finished_at is None else min(max(time.time() - finished_at, 0.0), roundtrip)
+        queued = 0.0 if finished_at is None else min(max(now_wall - finished_at, 0.0), roundtrip)
         return TrialTiming(sample_s=self.sample_s, roundtrip_s=roundtrip / batch, queued_s=queued / batch,
                            worker_s=0.0 if worker is None else worker.seconds,
                            proxy_s=0.0 if outcome.cached else outcome.proxy_seconds)
