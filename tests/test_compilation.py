@@ -48,11 +48,13 @@ def test_a_second_process_loads_what_the_first_compiled(tmp_path):
     first, _ = run(str(tmp_path / "cache"))
     folder = Path(first["folder"])
     assert folder.parent == tmp_path / "cache" and folder.name.startswith("jax-")  # one folder per JAX version
-    written = entries(folder)
+    written = {name: (folder / name).read_bytes() for name in entries(folder) if name.endswith("-cache")}
     assert written and first["hits"] == 0
     second, _ = run(str(tmp_path / "cache"))
-    assert second["hits"] > 0 and second["cycles"] == first["cycles"]
-    assert entries(folder) == written  # loaded, not compiled and written again
+    assert second["hits"] >= len(written) and second["cycles"] == first["cycles"]
+    # loaded, not compiled and written again (a program that compiled in under JAX's threshold the first time
+    # and over it the second, on a busy machine, may be added)
+    assert all((folder / name).read_bytes() == data for name, data in written.items())
 
 
 def test_an_unusable_folder_is_one_warning_and_the_numbers_are_the_same(tmp_path):
