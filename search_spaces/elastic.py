@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -337,15 +337,26 @@ def _encode_row(layers: dict, real: dict, row: LayerRow, standalone: LayerRow | 
         real[name] = min(sum(real[p] for p in row.inputs), row.layer.K)
 
 
+def interleaved(counts: Sequence[int]) -> list[tuple[int, int]]:
+    """The (producer, channel) pairs of a concatenation of ``counts`` channels in the elastic layout: channel
+    by channel, the producers alternating (a fire block's 1x1 and k x k expands: 1x1 #0, kxk #0, 1x1 #1, ...).
+
+    A fire block's expands have ``width / 2`` channels each, so every width's output is a prefix of the
+    largest width's: an elastic channel means the same expand channel in every candidate, and the next
+    layer's weights for it are shared by candidates that agree on what it is (width-consistent sharing).
+    The stand-alone model concatenates instead (all of the 1x1, then all of the k x k); :func:`embed` and
+    :func:`extract` reorder the channels between the two layouts (:func:`channel_orders`).
+    """
+    return sorted(((j, k) for j, n in enumerate(counts) for k in range(n)), key=lambda pair: (pair[1], pair[0]))
+
+
 def _gather(kind: BlockType, real: Mapping[str, int], channels: int):
-    """Channel index and mask that turn the block's output (producers at their maxima) into the
-    stand-alone layout (the producers' real channels, concatenated)."""
+    """Channel index and mask that turn the block's output (producers at their maxima, concatenated) into
+    the elastic layout (the producers' real channels, :func:`interleaved`)."""
     maxima = {r.layer.name: r.layer.K for r in kind.rows}
-    index, offset = [], 0
-    for producer in kind.output:
-        index += list(range(offset, offset + real.get(producer, 0)))
-        offset += maxima[producer]
-    index = index[:channels]
+    offsets = np.cumsum([0] + [maxima[p] for p in kind.output])
+    pairs = interleaved([real.get(producer, 0) for producer in kind.output])
+    index = [int(offsets[j]) + k for j, k in pairs][:channels]
     out = len(index)
     mask = np.zeros(channels, np.float32)
     mask[:out] = 1.0
@@ -602,14 +613,68 @@ def embed(space: ElasticSpace, spec: NetworkSpec, standalone: Mapping, elastic: 
 
     Channels and kernel entries the candidate does not use keep their ``elastic`` values
     (its encoding masks them); pruning masks go into the encoding (:func:`encode_masks`).
+    Channels are reordered where the two layouts differ (:func:`channel_orders`).
     """
     out = jax.tree_util.tree_map(np.array, {k: v for k, v in elastic.items()})
+    orders = channel_orders(spec)
     for name, union in union_names(space, spec).items():
         for collection in ("params", "batch_stats"):
             source = standalone.get(collection, {}).get(name)
             if source is not None:
-                _copy_tree(out[collection][union], source)
+                _copy_tree(out[collection][union], source, orders.get(name, {}))
     return out
+
+
+def channel_orders(spec: NetworkSpec) -> dict[str, dict[str, np.ndarray]]:
+    """Per stand-alone layer whose channels the elastic network orders differently, ``{"in": order}`` (the
+    kernel's input channels) and/or ``{"out": order}`` (its output channels and batch norm), with
+    ``order[p]`` the stand-alone channel at elastic position ``p``.
+
+    The layouts differ after a concatenation (:func:`interleaved`): the layers reading it see its
+    channels reordered, a depthwise convolution or a pooling passes the order on, and an addition of
+    such a map to a convolution's output (an identity shortcut) has that convolution's output channels
+    follow the same order.
+    """
+    rows = layer_table(spec)
+    channels = {r.layer.name: r.layer.K for r in rows}
+    tensors: dict[str, np.ndarray | None] = {}  # producer -> the order of its output (None: as stand-alone)
+    orders: dict[str, dict[str, np.ndarray]] = {}
+
+    def read(producers) -> np.ndarray | None:
+        if len(producers) > 1:
+            offsets = np.cumsum([0] + [channels[p] for p in producers])
+            return np.array([offsets[j] + k for j, k in interleaved([channels[p] for p in producers])])
+        return tensors.get(producers[0]) if producers else None
+
+    for row in rows:
+        name = row.layer.name
+        if row.op == "add":
+            parts = [read(operand) for operand in row.operands]
+            order = next((o for o in parts if o is not None), None)
+            for operand, part in zip(row.operands, parts):
+                if order is not None and part is None:
+                    _follow(orders, tensors, rows, operand, order, name)
+                elif part is not None and not np.array_equal(part, order):
+                    raise ValueError(f"elastic network: the operands of {name} are in different channel orders")
+            tensors[name] = order
+        elif row.op in ("max_pool", "avg_pool"):
+            tensors[name] = read(row.inputs)
+        else:  # conv, fc
+            order = read(row.inputs)
+            depthwise = row.layer.groups > 1
+            if order is not None:
+                orders[name] = {"out" if depthwise else "in": order}
+            tensors[name] = order if depthwise else None
+    return orders
+
+
+def _follow(orders, tensors, rows, operand: tuple[str, ...], order: np.ndarray, add: str) -> None:
+    """Give the convolution producing ``operand`` (in stand-alone order) the output order ``order``."""
+    row = next((r for r in rows if (r.layer.name,) == tuple(operand)), None)
+    if row is None or row.op not in ("conv", "fc") or row.layer.groups > 1 or "out" in orders.get(row.layer.name, {}):
+        raise ValueError(f"elastic network: cannot align the channel orders of the operands of {add}")
+    orders.setdefault(row.layer.name, {})["out"] = order
+    tensors[row.layer.name] = order
 
 
 def union_names(space: ElasticSpace, spec: NetworkSpec) -> dict[str, str]:
@@ -623,17 +688,27 @@ def union_names(space: ElasticSpace, spec: NetworkSpec) -> dict[str, str]:
     return names
 
 
-def _copy_tree(target: dict, source: Mapping) -> None:
+def _copy_tree(target: dict, source: Mapping, orders: Mapping[str, np.ndarray], channel_wise: bool = False) -> None:
     for key, value in source.items():
         if isinstance(value, Mapping):
-            _copy_tree(target[key], value)
+            _copy_tree(target[key], value, orders, channel_wise or key.startswith("BatchNorm"))
             continue
         value = np.asarray(value)
         destination = target[key]
         if value.ndim == 0:
             target[key] = np.asarray(value, destination.dtype)
             continue
-        target[key] = _place(destination, value)
+        target[key] = _place(destination, value, _axes(orders, key, value.ndim, channel_wise))
+
+
+def _axes(orders: Mapping[str, np.ndarray], key: str, ndim: int, channel_wise: bool) -> dict[int, np.ndarray]:
+    """The axes of a layer's variable that :func:`channel_orders` reorders: a kernel's input and output
+    channels (a fully connected kernel is (in, out)), batch norm's channels."""
+    if key == "kernel":
+        return {axis: orders[side] for side, axis in (("in", ndim - 2), ("out", ndim - 1)) if side in orders}
+    if channel_wise and ndim == 1 and "out" in orders:
+        return {0: orders["out"]}
+    return {}
 
 
 def _region(big: tuple[int, ...], small: tuple[int, ...]) -> tuple[slice, ...]:
@@ -646,8 +721,11 @@ def _region(big: tuple[int, ...], small: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(index)
 
 
-def _place(destination: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """``value`` written into its region of ``destination`` (:func:`_region`)."""
+def _place(destination: np.ndarray, value: np.ndarray, axes: Mapping[int, np.ndarray] = {}) -> np.ndarray:
+    """``value`` written into its region of ``destination`` (:func:`_region`), its channels on ``axes`` put in
+    the elastic order (``order[p]``: the stand-alone channel at elastic position ``p``)."""
+    for axis, order in axes.items():
+        value = np.take(value, order, axis=axis)
     destination = np.array(destination)
     destination[_region(destination.shape, value.shape)] = value
     return destination
@@ -655,11 +733,12 @@ def _place(destination: np.ndarray, value: np.ndarray) -> np.ndarray:
 
 def encode_masks(space: ElasticSpace, spec: NetworkSpec, encoding: dict, masks: Mapping) -> dict:
     """``encoding`` with a stand-alone model's pruning ``masks`` (its ``masks`` collection) in the layers' ``prune``."""
-    names = union_names(space, spec)
+    names, orders = union_names(space, spec), channel_orders(spec)
     layers = {k: dict(v) for k, v in encoding["layers"].items()}
     for name, mask in masks.items():
-        union = names[name]
-        layers[union]["prune"] = _place(np.zeros_like(layers[union]["prune"]), np.asarray(mask["kernel"]))
+        union, kernel = names[name], np.asarray(mask["kernel"])
+        layers[union]["prune"] = _place(np.zeros_like(layers[union]["prune"]), kernel,
+                                        _axes(orders.get(name, {}), "kernel", kernel.ndim, False))
     return {**encoding, "layers": layers}
 
 
@@ -715,17 +794,21 @@ def extract(space: ElasticSpace, spec: NetworkSpec, elastic: Mapping, template: 
     """The stand-alone model's ``params`` and ``batch_stats``, read out of ``elastic`` variables (the inverse of
     :func:`embed`). ``template`` is the stand-alone model's variable tree (arrays or shapes): only what it has is
     read, each kernel as its centre crop and its first channels."""
-    names = union_names(space, spec)
+    names, orders = union_names(space, spec), channel_orders(spec)
     out = {}
     for collection in ("params", "batch_stats"):
         if collection in template:
-            out[collection] = {name: _take(elastic[collection][names[name]], value)
+            out[collection] = {name: _take(elastic[collection][names[name]], value, orders.get(name, {}))
                                for name, value in template[collection].items()}
     return out
 
 
-def _take(elastic, template):
+def _take(elastic, template, orders: Mapping[str, np.ndarray], channel_wise: bool = False, key: str = ""):
     if isinstance(template, Mapping):
-        return {key: _take(elastic[key], value) for key, value in template.items()}
+        return {k: _take(elastic[k], value, orders, channel_wise or k.startswith("BatchNorm"), k)
+                for k, value in template.items()}
     elastic = np.asarray(elastic)
-    return elastic[_region(elastic.shape, tuple(template.shape))].astype(template.dtype)
+    value = elastic[_region(elastic.shape, tuple(template.shape))]
+    for axis, order in _axes(orders, key, value.ndim, channel_wise).items():
+        value = np.take(value, np.argsort(order), axis=axis)  # back to the stand-alone order
+    return value.astype(template.dtype)

@@ -61,8 +61,8 @@ from search_spaces.elastic import ElasticNetwork, ElasticSpace, extract, init, z
 from search_spaces.flax_models import layer_settings
 from search_spaces.networks import NetworkSpec, layer_table
 
-#: The version of the supernet's training and storage; part of the key.
-SUPERNET_VERSION = "2"
+#: The version of the supernet's training and storage (3: fire outputs in the interleaved layout); part of the key.
+SUPERNET_VERSION = "3"
 
 
 @dataclasses.dataclass(frozen=True)

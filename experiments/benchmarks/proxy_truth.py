@@ -249,7 +249,10 @@ def one_off_seconds(proxy, data: Dataset) -> float:
 
 def score_candidates(label: str, proxy, data: Dataset, rows: list[dict], scores: dict, path: Path) -> dict:
     """The proxy's score of every row, computed where ``scores`` lacks it (stored after each candidate)."""
-    entry = scores.setdefault(label, {"describe": proxy.describe(), "scores": {}})
+    describe = json.loads(json.dumps(proxy.describe()))
+    entry = scores.setdefault(label, {"describe": describe, "scores": {}})
+    if entry["describe"] != describe:  # another version or settings under the same label: scored again
+        entry = scores[label] = {"describe": describe, "scores": {}}
     if "one_off_s" in entry and all(str(c["id"]) in entry["scores"] for c in rows):
         return entry  # all stored: nothing to train, fit or score
     entry["one_off_s"] = one_off_seconds(proxy, data)
