@@ -276,7 +276,7 @@ def _finalize(args) -> int:
     say = lambda final: print(f"trial {final.trial}: {final.status}, test accuracy "
                               f"{'-' if final.test_accuracy is None else format(final.test_accuracy, '.4f')} "
                               f"({final.seconds:.0f} s)", file=sys.stderr)
-    finals = results.finalize(args.top, epochs=args.epochs, dataset=args.dataset, progress=say)
+    finals = results.finalize(args.top, epochs=args.epochs, dataset=args.dataset, progress=say, spread=args.spread)
     print(finals_table(finals))
     return 0
 
@@ -418,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     trials.set_defaults(handler=_trials)
     finalize = results_parser("finalize", "retrain the Pareto front at full fidelity and measure its test accuracy")
     finalize.add_argument("--top", type=_positive_int, help="the front's first K designs (default: all)")
+    finalize.add_argument("--spread", action="store_true",
+                          help="with --top K: K designs evenly spaced along the front, both ends included")
     finalize.add_argument("--epochs", type=float, default=10.0, help="training epochs (default: 10)")
     finalize.add_argument("--dataset", help="the dataset, when the run folder's record of it does not find it")
     finalize.set_defaults(handler=_finalize)

@@ -25,8 +25,8 @@ from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment
 from codesign.outcome import Candidate, Outcome, Status, TrialTiming, design_key, trial_status
 from codesign.progress import ParetoFront, Progress, TrialClock, best_trials
-from codesign.storage import (DRIVER, SQLITE, PrunerReporter, disk_full_or, finished_count, open_study, read_trials,
-                              requeue_interrupted)
+from codesign.storage import (DRIVER, FIDELITY_TRIAL, SQLITE, PrunerReporter, disk_full_or, finished_count,
+                              open_fidelity_study, open_study, read_trials, requeue_interrupted)
 
 log = logging.getLogger("codesign")
 
@@ -57,6 +57,8 @@ class Driver:
         if requeued:
             log.warning("resuming %s: %d trial(s) left running by a stopped driver were re-queued",
                         experiment.name, requeued)
+        self.fidelity = open_fidelity_study(experiment)  # where a multi-objective pruner decides
+        self.twins: dict[int, optuna.Trial] = {}  # trial number -> its twin in the fidelity study
         self.designs = evaluated_designs(self.study)  # design key -> the trial that evaluates it
         self.duplicates_in_a_row = 0
         # its own stream: seeded like the study's sampler it would replay that sampler's random start-up draws
@@ -132,11 +134,20 @@ class Driver:
 
     def submit(self, batch: list[tuple[optuna.Trial, Candidate]]):
         """Start scoring a batch of trials' candidates as one Ray task; returns its object reference."""
-        reporters = []
-        for trial, _ in batch:
-            reporters.append(None if self.experiment.pruner is None else PrunerReporter(
-                self.experiment.name, self.experiment.storage_url, trial.number, self.experiment.pruner))
+        reporters = [self._reporter(trial) for trial, _ in batch]
         return self.task.remote(self.evaluator, [candidate for _, candidate in batch], reporters)
+
+    def _reporter(self, trial: optuna.Trial) -> PrunerReporter | None:
+        """What the worker reports the trial's learning curve to: the trial itself, its twin in the fidelity
+        study (several objectives), or nothing (no pruner)."""
+        experiment = self.experiment
+        if experiment.pruner is None:
+            return None
+        if self.fidelity is None:
+            return PrunerReporter(experiment.name, experiment.storage_url, trial.number, experiment.pruner)
+        twin = self.twins[trial.number] = self.fidelity.ask()
+        trial.set_user_attr(FIDELITY_TRIAL, twin.number)
+        return PrunerReporter(self.fidelity.study_name, experiment.storage_url, twin.number, experiment.pruner)
 
     def results(self, ref, candidates: list[Candidate]) -> list[Outcome]:
         """The task's outcomes; a worker lost beyond its retries fails its trials, it does not crash the loop."""
@@ -169,13 +180,29 @@ class Driver:
     def _record(self, trial: optuna.Trial, outcome: Outcome) -> None:
         """``outcome.tell``, with a full disk said as such, and a trial another driver already finished
         (it took this driver for dead) dropped with a warning instead of ending the search."""
+        # without a pruner the learning curve goes to the trial's intermediate values; with one, the worker
+        # reported it (to the trial, or to its twin: TPE reads a pruned multi-objective trial's intermediate
+        # values with a single direction, which such a study has not)
         try:
             outcome.tell(self.study, trial, self.store, learning_curve=self.experiment.pruner is None)
+            self._tell_twin(trial.number, outcome)
         except optuna.exceptions.UpdateFinishedTrialError:
             log.warning("trial %d was finished by another driver; this driver's result for it is dropped",
                         trial.number)
         except Exception as error:
             raise disk_full_or(error, self.experiment.folder, trial.number) from error
+
+    def _tell_twin(self, number: int, outcome: Outcome) -> None:
+        """Finish the trial's twin in the fidelity study: its final quality, or pruned, or failed."""
+        twin = self.twins.pop(number, None)
+        if twin is None:
+            return
+        quality = self.experiment.quality_metric
+        if outcome.ok and quality in outcome.metrics:
+            self.fidelity.tell(twin, float(outcome.metrics[quality]))
+        else:
+            self.fidelity.tell(twin, state=optuna.trial.TrialState.PRUNED if outcome.status == Status.PRUNED
+                               else optuna.trial.TrialState.FAIL)
 
     def close(self):
         self.bar.close()

@@ -215,7 +215,7 @@ class Experiment:
     nested_accelerators: int | None = 1024  # accelerators swept per candidate in nested mode (None: all)
     tie_break: str = "edp"  # nested mode: which front accelerator a trial reports
     sampler: Any = "tpe"  # "tpe", "nsga2", "random", "gp" (needs torch) or any optuna sampler object
-    pruner: Any = None  # an optuna pruner (single-objective experiments)
+    pruner: Any = None  # an optuna pruner; with several objectives it decides on the accuracy (storage.FIDELITY)
     trials: int | None = 40
     timeout: float | None = None  # seconds of wall time for the whole run
     storage: str | None = None  # any Optuna storage URL; default: the run folder's journal file (study.log)
@@ -247,9 +247,6 @@ class Experiment:
         if self.sampler == "gp" and importlib.util.find_spec("torch") is None:
             raise ValueError(f"experiment: sampler 'gp' (Optuna's GPSampler) needs torch, which is not installed: "
                              f"{TORCH_INSTALL}")
-        if self.pruner is not None and len(self.objectives) > 1:
-            raise ValueError("experiment: field 'pruner' needs a single objective (Optuna pruners do not support "
-                             "multi-objective studies)")
         _check_types(self)
         if self.trials is None and self.timeout is None:
             raise ValueError("experiment: set a budget: field 'trials' and/or 'timeout'")

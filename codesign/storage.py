@@ -168,6 +168,9 @@ def load_study_for_reading(storage, study_name: str | None) -> optuna.Study:
     studies the storage holds when the name is not among them."""
     names = optuna.study.get_all_study_names(storage)
     if study_name is None:
+        searches = [n for n in names if not (n.endswith(FIDELITY) and n[:-len(FIDELITY)] in names)]  # not twins
+        if len(searches) == 1:
+            names = searches
         if len(names) != 1:
             raise ValueError(f"load: the storage holds {len(names)} studies ({', '.join(names) or 'none'}); "
                              f"pass study_name= (--study)")
@@ -376,7 +379,8 @@ def open_study(experiment) -> optuna.Study:
                                                                   "study": experiment.name}) + "\n")
     study = optuna.create_study(study_name=experiment.name, storage=make_storage(experiment.storage_url),
                                 directions=experiment.directions, sampler=experiment.make_sampler(),
-                                pruner=experiment.pruner, load_if_exists=True)
+                                pruner=experiment.pruner if len(experiment.directions) == 1 else None,  # twin's
+                                load_if_exists=True)
     StudyRecord.write(study, experiment)
     with warnings.catch_warnings():  # metric names are experimental in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -419,8 +423,32 @@ def finished_count(study: optuna.Study) -> int:
     return sum(1 for t in done if trial_status(t) not in (Status.INTERRUPTED, Status.DUPLICATE))
 
 
+#: The suffix of the companion study a pruner decides in when the experiment has several objectives.
+FIDELITY = ":fidelity"
+#: The user attribute giving a trial's twin in the companion study.
+FIDELITY_TRIAL = "fidelity_trial"
+
+
+def open_fidelity_study(experiment) -> optuna.Study | None:
+    """The companion study a multi-objective experiment's pruner decides in (None without a pruner or with
+    one objective, where the pruner uses the study itself).
+
+    Optuna's pruners take one objective, and a co-design study has several. Each trial gets a twin trial
+    in ``<name>:fidelity`` (one objective, the quality metric, maximised): the worker reports the
+    per-epoch accuracies to the twin and asks the pruner there, and the driver tells the twin the final
+    accuracy (or pruned, or failed). So the pruner compares learning curves, the accuracy alone; a
+    candidate with a slow-learning network but a fast accelerator is pruned like any other.
+    """
+    if experiment.pruner is None or len(experiment.objectives) == 1:
+        return None
+    return optuna.create_study(study_name=experiment.name + FIDELITY, storage=make_storage(experiment.storage_url),
+                               direction="maximize", sampler=optuna.samplers.RandomSampler(seed=experiment.seed),
+                               pruner=experiment.pruner, load_if_exists=True)
+
+
 class PrunerReporter:
-    """``reporter(epoch, accuracy) -> stop?`` for a worker: reports to the trial and asks the study's pruner.
+    """``reporter(epoch, accuracy) -> stop?`` for a worker: reports to the trial and asks the study's pruner
+    (``study_name``: the experiment's study, or its fidelity twin: :func:`open_fidelity_study`).
 
     It opens the storage itself on first use (workers do not share the driver's
     connection), so the study must live in a storage every worker can reach.

@@ -147,6 +147,19 @@ def check_finalize_retrains_the_front_and_measures_the_test_split(results, data,
     assert accuracy(predict, weights, data.x_val, data.y_val) == final.val_accuracy
     reloaded = codesign.load(folder)
     assert reloaded.pareto_front[0].final == final and "test acc" in reloaded.table()
+    retrained = reloaded.pareto_front[0].predict(data.x_test, normalised=True, final=True)
+    assert (retrained == data.y_test).mean() == pytest.approx(final.test_accuracy)  # the finalized weights
+    others = [d for d in reloaded.designs if d.final is None]
+    if others:
+        with pytest.raises(ValueError, match=rf"trial {others[0].number} has no finalized weights"):
+            others[0].model(final=True)
+
+
+def test_spread_picks_designs_evenly_along_the_front_with_both_ends():
+    from codesign.results.finalize import spread_over
+
+    assert spread_over(10, 5) == [0, 2, 4, 7, 9] and spread_over(10, 2) == [0, 9] and spread_over(10, 1) == [0]
+    assert spread_over(3, 5) == [0, 1, 2] == spread_over(3, None)
 
 
 def _feasible(t):
@@ -358,7 +371,6 @@ def test_the_gp_sampler_is_optunas_gpsampler_or_a_clear_error_without_torch(tmp_
     (dict(mode="serial"), "mode"),
     (dict(sampler="cmaes"), "sampler"),
     (dict(tie_break="accuracy"), "tie_break"),
-    (dict(pruner=optuna.pruners.MedianPruner()), "pruner"),
     (dict(trials=None, timeout=None), "budget"),
     (dict(constraints=[codesign.Constraint("area", max=1.0), {"metric": "power", "max": 1}]), "power"),
     (dict(network_space=NetworkSpace(resolutions=(16,))), "'resolutions' is \\[16\\] but dataset 'synthetic' has 8x8"),
@@ -381,6 +393,24 @@ def test_single_objective_search_with_a_pruner_stops_poor_candidates(tmp_path):
     for t in results.trials:
         outcome = Outcome.from_trial(t)
         assert list(t.intermediate_values) == [1] and outcome.status == Status.PRUNED and "epoch 1" in outcome.reason
+
+
+def test_a_multi_objective_search_prunes_on_the_accuracy_in_a_twin_study(tmp_path):
+    exp = experiment(tmp_path, trials=3, proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=3)),
+                     pruner=optuna.pruners.ThresholdPruner(lower=0.99))  # nothing reaches 99 % after one epoch
+    results = codesign.run(exp, progress=False)
+    assert results.counts(duplicates=False) == {"pruned": 3}
+    storage = make_storage(run_folder_storage(tmp_path / "run"))
+    twins = optuna.load_study(study_name="t:fidelity", storage=storage).trials
+    assert [t.state for t in twins] == [TrialState.PRUNED] * 3
+    for t in results.trials:
+        twin = twins[t.user_attrs["fidelity_trial"]]
+        assert list(twin.intermediate_values) == [1] and [e for e, _ in t.user_attrs["history"]] == [1]
+        assert Outcome.from_trial(t).status == Status.PRUNED
+    loaded = codesign.load(str(tmp_path / "run"))
+    assert loaded.study.study_name == "t"  # the twin study is not a second search
+    study = optuna.load_study(study_name="t", storage=storage, sampler=optuna.samplers.TPESampler(n_startup_trials=0))
+    study.ask().suggest_categorical("accel.dataflow", ["ws", "os", "flex"])  # TPE reads the pruned trials
 
 
 def test_cli_run_show_plot_export(tmp_path, capsys):

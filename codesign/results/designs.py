@@ -13,13 +13,15 @@ the test split (:mod:`codesign.results.finalize`).
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import warnings
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
+from flax import serialization
+from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
@@ -122,15 +124,43 @@ class Design:
         return ValueError(f"trial {self.number} has no stored weights{doing} (the proxy did not train, or "
                           f"save_weights was off)")
 
-    def model(self):
-        """The Flax module bound to the trained weights: ``design.model()(x)`` gives logits."""
+    @cached_property
+    def final_variables(self) -> dict:
+        """The weights of the design's retraining at full fidelity (:meth:`Results.finalize`); a ValueError
+        when it was not finalized with stored weights, or the artifact is missing or corrupt."""
+        artifact = None if self.final is None else self.final.weights_artifact
+        if artifact is None:
+            raise ValueError(f"trial {self.number} has no finalized weights: retrain it first with "
+                             f"results.finalize(...) (codesign finalize RUN)")
+        if self.artifacts is None:
+            raise ValueError(f"trial {self.number}: its finalized weights {artifact} cannot be read: there is no "
+                             f"artifact store (the study was loaded without its run folder)")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "final.msgpack"
+            try:
+                download_artifact(artifact_store=self.artifacts, file_path=str(path), artifact_id=artifact)
+            except ArtifactNotFound:
+                raise ValueError(f"trial {self.number}: its finalized weights {artifact} are missing from the "
+                                 f"artifact store (deleted?)") from None
+            try:
+                return serialization.msgpack_restore(path.read_bytes())
+            except Exception as error:  # msgpack raises several kinds on damaged bytes
+                raise ValueError(f"trial {self.number}: its finalized weights {artifact} are corrupt, not Flax "
+                                 f"msgpack ({type(error).__name__}: {error})") from None
+
+    def model(self, final: bool = False):
+        """The Flax module bound to the trained weights: ``design.model()(x)`` gives logits; ``final=True``:
+        bound to the weights of its retraining at full fidelity (:meth:`Results.finalize`)."""
+        if final:
+            return build_model(self.network, self.compression).bind(self.final_variables)
         if self.variables is None:
             raise self._no_weights("")
         return build_model(self.network, self.compression).bind(self.variables)
 
-    def predict(self, images: np.ndarray, normalised: bool = False) -> np.ndarray:
+    def predict(self, images: np.ndarray, normalised: bool = False, final: bool = False) -> np.ndarray:
         """Class predictions for raw images (NHWC or NHW, the dataset's pixel scale), normalised with the
-        dataset's per-channel mean and standard deviation; ``normalised=True`` takes them as they are."""
+        dataset's per-channel mean and standard deviation; ``normalised=True`` takes them as they are;
+        ``final=True`` predicts with the finalized weights (:meth:`model`)."""
         if normalised:
             x = np.asarray(images, np.float32)
         elif self.data is None:
@@ -138,7 +168,7 @@ class Design:
                              f"the images yourself and pass normalised=True")
         else:
             x = self.data.normalise(images)
-        return np.asarray(self.model()(x, train=False)).argmax(-1)
+        return np.asarray(self.model(final)(x, train=False)).argmax(-1)
 
     def export_onnx(self, path) -> Path:
         """Write the trained model as an ONNX file taking raw NCHW images (normalised images when the run did not
@@ -228,10 +258,11 @@ class Results:
         return stored_finals(self.record)
 
     def finalize(self, k: int | None = None, epochs: float = 10.0, dataset=None, config=None,
-                 progress=None) -> list[Final]:
-        """Retrain the first ``k`` designs of the front for ``epochs`` and measure their test accuracy; stored
-        with the study and read back as ``design.final`` (:mod:`codesign.results.finalize`)."""
-        return finalize(self, k, epochs, dataset, config, progress)
+                 progress=None, spread: bool = False) -> list[Final]:
+        """Retrain ``k`` designs of the front (its first ``k``, or with ``spread`` ``k`` evenly spaced along it)
+        for ``epochs`` and measure their test accuracy; stored with the study and read back as
+        ``design.final`` (:mod:`codesign.results.finalize`)."""
+        return finalize(self, k, epochs, dataset, config, progress, spread)
 
     def _design(self, trial: FrozenTrial, data=None, finals=None) -> Design:
         return Design(trial, self.artifacts, self.data if data is None else data,

@@ -2,7 +2,8 @@
 
 A search ranks designs by its proxy (a few epochs, a zero-cost score, a supernet) on the
 validation split. ``results.finalize(k, epochs)`` (``codesign finalize RUN``) trains each
-of the front's first ``k`` designs from scratch, with its compression, for ``epochs``
+of the front's first ``k`` designs (``spread=True``: ``k`` designs evenly spaced along
+it) from scratch, with its compression, for ``epochs``
 epochs on the training split, and records beside the proxy's value the validation and
 the test accuracy: a :class:`Final` per design, stored in the study (user attribute
 ``codesign.final``) with its weights as a study artifact, read back by ``design.final``.
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jax
+import numpy as np
 import optuna
 from flax import serialization
 from optuna.artifacts import upload_artifact
@@ -122,14 +124,25 @@ def finals_table(finals: list[Final]) -> str:
     return "\n".join(lines)
 
 
+def spread_over(count: int, k: int | None) -> list[int]:
+    """Indices of ``k`` items evenly spaced over ``count`` sorted ones, both ends included (all when ``k`` is
+    None or at least ``count``)."""
+    if k is None or k >= count:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, k)})
+
+
 def finalize(results, k: int | None = None, epochs: float = 10.0, dataset: str | Dataset | None = None,
-             config: TrainConfig | None = None, progress=None) -> list[Final]:
-    """Retrain the first ``k`` designs of ``results.pareto_front`` (all when None); see the module docstring."""
+             config: TrainConfig | None = None, progress=None, spread: bool = False) -> list[Final]:
+    """Retrain ``k`` designs of ``results.pareto_front`` (all when None): its first ``k`` (the best by the
+    first objective), or with ``spread`` ``k`` designs evenly spaced along it, both ends included (the
+    front's trade-off, not only its most accurate end); see the module docstring."""
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise ValueError(f"finalize: the number of designs (k, --top) must be an integer >= 1, got {k!r}")
     experiment = dict(results.record.experiment)
     config = config or training_config(experiment, epochs)
-    designs = results.pareto_front[:k]
+    front = results.pareto_front
+    designs = [front[i] for i in spread_over(len(front), k)] if spread else front[:k]
     if not designs:
         raise ValueError(f"finalize: study {results.study.study_name!r} has no completed design to finalize")
     data = finalize_dataset(experiment, results.data, dataset)
