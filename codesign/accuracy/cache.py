@@ -268,3 +268,18 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def once_per_process(memo: dict[str, T], key: str, folder: str | Path | None, load: Callable[[], T | None],
+                     make: Callable[[], T], save: Callable[[T], None]) -> T:
+    """``memo[key]``: this process's value; else the one stored in ``folder`` (``load``); else ``make()``'s,
+    saved there, by exactly one worker (:meth:`AccuracyCache.once`). Without a folder it is made and kept in
+    this process only. A trained supernet or fitted predictor is read or made once per process this way."""
+    if key not in memo:
+        def make_and_save() -> T:
+            value = make()
+            if folder is not None:
+                save(value)
+            return value
+        memo[key] = make_and_save() if folder is None else AccuracyCache(folder).once(key, load, make_and_save)
+    return memo[key]

@@ -36,7 +36,7 @@ import numpy as np
 import optax
 from flax import serialization
 
-from codesign.accuracy.cache import AccuracyCache, atomic_write
+from codesign.accuracy.cache import atomic_write, once_per_process
 from codesign.accuracy.datasets import Dataset
 from codesign.accuracy.proxy import Accuracy, Pair, Proxy, Reporter, record_mismatch
 from codesign.outcome import Status
@@ -333,18 +333,10 @@ class PredictorProxy:
         fields = fitted_on(self.network_space, self.compression_space, dataset.fingerprint, self.config,
                            self.teacher.describe(), seed)
         key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
-        if key not in _LOADED:
-            def fit_and_store() -> Predictor:
-                predictor = fit_predictor(self, dataset, seed, fields)
-                if self.folder is not None:
-                    save_predictor(self.folder, key, predictor)
-                return predictor
-            if self.folder is None:
-                _LOADED[key] = fit_and_store()
-            else:
-                path = Path(self.folder) / f"{key}.json"
-                _LOADED[key] = AccuracyCache(self.folder).once(key, lambda: _load_if_there(path), fit_and_store)
-        return key, _LOADED[key]
+        return key, once_per_process(_LOADED, key, self.folder,
+                                     lambda: _load_if_there(Path(self.folder) / f"{key}.json"),
+                                     lambda: fit_predictor(self, dataset, seed, fields),
+                                     lambda predictor: save_predictor(self.folder, key, predictor))
 
     def evaluate(self, pairs: Sequence[Pair], dataset: Dataset, seed: int = 0,
                  reporters: Sequence[Reporter | None] | None = None) -> list[Accuracy]:
@@ -394,20 +386,12 @@ def _load_if_there(path: Path) -> Predictor | None:
 def draw_fit_pairs(network_space, compression_space, count: int, resolution: int, seed: int) -> list[Pair]:
     """``count`` distinct pairs: the spaces' largest and smallest (so the fitted range spans the space's sizes and
     bit widths), then uniform draws (the predictor's own, seeded apart)."""
-    from codesign.accuracy.supernet import draw_pair
+    from codesign.accuracy.supernet import distinct_pairs, draw_pair
 
     rng = np.random.default_rng([seed, 0x9E3779B9])
-    pairs, seen = [], set()
-    for attempt in range(count * 20):
-        extreme = (True, False)[attempt] if attempt < 2 else None
-        spec, policy = draw_pair(network_space, compression_space, rng, resolution, extreme)
-        key = json.dumps([spec.to_dict(), None if policy is None else policy.to_dict()], sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            pairs.append((spec, policy))
-        if len(pairs) == count:
-            break
-    return pairs
+    return distinct_pairs(lambda attempt: draw_pair(network_space, compression_space, rng, resolution,
+                                                    (True, False)[attempt] if attempt < 2 else None),
+                          count, attempts=count * 20)
 
 
 def fit_predictor(proxy: PredictorProxy, dataset: Dataset, seed: int, fields: dict) -> Predictor:

@@ -49,7 +49,7 @@ import numpy as np
 import optax
 from flax import serialization
 
-from codesign.accuracy.cache import AccuracyCache, atomic_write
+from codesign.accuracy.cache import atomic_write, once_per_process
 from codesign.accuracy.proxies import elastic_space
 from codesign.accuracy.datasets import Dataset
 from codesign.accuracy.proxy import Accuracy, record_mismatch
@@ -176,6 +176,20 @@ def draw_pair(network_space, compression_space, rng, resolution, extreme: bool |
     choose = _extreme_chooser(rng, extreme, resolution)
     spec = network_space.build(choose)
     return spec, (compression_space.build(choose, spec) if compression_space is not None else None)
+
+
+def distinct_pairs(draw: Callable[[int], tuple], count: int, attempts: int | None = None) -> list:
+    """The first ``count`` distinct (spec, policy) pairs of ``draw(0)``, ``draw(1)``, ..., in the order drawn;
+    fewer when ``attempts`` draws (None: no bound) do not give that many."""
+    pairs, seen, attempt = [], set(), 0
+    while len(pairs) < count and (attempts is None or attempt < attempts):
+        spec, policy = draw(attempt)
+        attempt += 1
+        key = json.dumps([spec.to_dict(), None if policy is None else policy.to_dict()], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            pairs.append((spec, policy))
+    return pairs
 
 
 def _resolution_chooser(rng, resolution):
@@ -503,19 +517,12 @@ class SupernetProxy:
         key = supernet_key(self.network_space, self.compression_space, dataset, self.config, seed)
         if key in _LOADED and self.folder is not None and not (Path(self.folder) / f"{key}.json").is_file():
             save_supernet(self.folder, key, _LOADED[key])  # a run folder keeps the supernet its trials used
-        if key not in _LOADED:
-            def train_and_store() -> Supernet:
-                supernet = train_supernet(self.network_space, self.compression_space, dataset, self.config, seed)
-                if self.folder is not None:
-                    save_supernet(self.folder, key, supernet)
-                return supernet
-            if self.folder is None:
-                _LOADED[key] = train_and_store()
-            else:
-                load = lambda: load_supernet(self.folder, key, self.network_space, self.compression_space,  # noqa: E731
-                                             self.config, dataset.resolution)
-                _LOADED[key] = AccuracyCache(self.folder).once(key, load, train_and_store)
-        return _LOADED[key]
+        return once_per_process(
+            _LOADED, key, self.folder,
+            lambda: load_supernet(self.folder, key, self.network_space, self.compression_space, self.config,
+                                  dataset.resolution),
+            lambda: train_supernet(self.network_space, self.compression_space, dataset, self.config, seed),
+            lambda supernet: save_supernet(self.folder, key, supernet))
 
     def _stored(self, dataset: Dataset) -> Supernet:
         """The supernet of ``file``; a ValueError naming the file when it was trained on other data or is unreadable."""

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from codesign.accuracy.datasets import Dataset, load_dataset  # noqa: E402
 from codesign.accuracy.predictor import PredictorProxy  # noqa: E402
 from codesign.accuracy.proxies import make_proxy  # noqa: E402
-from codesign.accuracy.supernet import SupernetProxy  # noqa: E402
+from codesign.accuracy.supernet import SupernetProxy, distinct_pairs  # noqa: E402
 from codesign.accuracy.training import TrainConfig, accuracy, predictor, train  # noqa: E402
 from search_spaces.compression import CompressionPolicy, CompressionSpace  # noqa: E402
 from search_spaces.network_space import NetworkSpace  # noqa: E402
@@ -74,15 +74,11 @@ def draw_candidates(data: Dataset, count: int, seed: int = DRAW_SEED) -> list[tu
     """``count`` distinct (network, policy) pairs drawn uniformly from the spaces with ``seed``."""
     space = networks_for(data)
     rng = np.random.default_rng(seed)
-    pairs, seen = [], set()
-    while len(pairs) < count:
+
+    def draw(_):
         spec = space.draw(rng)
-        policy = COMPRESSION.draw(rng, spec)
-        key = json.dumps([spec.to_dict(), policy.to_dict()], sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            pairs.append((spec, policy))
-    return pairs
+        return spec, COMPRESSION.draw(rng, spec)
+    return distinct_pairs(draw, count)
 
 
 # --- the ground truth ----------------------------------------------------------------------------------

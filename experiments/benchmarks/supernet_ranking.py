@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from codesign.accuracy.cache import AccuracyCache  # noqa: E402
 from codesign.accuracy.datasets import load_dataset  # noqa: E402
 from codesign.accuracy.proxies import TrainedProxy  # noqa: E402
-from codesign.accuracy.supernet import SupernetConfig, train_supernet  # noqa: E402
+from codesign.accuracy.supernet import SupernetConfig, distinct_pairs, train_supernet  # noqa: E402
 from codesign.accuracy.training import TrainConfig  # noqa: E402
 from search_spaces.compression import CompressionSpace  # noqa: E402
 from search_spaces.network_space import NetworkSpace  # noqa: E402
@@ -50,15 +50,11 @@ def networks_at(resolution: int, in_channels: int) -> NetworkSpace:
 def draw_pairs(space: NetworkSpace, compression: CompressionSpace, count: int, seed: int) -> list:
     """``count`` distinct pairs (network, policy), drawn uniformly."""
     rng = np.random.default_rng(seed)
-    pairs, seen = [], set()
-    while len(pairs) < count:
+
+    def draw(_):
         spec = space.draw(rng)
-        policy = compression.draw(rng, spec)
-        key = json.dumps([spec.to_dict(), policy.to_dict()], sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            pairs.append((spec, policy))
-    return pairs
+        return spec, compression.draw(rng, spec)
+    return distinct_pairs(draw, count)
 
 
 def full_training(pairs, data, epochs: float, folder: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
