@@ -273,7 +273,9 @@ def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1)
     tx = optax.adam(optax.cosine_decay_schedule(config.learning_rate, max(total_steps, 1)))
     finetune_tx = optax.adam(config.finetune_learning_rate)
     zeros = zero_variables(space)["batch_stats"]
-    jit = jit_for(total_steps)
+    # A training step calls member_grads once per sandwich member: 4 members x 160 steps (four epochs of the
+    # digits, tests/tiny.py's spaces, 2-core CPU) train in 18 s fully optimised and in 35 s with FAST_COMPILE.
+    jit = jit_for(total_steps * (2 + config.sandwich))
 
     def train_logits(params, x, encoding):
         return model.apply({"params": params, "batch_stats": zeros}, x, encoding, train=True, mutable=["batch_stats"])[0]

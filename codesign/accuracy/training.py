@@ -112,14 +112,14 @@ def variable_shapes(spec: NetworkSpec, compression: CompressionPolicy | None) ->
     return dict(jax.eval_shape(lambda: model.init(jax.random.key(0, impl="rbg"), x, train=False)))
 
 
-#: Runs of at most this many steps compile with FAST_COMPILE.
+#: Programs called at most this many times in a run compile with FAST_COMPILE.
 FAST_COMPILE_STEPS = 300
 
 
-def jit_for(total_steps: int):
-    """``jax.jit`` for the programs of a run of ``total_steps`` steps: with XLA's cheaper optimisation
-    (FAST_COMPILE) when the run is short enough for compiling to outweigh the slower steps."""
-    if total_steps <= FAST_COMPILE_STEPS:
+def jit_for(calls: int):
+    """``jax.jit`` for the programs of a run that calls each of them about ``calls`` times: with XLA's cheaper
+    optimisation (FAST_COMPILE) when the run is short enough for compiling to outweigh the slower calls."""
+    if calls <= FAST_COMPILE_STEPS:
         return lambda f: jax.jit(f, compiler_options=FAST_COMPILE)
     return jax.jit
 
