@@ -339,7 +339,10 @@ def _costs(layers: LayerArrays, accelerators: AcceleratorParams, compute_only: b
         for rows, index in groups:
             for start in range(0, len(index), acc_chunk):
                 part = index[start:start + acc_chunk]
-                chunk = packed[:, _padded(part, min(acc_chunk, _batch_bucket(len(part))))]
+                # A group split into chunks pads its last one to the chunk size: one program per group
+                # (a smaller bucket would be compiled for the remainder alone).
+                size = acc_chunk if len(index) > acc_chunk else _batch_bucket(len(part))
+                chunk = packed[:, _padded(part, size)]
                 # A flex group runs the tiling walk as its own compiled step: XLA would otherwise
                 # recompute the walk inside every step that reads its result.
                 two_steps = rows is not None and len(rows) > 1
