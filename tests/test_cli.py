@@ -1,11 +1,15 @@
+import contextlib
 import csv
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from codesign.cli import main
 from cost_models import Accelerator
 from cost_models.scalesim import format_config, read_topology
 
@@ -14,6 +18,18 @@ TOPOLOGY = ROOT / "experiments" / "scalesim_reference" / "layers.csv"
 
 
 def run(*args):
+    """``codesign ARGS`` in this process (what the console script calls): its exit code and output."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def run_process(*args):
+    """``python -m codesign.cli ARGS`` as its own process."""
     return subprocess.run([sys.executable, "-m", "codesign.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
@@ -59,7 +75,7 @@ def test_cost_dataflow_override_and_compute_only(tmp_path):
 def test_cost_reports_bad_files_clearly(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("Layer name,\nConv, 8, 8, 3, 3, -4, 4, 1,\n")
-    result = run("cost", "--topology", str(bad))
+    result = run_process("cost", "--topology", str(bad))  # a process: exit code 2, one line, no traceback
     assert result.returncode == 2
     assert "line 2: field 'Channels'" in result.stderr and "Traceback" not in result.stderr
     missing = run("cost", "--topology", str(tmp_path / "none.csv"))

@@ -158,7 +158,10 @@ def wait_until(driver: subprocess.Popen, folder: Path, condition, what: str, tim
     raise TimeoutError(f"not {what} in {timeout} s; trials {states}; driver output:\n{driver.log.read_text()}")
 
 
+@pytest.mark.slow
 def test_trials_run_on_both_nodes(cluster, tmp_path):
+    """A whole run on the two nodes. test_killing_the_worker_node_loses_no_trial also waits for a trial
+    completed on each node, and for the driver's exit code 0, before and after it kills one."""
     driver = cluster.driver(tmp_path / "run", trials=6)
     out = finish(driver, timeout=300)
     assert driver.returncode == 0, out

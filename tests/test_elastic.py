@@ -28,6 +28,10 @@ COMPRESSION = CompressionSpace(w_bits=(2, 4, 8, 16, "float"), a_bits=(4, 8, "flo
                                granularities=("unstructured", "channel"))
 
 
+#: NETWORKS with every stage of depth 1: half the blocks of its elastic network to compile.
+SHALLOW = dataclasses.replace(NETWORKS, depths=(1,))
+
+
 @pytest.fixture(scope="module")
 def space():
     return ElasticSpace.of(NETWORKS, COMPRESSION, resolution=8)
@@ -36,12 +40,13 @@ def space():
 BITS = (2, 4, 8, 16, "float")
 
 
-def candidate(rng, n):
-    """Candidate ``n``: a drawn network whose first stage cycles through every block type, kernel, depth and
-    width, a policy cycling through every bit width and pruning kind, and its own model's variables: random,
-    like trained ones (no ties at zero), pruned by magnitude."""
-    spec = NETWORKS.draw(rng)
-    first = dataclasses.replace(spec.stages[0], block=BLOCKS[n % 6], kernel=(3, 5, 7)[n % 3], depth=1 + n // 3 % 2,
+def candidate(rng, n, networks=NETWORKS):
+    """Candidate ``n`` of ``networks``: a drawn network whose first stage cycles through every block type,
+    kernel, depth and width, a policy cycling through every bit width and pruning kind, and its own model's
+    variables: random, like trained ones (no ties at zero), pruned by magnitude."""
+    spec = networks.draw(rng)
+    depth = networks.depths[n // 3 % len(networks.depths)]
+    first = dataclasses.replace(spec.stages[0], block=BLOCKS[n % 6], kernel=(3, 5, 7)[n % 3], depth=depth,
                                 width=(8, 16, 24)[n // 2 % 3],
                                 expansion=(0.25, 2.0)[n % 2] if BLOCKS[n % 6] in ("fire", "inverted") else 1.0)
     spec = spec.replace(stages=(first,) + spec.stages[1:])
@@ -64,18 +69,19 @@ def _rebuilt(spec):
     return spec.replace(head="conv" if spec.stages[-1].block == "fire" else "fc")
 
 
-def test_any_candidate_gives_its_own_models_logits(space):
-    """Six candidates that cover every block type, kernel, depth, width, stage count, bit width and pruning kind
-    (test_twelve_candidates_give_their_own_models_logits, marked slow, checks twelve)."""
-    _candidates_give_their_own_logits(space, 6)
+def test_any_candidate_gives_its_own_models_logits():
+    """Six candidates that cover every block type, kernel, width, stage count, bit width and pruning kind, on the
+    space's stages of depth 1 (test_twelve_candidates_give_their_own_models_logits, marked slow, checks twelve on
+    stages of depth 1 or 2; the fire-stage tests below run depth 2 in every test run)."""
+    _candidates_give_their_own_logits(ElasticSpace.of(SHALLOW, COMPRESSION, resolution=8), 6, SHALLOW)
 
 
 @pytest.mark.slow
 def test_twelve_candidates_give_their_own_models_logits(space):
-    _candidates_give_their_own_logits(space, 12)
+    _candidates_give_their_own_logits(space, 12, NETWORKS)
 
 
-def _candidates_give_their_own_logits(space, count: int):
+def _candidates_give_their_own_logits(space, count: int, networks):
     # XLA's cheaper optimisation: these programs run a few times, and compiling them is most of the test
     fast_jit = functools.partial(jax.jit, compiler_options=FAST_COMPILE)
     model = ElasticNetwork(space)
@@ -102,7 +108,7 @@ def _candidates_give_their_own_logits(space, count: int):
     rng = np.random.default_rng(0)
     seen = collections.defaultdict(set)
     for n in range(count):
-        spec, policy, variables = candidate(rng, n)
+        spec, policy, variables = candidate(rng, n, networks)
         encoding = space.encode(spec, policy)
         if "masks" in variables:
             encoding = encode_masks(space, spec, encoding, variables["masks"])
@@ -125,7 +131,7 @@ def _candidates_give_their_own_logits(space, count: int):
         seen["widths"] |= {s.width for s in spec.stages}
         seen["w_bits"] |= {v.w_bits for v in settings.values()}
         seen["pruning"] |= {v.granularity for v in settings.values() if v.pruned}
-    assert seen["blocks"] == set(BLOCKS) and seen["kernels"] == {3, 5, 7} and seen["depths"] == {1, 2}
+    assert seen["blocks"] == set(BLOCKS) and seen["kernels"] == {3, 5, 7} and seen["depths"] == set(networks.depths)
     assert seen["stages"] == {1, 2} and seen["widths"] == {8, 16, 24}
     assert seen["w_bits"] == {2, 4, 8, 16, "float"} and seen["pruning"] == {"unstructured", "channel"}
     assert traces == {"infer": 1, "train": 1, "magnitude": 1}  # one compilation each, for every candidate

@@ -16,13 +16,12 @@ from codesign.accuracy.proxies import TrainedProxy, elastic_space
 from codesign.accuracy.training import StandaloneRun, TrainConfig, init_variables, run_length, train_together
 from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.compression import FLOAT, CompressionPolicy
-from search_spaces.flax_models import build_model
 from search_spaces.network_space import NetworkSpace
 from search_spaces.networks import layer_table
 
 jax.config.update("jax_default_prng_impl", "rbg")
 
-from tiny import COMPRESSION, ELASTIC_NETWORKS as NETWORKS
+from tiny import COMPRESSION, ELASTIC_NETWORKS as NETWORKS, logits
 #: One training configuration for every test here, so the space's programs compile once.
 CONFIG = TrainConfig(epochs=1, optimizer="sgd", learning_rate=0.05, mask_updates=2, prune_end=0.5)
 
@@ -61,7 +60,7 @@ def test_each_candidate_is_trained_as_it_would_be_alone_with_one_compilation(spa
         assert outcome.history == alone.history  # independent of its batch-mates, to the bit
         assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, outcome.weights, alone.weights))
         # the stand-alone model with the extracted weights predicts what the population run reported
-        predicted = np.asarray(build_model(spec, policy).apply(outcome.weights, data.x_val)).argmax(-1)
+        predicted = np.asarray(logits(spec, policy, outcome.weights, data.x_val)).argmax(-1)
         assert float((predicted == data.y_val).mean()) == pytest.approx(outcome.score, abs=1.5 / len(data.y_val))
         if "masks" in outcome.weights:  # pruned weights are zeros in the returned parameters
             kernels = jax.tree_util.tree_leaves(outcome.weights["masks"])

@@ -16,12 +16,11 @@ from codesign.outcome import Status
 from codesign.accuracy.supernet import SupernetConfig, SupernetProxy, supernet_key, train_supernet
 from search_spaces.compression import CompressionPolicy
 from search_spaces.elastic import init
-from search_spaces.flax_models import build_model
 from search_spaces.network_space import NetworkSpace
 
 jax.config.update("jax_default_prng_impl", "rbg")
 
-from tiny import COMPRESSION, ELASTIC_NETWORKS as NETWORKS
+from tiny import COMPRESSION, ELASTIC_NETWORKS as NETWORKS, logits
 CONFIG = SupernetConfig(epochs=4, batch_size=32, learning_rate=1e-2, calibration_images=64)
 
 
@@ -53,7 +52,7 @@ def test_a_candidates_reloaded_model_predicts_what_the_supernet_scored(trained, 
         spec = NETWORKS.draw(rng)
         policy = CompressionPolicy.uniform(4, 8, 0.5, ("unstructured", "channel")[_ % 2])
         accuracy, variables = trained.evaluate(spec, policy, data, with_weights=True)
-        predicted = np.asarray(build_model(spec, policy).apply(variables, data.x_val)).argmax(-1)
+        predicted = np.asarray(logits(spec, policy, variables, data.x_val)).argmax(-1)
         assert float((predicted == data.y_val).mean()) == pytest.approx(accuracy, abs=1.5 / len(data.y_val))
 
 
@@ -154,7 +153,7 @@ def test_a_search_with_the_supernet_trains_it_once_and_reloads_its_designs(tmp_p
         name="s", run_folder=tmp_path / "run", dataset="digits", network_space=NETWORKS, compression_space=COMPRESSION,
         accelerator_space=AcceleratorSpace(rows=(8, 16), cols=(8,), dataflows=("ws",), rf_bytes=(16,), gb_kib=(32,),
                                            dram_gbps=(16.0,), mac_bits=(8,), zero_skip=(True,)),
-        proxy=SupernetProxy(SupernetConfig(epochs=1, batch_size=32)), trials=4, seed=0, mode=mode)
+        proxy=SupernetProxy(CONFIG), trials=4, seed=0, mode=mode)  # the fixture's: its programs, compiled once
     results = codesign.run(experiment, progress=False)
     assert results.counts(duplicates=False) == {"complete": 4}
     # each run folder holds the one supernet its trials were scored with (also when a worker had it in memory)
