@@ -337,11 +337,11 @@ def _costs(layers: LayerArrays, accelerators: AcceleratorParams, compute_only: b
         nets = np.arange(net_start, min(net_start + net_chunk, n_networks))
         chunk_layers = layers[:, _padded(nets, net_chunk)]
         for rows, index in groups:
+            # Every chunk of a group is padded to one size (the group's bucket, at most a chunk): one
+            # program per group, where a smaller bucket would be compiled for a last, partial chunk alone.
+            size = min(acc_chunk, _batch_bucket(len(index)))
             for start in range(0, len(index), acc_chunk):
                 part = index[start:start + acc_chunk]
-                # A group split into chunks pads its last one to the chunk size: one program per group
-                # (a smaller bucket would be compiled for the remainder alone).
-                size = acc_chunk if len(index) > acc_chunk else _batch_bucket(len(part))
                 chunk = packed[:, _padded(part, size)]
                 # A flex group runs the tiling walk as its own compiled step: XLA would otherwise
                 # recompute the walk inside every step that reads its result.

@@ -17,15 +17,22 @@ ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = ROOT / "experiments" / "scalesim_reference" / "layers.csv"
 
 
-def run(*args):
-    """``codesign ARGS`` in this process (what the console script calls): its exit code and output."""
+def run_in_process(args: list[str]):
+    """``codesign ARGS`` in this process (``main``, what the console script calls), in the working directory:
+    its exit code and output, as ``returncode``, ``stdout`` and ``stderr``."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(list(args))
-        except SystemExit as exit_:  # argparse's usage errors
+        except SystemExit as exit_:  # argparse's usage errors, --version and --help
             code = exit_.code
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def run(*args):
+    """``codesign ARGS`` in this process, from the repository's root."""
+    with contextlib.chdir(ROOT):
+        return run_in_process(args)
 
 
 def run_process(*args):

@@ -9,8 +9,6 @@ command for a Ray cluster (``--address``) is parsed; a script (``python experime
 -m pytest FILE`` must name a target, an extra and a test file that exist. The searches use the
 test run's Ray (conftest.py: 2 CPUs, under a temporary folder)."""
 
-import contextlib
-import io
 import re
 import shlex
 import shutil
@@ -19,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from codesign.cli import build_parser, main
+from codesign.cli import build_parser
+from test_cli import run_in_process
 from test_docs import DOCS, ROOT, code_blocks
 
 
@@ -94,12 +93,7 @@ def test_shell_blocks_run(ray_session, tmp_path, monkeypatch, reads_runs):
         if "--address" in words:  # needs a Ray cluster: the options must parse
             build_parser().parse_args(words[1:])
             continue
-        err = io.StringIO()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            try:
-                code_ = main(words[1:])
-            except SystemExit as exit_:  # --version and --help exit through argparse
-                code_ = exit_.code
-        assert code_ == 0, f"{where}: {command!r} exited {code_}: {err.getvalue()[-500:]}"
+        result = run_in_process(words[1:])
+        assert result.returncode == 0, f"{where}: {command!r} exited {result.returncode}: {result.stderr[-500:]}"
         ran += 1
     assert ran >= 10

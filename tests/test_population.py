@@ -13,7 +13,8 @@ from codesign.accuracy.datasets import load_dataset
 from codesign.outcome import Status
 from codesign.accuracy.population import ElasticRun, _programs, train_population
 from codesign.accuracy.proxies import TrainedProxy, elastic_space
-from codesign.accuracy.training import StandaloneRun, TrainConfig, init_variables, run_length, train_together
+from codesign.accuracy.training import (StandaloneRun, TrainConfig, accuracy, init_variables, predictor,
+                                       run_length, train_together)
 from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.compression import FLOAT, CompressionPolicy
 from search_spaces.network_space import NetworkSpace
@@ -21,7 +22,7 @@ from search_spaces.networks import layer_table
 
 jax.config.update("jax_default_prng_impl", "rbg")
 
-from tiny import COMPRESSION, ELASTIC_NETWORKS as NETWORKS, logits
+from tiny import COMPRESSION, ELASTIC_NETWORKS as NETWORKS
 #: One training configuration for every test here, so the space's programs compile once.
 CONFIG = TrainConfig(epochs=1, optimizer="sgd", learning_rate=0.05, mask_updates=2, prune_end=0.5)
 
@@ -60,8 +61,8 @@ def test_each_candidate_is_trained_as_it_would_be_alone_with_one_compilation(spa
         assert outcome.history == alone.history  # independent of its batch-mates, to the bit
         assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, outcome.weights, alone.weights))
         # the stand-alone model with the extracted weights predicts what the population run reported
-        predicted = np.asarray(logits(spec, policy, outcome.weights, data.x_val)).argmax(-1)
-        assert float((predicted == data.y_val).mean()) == pytest.approx(outcome.score, abs=1.5 / len(data.y_val))
+        reloaded = accuracy(predictor(spec, policy), outcome.weights, data.x_val, data.y_val)
+        assert reloaded == pytest.approx(outcome.score, abs=1.5 / len(data.y_val))
         if "masks" in outcome.weights:  # pruned weights are zeros in the returned parameters
             kernels = jax.tree_util.tree_leaves(outcome.weights["masks"])
             assert any(float(m.mean()) < 1.0 for m in kernels)

@@ -12,20 +12,15 @@ own module.
 - ``ACCELERATORS``: 8 or 16 PEs a side, everything else fixed (4 accelerators).
 - :func:`experiment`: a 4-trial joint search of those on the synthetic 8x8 data, scored by
   the instant ``params`` proxy; keyword arguments change any field.
-- :func:`logits`: a stand-alone model's logits as one compiled program (the check that a
-  reloaded model predicts what a proxy scored).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import jax
-
 import codesign
 from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.compression import CompressionSpace
-from search_spaces.flax_models import FAST_COMPILE, build_model
 from search_spaces.network_space import NetworkSpace
 
 NETWORKS = NetworkSpace(blocks=("dwsep", "fire"), stages=(1,), depths=(1,), widths=(8, 16), stem_widths=(8,),
@@ -36,13 +31,6 @@ COMPRESSION = CompressionSpace(w_bits=(4, 8), a_bits=(8, 16), prune_ratios=(0.0,
 ACCELERATORS = AcceleratorSpace(rows=(8, 16), cols=(8, 16), gb_kib=(64,), rf_bytes=(16,), dram_gbps=(16.0,),
                                 mac_bits=(16,), zero_skip=(False,))
 CHEAP = codesign.ZeroCostProxy("params")
-
-
-def logits(spec, policy, variables, x):
-    """The stand-alone model's logits, compiled as one program with XLA's cheaper optimisation (run op by op,
-    each operation would compile alone)."""
-    model = build_model(spec, policy)
-    return jax.jit(lambda v, images: model.apply(v, images), compiler_options=FAST_COMPILE)(variables, x)
 
 
 def experiment(folder: str | Path, **changes) -> codesign.Experiment:

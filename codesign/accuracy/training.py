@@ -113,18 +113,18 @@ def variable_shapes(spec: NetworkSpec, compression: CompressionPolicy | None) ->
 
 
 #: Programs called at most this many times in a run compile with FAST_COMPILE.
-FAST_COMPILE_STEPS = 300
+FAST_COMPILE_CALLS = 300
 
 
 def jit_for(calls: int):
     """``jax.jit`` for the programs of a run that calls each of them about ``calls`` times: with XLA's cheaper
     optimisation (FAST_COMPILE) when the run is short enough for compiling to outweigh the slower calls."""
-    if calls <= FAST_COMPILE_STEPS:
+    if calls <= FAST_COMPILE_CALLS:
         return lambda f: jax.jit(f, compiler_options=FAST_COMPILE)
     return jax.jit
 
 
-def _steps(model, tx, total_steps: int = FAST_COMPILE_STEPS + 1):
+def _steps(model, tx, total_steps: int = FAST_COMPILE_CALLS + 1):
     def loss_fn(params, state, masks, x, y):
         variables = {"params": params, **state, **({"masks": masks} if masks else {})}
         logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
