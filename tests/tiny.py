@@ -9,7 +9,8 @@ own module.
 - ``ELASTIC_NETWORKS`` / ``COMPRESSION``: two stages of one or two blocks, the spaces of
   the elastic-network tests (population training, the supernet); bit widths 4 and 8,
   half pruning or none.
-- ``ACCELERATORS``: 8 or 16 PEs a side, everything else fixed (4 accelerators).
+- ``ACCELERATORS``: 8 or 16 PEs a side and the dataflows ws, os and flex, everything else fixed
+  (12 accelerators).
 - :func:`experiment`: a 4-trial joint search of those on the synthetic 8x8 data, scored by
   the instant ``params`` proxy; keyword arguments change any field.
 """
