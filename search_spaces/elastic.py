@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from search_spaces.compression import FLOAT, CompressionPolicy
-from search_spaces.flax_models import FAST_COMPILE, _max_pool_ceil, _settings, activation_range
+from search_spaces.flax_models import FAST_COMPILE, _max_pool_ceil, conv2d, _settings, activation_range
 from search_spaces.networks import LayerRow, NetworkSpec, Stage, _block, _Builder, layer_table
 
 BLOCK_INPUT = "__block_input__"
@@ -459,9 +459,7 @@ class ElasticLayer(nn.Module):
         value_range = activation_range(self, jax.lax.stop_gradient(jnp.max(jnp.abs(x))), train)
         xq = _quantize(x, code["a_bits"], value_range / _levels(code["a_bits"]))
         pad = row.padding
-        y = jax.lax.conv_general_dilated(xq, kernel.astype(xq.dtype), (row.layer.stride,) * 2, ((pad[0], pad[0]), (pad[1], pad[1])),
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                         feature_group_count=row.layer.groups)
+        y = conv2d(xq, kernel, row.layer.stride, ((pad[0], pad[0]), (pad[1], pad[1])), row.layer.groups)
         y = nn.BatchNorm(use_running_average=not train, momentum=0.0 if self.calibrating else 0.9)(y)
         y = nn.relu(y) if row.relu else y
         if "prune" in code:  # a channel-pruned layer's pruned channels are gone after batch norm and ReLU

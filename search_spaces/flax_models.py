@@ -85,9 +85,36 @@ def _quantized_input(module: nn.Module, x, setting: LayerCompression, train: boo
     return fake_quantize(x, setting.a_bits, value_range / (2.0 ** (setting.a_bits - 1) - 1.0))
 
 
-def _conv(x, kernel, stride: int, padding, groups: int):
-    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (stride, stride), padding,
+def conv2d(x, kernel, stride: int, padding: tuple[tuple[int, int], tuple[int, int]], groups: int):
+    """An NHWC convolution with an HWIO kernel, explicit padding and ``groups`` groups.
+
+    A depthwise convolution (one input channel per group, as many outputs as inputs) is
+    computed as a sum of the kernel's taps over shifted views of the padded input: the
+    same products and sums as XLA's grouped convolution, which is slow on CPU, in another
+    order (equal within float32 rounding). docs/RESULTS.md has the speed-ups
+    (experiments/benchmarks/depthwise_speed.py).
+    """
+    kernel = kernel.astype(x.dtype)
+    R, S, per_group, K = kernel.shape
+    if groups > 1 and per_group == 1 and groups == K == x.shape[-1]:
+        return _depthwise(x, kernel, stride, padding)
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+
+
+def _depthwise(x, kernel, stride: int, padding):
+    """Depthwise convolution as the sum over the kernel's taps of the strided, shifted input times the tap."""
+    R, S = kernel.shape[:2]
+    padded = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    rows = (padded.shape[1] - R) // stride + 1
+    cols = (padded.shape[2] - S) // stride + 1
+    out = None
+    for i in range(R):
+        for j in range(S):
+            view = padded[:, i:i + stride * (rows - 1) + 1:stride, j:j + stride * (cols - 1) + 1:stride, :]
+            term = view * kernel[i, j, 0]
+            out = term if out is None else out + term
+    return out
 
 
 class CompressedConv(nn.Module):
@@ -102,7 +129,7 @@ class CompressedConv(nn.Module):
         R, S = self.kernel
         kernel = _compressed_kernel(self, (R, S, x.shape[-1], self.features), self.setting)
         x = _quantized_input(self, x, self.setting, train)
-        y = _conv(x, kernel, 1, ((R // 2, R // 2), (S // 2, S // 2)), 1)
+        y = conv2d(x, kernel, 1, ((R // 2, R // 2), (S // 2, S // 2)), 1)
         return y + self.param("bias", nn.initializers.zeros, (self.features,))
 
 
@@ -137,7 +164,7 @@ class ConvBN(nn.Module):
         shape = (R, S, x.shape[-1] // self.groups, self.features)
         kernel = _compressed_kernel(self, shape, self.setting)
         x = _quantized_input(self, x, self.setting, train)
-        x = _conv(x, kernel, self.stride, ((pad_h, pad_h), (pad_w, pad_w)), self.groups)
+        x = conv2d(x, kernel, self.stride, ((pad_h, pad_h), (pad_w, pad_w)), self.groups)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
         x = nn.relu(x) if self.relu else x
         if self.setting.pruned and self.setting.granularity == "channel":

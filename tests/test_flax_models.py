@@ -1,12 +1,15 @@
 """Flax models from NetworkSpecs: forward passes, parameter counts, and MACs counted from the model itself."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from search_spaces.flax_models import FAST_COMPILE, CompressedConv, CompressedDense, ConvBN, build_model, count_params
+from search_spaces.flax_models import (FAST_COMPILE, CompressedConv, CompressedDense, ConvBN, build_model, conv2d,
+                                      count_params)
 from search_spaces.networks import layer_table
 from search_spaces.reference import REFERENCE_NETWORKS, reference_network
 
@@ -125,3 +128,29 @@ def test_each_block_computes_what_it_is_written_to(block):
     features = _by_hand(block, v, stem, 2, width, k).mean(axis=(1, 2))
     expected = features @ v["params"]["fc"]["kernel"] + v["params"]["fc"]["bias"]
     np.testing.assert_allclose(np.asarray(model.apply(v, x)), np.asarray(expected), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, (1, 1)), (3, 2, (1, 1)), (5, 2, (2, 2)), (7, 1, (3, 3)),
+                                                     (3, 2, (0, 1)), (1, 1, (0, 0))])
+def test_depthwise_convolution_as_taps_is_xlas_grouped_convolution(kernel, stride, padding):
+    """conv2d computes a depthwise layer from shifted views: XLA's values and gradients up to the order of the sums;
+    a grouped convolution that is not depthwise is XLA's own."""
+    x = jax.random.normal(jax.random.key(0), (4, 9, 9, 6))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 1, 6))
+    pads = (padding, padding)
+
+    def xla(x, w, groups=6):
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                            feature_group_count=groups)
+
+    def loss(conv):
+        return jax.grad(lambda x, w: (conv(x, w) * jnp.cos(conv(x, w))).sum(), argnums=(0, 1))
+
+    taps = functools.partial(conv2d, stride=stride, padding=pads, groups=6)
+    ours, theirs = taps(x, w), xla(x, w)
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+    for a, b in zip(loss(taps)(x, w), loss(xla)(x, w)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(np.abs(b).max()))
+    halves = jax.random.normal(jax.random.key(2), (kernel, kernel, 3, 6))  # two groups of three channels
+    np.testing.assert_array_equal(conv2d(x, halves, stride, pads, 2), xla(x, halves, 2))
