@@ -130,7 +130,19 @@ class Driver:
         if self.experiment.timeout is not None and time.monotonic() - self.started > self.experiment.timeout:
             return False
         budget = self.experiment.trials
-        return budget is None or self.done_before + self.finished + in_flight < budget
+        if budget is None:
+            return True
+        if self.done_before + self.finished + in_flight >= budget:
+            return False
+        return self.counted_elsewhere() + in_flight < budget
+
+    def counted_elsewhere(self) -> int:
+        """The study's trials that count toward the budget, read from the study now: every driver's finished
+        trials, and the trials other live drivers of the run folder are running. This driver's own trials in
+        flight are not among them (the caller adds them), so two drivers on one study stop at its budget."""
+        others = {driver.id for driver in lease.live_drivers(self.experiment.folder, exclude=self.lease.info.id)}
+        running = read_trials(self.study, states=(optuna.trial.TrialState.RUNNING,)) if others else []
+        return finished_count(self.study) + sum(1 for t in running if t.user_attrs.get(DRIVER) in others)
 
     def submit(self, batch: list[tuple[optuna.Trial, Candidate]]):
         """Start scoring a batch of trials' candidates as one Ray task; returns its object reference."""

@@ -201,3 +201,21 @@ def test_a_killed_driver_resumes_and_completes(cluster, tmp_path):
     assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
     requeued = sorted(t.user_attrs["requeued_from"] for t in trials if "requeued_from" in t.user_attrs)
     assert requeued == sorted(t.number for t in left_running)
+
+
+@pytest.mark.slow
+def test_two_drivers_on_one_study_stop_at_its_budget(cluster, tmp_path):
+    """Two drivers started together on one run folder share its budget: together they complete exactly the
+    trials it asks for, each some of them. test_hardening's
+    test_a_driver_counts_the_trials_another_live_driver_is_running checks the count in every test run."""
+    from codesign.storage import DRIVER
+
+    folder = tmp_path / "run"
+    drivers = [cluster.driver(folder, trials=10, proxy="synflow") for _ in range(2)]
+    for driver in drivers:
+        out = finish(driver, timeout=400)
+        assert driver.returncode == 0, out
+    trials = counted(folder)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 10 and len(trials) == 10, [(t.number, t.state.name) for t in trials]
+    assert len({t.user_attrs[DRIVER] for t in done}) == 2  # both drivers took part

@@ -235,6 +235,26 @@ def test_a_second_driver_leaves_a_live_drivers_trials_alone_and_sqlite_takes_one
     assert sqlite3.connect(tmp_path / "sqlite.db").execute("select count(*) from trials").fetchone()[0] == 1
 
 
+def test_a_driver_counts_the_trials_another_live_driver_is_running(tmp_path, ray_session):
+    """The budget is the study's: a driver starting beside a live driver with two trials in flight completes
+    only what the budget leaves (test_cluster's test_two_drivers_on_one_study_stop_at_its_budget runs two real
+    drivers at once, marked slow)."""
+    folder = tmp_path / "run"
+    codesign.run(tiny(folder, trials=1), progress=False)
+    other = lease.acquire(folder)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "study.log")))
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    for _ in range(2):
+        study.ask().set_user_attr(DRIVER, other.info.id)
+    try:
+        results = codesign.run(tiny(folder, trials=4), progress=False)
+    finally:
+        other.release()
+    states = [t.state for t in results.study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 2  # 1 before + 2 in flight elsewhere + 1 = 4
+    assert states.count(optuna.trial.TrialState.RUNNING) == 2
+
+
 def test_a_run_whose_every_trial_is_infeasible_says_so(tmp_path, ray_session):
     experiment = tiny(tmp_path / "run", trials=2, constraints=(Constraint("area", max=1e-6),))
     results = codesign.run(experiment, progress=False)
