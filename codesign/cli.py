@@ -307,7 +307,8 @@ def _export(args) -> int:
     from codesign.results.export import write_design
 
     design = _results(args).design(args.trial)
-    for path in write_design(design, _output_folder(args.out or f"trial{args.trial}"), args.format):
+    for path in write_design(design, _output_folder(args.out or f"trial{args.trial}"), args.format, args.layout,
+                             args.weights):
         print(path)
     return 0
 
@@ -437,6 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("json", "scalesim", "onnx", "all"), default="json",
                         help="json: the specs; scalesim: SCALE-Sim files; onnx: the trained model; all: everything "
                              "with a README")
+    export.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc",
+                        help="the ONNX model's input layout: nhwc (default, as design.predict takes images) or nchw")
+    export.add_argument("--weights", choices=("final", "search"),
+                        help="the weights in the ONNX model: final (the retraining of `codesign finalize`) or search "
+                             "(the proxy's); default: final when the design was finalized, else search")
     export.add_argument("--out", help="output folder (default: ./trialN)")
     export.set_defaults(handler=_export)
     return parser

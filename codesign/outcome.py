@@ -42,6 +42,11 @@ ARTIFACTS = (WEIGHTS, COST_REPORT)
 VIOLATION = "violation "  # prefix of a constraint's user attribute
 
 
+def all_hold(constraints: Mapping[str, float]) -> bool:
+    """Every constraint holds: each violation (``trial.set_constraint``'s value) is <= 0."""
+    return all(violation <= 0 for violation in constraints.values())
+
+
 class Status(str, enum.Enum):
     """How a trial ended."""
 
@@ -168,8 +173,8 @@ class Outcome:
 
     @property
     def feasible(self) -> bool:
-        """Every constraint holds (its violation is <= 0)."""
-        return all(violation <= 0 for violation in self.constraints.values())
+        """Every constraint holds (:func:`all_hold`)."""
+        return all_hold(self.constraints)
 
     def replace(self, **changes) -> "Outcome":
         return dataclasses.replace(self, **changes)

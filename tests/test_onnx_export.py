@@ -74,10 +74,10 @@ def trained(data):
     return out
 
 
-def onnx_logits(model_or_path, images_nhwc):
+def onnx_logits(model_or_path, images):
     source = model_or_path.SerializeToString() if isinstance(model_or_path, onnx.ModelProto) else str(model_or_path)
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"images": np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))})[0]
+    return session.run(["logits"], {"images": np.ascontiguousarray(images)})[0]
 
 
 def raw(data, x):
@@ -93,8 +93,9 @@ def test_onnxruntime_logits_equal_the_flax_models_and_accuracy_the_stored_one(ke
     want = np.asarray(flax_logits(outcome.weights, data.x_val))
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
     assert (got.argmax(-1) == data.y_val).mean() == outcome.score
-    model = onnx_model(spec, policy, outcome.weights)  # without data: normalised images in
-    np.testing.assert_allclose(onnx_logits(model, data.x_val), want, atol=ATOL, rtol=RTOL)
+    model = onnx_model(spec, policy, outcome.weights, layout="nchw")  # without data: normalised images in
+    np.testing.assert_allclose(onnx_logits(model, data.x_val.transpose(0, 3, 1, 2)), want, atol=ATOL, rtol=RTOL)
+    model = onnx_model(spec, policy, outcome.weights)  # NHWC by default, as the Flax model takes them
     beyond = 4.0 * data.x_val  # activations past the calibrated ranges: the codes saturate symmetrically
     assert share_within_tolerance(onnx_logits(model, beyond), np.asarray(flax_logits(outcome.weights, beyond))) > 0.9
 
@@ -121,7 +122,8 @@ def test_the_file_has_folded_batch_norm_integer_weight_codes_and_activation_qdq(
     ops = {n.op_type for n in model.graph.node}
     assert "BatchNormalization" not in ops
     assert ops <= {"Conv", "Gemm", "Add", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Concat", "Clip",
-                   "QuantizeLinear", "DequantizeLinear", "Sub", "Div"}
+                   "QuantizeLinear", "DequantizeLinear", "Sub", "Div", "Transpose"}
+    assert model.graph.node[0].op_type == "Transpose"  # NHWC images in, NCHW inside
     assert model.opset_import[0].version == 21
     tensors = initializers(model)
     nodes = {n.output[0]: n for n in model.graph.node}
@@ -193,12 +195,17 @@ def test_weight_codes_times_scales_are_the_models_fake_quantized_weights():
 def test_design_export_onnx_takes_raw_images(trained, data, tmp_path):
     spec, policy, outcome, flax_logits = trained["grouped_fc3"]
     design = Design(trial=SimpleNamespace(number=7), artifacts=None, data=data.spec)
-    design.__dict__["outcome"] = SimpleNamespace(candidate=SimpleNamespace(network=spec, compression=policy))
+    design.__dict__["outcome"] = SimpleNamespace(candidate=SimpleNamespace(network=spec, compression=policy),
+                                                 metrics={"accuracy": outcome.score})
     design.__dict__["variables"] = outcome.weights
     path = design.export_onnx(tmp_path / "sub" / "design.onnx")
     np.testing.assert_allclose(onnx_logits(path, raw(data, data.x_val)),
                                np.asarray(flax_logits(outcome.weights, data.x_val)), atol=ATOL, rtol=RTOL)
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["codesign.layout"] == "nhwc" and props["codesign.input"] == "raw images, normalised in the graph, NHWC float32"
+    assert props["codesign.weights"] == f"search: the weights the search's proxy trained, validation accuracy {outcome.score:.6g}"
+    with pytest.raises(ValueError, match="trial 7 has no finalized weights"):
+        design.export_onnx(tmp_path / "final.onnx", weights="final")
     assert NetworkSpec.from_json(props["codesign.network"]) == spec
     assert CompressionPolicy.from_json(props["codesign.compression"]) == policy
     design.__dict__["variables"] = None

@@ -42,7 +42,7 @@ def dominated(a, b, directions):
     return no_worse and any(s * y < s * x for x, y, s in zip(a, b, sign))
 
 
-def test_end_to_end_search_stores_trials_front_constraints_and_reloads_a_working_model(tmp_path):
+def test_end_to_end_search_stores_trials_front_constraints_and_reloads_a_working_model(tmp_path, capsys):
     exp = experiment(tmp_path, proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=2)), trials=4,
                      constraints=[codesign.Constraint("area", max=0.6)])
     results = codesign.run(exp, progress=False)
@@ -78,24 +78,70 @@ def test_end_to_end_search_stores_trials_front_constraints_and_reloads_a_working
     assert report.total["latency_s"] * 1e3 == pytest.approx(best.metrics["latency"], rel=1e-6)
     assert {r["dataflow"] for r in report.layers} <= {"ws", "os", "simd"}
     check_the_dashboard_shows_the_study(again, tmp_path / "run")
+    check_trials_shows_feasibility_and_each_violation(again, tmp_path / "run", capsys)
     check_finalize_retrains_the_front_and_measures_the_test_split(again, data, tmp_path / "run")
-    check_the_handover_holds_every_format_and_the_onnx_model_predicts_as_the_design(best, raw, tmp_path / "handover")
+    finalized = codesign.load(tmp_path / "run").pareto_front[0]
+    check_the_handover_holds_every_format_and_the_onnx_model_predicts_as_the_design(finalized, raw, tmp_path / "handover")
 
 
 def check_the_handover_holds_every_format_and_the_onnx_model_predicts_as_the_design(design, raw, folder):
+    """A finalized design's hand-over: the finalized weights, taking raw NHWC images as design.predict does, and
+    a README saying so; the search's weights and channels-first images when asked."""
+    import onnx
     import onnxruntime
 
     from codesign.results.export import write_design
 
+    def onnx_predictions(path, images):
+        session = onnxruntime.InferenceSession(str(path))
+        return session.run(None, {session.get_inputs()[0].name: images.astype(np.float32)})[0].argmax(-1)
+
+    def metadata(path):
+        return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
     names = {path.name for path in write_design(design, folder, "all")}
     assert {"model.onnx", "topology.csv", "accelerator.cfg", "accelerator.json", "network.json", "compression.json",
             "metrics.json", "cost_report.json", "cost_report.csv", "README.md"} <= names
-    session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
-    logits = session.run(None, {session.get_inputs()[0].name: raw.transpose(0, 3, 1, 2).astype(np.float32)})[0]
-    assert np.array_equal(logits.argmax(-1), design.predict(raw))  # raw images in, like design.predict
+    finalized, searched = design.predict(raw, final=True), design.predict(raw)
+    assert not np.array_equal(finalized, searched)  # two sets of weights that tell apart
+    assert np.array_equal(onnx_predictions(folder / "model.onnx", raw), finalized)  # raw NHWC, as design.predict
+    readme = (folder / "README.md").read_text()
+    assert f"# Design: trial {design.number}" in readme
+    assert f"holds the finalized: retrained for {design.final.epochs:g} epochs" in readme and "NHWC" in readme
+    assert metadata(folder / "model.onnx")["codesign.layout"] == "nhwc"
     rows = (folder / "cost_report.csv").read_text().splitlines()
     assert len(rows) == len(design.cost_report().layers) + 2 and rows[-1].startswith("total")
-    assert f"# Design: trial {design.number}" in (folder / "README.md").read_text()
+    write_design(design, folder / "search", "onnx", layout="nchw", weights="search")
+    channels_first = raw.transpose(0, 3, 1, 2)
+    assert np.array_equal(onnx_predictions(folder / "search" / "model.onnx", channels_first), searched)
+    assert metadata(folder / "search" / "model.onnx")["codesign.weights"].startswith("search")
+    with pytest.raises(ValueError, match="field 'layout' must be one of nhwc, nchw, got 'hwc'"):
+        write_design(design, folder / "bad", "onnx", layout="hwc")
+
+
+def check_trials_shows_feasibility_and_each_violation(results, folder, capsys):
+    """`codesign trials` (table and --json): whether each trial is feasible and by how much it violates what."""
+    import json
+
+    from codesign.cli import main
+
+    assert main(["trials", str(folder), "--json"]) == 0
+    rows = {row["trial"]: row for row in json.loads(capsys.readouterr().out)}
+    assert main(["trials", str(folder)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    column = printed[1].index("feasible")
+    lines = {int(line.split()[0]): line for line in printed[3:]}
+    verdicts = set()
+    for trial in results.trials:
+        if trial.user_attrs["status"] != "complete":
+            continue
+        violation = trial.constraints["area<=0.6"]
+        row = rows[trial.number]
+        assert row["violations"] == {"area<=0.6": violation} and row["feasible"] == (violation <= 0)
+        verdicts.add(row["feasible"])
+        assert lines[trial.number][column:column + 8].strip() == ("yes" if violation <= 0 else "no")
+        assert (f"violates area<=0.6 by {violation:.4g}" in lines[trial.number]) == (violation > 0)
+    assert verdicts == {True, False}, "the run should have feasible and infeasible trials"
 
 
 def check_the_dashboard_shows_the_study(results, folder):

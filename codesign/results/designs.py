@@ -28,8 +28,8 @@ from optuna.trial import FrozenTrial, TrialState
 from codesign.accuracy.datasets import DataSpec
 from codesign.results.finalize import Final, finalize, stored_finals
 from codesign.metrics import METRICS, table_metrics
-from codesign.outcome import (COST_REPORT, SCHEMA, WEIGHTS, FrontPoint, Outcome, Status, TrialTiming, design_key, migrate,
-                              stored_metrics, trial_status)
+from codesign.outcome import (COST_REPORT, SCHEMA, WEIGHTS, FrontPoint, Outcome, Status, TrialTiming, all_hold,
+                              design_key, migrate, stored_metrics, trial_status)
 from codesign.storage import (StudyRecord, folder_study, load_study_for_reading, make_storage, read_trials,
                               reading_storage)
 from cost_models import Accelerator, CostReport, evaluate
@@ -170,15 +170,42 @@ class Design:
             x = self.data.normalise(images)
         return np.asarray(self.model(final)(x, train=False)).argmax(-1)
 
-    def export_onnx(self, path) -> Path:
-        """Write the trained model as an ONNX file taking raw NCHW images (normalised images when the run did not
-        record its normalisation): batch norm folded, quantized weights as DequantizeLinear of integer codes,
-        pruned weights as zeros (:func:`codesign.results.onnx_export.export_onnx`). Needs ``pip install -e ".[onnx]"``."""
-        from codesign.results.onnx_export import export_onnx
+    def export_onnx(self, path, layout: str = "nhwc", weights: str | None = None) -> Path:
+        """Write the trained model as an ONNX file taking raw images (normalised images when the run did not
+        record its normalisation) laid out as ``layout``: ``"nhwc"`` as :meth:`predict` takes them, or
+        ``"nchw"``. Batch norm folded, quantized weights as DequantizeLinear of integer codes, pruned weights
+        as zeros (:func:`codesign.results.onnx_export.export_onnx`). ``weights``: ``"final"`` (the retraining
+        of :meth:`Results.finalize`), ``"search"`` (the search's proxy training), or None for the finalized
+        ones when they exist; the file's metadata says which (``codesign.weights``). Needs
+        ``pip install -e ".[onnx]"``."""
+        from codesign.results.onnx_export import check_layout, export_onnx
 
-        if self.variables is None:
+        check_layout(layout)
+        chosen = self.exported_weights(weights)
+        variables = self.final_variables if chosen == "final" else self.variables
+        if variables is None:
             raise self._no_weights(" to export")
-        return export_onnx(self.network, self.compression, self.variables, path, self.data)
+        return export_onnx(self.network, self.compression, variables, path, self.data, layout,
+                           self.weights_description(chosen))
+
+    def exported_weights(self, weights: str | None = None) -> str:
+        """Which weights an export holds: ``weights`` if given (``"final"`` or ``"search"``), else ``"final"``
+        when the design was finalized with stored weights and ``"search"`` otherwise."""
+        if weights not in (None, "final", "search"):
+            raise ValueError(f"export: field 'weights' must be final or search, got {weights!r}")
+        if weights is None:
+            return "final" if self.final is not None and self.final.weights_artifact else "search"
+        return weights
+
+    def weights_description(self, weights: str) -> str:
+        """One line saying which weights ``weights`` ("final" or "search") are and how accurate they were."""
+        if weights == "final":
+            final = self.final
+            return (f"finalized: retrained for {final.epochs:g} epochs, validation accuracy {final.val_accuracy}, "
+                    f"test accuracy {final.test_accuracy}")
+        quality = {k: v for k, v in self.metrics.items() if k in ("accuracy",)}
+        scored = f", validation accuracy {quality['accuracy']:.6g}" if quality else ""
+        return f"search: the weights the search's proxy trained{scored}"
 
     @cached_property
     def _stored_report(self) -> Outcome:
@@ -342,18 +369,25 @@ class Results:
         return dict(sorted(reasons.items(), key=lambda item: -item[1]))
 
     def trial_rows(self) -> list[dict]:
-        """Every trial: number, status (or state while it runs), reason, metrics."""
+        """Every trial: number, status (or state while it runs), reason, metrics, and under constraints whether
+        it is feasible (None when it has no constraint values) and each constraint's violation (<= 0 holds)."""
         return [{"trial": t.number, "status": _status_name(t), "reason": t.user_attrs.get("fail_reason", ""),
-                 "metrics": stored_metrics(t.user_attrs)} for t in self.trials]
+                 "metrics": stored_metrics(t.user_attrs), "feasible": _feasible(t.constraints),
+                 "violations": dict(t.constraints)} for t in self.trials]
 
     def trials_table(self) -> str:
-        """Every trial as a text table: status, metrics, and the reason of one that did not complete."""
+        """Every trial as a text table: status, metrics, feasibility, and why it did not complete or which
+        constraints it violates, by how much."""
         columns = table_metrics(self.quality_metric)
-        head = f"{'trial':>6} {'status':<12}" + " ".join(f"{METRICS[k].heading:>15}" for k in columns) + "  reason"
+        head = (f"{'trial':>6} {'status':<12}" + " ".join(f"{METRICS[k].heading:>15}" for k in columns) +
+                f" {'feasible':>8}  reason")
         lines = [f"{len(self.trials)} trials of {self.study.study_name!r}: {self.counts()}", head, "-" * len(head)]
         for row in self.trial_rows():
             values = " ".join(f"{row['metrics'][k]:>15.4g}" if k in row["metrics"] else f"{'':>15}" for k in columns)
-            lines.append(f"{row['trial']:>6} {row['status']:<12}{values}  {row['reason']}".rstrip())
+            feasible = {True: "yes", False: "no", None: "-"}[row["feasible"]]
+            broken = [f"violates {name} by {value:.4g}" for name, value in row["violations"].items() if value > 0]
+            reason = "; ".join(filter(None, [row["reason"], *broken]))
+            lines.append(f"{row['trial']:>6} {row['status']:<12}{values} {feasible:>8}  {reason}".rstrip())
         return "\n".join(lines)
 
     def table(self) -> str:
@@ -386,6 +420,11 @@ class Results:
 def no_feasible_design(completed: int) -> str:
     """What a run whose completed trials all violate a constraint says (its table, and the search's log)."""
     return f"no design meets the constraints: all {completed} completed trial(s) violate at least one"
+
+
+def _feasible(constraints: dict) -> bool | None:
+    """Every constraint holds (None: the trial has no constraint values)."""
+    return all_hold(constraints) if constraints else None
 
 
 def _status_name(trial: FrozenTrial) -> str:

@@ -8,7 +8,9 @@
   that ``codesign cost`` reads back as the design, with its stored numbers
   (:func:`cost_models.scalesim.export_files`);
 * ``onnx``: ``model.onnx``, the trained model with its compression as QDQ nodes and
-  pruned weights as zeros (:mod:`codesign.results.onnx_export`; needs the design's weights);
+  pruned weights as zeros (:mod:`codesign.results.onnx_export`): the finalized weights
+  when the design was finalized, else the search's (``weights`` chooses), taking images
+  laid out as ``layout`` (NHWC by default, as ``Design.predict``);
 * ``all``: every one of these, the cost report also as CSV, and a ``README.md`` saying
   what the design is and where each file came from.
 
@@ -23,6 +25,7 @@ import io
 import json
 from pathlib import Path
 
+from codesign.results.onnx_export import check_layout
 from cost_models.version import COST_MODEL_VERSION
 
 FORMATS = ("json", "scalesim", "onnx", "all")
@@ -52,13 +55,13 @@ def scalesim_files(design) -> dict[str, str]:
                         _stored_numbers(design))
 
 
-def onnx_files(design) -> dict[str, bytes]:
+def onnx_files(design, layout: str = "nhwc", weights: str | None = None) -> dict[str, bytes]:
     """``model.onnx``: the trained model, its compression in QDQ nodes (:mod:`codesign.results.onnx_export`)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        design.export_onnx(path)
+        design.export_onnx(path, layout, weights)
         return {"model.onnx": path.read_bytes()}
 
 
@@ -75,7 +78,7 @@ def cost_report_csv(design) -> str:
     return out.getvalue()
 
 
-def readme(design, files: dict) -> str:
+def readme(design, files: dict, layout: str = "nhwc", weights: str | None = None) -> str:
     """A short description of the design and of every file of the hand-over."""
     m, a = design.metrics, design.accelerator
     origin = {
@@ -103,34 +106,43 @@ def readme(design, files: dict) -> str:
     if design.final is not None:
         lines += [f"Retrained for {design.final.epochs:g} epochs: validation accuracy "
                   f"{design.final.val_accuracy}, test accuracy {design.final.test_accuracy}.", ""]
-    if "model.onnx" not in files:
+    if "model.onnx" in files:
+        shape = "(batch, height, width, channels)" if layout == "nhwc" else "(batch, channels, height, width)"
+        images = "raw images, as `design.predict` takes them" if design.data is not None else "normalised images"
+        lines += [f"`model.onnx` holds the {design.weights_description(design.exported_weights(weights))}. "
+                  f"Its input `images` is float32 {layout.upper()} {shape}: {images}.", ""]
+    else:
         lines += ["No `model.onnx`: the trial stored no trained weights (its proxy did not train, or "
                   "save_weights was off).", ""]
     lines += ["| file | what it is |", "|---|---|"] + [f"| `{name}` | {origin.get(name, '')} |" for name in files]
     return "\n".join(lines) + "\n"
 
 
-def design_files(design, fmt: str) -> dict[str, str | bytes]:
-    """The design's files in format ``fmt`` (module docstring)."""
+def design_files(design, fmt: str, layout: str = "nhwc", weights: str | None = None) -> dict[str, str | bytes]:
+    """The design's files in format ``fmt`` (module docstring); the ONNX model's input laid out as ``layout``
+    and holding ``weights`` (:meth:`codesign.results.Design.export_onnx`)."""
     if fmt not in FORMATS:
         raise ValueError(f"export: format {fmt!r} is not one of {', '.join(FORMATS)}")
+    check_layout(layout)
+    design.exported_weights(weights)
     if fmt == "json":
         return json_files(design)
     if fmt == "scalesim":
         return scalesim_files(design)
     if fmt == "onnx":
-        return onnx_files(design)
+        return onnx_files(design, layout, weights)
     files: dict[str, str | bytes] = {**scalesim_files(design), **json_files(design),
                                      "cost_report.csv": cost_report_csv(design)}
-    if design.variables is not None:
-        files.update(onnx_files(design))
-    files["README.md"] = readme(design, files)
+    if design.variables is not None or design.exported_weights(weights) == "final":
+        files.update(onnx_files(design, layout, weights))
+    files["README.md"] = readme(design, files, layout, weights)
     return files
 
 
-def write_design(design, folder: str | Path, fmt: str = "all") -> list[Path]:
-    """Write the design's files in format ``fmt`` into ``folder``; returns their paths."""
-    files = design_files(design, fmt)
+def write_design(design, folder: str | Path, fmt: str = "all", layout: str = "nhwc",
+                 weights: str | None = None) -> list[Path]:
+    """Write the design's files in format ``fmt`` into ``folder`` (:func:`design_files`); returns their paths."""
+    files = design_files(design, fmt, layout, weights)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -19,10 +19,14 @@ inference arithmetic made explicit:
 * pruned weights are zeros (codes 0); a channel-pruned layer's pruned outputs get a zero
   bias too, so they are zero after the ReLU as in the model. Shapes are not shrunk.
 
-The graph takes NCHW float32 images (batch size free) and gives logits. With ``data``
-(a :class:`codesign.accuracy.datasets.DataSpec` that recorded its normalisation) it takes raw
-images, as :meth:`codesign.results.Design.predict` does, and normalises them first;
-otherwise it takes normalised images. ``onnx_model`` builds the same graph in memory.
+The graph takes float32 images (batch size free) and gives logits. ``layout`` says how
+the images are laid out: ``"nhwc"`` (batch, height, width, channels; the default, as
+:meth:`codesign.results.Design.predict` takes them), transposed to NCHW as the graph's
+first node, or ``"nchw"``. With ``data`` (a :class:`codesign.accuracy.datasets.DataSpec`
+that recorded its normalisation) it takes raw images, as ``predict`` does, and
+normalises them first; otherwise it takes normalised images. The model's metadata says
+both (``codesign.input``, ``codesign.layout``). ``onnx_model`` builds the same graph in
+memory.
 
 The weight codes are read off the model's own quantization, so without quantized
 activations onnxruntime's logits equal the Flax model's up to float rounding (about
@@ -52,6 +56,8 @@ from search_spaces.networks import LayerRow, NetworkSpec, layer_table
 OPSET = 21  # int4 and int16 quantization need opset 21
 IR_VERSION = 10  # the IR version of opset 21 (newer IRs are refused by older runtimes)
 BN_EPSILON = 1e-5  # flax.linen.BatchNorm's default, which the model uses
+#: How the graph's input images may be laid out: as ``Design.predict`` takes them, or channels first.
+LAYOUTS = ("nhwc", "nchw")
 INSTALL = ('ONNX export needs the optional package onnx: install it with pip install -e ".[onnx]" (in a checkout '
            'of codesign) or pip install onnx')
 
@@ -255,23 +261,34 @@ def _settings(compression: CompressionPolicy | None, rows) -> dict[str, LayerCom
     return compression.settings(rows)
 
 
-def _normalised_input(g: _Graph, data, channels: int) -> str:
-    """The graph input (``images``) normalised with ``data``'s mean and std, or as it is without them."""
+def check_layout(layout: str) -> str:
+    """``layout`` if it is one of :data:`LAYOUTS`, else a ValueError naming the allowed values."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"onnx export: field 'layout' must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    return layout
+
+
+def _normalised_input(g: _Graph, data, channels: int, layout: str) -> str:
+    """The graph input (``images``) as NCHW, normalised with ``data``'s mean and std (as it is without them)."""
+    x = "images" if layout == "nchw" else g.node("Transpose", ["images"], "images_nchw", perm=[0, 3, 1, 2])
     if data is None or not getattr(data, "mean", None):
-        return "images"
+        return x
     shape = (1, channels, 1, 1)
     mean = g.const("input_mean", np.asarray(data.mean, np.float32).reshape(shape))
     std = g.const("input_std", np.asarray(data.std, np.float32).reshape(shape))
-    return g.node("Div", [g.node("Sub", ["images", mean], "images_centred"), std], "normalised_images")
+    return g.node("Div", [g.node("Sub", [x, mean], "images_centred"), std], "normalised_images")
 
 
-def onnx_model(spec: NetworkSpec, compression: CompressionPolicy | None, variables: dict, data=None):
-    """The ONNX ``ModelProto`` of the trained network (see module docstring), checked by ``onnx.checker``."""
+def onnx_model(spec: NetworkSpec, compression: CompressionPolicy | None, variables: dict, data=None,
+               layout: str = "nhwc", weights: str = ""):
+    """The ONNX ``ModelProto`` of the trained network (see module docstring), checked by ``onnx.checker``;
+    ``weights`` describes which weights these are, kept in the metadata (``codesign.weights``)."""
+    check_layout(layout)
     onnx = _onnx()
     rows = layer_table(spec)
     settings = _settings(compression, rows)
     g = _Graph(onnx)
-    x = _normalised_input(g, data, spec.in_channels)
+    x = _normalised_input(g, data, spec.in_channels, layout)
     tensors: dict[str, str] = {}  # layer name -> its output tensor (concatenations: the producers joined by +)
     shapes: dict[str, tuple[int, int, int]] = {}
     flat: set[str] = set()  # layers whose output is (N, features)
@@ -314,28 +331,32 @@ def onnx_model(spec: NetworkSpec, compression: CompressionPolicy | None, variabl
         g.node("Flatten", [tensors[rows[-1].layer.name]], "logits", axis=1)
 
     helper, T = onnx.helper, onnx.TensorProto
-    raw = x != "images"
+    raw = x == "normalised_images"
+    size, channels = spec.resolution, spec.in_channels
+    shape = ["N", size, size, channels] if layout == "nhwc" else ["N", channels, size, size]
     graph = helper.make_graph(
-        g.nodes, spec.name,
-        [helper.make_tensor_value_info("images", T.FLOAT, ["N", spec.in_channels, spec.resolution, spec.resolution])],
+        g.nodes, spec.name, [helper.make_tensor_value_info("images", T.FLOAT, shape)],
         [helper.make_tensor_value_info("logits", T.FLOAT, ["N", spec.num_classes])], g.initializers,
-        doc_string=("raw" if raw else "normalised") + " NCHW float32 images in, logits out")
+        doc_string=("raw" if raw else "normalised") + f" {layout.upper()} float32 images in, logits out")
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                               producer_name="codesign", doc_string=__doc__.split("\n\n")[0])
     metadata = {"codesign.network": spec.to_json(),
                 "codesign.compression": "null" if compression is None else compression.to_json(),
                 "codesign.input": ("raw images, normalised in the graph" if raw else "normalised images") +
-                                  ", NCHW float32",
+                                  f", {layout.upper()} float32",
+                "codesign.layout": layout,
+                "codesign.weights": weights,
                 "codesign.normalisation": json.dumps({"mean": list(data.mean), "std": list(data.std)} if raw else None)}
     helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     return model
 
 
-def export_onnx(spec: NetworkSpec, compression: CompressionPolicy | None, variables: dict, path, data=None) -> Path:
+def export_onnx(spec: NetworkSpec, compression: CompressionPolicy | None, variables: dict, path, data=None,
+                layout: str = "nhwc", weights: str = "") -> Path:
     """Write the trained network as an ONNX file at ``path`` (see module docstring); returns the path."""
-    onnx = _onnx()
+    model = onnx_model(spec, compression, variables, data, layout, weights)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(onnx_model(spec, compression, variables, data), str(path))
+    _onnx().save_model(model, str(path))
     return path
