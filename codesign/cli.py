@@ -239,7 +239,7 @@ def _run(args) -> int:
     experiment = _load_experiment(args.experiment)
     if args.trials is not None:
         experiment = dataclasses.replace(experiment, trials=args.trials)  # validated again
-    results = run(experiment, address=args.address, progress=not args.no_progress)
+    results = run(experiment, address=args.address, progress=not args.no_progress, verbose=args.verbose)
     print(results.table())
     print(f"run folder: {experiment.folder}")
     return 0
@@ -402,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="a Ray cluster HOST:PORT (default: RAY_ADDRESS or a local Ray)")
     run.add_argument("--trials", type=_positive_int, help="override the trial budget")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--verbose", action="store_true", help="show Ray's own log lines too (its info lines and "
+                     "the workers' output)")
     run.set_defaults(handler=_run)
 
     def results_parser(name, help_text):

@@ -66,6 +66,8 @@ def loopback_environment() -> dict[str, str]:
       no metrics recorded or exported by the GCS, raylet and workers, and the raylet starts
       the dashboard agent with ``--disable-metrics-collection`` (no Prometheus exporter on
       the metrics export port in a ``ray[default]`` install).
+    * ``RAY_AUTH_MODE=token``: the token authentication Ray enables by default for a new
+      local cluster, chosen explicitly, so Ray does not warn about it on every run.
     * ``AUTOSCALER_METRIC_PORT=-1``: the autoscaler monitor serves Prometheus metrics,
       without authentication, on a fixed port (44217) whenever ``prometheus_client`` is
       installed; ``ray.init`` offers no way to turn the monitor or its server off. Port -1
@@ -78,6 +80,7 @@ def loopback_environment() -> dict[str, str]:
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_enable_metrics_collection": "0",
         "AUTOSCALER_METRIC_PORT": "-1",
+        "RAY_AUTH_MODE": "token",
     }
 
 
@@ -247,11 +250,13 @@ def running_ray():
     return ray if ray is not None and ray.is_initialized() else None
 
 
-def start_ray(address: str | None, connect_timeout: float | None = None):
+def start_ray(address: str | None, connect_timeout: float | None = None, verbose: bool = False):
     """Ray, connected to ``address`` (or ``RAY_ADDRESS``) or started locally on 127.0.0.1; a started Ray is used as is.
 
     ``connect_timeout``: seconds to wait for a cluster (default ``CODESIGN_RAY_CONNECT_TIMEOUT``
     or 30); a cluster that does not answer in time raises :class:`ClusterUnreachable`.
+    ``verbose``: Ray's own info lines and the workers' output are shown too; otherwise Ray
+    says only warnings and errors.
     Returns the ``ray`` module.
 
     The environment is set before Ray is imported: Ray's C++ settings (``RAY_<name>``) are
@@ -270,7 +275,7 @@ def start_ray(address: str | None, connect_timeout: float | None = None):
             import ray
 
             try:
-                ray.init(address=address, log_to_driver=False)
+                ray.init(address=address, log_to_driver=verbose, logging_level=_ray_logging_level(verbose))
             except (ConnectionError, TimeoutError) as error:
                 if host_port(address) is None:  # "auto": Ray's own message says what it looked for
                     raise
@@ -288,9 +293,16 @@ def start_ray(address: str | None, connect_timeout: float | None = None):
 
             metrics = os.environ["RAY_enable_metrics_collection"].lower() in ("1", "true")
             with _loopback_node_address():
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                         _node_ip_address=LOOPBACK, _system_config={"enable_metrics_collection": metrics})
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=verbose,
+                         logging_level=_ray_logging_level(verbose), _node_ip_address=LOOPBACK,
+                         _system_config={"enable_metrics_collection": metrics})
     return ray
+
+
+def _ray_logging_level(verbose: bool) -> int:
+    import logging
+
+    return logging.INFO if verbose else logging.WARNING
 
 
 # --- the trial task --------------------------------------------------------------------------------

@@ -34,18 +34,20 @@ log = logging.getLogger("codesign")
 class Driver:
     """One call of :func:`codesign.search.run`: the study, Ray, the budget and the progress bar."""
 
-    def __init__(self, experiment: Experiment, address: str | None, progress: bool, stop_after: int | None):
+    def __init__(self, experiment: Experiment, address: str | None, progress: bool, stop_after: int | None,
+                 verbose: bool = False):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.experiment = experiment
         experiment.folder.mkdir(parents=True, exist_ok=True)
         self.lease = lease.acquire(experiment.folder)
         try:
-            self._start(experiment, address, progress, stop_after)
+            self._start(experiment, address, progress, stop_after, verbose)
         except BaseException:
             self.lease.release()
             raise
 
-    def _start(self, experiment: Experiment, address: str | None, progress: bool, stop_after: int | None):
+    def _start(self, experiment: Experiment, address: str | None, progress: bool, stop_after: int | None,
+               verbose: bool):
         others = lease.live_drivers(experiment.folder, exclude=self.lease.info.id)
         if others and experiment.storage_url.startswith(SQLITE):
             raise ValueError(f"{experiment.folder}: a search is already running on this SQLite study "
@@ -67,7 +69,7 @@ class Driver:
         self.explorer = optuna.samplers.RandomSampler(seed=int(explorer_seed))
         (experiment.folder / "artifacts").mkdir(parents=True, exist_ok=True)
         self.store = FileSystemArtifactStore(str(experiment.folder / "artifacts"))
-        self.ray = start_ray(address)
+        self.ray = start_ray(address, verbose=verbose)
         self.task = self.ray.remote(**task_options(experiment))(evaluate_on_worker)
         self.evaluator = self.ray.put(Evaluator.from_experiment(experiment))
         cpus = self.ray.cluster_resources().get("CPU", 1)
@@ -188,6 +190,10 @@ class Driver:
             if outcome.ok and outcome.feasible:
                 self.front.add(outcome.values)
             self.bar.update(1, failed=self.failed, running=in_flight, front=len(self.front))
+
+    def show_running(self, in_flight: int) -> None:
+        """The bar's count of trials running: this driver's trials in flight, once a batch is submitted."""
+        self.bar.update(0, running=in_flight)
 
     def _record(self, trial: optuna.Trial, outcome: Outcome) -> None:
         """``outcome.tell``, with a full disk said as such, and a trial another driver already finished

@@ -90,6 +90,7 @@ class Progress:
 
     def __post_init__(self):
         self.bar = None
+        self.status: dict = {}
         if self.enabled:
             from tqdm.auto import tqdm
 
@@ -100,9 +101,11 @@ class Progress:
         return self.bar is not None
 
     def update(self, n: int, **status):
+        """``n`` more trials done; ``status`` (failed, running, front) changes what the bar shows beside them."""
+        self.status.update(status)
         if self.bar is not None:
             self.bar.update(n)
-            self.bar.set_postfix(status, refresh=True)
+            self.bar.set_postfix(self.status, refresh=True)
 
     def write(self, line: str):
         if self.bar is not None:

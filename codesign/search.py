@@ -37,14 +37,15 @@ log = logging.getLogger("codesign")
 
 
 def run(experiment: Experiment, address: str | None = None, progress: bool = True,
-        stop_after: int | None = None) -> Results:
+        stop_after: int | None = None, verbose: bool = False) -> Results:
     """Run (or resume) ``experiment``; returns its :class:`~codesign.results.Results`.
 
     ``address``: a Ray cluster (``HOST:PORT``); default ``RAY_ADDRESS`` or a local
     Ray. ``stop_after``: return after this many trials finished in this call (to
-    interrupt a run on purpose; the next call resumes).
+    interrupt a run on purpose; the next call resumes). ``verbose``: show Ray's own
+    log lines too (:func:`codesign.cluster.start_ray`).
     """
-    driver = Driver(experiment, address, progress, stop_after)
+    driver = Driver(experiment, address, progress, stop_after, verbose)
     in_flight: dict = {}  # Ray reference -> its batch [(trial, candidate, clock)]
     try:
         while True:
@@ -53,6 +54,7 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
                 if batch:
                     ref = driver.submit([(trial, candidate) for trial, candidate, _ in batch])
                     in_flight[ref] = [(trial, candidate, clock.submit()) for trial, candidate, clock in batch]
+                    driver.show_running(_trials(in_flight))
             if not in_flight:
                 break
             ready, _ = driver.ray.wait(list(in_flight), num_returns=1)

