@@ -147,9 +147,9 @@ class Evaluator:
                 raise ValueError("a joint-mode candidate needs an accelerator")
             return candidate.accelerator, None
         accelerators, stacked = _accelerator_grid(self.nested, self.nested_limit, self.seed)
-        points, chosen, _ = front_of(workload, accelerators, stacked, self.hardware_objectives,
-                                     self.hardware_constraints, self.tie_break)
-        return chosen, points
+        front = front_of(workload, accelerators, stacked, self.hardware_objectives, self.hardware_constraints,
+                         self.tie_break)
+        return front.chosen, front.points
 
 
 def _guarded(work: Callable[[], Any]) -> tuple[Any, Outcome | None]:

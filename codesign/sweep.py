@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -50,18 +50,30 @@ def accelerator_names(accelerators: Sequence[Accelerator]) -> list[str]:
     return names
 
 
+class HardwareFront(NamedTuple):
+    """A network's hardware Pareto front over some accelerators (:func:`front_of`)."""
+
+    points: tuple[FrontPoint, ...]  # one per distinct set of metrics
+    chosen: Accelerator  # the front's lowest tie-break metric
+    feasible: bool  # False: no accelerator runs the network within the constraints; the front is the least-violating
+    tied: int  # accelerators left out because they equal a listed one in every metric
+
+
 def front_of(workload: Workload, accelerators: Sequence[Accelerator], stacked, objectives: Sequence[str],
-             constraints: Sequence[Constraint], tie_break: str) -> tuple[tuple[FrontPoint, ...], Accelerator, bool]:
+             constraints: Sequence[Constraint], tie_break: str) -> HardwareFront:
     """The hardware Pareto front of ``workload`` over ``accelerators`` (``stacked``: the same, stacked once) under
-    the constraints, the front's accelerator with the lowest ``tie_break``, and whether any accelerator can run
-    the network within the constraints (else the front is the least-violating one)."""
+    the constraints. Accelerators that equal a front member in every metric (zero skipping with nothing to skip,
+    a flexible dataflow that picks one dataflow everywhere) are listed once: the first in ``accelerators``."""
     costs = evaluate_batch(workload, stacked, per_layer=False)
     metrics = hardware_metrics({"latency_s": costs.latency_s, "energy_pj": costs.energy_pj,
                                 "area_mm2": costs.area_mm2})
     unbuildable = np.asarray(costs.unmappable_layers).reshape(-1) > 0  # a layer fits no tiling of its buffer
-    front, pick, feasible = pick_accelerators(metrics, objectives, constraints, tie_break, unbuildable)
-    points = tuple(FrontPoint(accelerators[i], {k: float(v[i]) for k, v in metrics.items()}) for i in front)
-    return points, accelerators[pick], feasible
+    front, _, feasible = pick_accelerators(metrics, objectives, constraints, tie_break, unbuildable)
+    rows = np.stack([metrics[k][front] for k in sorted(metrics)], axis=1)
+    first = np.sort(np.unique(rows, axis=0, return_index=True)[1])
+    points = tuple(FrontPoint(accelerators[i], {k: float(v[i]) for k, v in metrics.items()}) for i in front[first])
+    chosen = min(front[first], key=lambda i: metrics[tie_break][i])
+    return HardwareFront(points, accelerators[int(chosen)], feasible, len(front) - len(first))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +89,7 @@ class HardwareSweep:
     tie_break: str
     seconds: float  # the sweep's wall time, compilation included
     feasible: bool = True  # False: no accelerator meets the constraints; the front is the least-violating one
+    tied: int = 0  # accelerators equal to a front member in every metric, left out of the front
 
     def table(self) -> str:
         """The front as a text table, sorted by the tie-break metric; ``*`` marks the chosen accelerator."""
@@ -90,6 +103,9 @@ class HardwareSweep:
         lines = [f"{self.network}: hardware Pareto front of {len(self.front)} of {self.swept} accelerators "
                  f"(objectives {', '.join(self.objectives)}{'; ' + bounds if bounds else ''}; "
                  f"* lowest {self.tie_break}) in {self.seconds:.2f} s", head, "-" * len(head)]
+        if self.tied:
+            lines.insert(1, f"{self.tied} more accelerator(s) equal a listed one in every metric (for example zero "
+                            f"skipping with no zeros to skip) and are not listed")
         if not self.feasible:
             lines.insert(1, f"no accelerator meets {bounds or 'the network'}: shown is the least-violating one "
                             f"(an accelerator whose buffer cannot hold a layer's tiling counts as violating)")
@@ -101,7 +117,7 @@ class HardwareSweep:
     def to_dict(self) -> dict:
         return {"network": self.network, "swept": self.swept, "objectives": list(self.objectives),
                 "constraints": [dataclasses.asdict(c) for c in self.constraints], "tie_break": self.tie_break,
-                "feasible": self.feasible, "seconds": self.seconds, "chosen": self.chosen.to_dict(),
+                "feasible": self.feasible, "tied": self.tied, "seconds": self.seconds, "chosen": self.chosen.to_dict(),
                 "front": [p.to_dict() for p in self.front]}
 
 
@@ -123,10 +139,9 @@ def sweep(workload: Workload, space: AcceleratorSpace = DEFAULT_ACCELERATOR_SPAC
         raise ValueError(f"sweep: field 'limit' must be an integer >= 1, got {limit!r}")
     started = time.perf_counter()
     accelerators = tuple(space.grid(limit, np.random.default_rng(seed)))
-    points, chosen, feasible = front_of(workload, accelerators, stack(accelerators), tuple(objectives), constraints,
-                                        tie_break)
-    return HardwareSweep(workload.name, len(accelerators), points, chosen, tuple(objectives), constraints,
-                         tie_break, time.perf_counter() - started, feasible)
+    front = front_of(workload, accelerators, stack(accelerators), tuple(objectives), constraints, tie_break)
+    return HardwareSweep(workload.name, len(accelerators), front.points, front.chosen, tuple(objectives), constraints,
+                         tie_break, time.perf_counter() - started, front.feasible, front.tied)
 
 
 def parse_bound(text: str) -> Constraint:

@@ -285,7 +285,10 @@ def test_nested_mode_picks_the_accelerator_an_exhaustive_loop_picks(tmp_path):
         for _, o in feasible)]
     best = min(front, key=lambda am: am[1]["edp"])[0]
     assert out.accelerator == best
-    assert {p.accelerator for p in out.front} == {a for a, _ in front}
+    listed = {}  # accelerators equal in every metric are listed once: the first in the grid
+    for a, m in front:
+        listed.setdefault(tuple(sorted(m.items())), a)
+    assert [p.accelerator for p in out.front] == list(listed.values()) and len(listed) < len(front)
 
 
 def test_a_design_reads_its_stored_cost_report_and_says_when_the_model_is_newer(tmp_path, monkeypatch):

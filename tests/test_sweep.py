@@ -26,12 +26,29 @@ def test_the_front_is_what_a_loop_over_every_accelerator_finds():
     for a, m in feasible.items():
         dominated = any(o["latency"] <= m["latency"] and o["energy"] <= m["energy"] and
                         (o["latency"] < m["latency"] or o["energy"] < m["energy"]) for o in feasible.values())
-        assert (a in on_front) == (not dominated), a
+        listed = a in on_front or any(every[b] == m for b in on_front)  # or tied with a listed one in every metric
+        assert listed == (not dominated), a
+    assert len(on_front) + result.tied == sum(1 for a, m in feasible.items() if not any(
+        o["latency"] <= m["latency"] and o["energy"] <= m["energy"] and o != m for o in feasible.values()))
     for point in result.front:
         assert point.metrics == pytest.approx(every[point.accelerator], rel=1e-5)
     assert result.chosen == min(on_front, key=lambda a: every[a]["edp"]) and result.feasible
     table = result.table()
     assert f"hardware Pareto front of {len(on_front)} of 36 accelerators" in table and table.count("\n* ") == 1
+
+
+def test_accelerators_that_tie_in_every_metric_are_listed_once():
+    """Zero skipping on a network with no zeros costs nothing and saves nothing: each pair ties, the front lists
+    the first of each (no zero-skip) and counts the others."""
+    workload = reference_network("squeezenet_v1_0").at_resolution(32, num_classes=10).workload()
+    both = dataclasses.replace(SPACE, zero_skip=(False, True))
+    result = sweep(workload, both, objectives=("latency", "energy", "area"))
+    single = sweep(workload, dataclasses.replace(SPACE, zero_skip=(False,)), objectives=("latency", "energy", "area"))
+    assert [p.accelerator for p in result.front] == [p.accelerator for p in single.front]
+    assert all(not p.accelerator.zero_skip for p in result.front)
+    assert result.tied == len(result.front) + 2 * single.tied  # each of the single front's (ties included) twice
+    assert len({tuple(sorted(p.metrics.items())) for p in result.front}) == len(result.front)
+    assert f"{result.tied} more accelerator(s) equal a listed one in every metric" in result.table()
 
 
 def test_an_unmeetable_constraint_says_so_and_bad_input_names_the_field():
