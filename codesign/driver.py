@@ -20,6 +20,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from codesign import lease
+from codesign.accuracy.cache import describe_progress, one_offs_in_progress
 from codesign.cluster import evaluate_on_worker, start_ray, task_options
 from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment
@@ -76,6 +77,7 @@ class Driver:
         self.slots = max(1, int(cpus // max(experiment.cpus_per_trial, 1e-9)))
         self.batch_size = experiment.bound_proxy.pairs_per_task  # trials per task
         self.started = time.monotonic()
+        self.started_at = time.time()
         self.done_before = finished_count(self.study)
         self.stop_after = stop_after
         self.finished = self.failed = 0
@@ -190,6 +192,13 @@ class Driver:
             if outcome.ok and outcome.feasible:
                 self.front.add(outcome.values)
             self.bar.update(1, failed=self.failed, running=in_flight, front=len(self.front))
+
+    def show_one_offs(self) -> None:
+        """On the bar: how far a one-off training the trials wait for (a supernet, in a worker) has got."""
+        if not self.bar.shown:
+            return
+        records = one_offs_in_progress(self.experiment.folder / "accuracy_cache", since=self.started_at)
+        self.bar.update(0, training="; ".join(describe_progress(r) for r in records) or None)
 
     def show_running(self, in_flight: int) -> None:
         """The bar's count of trials running: this driver's trials in flight, once a batch is submitted."""

@@ -103,6 +103,7 @@ class Progress:
     def update(self, n: int, **status):
         """``n`` more trials done; ``status`` (failed, running, front) changes what the bar shows beside them."""
         self.status.update(status)
+        self.status = {k: v for k, v in self.status.items() if v is not None}  # None: no longer shown
         if self.bar is not None:
             self.bar.update(n)
             self.bar.set_postfix(self.status, refresh=True)

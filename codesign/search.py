@@ -34,6 +34,8 @@ from codesign.outcome import Candidate, Outcome
 from codesign.results import Results, no_feasible_design
 
 log = logging.getLogger("codesign")
+#: Seconds between looks at a one-off training's progress (a supernet) while no trial finishes.
+PROGRESS_POLL_S = 2.0
 
 
 def run(experiment: Experiment, address: str | None = None, progress: bool = True,
@@ -57,7 +59,9 @@ def run(experiment: Experiment, address: str | None = None, progress: bool = Tru
                     driver.show_running(_trials(in_flight))
             if not in_flight:
                 break
-            ready, _ = driver.ray.wait(list(in_flight), num_returns=1)
+            ready, _ = driver.ray.wait(list(in_flight), num_returns=1, timeout=PROGRESS_POLL_S)
+            if not ready:
+                driver.show_one_offs()
             for ref in ready:
                 batch = in_flight.pop(ref)
                 outcomes = driver.results(ref, [candidate for _, candidate, _ in batch])

@@ -30,9 +30,39 @@ def data():
     return load_dataset("digits", seed=0)
 
 
+PROGRESS: list = []  # (step, steps, loss) of the fixture's training
+
+
 @pytest.fixture(scope="module")
 def trained(data):
-    return train_supernet(NETWORKS, COMPRESSION, data, CONFIG, seed=0)
+    def record(step, steps, loss):
+        PROGRESS.append((step, steps, None if loss is None else float(loss)))
+    return train_supernet(NETWORKS, COMPRESSION, data, CONFIG, seed=0, progress=record)
+
+
+def test_the_training_reports_its_progress_to_the_drivers_bar(trained, tmp_path):
+    """Every step is reported; the file a worker writes is what the driver's bar reads and shows."""
+    from codesign.accuracy.cache import OneOffProgress, describe_progress, one_offs_in_progress
+
+    steps = trained.record["steps"]
+    assert [step for step, _, _ in PROGRESS] == list(range(steps + 1)) and {s for _, s, _ in PROGRESS} == {steps}
+    losses = [loss for _, _, loss in PROGRESS[1:]]
+    assert PROGRESS[0][2] is None and all(np.isfinite(losses)) and losses[-1] < losses[0]
+    clock = iter([0.0, 0.0, 30.0, 30.5, 32.0, 40.0])  # started, compiling; step 1 (compiled); too soon; 3; 10
+    folder = tmp_path / "accuracy_cache" / "supernets"
+    report = OneOffProgress(folder, "k", "supernet", clock=lambda: next(clock))
+    report(0, 10)
+    shown, = one_offs_in_progress(tmp_path / "accuracy_cache")
+    assert describe_progress(shown) == "supernet 0/10 steps, compiling"
+    report(1, 10, np.float32(2.5))
+    report(2, 10, np.float32(2.5))  # 0.5 s after the last write: not written
+    assert describe_progress(one_offs_in_progress(tmp_path / "accuracy_cache")[0]).startswith("supernet 1/10 steps")
+    report(3, 10, np.float32(2.25))
+    shown, = one_offs_in_progress(tmp_path / "accuracy_cache")
+    assert describe_progress(shown) == "supernet 3/10 steps, loss 2.25, 7 s left"  # 1 s a step after the first
+    assert one_offs_in_progress(tmp_path / "accuracy_cache", since=shown["updated"] + 1) == []  # an older run's
+    report(10, 10, np.float32(1.0))
+    assert one_offs_in_progress(tmp_path / "accuracy_cache") == []  # done: no longer shown
 
 
 def test_the_sandwich_trains_the_shared_weights_and_scores_are_deterministic(trained, data):

@@ -283,3 +283,63 @@ def once_per_process(memo: dict[str, T], key: str, folder: str | Path | None, lo
             return value
         memo[key] = make_and_save() if folder is None else AccuracyCache(folder).once(key, load, make_and_save)
     return memo[key]
+
+
+#: The file a one-off training (a supernet) writes its progress to, beside what it will store.
+PROGRESS_SUFFIX = ".progress.json"
+
+
+class OneOffProgress:
+    """How far a one-off training has got, in ``<folder>/<key>.progress.json``, for the driver's progress bar (the
+    training runs in a Ray worker, whose output the driver does not show). Written at most every ``every_s``
+    seconds, and at the last step."""
+
+    def __init__(self, folder: str | Path, key: str, what: str, every_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.path = Path(folder) / f"{key}{PROGRESS_SUFFIX}"
+        self.what, self.every_s, self.clock = what, every_s, clock
+        self.started = self.written = clock()
+        self.first_step = None  # when step 1 ended: the time per step is measured from there (step 1 compiles)
+
+    def __call__(self, step: int, steps: int, loss=None) -> None:
+        """At ``step`` of ``steps`` (0: before the first, while it compiles); ``loss``: the latest loss (a scalar
+        or array, read only when written)."""
+        now = self.clock()
+        if step == 1:
+            self.first_step = now
+        if 0 < step < steps and now - self.written < self.every_s:
+            return
+        self.written = now
+        per_step = (now - self.first_step) / (step - 1) if self.first_step is not None and step > 1 else None
+        record = {"what": self.what, "step": step, "steps": steps, "elapsed_s": now - self.started,
+                  "eta_s": None if per_step is None else per_step * (steps - step), "done": step >= steps,
+                  "loss": None if loss is None else float(jax.numpy.ravel(loss)[0]), "updated": time.time()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, json.dumps(record).encode())
+
+
+def one_offs_in_progress(folder: str | Path, since: float = 0.0) -> list[dict]:
+    """The progress records under ``folder`` of one-off trainings not done yet, updated after ``since`` (a
+    time.time()); unreadable or half-written files are skipped."""
+    found = []
+    for path in sorted(Path(folder).glob(f"*/*{PROGRESS_SUFFIX}")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and not record.get("done") and record.get("updated", 0) >= since:
+            found.append(record)
+    return found
+
+
+def describe_progress(record: dict) -> str:
+    """``supernet 120/800 steps, loss 1.93, 4.2 min left`` from a progress record."""
+    text = f"{record['what']} {record['step']}/{record['steps']} steps"
+    if record["step"] == 0:
+        return text + ", compiling"
+    if record.get("loss") is not None:
+        text += f", loss {record['loss']:.3g}"
+    if record.get("eta_s") is not None:
+        eta = record["eta_s"]
+        text += f", {eta / 60:.1f} min left" if eta >= 90 else f", {eta:.0f} s left"
+    return text

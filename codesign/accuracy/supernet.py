@@ -49,7 +49,7 @@ import numpy as np
 import optax
 from flax import serialization
 
-from codesign.accuracy.cache import atomic_write, once_per_process
+from codesign.accuracy.cache import OneOffProgress, atomic_write, once_per_process
 from codesign.accuracy.proxies import elastic_space
 from codesign.accuracy.datasets import Dataset
 from codesign.accuracy.proxy import Accuracy, record_mismatch
@@ -319,8 +319,12 @@ def _programs(space: ElasticSpace, config: SupernetConfig, total_steps: int = 1)
 
 
 def train_supernet(network_space, compression_space, dataset: Dataset, config: SupernetConfig = SupernetConfig(),
-                   seed: int = 0, log: Callable[[str], None] | None = None) -> Supernet:
-    """Train the supernet of ``network_space`` x ``compression_space`` on ``dataset`` (module docstring)."""
+                   seed: int = 0, log: Callable[[str], None] | None = None,
+                   progress: Callable[[int, int, Any], None] | None = None) -> Supernet:
+    """Train the supernet of ``network_space`` x ``compression_space`` on ``dataset`` (module docstring).
+    ``log`` gets a line per epoch; ``progress(step, steps, loss)`` is called before the first step (step 0, loss
+    None) and after every step (the loss of the step's largest candidate, a device array: reading it waits for
+    the step)."""
     started = time.perf_counter()
     space = ElasticSpace.of(network_space, compression_space, dataset.resolution)
     rng = np.random.default_rng(seed)
@@ -334,6 +338,8 @@ def train_supernet(network_space, compression_space, dataset: Dataset, config: S
     zero_grads = jax.tree_util.tree_map(np.zeros_like, params)
     losses = []
     step = 0
+    if progress is not None:
+        progress(0, total, None)
     for batches in epochs(dataset, batch, total, rng):
         epoch_start = len(losses)
         for x, y in batches:
@@ -357,6 +363,8 @@ def train_supernet(network_space, compression_space, dataset: Dataset, config: S
             params, opt_state = programs["update"](params, opt_state, grads)
             losses.append(jnp.stack(member_losses))
             step += 1
+            if progress is not None:
+                progress(step, total, member_losses[0])
         recent = [np.asarray(step_losses) for step_losses in jax.device_get(losses[epoch_start:])]
         if not all(np.all(np.isfinite(r)) for r in recent):
             raise FloatingPointError(f"supernet training diverged: a candidate's loss became non-finite before step "
@@ -519,11 +527,13 @@ class SupernetProxy:
         key = supernet_key(self.network_space, self.compression_space, dataset, self.config, seed)
         if key in _LOADED and self.folder is not None and not (Path(self.folder) / f"{key}.json").is_file():
             save_supernet(self.folder, key, _LOADED[key])  # a run folder keeps the supernet its trials used
+        progress = None if self.folder is None else OneOffProgress(self.folder, key, "supernet")
         return once_per_process(
             _LOADED, key, self.folder,
             lambda: load_supernet(self.folder, key, self.network_space, self.compression_space, self.config,
                                   dataset.resolution),
-            lambda: train_supernet(self.network_space, self.compression_space, dataset, self.config, seed),
+            lambda: train_supernet(self.network_space, self.compression_space, dataset, self.config, seed,
+                                   progress=progress),
             lambda supernet: save_supernet(self.folder, key, supernet))
 
     def _stored(self, dataset: Dataset) -> Supernet:
