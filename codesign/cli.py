@@ -114,6 +114,15 @@ def _layer_summary(layer, in_shape, out_shape, params: int) -> dict:
             "macs": layer.macs, "params": params}
 
 
+def _dataset(args) -> int:
+    from codesign.accuracy.datasets import load_dataset
+
+    data = load_dataset(args.dataset, seed=args.seed)
+    print(data.summary())
+    print(data.spec)
+    return 0
+
+
 def _network(args) -> int:
     from cost_models.onnx_import import ImportReport
     from search_spaces.networks import layer_table
@@ -306,8 +315,16 @@ def _plot(args) -> int:
 def _export(args) -> int:
     from codesign.results.export import write_design
 
-    design = _results(args).design(args.trial)
-    for path in write_design(design, _output_folder(args.out or f"trial{args.trial}"), args.format, args.layout,
+    results = _results(args)
+    if args.trial is None:
+        front = results.pareto_front
+        if not front:
+            raise ValueError("no design on the Pareto front (no feasible trial); give --trial N")
+        design = front[0]
+        print(f"trial {design.number}: the first design on the Pareto front", file=sys.stderr)
+    else:
+        design = results.design(args.trial)
+    for path in write_design(design, _output_folder(args.out or f"trial{design.number}"), args.format, args.layout,
                              args.weights):
         print(path)
     return 0
@@ -371,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "what does not fit)")
     cost.add_argument("--json", action="store_true", help="print one JSON object {layers, total}")
     cost.set_defaults(handler=_cost)
+    dataset = command("dataset", help="what a dataset holds as a search would read it: shape, classes, splits, "
+                                      "normalisation")
+    dataset.add_argument("dataset", help="digits, mnist, synthetic, an image folder (a subfolder of images per "
+                         "class), a CIFAR-10 folder or an .npz")
+    dataset.add_argument("--seed", type=int, default=0, help="the split's seed (default 0, an experiment's default)")
+    dataset.set_defaults(handler=_dataset)
     network = command("network", help="per-layer summary of a reference network, a NetworkSpec JSON "
                                   "or an ONNX model")
     network.add_argument("network", help="reference name (e.g. squeezenet_v1_0), SPEC.json or MODEL.onnx")
@@ -436,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(handler=_plot)
     export = results_parser("export", "a design's specs (json), SCALE-Sim topology + cfg that `codesign cost` "
                             "reads back as the design (scalesim), the trained model (onnx), or all with a README")
-    export.add_argument("--trial", type=int, required=True)
+    export.add_argument("--trial", type=int, help="the trial to export (default: the first design on the front, "
+                        "the one `codesign show` lists first)")
     export.add_argument("--format", choices=("json", "scalesim", "onnx", "all"), default="json",
                         help="json: the specs; scalesim: SCALE-Sim files; onnx: the trained model; all: everything "
                              "with a README")

@@ -313,3 +313,52 @@ def test_a_damaged_cifar_batch_names_its_file_and_field(tmp_path):
         write_cifar(tmp_path / f"c{i}", lambda name: damaged if name == "test_batch" else good)
         with pytest.raises(ValueError, match=f"^dataset {tmp_path / f'c{i}' / 'test_batch'}: {message}"):
             load_dataset(tmp_path / f"c{i}")
+
+
+def write_images(folder, classes=("cat", "dog"), count=5, size=(6, 6), mode="RGB"):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(classes):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            shape = size + ((3,) if mode == "RGB" else ())
+            pixels = (rng.integers(0, 100, shape) + 100 * label).astype(np.uint8)
+            Image.fromarray(pixels, mode).save(folder / name / f"{i}.png")
+
+
+def test_an_image_folder_is_one_class_per_subfolder_split_by_seed(tmp_path, capsys):
+    from codesign.cli import main
+
+    write_images(tmp_path / "pets")
+    (tmp_path / "pets" / "notes").mkdir()  # a subfolder without images is not a class
+    data = load_dataset(tmp_path / "pets", seed=0)
+    assert data.x_train.shape[1:] == (6, 6, 3) and data.num_classes == 2
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 10
+    assert set(data.y_train) | set(data.y_test) == {0, 1}  # cat 0, dog 1: the subfolders' name order
+    brighter = data.x_train[data.y_train == 1].mean() > data.x_train[data.y_train == 0].mean()
+    assert brighter and abs(data.x_train.mean()) < 1e-4
+    assert load_dataset(tmp_path / "pets", seed=0).fingerprint == data.fingerprint
+    write_images(tmp_path / "grey", mode="L")
+    assert load_dataset(tmp_path / "grey").x_train.shape[1:] == (6, 6, 1)
+    assert main(["dataset", str(tmp_path / "pets")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("pets: 6x6x3, 2 classes, ") and "pets: 6x6x3 images, 2 classes, normalised" in printed
+
+
+def test_an_image_folder_of_mixed_sizes_or_one_class_is_refused_naming_the_file(tmp_path):
+    write_images(tmp_path / "mixed")
+    write_images(tmp_path / "mixed", classes=("dog",), count=1, size=(8, 8))
+    with pytest.raises(ValueError, match=r"dog/0.png: every image must have one size: it is 8x8x3 .*0.png is 6x6x3"):
+        load_dataset(tmp_path / "mixed")
+    write_images(tmp_path / "wide", size=(6, 9))
+    with pytest.raises(ValueError, match="images must be square, got 6x9"):
+        load_dataset(tmp_path / "wide")
+    write_images(tmp_path / "one", classes=("cat",))
+    with pytest.raises(ValueError, match=r"at least 2 classes, found \['cat'\]"):
+        load_dataset(tmp_path / "one")
+    (tmp_path / "broken" / "a").mkdir(parents=True)
+    (tmp_path / "broken" / "a" / "x.png").write_text("not a png")
+    write_images(tmp_path / "broken", classes=("b",))
+    with pytest.raises(ValueError, match=r"a/x.png: not a readable image"):
+        load_dataset(tmp_path / "broken")

@@ -203,7 +203,7 @@ def test_design_export_onnx_takes_raw_images(trained, data, tmp_path):
                                np.asarray(flax_logits(outcome.weights, data.x_val)), atol=ATOL, rtol=RTOL)
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert props["codesign.layout"] == "nhwc" and props["codesign.input"] == "raw images, normalised in the graph, NHWC float32"
-    assert props["codesign.weights"] == f"search: the weights the search's proxy trained, validation accuracy {outcome.score:.6g}"
+    assert props["codesign.weights"] == f"search's weights (trained by the search's proxy: validation accuracy {outcome.score:.6g})"
     with pytest.raises(ValueError, match="trial 7 has no finalized weights"):
         design.export_onnx(tmp_path / "final.onnx", weights="final")
     assert NetworkSpec.from_json(props["codesign.network"]) == spec

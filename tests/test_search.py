@@ -107,14 +107,14 @@ def check_the_handover_holds_every_format_and_the_onnx_model_predicts_as_the_des
     assert np.array_equal(onnx_predictions(folder / "model.onnx", raw), finalized)  # raw NHWC, as design.predict
     readme = (folder / "README.md").read_text()
     assert f"# Design: trial {design.number}" in readme
-    assert f"holds the finalized: retrained for {design.final.epochs:g} epochs" in readme and "NHWC" in readme
+    assert f"holds the finalized weights (retrained for {design.final.epochs:g} epochs" in readme and "NHWC" in readme
     assert metadata(folder / "model.onnx")["codesign.layout"] == "nhwc"
     rows = (folder / "cost_report.csv").read_text().splitlines()
     assert len(rows) == len(design.cost_report().layers) + 2 and rows[-1].startswith("total")
     write_design(design, folder / "search", "onnx", layout="nchw", weights="search")
     channels_first = raw.transpose(0, 3, 1, 2)
     assert np.array_equal(onnx_predictions(folder / "search" / "model.onnx", channels_first), searched)
-    assert metadata(folder / "search" / "model.onnx")["codesign.weights"].startswith("search")
+    assert metadata(folder / "search" / "model.onnx")["codesign.weights"].startswith("search's weights")
     with pytest.raises(ValueError, match="field 'layout' must be one of nhwc, nchw, got 'hwc'"):
         write_design(design, folder / "bad", "onnx", layout="hwc")
 

@@ -12,6 +12,9 @@
   with ``data_batch_1`` ... ``data_batch_5`` and ``test_batch``), or its parent;
 * a ``.npz`` file with ``x_train, y_train, x_test, y_test`` (images NHWC or NHW), and
   optionally ``num_classes`` (a 0-d integer, see below);
+* an image folder: one subfolder per class (the classes in the subfolders' name order)
+  holding PNG, JPEG, BMP or GIF images of one size, read with Pillow (grey images as 1
+  channel, any other as RGB), split three ways like a built-in set;
 * in memory: :func:`from_arrays`.
 
 Every dataset is split into train / validation / test with a fixed seed, normalised
@@ -189,11 +192,14 @@ def load_dataset(source: str | os.PathLike = "digits", seed: int = 0, val_fracti
                                     f"x_test, y_test")
         return _from_npz(path, seed, val_fraction)
     if path.is_dir():
+        if _image_classes(path):
+            return _from_image_folder(path, seed, val_fraction, test_fraction)
         return _from_cifar(path, seed, val_fraction)
     raise FileNotFoundError(
         f"dataset: {text!r} is neither a built-in dataset ({', '.join(BUILT_IN)}) nor an existing path. For CIFAR-10, "
         f"download 'cifar-10-python.tar.gz' yourself, unpack it and pass the 'cifar-10-batches-py' folder; for your "
-        f"own data, pass an .npz with x_train, y_train, x_test, y_test. Nothing is downloaded at run time.")
+        f"own data, pass an image folder (one subfolder of images per class) or an .npz with x_train, y_train, "
+        f"x_test, y_test. Nothing is downloaded at run time.")
 
 
 def from_arrays(x_train, y_train, x_test, y_test, name: str = "arrays", seed: int = 0,
@@ -342,6 +348,48 @@ def _from_cifar(path: Path, seed: int, val_fraction: float) -> Dataset:
     # CIFAR-10 has 10 classes by definition: a reduced copy missing some of them keeps 10 outputs
     return _from_arrays(np.concatenate(xs[:5]), np.concatenate(ys[:5]), xs[5], ys[5], name="cifar10", seed=seed,
                         val_fraction=val_fraction, num_classes=CIFAR_CLASSES, where=str(folder))
+
+
+#: The image files an image folder's class subfolders may hold.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def _image_classes(folder: Path) -> list[Path]:
+    """The class subfolders of an image folder (those holding image files), in name order."""
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and
+                  any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()))
+
+
+def _from_image_folder(folder: Path, seed: int, val_fraction: float, test_fraction: float) -> Dataset:
+    """One subfolder per class of images of one size, split three ways (module docstring)."""
+    from PIL import Image, UnidentifiedImageError
+
+    classes = _image_classes(folder)
+    if len(classes) < 2:
+        raise ValueError(f"dataset {folder}: an image folder needs one subfolder per class and at least 2 classes, "
+                         f"found {[d.name for d in classes]}")
+    images, labels, shape = [], [], None
+    for label, sub in enumerate(classes):
+        for file in sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
+            try:
+                with Image.open(file) as image:
+                    grey = image.mode in ("1", "L", "I;16", "I")
+                    pixels = np.asarray(image.convert("L" if grey else "RGB"), np.float32)
+            except (OSError, UnidentifiedImageError) as error:
+                raise ValueError(f"dataset {file}: not a readable image ({type(error).__name__}: {error})") from None
+            pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+            if shape is None:
+                shape, first = pixels.shape, file
+            elif pixels.shape != shape:
+                raise ValueError(f"dataset {file}: every image must have one size: it is "
+                                 f"{'x'.join(map(str, pixels.shape))} (height x width x channels), {first.name} is "
+                                 f"{'x'.join(map(str, shape))}; resize them first")
+            images.append(pixels)
+            labels.append(label)
+    if shape[0] != shape[1]:
+        raise ValueError(f"dataset {folder}: images must be square, got {shape[0]}x{shape[1]}; crop or resize them "
+                         f"first")
+    return _split(folder.name, np.stack(images), np.asarray(labels, np.int32), seed, val_fraction, test_fraction)
 
 
 def _cifar_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:

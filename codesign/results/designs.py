@@ -201,11 +201,11 @@ class Design:
         """One line saying which weights ``weights`` ("final" or "search") are and how accurate they were."""
         if weights == "final":
             final = self.final
-            return (f"finalized: retrained for {final.epochs:g} epochs, validation accuracy {final.val_accuracy}, "
-                    f"test accuracy {final.test_accuracy}")
-        quality = {k: v for k, v in self.metrics.items() if k in ("accuracy",)}
-        scored = f", validation accuracy {quality['accuracy']:.6g}" if quality else ""
-        return f"search: the weights the search's proxy trained{scored}"
+            return (f"finalized weights (retrained for {final.epochs:g} epochs: validation accuracy "
+                    f"{final.val_accuracy}, test accuracy {final.test_accuracy})")
+        accuracy = self.metrics.get("accuracy")
+        scored = "" if accuracy is None else f": validation accuracy {accuracy:.6g}"
+        return f"search's weights (trained by the search's proxy{scored})"
 
     @cached_property
     def _stored_report(self) -> Outcome:
