@@ -74,6 +74,17 @@ def draw(data, count: int, seed: int = 11):
     return space, distinct_pairs(one, count)
 
 
+def one_by_one(proxy, pairs, data) -> list[float]:
+    """Seconds to score each pair on its own, as a search's worker asks."""
+    times = []
+    for pair in pairs:
+        started = time.perf_counter()
+        result, = proxy.evaluate([pair], data, seed=0)
+        times.append(time.perf_counter() - started)
+        assert result.ok, result.reason
+    return times
+
+
 def measure(name: str, candidates: int, supernet_epochs: float) -> list[str]:
     data = dataset(name)
     space, pairs = draw(data, candidates)
@@ -81,13 +92,7 @@ def measure(name: str, candidates: int, supernet_epochs: float) -> list[str]:
     rows = []
 
     trained = make_proxy("trained", epochs=1).bind(space, COMPRESSION)
-    times = []
-    for pair in pairs:
-        started = time.perf_counter()
-        result, = trained.evaluate([pair], data, seed=0)
-        times.append(time.perf_counter() - started)
-        assert result.ok, result.reason
-    rows.append((name, shape, "trained, 1 epoch", 0.0, statistics.median(times)))
+    rows.append((name, shape, "trained, 1 epoch", 0.0, statistics.median(one_by_one(trained, pairs, data))))
 
     population = make_proxy("trained", epochs=1, population=len(pairs)).bind(space, COMPRESSION)
     started = time.perf_counter()
@@ -100,12 +105,7 @@ def measure(name: str, candidates: int, supernet_epochs: float) -> list[str]:
     started = time.perf_counter()
     supernet.supernet(data)
     one_off = time.perf_counter() - started
-    times = []
-    for pair in pairs:
-        started = time.perf_counter()
-        result, = supernet.evaluate([pair], data, seed=0)
-        times.append(time.perf_counter() - started)
-        assert result.ok, result.reason
+    times = one_by_one(supernet, pairs, data)
     rows.append((name, shape, f"supernet ({supernet_epochs:g} epoch(s) once), then each candidate", one_off,
                  statistics.median(times[1:] or times)))
     return [f"| {n} | {s} | {what} | {once:.0f} | {per:.2f} |" for n, s, what, once, per in rows]
