@@ -124,7 +124,8 @@ def design_files(design, fmt: str, layout: str = "nhwc", weights: str | None = N
     if fmt not in FORMATS:
         raise ValueError(f"export: format {fmt!r} is not one of {', '.join(FORMATS)}")
     check_layout(layout)
-    design.exported_weights(weights)
+    if fmt in ("onnx", "all"):
+        design.exported_weights(weights)  # a bad choice is an error before any file is made
     if fmt == "json":
         return json_files(design)
     if fmt == "scalesim":
