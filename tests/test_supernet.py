@@ -50,16 +50,18 @@ def test_the_training_reports_its_progress_to_the_drivers_bar(trained, tmp_path)
     assert PROGRESS[0][2] is None and all(np.isfinite(losses)) and losses[-1] < losses[0]
     clock = iter([0.0, 0.0, 30.0, 30.5, 32.0, 40.0])  # started, compiling; step 1 (compiled); too soon; 3; 10
     folder = tmp_path / "accuracy_cache" / "supernets"
-    report = OneOffProgress(folder, "k", "supernet", clock=lambda: next(clock))
+    report = OneOffProgress(folder, "k", "supernet", epochs=2, clock=lambda: next(clock))
     report(0, 10)
     shown, = one_offs_in_progress(tmp_path / "accuracy_cache")
-    assert describe_progress(shown) == "supernet 0/10 steps, compiling"
+    assert describe_progress(shown) == "supernet epoch 0.0/2 (0/10 steps), compiling"
     report(1, 10, np.float32(2.5))
     report(2, 10, np.float32(2.5))  # 0.5 s after the last write: not written
-    assert describe_progress(one_offs_in_progress(tmp_path / "accuracy_cache")[0]).startswith("supernet 1/10 steps")
+    written, = one_offs_in_progress(tmp_path / "accuracy_cache")
+    assert describe_progress(written).startswith("supernet epoch 0.2/2 (1/10 steps)")
     report(3, 10, np.float32(2.25))
     shown, = one_offs_in_progress(tmp_path / "accuracy_cache")
-    assert describe_progress(shown) == "supernet 3/10 steps, loss 2.25, 7 s left"  # 1 s a step after the first
+    # 1 s a step after the first
+    assert describe_progress(shown) == "supernet epoch 0.6/2 (3/10 steps), loss 2.25, 7 s left"
     assert one_offs_in_progress(tmp_path / "accuracy_cache", since=shown["updated"] + 1) == []  # an older run's
     report(10, 10, np.float32(1.0))
     assert one_offs_in_progress(tmp_path / "accuracy_cache") == []  # done: no longer shown

@@ -294,10 +294,10 @@ class OneOffProgress:
     training runs in a Ray worker, whose output the driver does not show). Written at most every ``every_s``
     seconds, and at the last step."""
 
-    def __init__(self, folder: str | Path, key: str, what: str, every_s: float = 2.0,
+    def __init__(self, folder: str | Path, key: str, what: str, epochs: float | None = None, every_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic):
         self.path = Path(folder) / f"{key}{PROGRESS_SUFFIX}"
-        self.what, self.every_s, self.clock = what, every_s, clock
+        self.what, self.epochs, self.every_s, self.clock = what, epochs, every_s, clock
         self.started = self.written = clock()
         self.first_step = None  # when step 1 ended: the time per step is measured from there (step 1 compiles)
 
@@ -311,7 +311,8 @@ class OneOffProgress:
             return
         self.written = now
         per_step = (now - self.first_step) / (step - 1) if self.first_step is not None and step > 1 else None
-        record = {"what": self.what, "step": step, "steps": steps, "elapsed_s": now - self.started,
+        record = {"what": self.what, "step": step, "steps": steps, "epochs": self.epochs,
+                  "elapsed_s": now - self.started,
                   "eta_s": None if per_step is None else per_step * (steps - step), "done": step >= steps,
                   "loss": None if loss is None else float(jax.numpy.ravel(loss)[0]), "updated": time.time()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,8 +334,11 @@ def one_offs_in_progress(folder: str | Path, since: float = 0.0) -> list[dict]:
 
 
 def describe_progress(record: dict) -> str:
-    """``supernet 120/800 steps, loss 1.93, 4.2 min left`` from a progress record."""
+    """``supernet epoch 3.0/20 (120/800 steps), loss 1.93, 4.2 min left`` from a progress record."""
     text = f"{record['what']} {record['step']}/{record['steps']} steps"
+    if record.get("epochs"):
+        epoch = record["epochs"] * record["step"] / record["steps"]
+        text = f"{record['what']} epoch {epoch:.1f}/{record['epochs']:g} ({record['step']}/{record['steps']} steps)"
     if record["step"] == 0:
         return text + ", compiling"
     if record.get("loss") is not None:

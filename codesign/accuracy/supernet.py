@@ -527,7 +527,7 @@ class SupernetProxy:
         key = supernet_key(self.network_space, self.compression_space, dataset, self.config, seed)
         if key in _LOADED and self.folder is not None and not (Path(self.folder) / f"{key}.json").is_file():
             save_supernet(self.folder, key, _LOADED[key])  # a run folder keeps the supernet its trials used
-        progress = None if self.folder is None else OneOffProgress(self.folder, key, "supernet")
+        progress = None if self.folder is None else OneOffProgress(self.folder, key, "supernet", self.config.epochs)
         return once_per_process(
             _LOADED, key, self.folder,
             lambda: load_supernet(self.folder, key, self.network_space, self.compression_space, self.config,
