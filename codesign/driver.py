@@ -30,6 +30,8 @@ from codesign.storage import (DRIVER, FIDELITY_TRIAL, SQLITE, PrunerReporter, di
                               open_fidelity_study, open_study, read_trials, requeue_interrupted)
 
 log = logging.getLogger("codesign")
+#: A one-off training's progress record not updated for this long is a dead worker's (it writes every 2 s).
+STALE_PROGRESS_S = 300.0
 
 
 class Driver:
@@ -197,7 +199,9 @@ class Driver:
         """On the bar: how far a one-off training the trials wait for (a supernet, in a worker) has got."""
         if not self.bar.shown:
             return
-        records = one_offs_in_progress(self.experiment.folder / "accuracy_cache", since=self.started_at)
+        # this run's, and alive: a training that stopped writing (its worker died) is not shown
+        since = max(self.started_at, time.time() - STALE_PROGRESS_S)
+        records = one_offs_in_progress(self.experiment.folder / "accuracy_cache", since=since)
         self.bar.update(0, training="; ".join(describe_progress(r) for r in records) or None)
 
     def show_running(self, in_flight: int) -> None:
