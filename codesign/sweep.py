@@ -68,12 +68,11 @@ def front_of(workload: Workload, accelerators: Sequence[Accelerator], stacked, o
     metrics = hardware_metrics({"latency_s": costs.latency_s, "energy_pj": costs.energy_pj,
                                 "area_mm2": costs.area_mm2})
     unbuildable = np.asarray(costs.unmappable_layers).reshape(-1) > 0  # a layer fits no tiling of its buffer
-    front, _, feasible = pick_accelerators(metrics, objectives, constraints, tie_break, unbuildable)
+    front, pick, feasible = pick_accelerators(metrics, objectives, constraints, tie_break, unbuildable)
     rows = np.stack([metrics[k][front] for k in sorted(metrics)], axis=1)
-    first = np.sort(np.unique(rows, axis=0, return_index=True)[1])
+    first = np.sort(np.unique(rows, axis=0, return_index=True)[1])  # the pick is a first: argmin takes the first
     points = tuple(FrontPoint(accelerators[i], {k: float(v[i]) for k, v in metrics.items()}) for i in front[first])
-    chosen = min(front[first], key=lambda i: metrics[tie_break][i])
-    return HardwareFront(points, accelerators[int(chosen)], feasible, len(front) - len(first))
+    return HardwareFront(points, accelerators[pick], feasible, len(front) - len(first))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from search_spaces.compression import FLOAT, CompressionPolicy
-from search_spaces.flax_models import FAST_COMPILE, _max_pool_ceil, conv2d, _settings, activation_range
+from search_spaces.flax_models import FAST_COMPILE, _max_pool_ceil, _settings, activation_range, conv2d
 from search_spaces.networks import LayerRow, NetworkSpec, Stage, _block, _Builder, layer_table
 
 BLOCK_INPUT = "__block_input__"

@@ -95,7 +95,7 @@ def conv2d(x, kernel, stride: int, padding: tuple[tuple[int, int], tuple[int, in
     (experiments/benchmarks/depthwise_speed.py).
     """
     kernel = kernel.astype(x.dtype)
-    R, S, per_group, K = kernel.shape
+    per_group, K = kernel.shape[2:]
     if groups > 1 and per_group == 1 and groups == K == x.shape[-1]:
         return _depthwise(x, kernel, stride, padding)
     return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding,

@@ -78,8 +78,9 @@ def cost_report_csv(design) -> str:
     return out.getvalue()
 
 
-def readme(design, files: dict, layout: str = "nhwc", weights: str | None = None) -> str:
-    """A short description of the design and of every file of the hand-over."""
+def readme(design, files: dict, layout: str = "nhwc", weights: str = "search") -> str:
+    """A short description of the design and of every file of the hand-over; ``weights`` ("final" or "search")
+    are those in ``model.onnx``."""
     m, a = design.metrics, design.accelerator
     origin = {
         "network.json": "the network spec (NetworkSpec.from_json reads it; `codesign network network.json` lists it)",
@@ -109,7 +110,7 @@ def readme(design, files: dict, layout: str = "nhwc", weights: str | None = None
     if "model.onnx" in files:
         shape = "(batch, height, width, channels)" if layout == "nhwc" else "(batch, channels, height, width)"
         images = "raw images, as `design.predict` takes them" if design.data is not None else "normalised images"
-        lines += [f"`model.onnx` holds the {design.weights_description(design.exported_weights(weights))}. "
+        lines += [f"`model.onnx` holds the {design.weights_description(weights)}. "
                   f"Its input `images` is float32 {layout.upper()} {shape}: {images}.", ""]
     else:
         lines += ["No `model.onnx`: the trial stored no trained weights (its proxy did not train, or "
@@ -124,19 +125,18 @@ def design_files(design, fmt: str, layout: str = "nhwc", weights: str | None = N
     if fmt not in FORMATS:
         raise ValueError(f"export: format {fmt!r} is not one of {', '.join(FORMATS)}")
     check_layout(layout)
-    if fmt in ("onnx", "all"):
-        design.exported_weights(weights)  # a bad choice is an error before any file is made
     if fmt == "json":
         return json_files(design)
     if fmt == "scalesim":
         return scalesim_files(design)
+    chosen = design.exported_weights(weights)  # "final" or "search"; a bad choice is an error before any file
     if fmt == "onnx":
-        return onnx_files(design, layout, weights)
+        return onnx_files(design, layout, chosen)
     files: dict[str, str | bytes] = {**scalesim_files(design), **json_files(design),
                                      "cost_report.csv": cost_report_csv(design)}
-    if design.variables is not None or design.exported_weights(weights) == "final":
-        files.update(onnx_files(design, layout, weights))
-    files["README.md"] = readme(design, files, layout, weights)
+    if chosen == "final" or design.variables is not None:
+        files.update(onnx_files(design, layout, chosen))
+    files["README.md"] = readme(design, files, layout, chosen)
     return files
 
 
