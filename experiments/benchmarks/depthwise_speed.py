@@ -29,7 +29,9 @@ from codesign.accuracy.training import TrainConfig, _steps, init_variables, opti
 from search_spaces import flax_models  # noqa: E402
 from search_spaces.compression import CompressionPolicy  # noqa: E402
 from search_spaces.flax_models import build_model, conv2d  # noqa: E402
-from search_spaces.network_space import NetworkSpace  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from population_training import NETWORKS as QUICKSTART_NETWORKS  # noqa: E402
 
 LAYERS = [(32, 28, 32, 3, 1), (32, 28, 32, 3, 2), (32, 14, 64, 5, 1), (32, 28, 16, 7, 2), (256, 8, 16, 3, 1)]
 #: Networks of the MNIST quickstart space (two stages, widths 16 and 32), one per block with depthwise layers.
@@ -93,8 +95,7 @@ def step_ms(spec, policy, steps: int) -> float:
 
 
 def network_rows(steps: int) -> list[str]:
-    space = NetworkSpace(blocks=("dwsep", "fire", "squeezenext"), stages=(2,), depths=(1, 2), widths=(16, 32),
-                         kernels=(3,), stem_kernels=(3,), stem_widths=(16,)).for_data(28, 1, 10)
+    space = QUICKSTART_NETWORKS.for_data(28, 1, 10)
     policy = CompressionPolicy.uniform(8, 8)
     rows = ["| network (8-bit) | grouped ms/step | taps ms/step | speed-up | epoch of 3,500 images, grouped / taps s |",
             "|---|---|---|---|---|"]

@@ -34,15 +34,11 @@ import numpy as np  # noqa: E402
 from codesign.accuracy.datasets import from_arrays, load_dataset  # noqa: E402
 from codesign.accuracy.proxies import make_proxy  # noqa: E402
 from codesign.accuracy.supernet import distinct_pairs  # noqa: E402
-from search_spaces.compression import CompressionSpace  # noqa: E402
-from search_spaces.network_space import NetworkSpace  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from population_training import COMPRESSION, NETWORKS  # noqa: E402  (the quickstart's spaces)
 
 jax.config.update("jax_default_prng_impl", "rbg")
-
-#: The quickstart's spaces (experiments/quickstart.py).
-NETWORKS = NetworkSpace(blocks=("dwsep", "fire", "squeezenext"), stages=(2,), depths=(1, 2), widths=(16, 32),
-                        kernels=(3,), stem_kernels=(3, 5), stem_widths=(16,))
-COMPRESSION = CompressionSpace(w_bits=(4, 8, 16), a_bits=(8, 16), prune_ratios=(0.0, 0.5))
 
 
 def rgb32(seed: int = 0):
