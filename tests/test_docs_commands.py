@@ -55,6 +55,22 @@ def check_not_run(command: str, where: str) -> None:
         raise AssertionError(f"{where}: the docs test does not know how to check {command!r}")
 
 
+#: An HTML comment right above a bash block, ``<!-- test budget: --trials 2 -->``: options this test adds to the
+#: block's ``codesign run`` commands, so a search the docs show at the user's budget runs smaller here (readers
+#: of the rendered page see the block as written; the comment is in the page's source).
+BUDGET = re.compile(r"<!--\s*test budget:\s*(.*?)\s*-->\s*\n(?=```bash)")
+
+
+def docs_budgets() -> dict[str, list[str]]:
+    """The options each ``path:line`` block's ``codesign run`` commands get in this test."""
+    budgets = {}
+    for path in DOCS:
+        text = path.read_text()
+        for match in BUDGET.finditer(text):
+            budgets[f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.end()) + 1}"] = shlex.split(match[1])
+    return budgets
+
+
 #: Words of a command that reads what an earlier command of the docs made (the example run and its exports).
 MADE_BY_THE_DOCS = ("runs/", "handover", "trial0")
 
@@ -97,9 +113,11 @@ def test_shell_blocks_run(ray_session, tmp_path, monkeypatch, chain):
     under pytest-xdist)."""
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     monkeypatch.chdir(tmp_path)
-    ran = 0
+    ran, budgets = 0, docs_budgets()
     for where, command in shell_chain(chain):
         words = shlex.split(command)
+        if runs_locally(command):
+            words += budgets.get(where, [])
         if Path(words[0]).name != "codesign":
             check_not_run(command, where)
             continue
@@ -119,3 +137,8 @@ def test_every_command_is_in_one_test():
     shared = [item for chain in ("README.md", "TUTORIAL.md", None) for item in shell_chain(chain)]
     assert sorted(shared) == sorted(every)
     assert any("runs/tutorial" in command for _, command in shell_chain("TUTORIAL.md"))
+    # a budget comment sits on a block this test runs a search of, and its options parse
+    searches = {where: command for where, command in every if runs_locally(command)}
+    for where, options in docs_budgets().items():
+        assert where in searches, f"{where}: a test budget above a block with no `codesign run`"
+        build_parser().parse_args(shlex.split(searches[where])[1:] + options)

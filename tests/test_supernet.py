@@ -179,8 +179,11 @@ def test_the_progressive_schedule_unlocks_kernel_depth_width_then_compression():
 
 
 @pytest.mark.usefixtures("ray_session")
-@pytest.mark.parametrize("mode", ["joint", "nested"])
+@pytest.mark.parametrize("mode", ["joint", pytest.param("nested", marks=pytest.mark.slow)])
 def test_a_search_with_the_supernet_trains_it_once_and_reloads_its_designs(tmp_path, data, mode):
+    """In both modes (nested is marked slow: the joint case runs the same proxy on the workers, and the nested
+    search itself runs in every test run as docs/GUIDE.md's nested-mode block and in test_search's
+    test_nested_mode_picks_the_accelerator_an_exhaustive_loop_picks)."""
     from search_spaces.accelerators import AcceleratorSpace
     experiment = codesign.Experiment(
         name="s", run_folder=tmp_path / "run", dataset="digits", network_space=NETWORKS, compression_space=COMPRESSION,
