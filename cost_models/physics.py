@@ -64,6 +64,25 @@ FLEX_TIME_TOLERANCE = 1e-6
 
 # --- inputs ------------------------------------------------------------------------------------------
 
+
+def ceil_div(a, b):
+    """``ceil(a / b)``, exact for integer-valued operands below 2**24.
+
+    XLA computes a division by a value shared across a batch as a multiplication by its
+    reciprocal, which lands an exact integer quotient either side of it (``42 / 7`` as
+    ``6.0000005``, so 7 folds); one product against ``a`` on each side puts it back.
+    """
+    q = jnp.ceil(a / b)
+    q = jnp.where(q * b < a, q + 1.0, q)
+    return jnp.where((q - 1.0) * b >= a, q - 1.0, q)
+
+
+def floor_div(a, b):
+    """``floor(a / b)``, exact for integer-valued operands below 2**24 (see :func:`ceil_div`)."""
+    q = jnp.floor(a / b)
+    q = jnp.where(q * b > a, q - 1.0, q)
+    return jnp.where((q + 1.0) * b <= a, q + 1.0, q)
+
 class LayerColumns(NamedTuple):
     """A layer's fields as float32 arrays that broadcast against :class:`AcceleratorRows` (``kind`` int32)."""
 
@@ -114,8 +133,8 @@ class Shared(NamedTuple):
 
 def shared_terms(layer: LayerColumns, acc: AcceleratorRows) -> Shared:
     return Shared(
-        rf_entries=jnp.maximum(jnp.floor(acc.rf_bytes * 8.0 / layer.a_bits), 1.0),
-        passes=jnp.ceil(layer.w_bits / acc.mac_bits) * jnp.ceil(layer.a_bits / acc.mac_bits),
+        rf_entries=jnp.maximum(floor_div(acc.rf_bytes * 8.0, layer.a_bits), 1.0),
+        passes=ceil_div(layer.w_bits, acc.mac_bits) * ceil_div(layer.a_bits, acc.mac_bits),
         skip_density=jnp.where(acc.zero_skip > 0, layer.w_density, 1.0),
         is_vector=layer.kind >= KIND_CODE["pool"],
         n_inputs=jnp.where(layer.kind == KIND_CODE["eltwise"], 2.0, 1.0))
@@ -185,14 +204,14 @@ def _mapping(name: str, layer: LayerColumns, acc: AcceleratorRows, shared: Share
     assert len(row["rf_block"]) <= 1, "the table splits at most one dimension by register-file capacity"
     extent_rows = _dims(layer, row["rows"])
     extent_cols = _dims(layer, row["cols"])
-    folds_rows = jnp.ceil(extent_rows / acc.rows)
-    folds_cols = jnp.ceil(extent_cols / acc.cols)
+    folds_rows = ceil_div(extent_rows, acc.rows)
+    folds_cols = ceil_div(extent_cols, acc.cols)
     folds = folds_rows * folds_cols
 
     if row["rf_block"]:
         block_extent = _dims(layer, row["rf_block"])
         block = jnp.minimum(shared.rf_entries, block_extent)
-        block_outer = jnp.ceil(block_extent / block)
+        block_outer = ceil_div(block_extent, block)
     else:
         block, block_outer = 1.0, 1.0
     mapped = row["rows"] + row["cols"] + row["inner"]
@@ -293,7 +312,7 @@ def vector_work(layer: LayerColumns, acc: AcceleratorRows, shared: Shared) -> Wo
     gb = (shared.n_inputs + 1.0) * ops / jnp.where(is_pool, R * S, 1.0)
     scale_a = layer.a_bits / 16.0
     return Work(
-        compute=jnp.ceil(ops / acc.simd_lanes),
+        compute=ceil_div(ops, acc.simd_lanes),
         busy=ops,
         units=acc.simd_lanes,
         macs=0.0,
