@@ -18,15 +18,19 @@ from codesign import compilation
 
 compilation.enable()  # before JAX is imported: compiled programs are kept once per machine
 
-from codesign.accuracy import (Dataset, PredictorConfig, PredictorProxy, SupernetConfig, SupernetProxy, TrainConfig,
-                               TrainedProxy, ZeroCostProxy, from_arrays, load_dataset, make_proxy)
-from codesign.evaluator import Evaluator
-from codesign.experiment import Experiment
-from codesign.metrics import METRICS, Constraint, Objective
-from codesign.outcome import Candidate, Outcome, Status
-from codesign.results import Design, Results, load
-from codesign.search import run
+from cost_models.exports import lazy_exports
 
-__all__ = ["METRICS", "Candidate", "Constraint", "Dataset", "Design", "Evaluator", "Experiment", "Objective",
-           "Outcome", "PredictorConfig", "PredictorProxy", "Results", "Status", "SupernetConfig", "SupernetProxy",
-           "TrainConfig", "TrainedProxy", "ZeroCostProxy", "from_arrays", "load", "load_dataset", "make_proxy", "run"]
+#: Public name -> its module, imported on first use: ``import codesign`` and ``codesign --help`` do not import
+#: JAX, Flax, Ray or Optuna.
+_EXPORTS = {name: module for module, names in {
+    "codesign.accuracy": ("Dataset", "PredictorConfig", "PredictorProxy", "SupernetConfig", "SupernetProxy",
+                          "TrainConfig", "TrainedProxy", "ZeroCostProxy", "from_arrays", "load_dataset", "make_proxy"),
+    "codesign.evaluator": ("Evaluator",),
+    "codesign.experiment": ("Experiment",),
+    "codesign.metrics": ("METRICS", "Constraint", "Objective"),
+    "codesign.outcome": ("Candidate", "Outcome", "Status"),
+    "codesign.results": ("Design", "Results", "load"),
+    "codesign.search": ("run",),
+}.items() for name in names}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

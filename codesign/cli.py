@@ -17,11 +17,15 @@ import sys
 import traceback
 from pathlib import Path
 
-from cost_models import ALL_DATAFLOW_NAMES, MEMORY_MODES, Accelerator, describe, evaluate
+from cost_models.accelerator import Accelerator
+from cost_models.dataflows import ALL_DATAFLOW_NAMES, describe
 from cost_models.scalesim import FormatError, read_config, read_topology
+from cost_models.scalesim_memory import MEMORY_MODES
 
 
 def _cost(args) -> int:
+    from cost_models.evaluation import evaluate
+
     skipped = ""
     if args.onnx:
         from cost_models.onnx_import import import_onnx

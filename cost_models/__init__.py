@@ -17,19 +17,18 @@ ONNX models import with ``Workload.from_onnx("model.onnx")`` (or :func:`import_o
 which also says what was skipped); that needs the optional ``onnx`` package.
 """
 
-from cost_models.accelerator import Accelerator, AcceleratorParams, gbps_to_bytes_per_cycle, grid, stack
-from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, describe
-from cost_models.dispatch import LayerCosts, NetworkCosts, costs_over_accelerators, costs_over_networks
-from cost_models.energy import ENERGY_TABLES, LEVELS
-from cost_models.evaluate import MEMORY_MODES, CostReport, evaluate, evaluate_batch
-from cost_models.onnx_import import ImportReport, OnnxImportError, UnsupportedOperators, from_onnx, import_onnx
-from cost_models.scalesim_memory import OperandMemories, operand_buffer_cycles, scalesim_user_cycles
-from cost_models.workload import KINDS, Layer, LayerArrays, Workload, conv, eltwise, fc, pool
+from cost_models.exports import lazy_exports
 
-__all__ = [
-    "Accelerator", "AcceleratorParams", "gbps_to_bytes_per_cycle", "grid", "stack",
-    "ALL_DATAFLOW_NAMES", "DATAFLOWS", "FLEX", "describe", "ENERGY_TABLES", "LEVELS",
-    "CostReport", "evaluate", "evaluate_batch", "MEMORY_MODES", "OperandMemories", "operand_buffer_cycles",
-    "scalesim_user_cycles", "LayerCosts", "NetworkCosts", "costs_over_accelerators",
-    "costs_over_networks", "ImportReport", "OnnxImportError", "UnsupportedOperators", "from_onnx", "import_onnx", "KINDS", "Layer", "LayerArrays", "Workload", "conv", "eltwise", "fc", "pool",
-]
+#: Public name -> its module, imported on first use (``import cost_models`` does not import JAX).
+_EXPORTS = {name: module for module, names in {
+    "cost_models.accelerator": ("Accelerator", "AcceleratorParams", "gbps_to_bytes_per_cycle", "grid", "stack"),
+    "cost_models.dataflows": ("ALL_DATAFLOW_NAMES", "DATAFLOWS", "FLEX", "describe"),
+    "cost_models.dispatch": ("LayerCosts", "NetworkCosts", "costs_over_accelerators", "costs_over_networks"),
+    "cost_models.energy": ("ENERGY_TABLES", "LEVELS"),
+    "cost_models.evaluation": ("CostReport", "evaluate", "evaluate_batch"),
+    "cost_models.onnx_import": ("ImportReport", "OnnxImportError", "UnsupportedOperators", "from_onnx", "import_onnx"),
+    "cost_models.scalesim_memory": ("MEMORY_MODES", "OperandMemories", "operand_buffer_cycles", "scalesim_user_cycles"),
+    "cost_models.workload": ("KINDS", "Layer", "LayerArrays", "Workload", "conv", "eltwise", "fc", "pool"),
+}.items() for name in names}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

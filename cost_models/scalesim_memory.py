@@ -87,6 +87,14 @@ class OperandMemories:
         return cls(words, words, words, bandwidth, bandwidth, bandwidth)
 
 
+#: How the memory system is timed. ``global_buffer``: the model of the Squeezelerator study (one global
+#: buffer, one DRAM channel with latency, the tiling chosen for time). ``scalesim_user``: SCALE-Sim 3.0.0's
+#: USER mode replayed exactly (three SRAMs and channels, its prefetch ring; Total Cycles without fill and
+#: drain). ``operand_buffers``: the same architecture with a sensible controller (each operand keeps what
+#: fits and re-fetches the rest once; fill and drain included). Chosen by ``evaluate(..., memory=...)``.
+MEMORY_MODES = ("global_buffer", "scalesim_user", "operand_buffers")
+
+
 class ScaleSimLayerCycles(NamedTuple):
     """SCALE-Sim's USER-mode numbers for one layer (summed over its channel groups)."""
 

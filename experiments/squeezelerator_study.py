@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 
 from cost_models import Accelerator, Workload, evaluate
 from cost_models.accelerator import gbps_to_bytes_per_cycle
-from cost_models.evaluate import CostReport
+from cost_models.evaluation import CostReport
 from search_spaces.accelerators import PRESETS
 from search_spaces.compression import CompressionPolicy
 from search_spaces.networks import NetworkSpec, mac_shares, table1_types

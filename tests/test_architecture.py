@@ -8,7 +8,13 @@ inside imports it.
 """
 
 import ast
+import importlib
+import subprocess
+import sys
+import types
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("codesign", "search_spaces", "cost_models")
@@ -116,3 +122,32 @@ def test_the_accuracy_room_knows_nothing_of_results_search_or_accelerators():
     for a, b in edges():
         if a == "codesign.accuracy":
             assert b in allowed, f"the accuracy room imports {b}; it may import only {sorted(allowed)}"
+
+
+HEAVY = ("jax", "flax", "optax", "optuna", "ray", "onnx")
+
+
+@pytest.mark.parametrize("code", [
+    "import codesign, cost_models",
+    "from codesign.cli import main; main(['--help'])",
+    "from codesign.cli import main; main(['network', 'squeezenet_v1_0'])",
+], ids=["import", "help", "network"])
+def test_what_needs_no_model_imports_no_heavy_library(code):
+    """``import codesign``, ``codesign --help`` and ``codesign network NAME`` import none of JAX, Flax, Optax, Optuna,
+    Ray or ONNX (each costs a second or so of start-up)."""
+    check = f"import sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("package", ["codesign", "cost_models"])
+def test_every_public_name_of_a_package_resolves_to_what_its_module_defines(package):
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        value = getattr(module, name)
+        defining = importlib.import_module(module._EXPORTS[name])
+        assert value is getattr(defining, name), name
+        assert not isinstance(value, types.ModuleType), f"{package}.{name} is a module (a submodule of that name)"
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        module.nothing

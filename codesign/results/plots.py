@@ -33,7 +33,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from codesign.metrics import METRICS  # noqa: E402
 from codesign.results.designs import Design, Results  # noqa: E402
 from codesign.sweep import accelerator_names  # noqa: E402
-from cost_models.evaluate import CostReport  # noqa: E402
+from cost_models.evaluation import CostReport  # noqa: E402
 
 DATAFLOW_COLOURS = {"ws": "tab:blue", "os": "tab:orange", "rs": "tab:green", "simd": "tab:gray"}
 #: Label every completed trial with its number (not only the front's) up to this many trials.

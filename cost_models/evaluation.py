@@ -30,8 +30,8 @@ from cost_models.dispatch import NetworkCosts, costs_over_accelerators
 from cost_models.energy import LEVELS
 from cost_models.physics import utilization
 from cost_models.scalesim import ScaleSimGeometry, operand_memories, scalesim_dataflow, scalesim_geometry, word_bits_of
-from cost_models.scalesim_memory import (DATAFLOWS as SCALESIM_DATAFLOW_NAMES, OperandMemories, ScaleSimLayerCycles,
-                                         operand_buffer_cycles, scalesim_user_cycles)
+from cost_models.scalesim_memory import (DATAFLOWS as SCALESIM_DATAFLOW_NAMES, MEMORY_MODES, OperandMemories,
+                                         ScaleSimLayerCycles, operand_buffer_cycles, scalesim_user_cycles)
 from cost_models.workload import VECTOR_KINDS, Workload, as_workload
 
 
@@ -44,13 +44,6 @@ MEMORY_NOTES = {
                        "controller that re-fetches only what does not fit (fill and drain included); energy and "
                        "DRAM bytes are the global-buffer model's",
 }
-
-#: How the memory system is timed. ``global_buffer``: the model of the Squeezelerator study (one global
-#: buffer, one DRAM channel with latency, the tiling chosen for time). ``scalesim_user``: SCALE-Sim 3.0.0's
-#: USER mode replayed exactly (three SRAMs and channels, its prefetch ring; Total Cycles without fill and
-#: drain). ``operand_buffers``: the same architecture with a sensible controller (each operand keeps what
-#: fits and re-fetches the rest once; fill and drain included). See cost_models.scalesim_memory.
-MEMORY_MODES = ("global_buffer", "scalesim_user", "operand_buffers")
 
 
 def _check_memory(memory: str, memories: OperandMemories | None, compute_only: bool, accelerators) -> None:
