@@ -381,11 +381,18 @@ def test_an_experiment_is_frozen_and_replace_validates_again(tmp_path):
         dataclasses.replace(exp, mode="serial")
 
 
-def test_pareto_mask_matches_brute_force():
-    values = np.random.default_rng(0).random((700, 3))
-    brute = [not any((values[j] <= values[i]).all() and (values[j] < values[i]).any() for j in range(700))
-             for i in range(700)]
+@pytest.mark.parametrize("objectives", [1, 2, 3, 4])
+def test_pareto_mask_matches_brute_force(objectives):
+    """Ties in one objective and whole duplicate rows included (duplicates of a front row are all on it)."""
+    rng = np.random.default_rng(objectives)
+    values = rng.random((400, objectives))
+    values[::5] = values[::5].round(1)
+    values = np.vstack([values, values[:40]])
+    n = len(values)
+    brute = [not any((values[j] <= values[i]).all() and (values[j] < values[i]).any() for j in range(n))
+             for i in range(n)]
     assert np.array_equal(pareto_mask(values), brute)
+    assert pareto_mask(np.zeros((0, objectives))).shape == (0,)
 
 
 def test_the_progress_bars_front_counts_what_optunas_best_trials_counts():
