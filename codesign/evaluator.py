@@ -34,9 +34,9 @@ from codesign.accuracy.proxy import Accuracy, Proxy, Reporter
 from codesign.metrics import HARDWARE_METRICS, Constraint, Objective, hardware_metrics, model_size_kib
 from codesign.outcome import Candidate, FrontPoint, Outcome
 from codesign.sweep import front_of
-from cost_models import Accelerator, CostReport, evaluate, stack
+from cost_models import Accelerator, CostReport, evaluate
 from cost_models.version import COST_MODEL_VERSION
-from search_spaces.accelerators import AcceleratorSpace
+from search_spaces.accelerators import AcceleratorSpace, GridPoints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +169,8 @@ def _dataset(source: str, seed: int) -> Dataset:
 
 
 @functools.lru_cache(maxsize=4)
-def _accelerator_grid(space: AcceleratorSpace, limit: int | None, seed: int) -> tuple[tuple[Accelerator, ...], Any]:
-    """The nested sweep's accelerators, built and stacked once per worker (the same for every candidate)."""
-    accelerators = tuple(space.grid(limit, np.random.default_rng(seed)))
-    return accelerators, stack(accelerators)
+def _accelerator_grid(space: AcceleratorSpace, limit: int | None, seed: int) -> tuple[GridPoints, Any]:
+    """The nested sweep's accelerators (each built when read: a front's) and their arrays, once per worker (the
+    same for every candidate)."""
+    indices = space.grid_indices(limit, np.random.default_rng(seed))
+    return GridPoints(space, indices), space.stacked(indices)

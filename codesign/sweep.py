@@ -24,8 +24,8 @@ import numpy as np
 
 from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, hardware_metrics, pick_accelerators
 from codesign.outcome import FrontPoint
-from cost_models import Accelerator, Workload, evaluate_batch, stack
-from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
+from cost_models import Accelerator, Workload, evaluate_batch
+from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace, GridPoints
 
 
 #: How an accelerator detail reads in a name, in the order details are added to tell accelerators apart.
@@ -137,8 +137,9 @@ def sweep(workload: Workload, space: AcceleratorSpace = DEFAULT_ACCELERATOR_SPAC
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"sweep: field 'limit' must be an integer >= 1, got {limit!r}")
     started = time.perf_counter()
-    accelerators = tuple(space.grid(limit, np.random.default_rng(seed)))
-    front = front_of(workload, accelerators, stack(accelerators), tuple(objectives), constraints, tie_break)
+    indices = space.grid_indices(limit, np.random.default_rng(seed))
+    accelerators = GridPoints(space, indices)  # built only for the front
+    front = front_of(workload, accelerators, space.stacked(indices), tuple(objectives), constraints, tie_break)
     return HardwareSweep(workload.name, len(accelerators), front.points, front.chosen, tuple(objectives), constraints,
                          tie_break, time.perf_counter() - started, front.feasible, front.tied)
 

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any, Mapping
 
 import numpy as np
 
-from cost_models.accelerator import Accelerator, gbps_to_bytes_per_cycle
-from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX
-from cost_models.energy import ENERGY_TABLES
+from cost_models.accelerator import Accelerator, AcceleratorParams, gbps_to_bytes_per_cycle
+from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, dataflow_code
+from cost_models.energy import ENERGY_TABLES, energy_vector
 from cost_models.specs import JsonSpec
 from search_spaces.choosers import (BOOLEANS, Chooser, ChooserSpace, asking_only_for_choices, choices, integers,
                                     is_integer, numbers, one_of, params_chooser)
@@ -169,15 +170,69 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
         accelerators drawn without replacement with ``rng`` (``default_rng(0)`` when
         not given, so the subset is reproducible), still in product order.
         """
+        return list(GridPoints(self, self.grid_indices(limit, rng)))
+
+    def grid_indices(self, limit: int | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The product indices of :meth:`grid`'s accelerators (the same draw for the same ``limit`` and ``rng``)."""
         size = self.size
         if limit is not None:
             if not is_integer(limit) or limit < 1:
                 raise ValueError(f"limit must be an integer >= 1 or None, got {limit!r}")
             if limit < size:
                 rng = np.random.default_rng(0) if rng is None else rng
-                indices = np.sort(rng.choice(size, size=int(limit), replace=False))
-                return [self._at(int(i)) for i in indices]
-        return [self._at(i) for i in range(size)]
+                return np.sort(rng.choice(size, size=int(limit), replace=False))
+        return np.arange(size)
+
+    def stacked(self, indices: np.ndarray | None = None) -> AcceleratorParams:
+        """The accelerators at product ``indices`` (all when None) as the cost model's arrays: equal to
+        ``stack`` of the same :meth:`grid` points, without building an :class:`Accelerator` per point.
+
+        Every point would build: each choice of each field, and the DRAM bandwidth at its
+        extremes (it depends on GB/s and the clock together), are built as accelerators first.
+        """
+        self._check_every_choice_builds()
+        axes = self.axes
+        indices = np.arange(self.size) if indices is None else np.asarray(indices, np.int64)
+        digits = dict(zip(axes, np.unravel_index(indices, tuple(len(v) for v in axes.values()))))
+
+        def column(field: str, dtype=np.float64, of=lambda value: value) -> np.ndarray:
+            return np.asarray([of(value) for value in axes[field]], dtype)[digits[field]]
+
+        clock = column("clock_mhz")
+        cols = column("cols", np.int32)
+        return AcceleratorParams(
+            rows=column("rows", np.int32), cols=cols, dataflow=column("dataflows", np.int32, dataflow_code),
+            flex_mask=np.broadcast_to(np.asarray([d in self.flex_set for d in DATAFLOWS], np.float32),
+                                      (len(indices), len(DATAFLOWS))).copy(),
+            rf_bytes=column("rf_bytes").astype(np.float32), gb_bytes=(column("gb_kib") * 1024).astype(np.float32),
+            dram_bw=(column("dram_gbps") * 1e9 / (clock * 1e6)).astype(np.float32),
+            dram_latency=column("dram_latency").astype(np.float32), clock_hz=(clock * 1e6).astype(np.float32),
+            mac_bits=column("mac_bits").astype(np.float32), zero_skip=column("zero_skip").astype(np.float32),
+            simd_lanes=cols.astype(np.float32),  # a space's accelerators give the SIMD unit one lane per column
+            energy=np.stack([energy_vector(t) for t in self.energy_table])[digits["energy_table"]])
+
+    def _check_every_choice_builds(self) -> None:
+        first = {PARAM_PREFIX + name: getattr(self, field)[0] for field, (_, name) in _AXES.items()}
+        trials = [{**first, PARAM_PREFIX + _AXES[field][1]: value} for field in _AXES for value in getattr(self, field)]
+        trials += [{**first, PARAM_PREFIX + "dram_gbps": gbps, PARAM_PREFIX + "clock_mhz": clock}
+                   for gbps in (min(self.dram_gbps), max(self.dram_gbps))
+                   for clock in (min(self.clock_mhz), max(self.clock_mhz))]
+        for picked in trials:
+            self.build(lambda name, options, picked=picked: picked[name])
+
+
+class GridPoints(Sequence):
+    """Accelerators of a space's product at some indices, each built when read (a sweep builds only its front)."""
+
+    def __init__(self, space: AcceleratorSpace, indices: np.ndarray):
+        self.space, self.indices = space, np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> Accelerator:
+        return self.space._at(int(self.indices[position]))
+
 
     # to_dict / from_dict / to_json / from_json: JsonSpec's (tuples as JSON lists; unknown fields refused)
 

@@ -6,8 +6,9 @@ import numpy as np
 import optuna
 import pytest
 
-from cost_models import Accelerator, Workload, conv, evaluate, evaluate_batch, gbps_to_bytes_per_cycle
-from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, PRESETS, AcceleratorSpace, preset
+from cost_models import (ENERGY_TABLES, Accelerator, Workload, conv, evaluate, evaluate_batch, gbps_to_bytes_per_cycle,
+                         stack)
+from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, PRESETS, AcceleratorSpace, GridPoints, preset
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -115,6 +116,31 @@ def test_grid_is_the_full_product_or_a_distinct_random_subset_and_evaluates_in_o
                                              "gb_kib": (128,), "zero_skip": (False,)}).grid()[0])
     i_big = full.index(full[i_small].replace(rows=16, cols=16))
     assert costs.cycles[i_big] <= costs.cycles[i_small]
+
+
+
+@pytest.mark.parametrize("space", [
+    DEFAULT_ACCELERATOR_SPACE, SMALL,
+    AcceleratorSpace(rows=(7, 12, 14), cols=(28,), dataflows=("rs", "flex", "is_systolic"), rf_bytes=(24, 2),
+                     gb_kib=(108, 1), dram_gbps=(3.3, 25.6), dram_latency=(0, 37.5), mac_bits=(8, 12),
+                     zero_skip=(True,), clock_mhz=(200, 333.3), energy_table=tuple(sorted(ENERGY_TABLES)),
+                     flex_set=("ws", "rs", "os"))], ids=["default", "small", "odd"])
+def test_the_grid_as_arrays_is_the_stacked_grid_to_the_bit(space):
+    for limit in (None, 7):
+        indices = space.grid_indices(limit, np.random.default_rng(3))
+        arrays, built = space.stacked(indices), stack(space.grid(limit, np.random.default_rng(3)))
+        for name, column in arrays._asdict().items():
+            assert column.dtype == getattr(built, name).dtype and np.array_equal(column, getattr(built, name)), name
+        assert [a for a in GridPoints(space, indices)] == space.grid(limit, np.random.default_rng(3))
+
+
+def test_the_grid_as_arrays_refuses_what_an_accelerator_refuses():
+    """A bandwidth in range at every choice alone but out of range for one GB/s and clock pair."""
+    space = AcceleratorSpace(dram_gbps=(1e-3, 16.0), clock_mhz=(100.0, 1e5))
+    with pytest.raises(ValueError, match="dram_bw"):
+        space.grid()
+    with pytest.raises(ValueError, match="dram_bw"):
+        space.stacked()
 
 
 def test_space_json_round_trip_hash_and_normalisation():

@@ -1,6 +1,6 @@
 """What a hardware sweep costs the user: ``codesign sweep NETWORK`` from the command line with an empty
 and then a warm compilation cache, and ``sweep()`` in a warm process, part by part, beside the
-quadratic Pareto filter it used before (run here as the baseline, on the same points).
+way it built its inputs and front before (run here as the baseline, on the same points).
 
     .venv/bin/python experiments/benchmarks/sweep_time.py [--network mobilenet_v1] [--repeats 5]
 
@@ -79,12 +79,14 @@ def in_process(network: str, repeats: int) -> dict[str, float]:
     points = np.stack([metrics["latency"], metrics["energy"]], axis=1)
     return {"accelerators": len(accelerators), "first call": first,
             "sweep() warm": median_seconds(lambda: sweep(workload, constraints=bound), repeats),
-            "  grid of Accelerator objects": median_seconds(
-                lambda: tuple(DEFAULT_ACCELERATOR_SPACE.grid(None, np.random.default_rng(0))), repeats),
-            "  stack": median_seconds(lambda: stack(accelerators), repeats),
+            "  the grid as arrays (space.stacked)": median_seconds(DEFAULT_ACCELERATOR_SPACE.stacked, repeats),
             "  cost model": median_seconds(lambda: evaluate_batch(workload, stacked, per_layer=False), repeats),
             "  Pareto front (moocore)": median_seconds(lambda: pareto_mask(points), repeats),
-            "  baseline: quadratic Pareto filter": median_seconds(lambda: quadratic_pareto_mask(points), repeats)}
+            "baseline parts (how sweep() built its inputs and front before)": float("nan"),
+            "  grid of Accelerator objects": median_seconds(
+                lambda: tuple(DEFAULT_ACCELERATOR_SPACE.grid(None, np.random.default_rng(0))), repeats),
+            "  stack of the objects": median_seconds(lambda: stack(accelerators), repeats),
+            "  quadratic Pareto filter": median_seconds(lambda: quadratic_pareto_mask(points), repeats)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = in_process(args.network, args.repeats)
     print(f"sweep() in one process, {figures.pop('accelerators')} accelerators (medians)")
     for label, seconds in figures.items():
-        print(f"  {label:37s}{seconds:9.4f} s")
+        print(label if seconds != seconds else f"  {label:37s}{seconds:9.4f} s")
     return 0
 
 
