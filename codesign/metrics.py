@@ -35,9 +35,11 @@ and a whole accelerator grid::
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from cost_models.accelerator import Accelerator
 
 DIRECTIONS = ("maximize", "minimize")
 #: The zero-cost proxies, each a metric of its own name (a higher score predicts a better network).
@@ -209,3 +211,18 @@ def pick_accelerators(metrics: Mapping[str, np.ndarray], objectives, constraints
     front = feasible[pareto_mask(values)]
     pick = int(front[np.argmin(metrics[tie_break][front])])
     return front, pick, True
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontPoint:
+    """One accelerator of a candidate's hardware Pareto front (nested mode) and its hardware metrics."""
+
+    accelerator: Accelerator
+    metrics: Mapping[str, float]
+
+    def to_dict(self) -> dict:
+        return {"accelerator": self.accelerator.to_dict(), **self.metrics}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FrontPoint":
+        return cls(Accelerator.from_dict(data["accelerator"]), {k: v for k, v in data.items() if k != "accelerator"})

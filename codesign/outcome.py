@@ -31,7 +31,7 @@ from flax import serialization
 from optuna.artifacts import download_artifact, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign.metrics import METRICS
+from codesign.metrics import METRICS, FrontPoint
 from cost_models import Accelerator, CostReport
 from search_spaces.compression import CompressionPolicy
 from search_spaces.networks import NetworkSpec
@@ -79,21 +79,6 @@ def design_key(candidate: Candidate) -> str:
         compression = None
     return json.dumps([candidate.network.to_dict(), None if compression is None else compression.to_dict(),
                        None if candidate.accelerator is None else candidate.accelerator.to_dict()], sort_keys=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class FrontPoint:
-    """One accelerator of a candidate's hardware Pareto front (nested mode) and its hardware metrics."""
-
-    accelerator: Accelerator
-    metrics: Mapping[str, float]
-
-    def to_dict(self) -> dict:
-        return {"accelerator": self.accelerator.to_dict(), **self.metrics}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FrontPoint":
-        return cls(Accelerator.from_dict(data["accelerator"]), {k: v for k, v in data.items() if k != "accelerator"})
 
 
 @dataclasses.dataclass(frozen=True)

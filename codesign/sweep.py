@@ -22,8 +22,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, hardware_metrics, pick_accelerators
-from codesign.outcome import FrontPoint
+from codesign.metrics import HARDWARE_METRICS, METRICS, Constraint, FrontPoint, hardware_metrics, pick_accelerators
 from cost_models import Accelerator, Workload, evaluate_batch
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace, GridPoints
 
