@@ -169,7 +169,7 @@ class AcceleratorParams(NamedTuple):
     mac_bits: np.ndarray  # float32
     zero_skip: np.ndarray  # float32 0/1
     simd_lanes: np.ndarray  # float32
-    energy: np.ndarray  # float32 [batch, len(LEVELS)] pJ per 16-bit access
+    energy: np.ndarray  # float32 [batch, len(LEVELS) + 1] pJ per 16-bit access, then energy.energy_vector's capacity
 
     @property
     def batch(self) -> int:

@@ -32,7 +32,7 @@ import numpy as np
 
 from cost_models.accelerator import AcceleratorParams
 from cost_models.dataflows import FLEX_CODE
-from cost_models.energy import LEVELS, Levels, area_mm2
+from cost_models.energy import LEVELS, Levels, area_mm2, sram_scale
 from cost_models.physics import (N_DATAFLOWS, AcceleratorRows, Costs, LayerColumns, Tiling, Work, choose_dataflow,
                                  dataflow_options, layer_costs, level_sum, pick_tiling, tilings, utilization)
 from cost_models.workload import KIND_CODE, LayerArrays
@@ -115,7 +115,18 @@ def _accelerator_rows(acc: AcceleratorParams) -> AcceleratorRows:
         **{name: row(getattr(acc, name)).astype(jnp.float32) for name in _SCALAR_FIELDS if name != "dataflow"},
         dataflow=row(acc.dataflow),
         flex=tuple(row(acc.flex_mask[:, code]) > 0 for code in range(N_DATAFLOWS)),
-        unit=Levels(**{level: row(acc.energy[:, i]) for i, level in enumerate(LEVELS)}))
+        unit=_unit_energies(acc, row))
+
+
+def _unit_energies(acc: AcceleratorParams, row) -> Levels:
+    """pJ per 16-bit access per level; a sized table's global buffer at its own capacity (energy.sram_scale)."""
+    unit = {level: row(acc.energy[:, i]) for i, level in enumerate(LEVELS)}
+    reference = row(acc.energy[:, len(LEVELS)])
+    sized = reference > 0
+    gb_bytes = row(acc.gb_bytes).astype(jnp.float32)
+    scale = sram_scale(jnp.where(sized, gb_bytes, 1.0), jnp.where(sized, reference, 1.0), xp=jnp)
+    unit["gb"] = unit["gb"] * jnp.where(sized, scale, 1.0)
+    return Levels(**unit)
 
 
 def _folded(layer: LayerColumns) -> bool:

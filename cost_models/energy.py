@@ -23,6 +23,14 @@ Two built-in tables:
     ratio); global-buffer SRAM 2.5 pJ (8 KB SRAM, 10 pJ per 64-bit read, per 16
     bits; Han et al.'s 5 pJ per 32-bit access agrees); DRAM 320 pJ (Han et al.'s
     640 pJ per 32-bit access; Horowitz gives 1.3-2.6 nJ per 64-bit word).
+``horowitz45_sram``
+    ``horowitz45`` with a global buffer whose access energy grows with its capacity,
+    through Horowitz's (ISSCC'14, 45 nm, 0.9 V) three SRAM read energies per 64-bit word:
+    8 KB 10 pJ, 32 KB 20 pJ, 1 MB 100 pJ (:data:`SRAM_READ_PJ_64BIT`). Between and beyond
+    them the energy is a power law of the capacity (straight lines in log-log, the end
+    pieces extended): 2.5 pJ per 16-bit access at 8 KiB, 5 pJ at 32 KiB, 25 pJ at 1 MiB,
+    so a larger buffer saves DRAM traffic but costs more per access. It is differentiable
+    in ``gb_bytes``. The register file stays at 0.5 pJ (Horowitz gives no sizes for it).
 
 Vector operations on the SIMD unit (pooling, element-wise add) cost
 ``VECTOR_OP_FRACTION`` of a MAC: a 16-bit add is 0.05 pJ against 0.85 pJ.
@@ -61,7 +69,24 @@ ENERGY_TABLES: dict[str, dict[str, float]] = {
     "eyeriss": {level: value * PJ_PER_EYERISS_UNIT for level, value in
                 Levels(mac=1.0, rf=1.0, noc=2.0, gb=6.0, dram=200.0)._asdict().items()},
     "horowitz45": {"mac": 0.85, "rf": 0.5, "noc": 1.0, "gb": 2.5, "dram": 320.0},
+    # gb: at SIZED_TABLES' reference capacity; scaled by sram_scale for other capacities
+    "horowitz45_sram": {"mac": 0.85, "rf": 0.5, "noc": 1.0, "gb": 2.5, "dram": 320.0},
 }
+
+#: Horowitz (ISSCC'14, 45 nm, 0.9 V): SRAM read energy per 64-bit word, (capacity in bytes, pJ).
+SRAM_READ_PJ_64BIT = ((8 * 1024, 10.0), (32 * 1024, 20.0), (1024 * 1024, 100.0))
+#: Tables whose global-buffer energy depends on its capacity -> the capacity their ``gb`` entry is for.
+SIZED_TABLES = {"horowitz45_sram": SRAM_READ_PJ_64BIT[0][0]}
+
+
+def sram_scale(capacity_bytes, reference_bytes, xp=np):
+    """An SRAM's access energy at ``capacity_bytes`` over its energy at ``reference_bytes`` (log-log interpolation
+    of :data:`SRAM_READ_PJ_64BIT`, the end pieces extended); ``xp``: numpy or jax.numpy."""
+    def log_energy(capacity):
+        (c0, e0), (c1, e1), (c2, e2) = ((np.log(c), np.log(e)) for c, e in SRAM_READ_PJ_64BIT)
+        x = xp.log(capacity)
+        return xp.where(x <= c1, e0 + (x - c0) * (e1 - e0) / (c1 - c0), e1 + (x - c1) * (e2 - e1) / (c2 - c1))
+    return xp.exp(log_energy(capacity_bytes) - log_energy(reference_bytes))
 
 VECTOR_OP_FRACTION = 0.06
 
@@ -71,10 +96,12 @@ SRAM_UM2_PER_BIT = 0.5
 
 
 def energy_vector(table: str) -> np.ndarray:
-    """The unit energies of a named table as a float32 array ordered like LEVELS (pJ)."""
+    """The unit energies of a named table as a float32 array ordered like LEVELS (pJ), then the capacity the
+    global buffer's entry is for (0: the same at every capacity; see :data:`SIZED_TABLES`)."""
     if table not in ENERGY_TABLES:
         raise ValueError(f"field 'energy_table' must be one of {', '.join(ENERGY_TABLES)}; got {table!r}")
-    return np.asarray([ENERGY_TABLES[table][level] for level in LEVELS], dtype=np.float32)
+    return np.asarray([ENERGY_TABLES[table][level] for level in LEVELS] + [SIZED_TABLES.get(table, 0)],
+                      dtype=np.float32)
 
 
 def area_mm2(rows, cols, mac_bits, rf_bytes, gb_bytes):

@@ -362,3 +362,54 @@ def test_vector_layers_are_reported_on_the_simd_unit():
     assert [row["compute_cycles"] for row in report.layers] == [512, 128]
     assert [row["utilization"] for row in report.layers] == [1.0, 1.0]
     assert [row["macs"] for row in report.layers] == [0, 0]
+
+
+# --- energy that depends on the memory ----------------------------------------------------------------------
+
+def test_a_sized_global_buffer_costs_horowitzs_sram_energies_per_access():
+    """horowitz45_sram: 2.5 pJ per 16-bit access at 8 KiB as horowitz45, and Horowitz's 64-bit SRAM reads (8 KB
+    10 pJ, 32 KB 20 pJ, 1 MB 100 pJ) scaled alike at 32 KiB and 1 MiB; every other level as horowitz45."""
+    workload = Workload((conv("a", 32, 64, 28, R=3, padding=1, w_bits=16, a_bits=16),))
+    per_access = {}
+    for size in (8 * 1024, 32 * 1024, 1024 * 1024):
+        sized, flat = (evaluate(workload, Accelerator(rows=16, cols=16, dataflow="ws", gb_bytes=size, energy_table=t))
+                       for t in ("horowitz45_sram", "horowitz45"))
+        row, same = sized.layers[0], flat.layers[0]
+        per_access[size] = row["energy_gb_pj"] / row["accesses_gb"]
+        assert per_access[size] == pytest.approx(same["energy_gb_pj"] / same["accesses_gb"]
+                                                 * {8192: 1, 32768: 2, 1048576: 10}[size], rel=1e-5)
+        for level in ("mac", "rf", "noc", "dram"):
+            assert row[f"energy_{level}_pj"] == same[f"energy_{level}_pj"]
+    assert per_access[8 * 1024] == pytest.approx(2.5, rel=1e-6)
+
+
+def test_energy_is_differentiable_in_the_buffer_size_of_a_sized_table():
+    import jax
+    import jax.numpy as jnp
+
+    from cost_models import costs_over_accelerators, stack
+
+    workload = Workload((conv("a", 32, 64, 28, R=3, padding=1),))
+    layers = workload.arrays()
+    for table, sign in (("horowitz45_sram", 1.0), ("horowitz45", 0.0)):
+        params = stack(Accelerator(dataflow="ws", gb_bytes=64 * 1024, energy_table=table))
+
+        def energy(gb_bytes, params=params):
+            return costs_over_accelerators(layers, params._replace(gb_bytes=gb_bytes)).energy_pj.sum()
+
+        gradient = float(jax.grad(energy)(jnp.asarray(params.gb_bytes, jnp.float32))[0])
+        assert np.isfinite(gradient) and np.sign(gradient) == sign  # a larger buffer costs more per access
+
+
+def test_with_a_sized_buffer_the_energy_of_a_network_has_an_optimum_below_the_largest_buffer():
+    from search_spaces.reference import reference_network
+
+    workload = reference_network("squeezenet_v1_0").workload()
+    sizes = [2 ** k * 1024 for k in range(2, 13)]  # 4 KiB to 4 MiB
+    energy = {t: np.asarray(evaluate_batch(workload, [Accelerator(rows=16, cols=16, dataflow="ws", gb_bytes=s,
+                                                                  energy_table=t) for s in sizes],
+                                           per_layer=False).energy_pj) for t in ("horowitz45", "horowitz45_sram")}
+    best = int(np.argmin(energy["horowitz45_sram"]))
+    assert 0 < best < len(sizes) - 1
+    assert energy["horowitz45_sram"][-1] > 1.5 * energy["horowitz45_sram"][best]  # 4 MiB costs well above it
+    assert energy["horowitz45"][-1] < 1.5 * energy["horowitz45"].min()  # a flat table barely charges for it
