@@ -294,6 +294,14 @@ def _finalize(args) -> int:
     return 0
 
 
+def _first_on_front(results):
+    """The design a command takes when no ``--trial`` is given: the first on the Pareto front (`codesign show`'s)."""
+    front = results.pareto_front
+    if not front:
+        raise ValueError("no design on the Pareto front (no feasible trial); give --trial N")
+    return front[0]
+
+
 def _plot(args) -> int:
     from codesign.results.plots import plot_run, plot_trial
 
@@ -303,10 +311,7 @@ def _plot(args) -> int:
                          f"`codesign trials` lists each trial's reason")
     out = _output_folder(args.out or Path(args.run or ".") / "plots")
     if args.hardware_front and args.trial is None:
-        front = results.pareto_front
-        if not front:
-            raise ValueError("no design on the Pareto front (no feasible trial); give --trial N")
-        args.trial = front[0].number
+        args.trial = _first_on_front(results).number
     if args.trial is not None:
         paths = plot_trial(results, args.trial, out, hardware_front_only=args.hardware_front)
     else:
@@ -321,10 +326,7 @@ def _export(args) -> int:
 
     results = _results(args)
     if args.trial is None:
-        front = results.pareto_front
-        if not front:
-            raise ValueError("no design on the Pareto front (no feasible trial); give --trial N")
-        design = front[0]
+        design = _first_on_front(results)
         print(f"trial {design.number}: the first design on the Pareto front", file=sys.stderr)
     else:
         design = results.design(args.trial)

@@ -121,11 +121,9 @@ def _accelerator_rows(acc: AcceleratorParams) -> AcceleratorRows:
 def _unit_energies(acc: AcceleratorParams, row) -> Levels:
     """pJ per 16-bit access per level; a sized table's global buffer at its own capacity (energy.sram_scale)."""
     unit = {level: row(acc.energy[:, i]) for i, level in enumerate(LEVELS)}
-    reference = row(acc.energy[:, len(LEVELS)])
-    sized = reference > 0
-    gb_bytes = row(acc.gb_bytes).astype(jnp.float32)
-    scale = sram_scale(jnp.where(sized, gb_bytes, 1.0), jnp.where(sized, reference, 1.0), xp=jnp)
-    unit["gb"] = unit["gb"] * jnp.where(sized, scale, 1.0)
+    gb_bytes, reference = row(acc.gb_bytes).astype(jnp.float32), row(acc.energy[:, len(LEVELS)])
+    # a flat table (reference 0) is scaled from its own capacity to itself: by exactly 1
+    unit["gb"] = unit["gb"] * sram_scale(gb_bytes, jnp.where(reference > 0, reference, gb_bytes), xp=jnp)
     return Levels(**unit)
 
 

@@ -9,7 +9,7 @@ MAC for the MAC), and are scaled with bit width:
   survey": halving the bit width makes a multiplier about 4x cheaper): a MAC of ``mac_bits`` costs ``mac * (mac_bits / 16) ** 2``;
 * storage and movement ~ bits: an access of a ``b``-bit word costs ``level * b / 16``.
 
-Two built-in tables:
+Three built-in tables:
 
 ``eyeriss``
     Normalised to one 16-bit MAC: RF 1, inter-PE 2, global buffer 6, DRAM 200,
@@ -69,9 +69,9 @@ ENERGY_TABLES: dict[str, dict[str, float]] = {
     "eyeriss": {level: value * PJ_PER_EYERISS_UNIT for level, value in
                 Levels(mac=1.0, rf=1.0, noc=2.0, gb=6.0, dram=200.0)._asdict().items()},
     "horowitz45": {"mac": 0.85, "rf": 0.5, "noc": 1.0, "gb": 2.5, "dram": 320.0},
-    # gb: at SIZED_TABLES' reference capacity; scaled by sram_scale for other capacities
-    "horowitz45_sram": {"mac": 0.85, "rf": 0.5, "noc": 1.0, "gb": 2.5, "dram": 320.0},
 }
+# the same units; its gb entry is for SIZED_TABLES' reference capacity, scaled by sram_scale for others
+ENERGY_TABLES["horowitz45_sram"] = dict(ENERGY_TABLES["horowitz45"])
 
 #: Horowitz (ISSCC'14, 45 nm, 0.9 V): SRAM read energy per 64-bit word, (capacity in bytes, pJ).
 SRAM_READ_PJ_64BIT = ((8 * 1024, 10.0), (32 * 1024, 20.0), (1024 * 1024, 100.0))

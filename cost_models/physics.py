@@ -83,6 +83,7 @@ def floor_div(a, b):
     q = jnp.where(q * b > a, q - 1.0, q)
     return jnp.where((q + 1.0) * b <= a, q + 1.0, q)
 
+
 class LayerColumns(NamedTuple):
     """A layer's fields as float32 arrays that broadcast against :class:`AcceleratorRows` (``kind`` int32)."""
 

@@ -198,6 +198,9 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
         def column(field: str, dtype=np.float64, of=lambda value: value) -> np.ndarray:
             return np.asarray([of(value) for value in axes[field]], dtype)[digits[field]]
 
+        # per (GB/s, clock) pair, as Accelerator computes it
+        bandwidths = np.asarray([[gbps_to_bytes_per_cycle(gbps, clock) for clock in axes["clock_mhz"]]
+                                 for gbps in axes["dram_gbps"]])
         clock = column("clock_mhz")
         cols = column("cols", np.int32)
         return AcceleratorParams(
@@ -205,7 +208,7 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
             flex_mask=np.broadcast_to(np.asarray([d in self.flex_set for d in DATAFLOWS], np.float32),
                                       (len(indices), len(DATAFLOWS))).copy(),
             rf_bytes=column("rf_bytes").astype(np.float32), gb_bytes=(column("gb_kib") * 1024).astype(np.float32),
-            dram_bw=(column("dram_gbps") * 1e9 / (clock * 1e6)).astype(np.float32),
+            dram_bw=bandwidths[digits["dram_gbps"], digits["clock_mhz"]].astype(np.float32),
             dram_latency=column("dram_latency").astype(np.float32), clock_hz=(clock * 1e6).astype(np.float32),
             mac_bits=column("mac_bits").astype(np.float32), zero_skip=column("zero_skip").astype(np.float32),
             simd_lanes=cols.astype(np.float32),  # a space's accelerators give the SIMD unit one lane per column
@@ -220,6 +223,8 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
         for picked in trials:
             self.build(lambda name, options, picked=picked: picked[name])
 
+    # to_dict / from_dict / to_json / from_json: JsonSpec's (tuples as JSON lists; unknown fields refused)
+
 
 class GridPoints(Sequence):
     """Accelerators of a space's product at some indices, each built when read (a sweep builds only its front)."""
@@ -232,9 +237,6 @@ class GridPoints(Sequence):
 
     def __getitem__(self, position: int) -> Accelerator:
         return self.space._at(int(self.indices[position]))
-
-
-    # to_dict / from_dict / to_json / from_json: JsonSpec's (tuples as JSON lists; unknown fields refused)
 
 
 #: A Squeezelerator-like space (Kwon et al., DAC'18: N x N PEs with N = 8 to 32, WS/OS/flex,
