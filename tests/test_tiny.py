@@ -25,7 +25,8 @@ def test_the_spaces_are_as_small_as_stated():
     assert {len(spec.stages) for spec in elastic} == {2}
     assert {stage.depth for spec in elastic for stage in spec.stages} == {1, 2}
     policies = {tiny.COMPRESSION.draw(rng, spec).default for spec in elastic}
-    assert {p.w_bits for p in policies} == {4, 8} and {p.prune_ratio for p in policies} == {0.0, 0.5}
+    assert {p.w_bits for p in policies} == {4, 8} and {p.a_bits for p in policies} == {8, 16}
+    assert {p.prune_ratio for p in policies} == {0.0, 0.5}
 
 
 def test_experiment_is_the_stated_search_and_takes_changes(tmp_path):

@@ -7,8 +7,10 @@ own module.
 
 - ``NETWORKS``: one stage of a depthwise-separable or fire block, 8 or 16 channels.
 - ``ELASTIC_NETWORKS`` / ``COMPRESSION``: two stages of one or two blocks, the spaces of
-  the elastic-network tests (population training, the supernet); bit widths 4 and 8,
-  half pruning or none.
+  the elastic-network tests (population training, the supernet); weights of 4 or 8 bits,
+  activations of 8 or 16, half pruning or none.
+
+This module asserts nothing itself: ``test_tiny.py`` checks every size stated here.
 - ``ACCELERATORS``: 8 or 16 PEs a side and the dataflows ws, os and flex, everything else fixed
   (12 accelerators).
 - :func:`experiment`: a 4-trial joint search of those on the synthetic 8x8 data, scored by
