@@ -25,7 +25,9 @@ class TrialClock:
     """Times one trial from the driver's side into a :class:`~codesign.outcome.TrialTiming`.
 
     ``queued_s`` runs from the worker's finish (by the wall clock) to the tell; on a
-    cluster it assumes the nodes' clocks agree (NTP) and is kept within ``[0, roundtrip_s]``.
+    cluster it assumes the nodes' clocks agree (NTP). It is kept within what the round trip
+    leaves beside the task's own time, ``[0, roundtrip_s - worker time]``: the wall clock
+    can be stepped while the round trip, timed by the monotonic clock, runs.
     """
 
     def __init__(self):
@@ -44,7 +46,8 @@ class TrialClock:
         roundtrip = now - self.submitted
         worker = outcome.worker
         finished_at = None if worker is None else worker.finished_at
-        queued = 0.0 if finished_at is None else min(max(now_wall - finished_at, 0.0), roundtrip)
+        task_s = 0.0 if worker is None else worker.seconds * worker.batch
+        queued = 0.0 if finished_at is None else min(max(now_wall - finished_at, 0.0), max(roundtrip - task_s, 0.0))
         return TrialTiming(sample_s=self.sample_s, roundtrip_s=roundtrip / batch, queued_s=queued / batch,
                            worker_s=0.0 if worker is None else worker.seconds,
                            proxy_s=0.0 if outcome.cached else outcome.proxy_seconds)
