@@ -67,7 +67,10 @@ def loopback_environment() -> dict[str, str]:
       the dashboard agent with ``--disable-metrics-collection`` (no Prometheus exporter on
       the metrics export port in a ``ray[default]`` install).
     * ``RAY_AUTH_MODE=token``: the token authentication Ray enables by default for a new
-      local cluster, chosen explicitly, so Ray does not warn about it on every run.
+      local cluster, chosen explicitly, so Ray does not warn about it on every run. Ray's
+      driver reads it when ``ray`` is first imported, so :func:`start_ray` leaves it to
+      Ray when the user imported ``ray`` before (servers in token mode would refuse a
+      driver that read another mode).
     * ``AUTOSCALER_METRIC_PORT=-1``: the autoscaler monitor serves Prometheus metrics,
       without authentication, on a fixed port (44217) whenever ``prometheus_client`` is
       installed; ``ray.init`` offers no way to turn the monitor or its server off. Port -1
@@ -288,7 +291,10 @@ def start_ray(address: str | None, connect_timeout: float | None = None, verbose
                     f"{timeout:g} s ({CONNECT_TIMEOUT_ENV})") from error
     else:
         stop_orphaned_agents()  # a killed driver's local Ray leaves its agents for about a minute
-        with default_environment(loopback_environment()):
+        environment = loopback_environment()
+        if "ray" in sys.modules:  # Ray's driver read its auth mode at import; the servers it starts must agree
+            environment.pop("RAY_AUTH_MODE")
+        with default_environment(environment):
             import ray
 
             metrics = os.environ["RAY_enable_metrics_collection"].lower() in ("1", "true")

@@ -94,11 +94,14 @@ class Lines:
         raise AssertionError(f"no {word!r} from the driver in {timeout} s; it printed: {''.join(self.seen)!r}")
 
 
-def test_a_local_ray_listens_on_the_loopback_address_only(ray_home):
+@pytest.mark.parametrize("user_imported_ray", [False, True], ids=["codesign-first", "ray-first"])
+def test_a_local_ray_listens_on_the_loopback_address_only(ray_home, user_imported_ray):
+    """Also when the user imported ``ray`` before codesign started it (Ray reads its auth mode at import)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     log = ray_home / "driver.err"
+    script = ("import ray\n" if user_imported_ray else "") + DRIVER
     with log.open("w") as err:  # a file, not a pipe nobody drains
-        driver = subprocess.Popen([sys.executable, "-c", DRIVER], env=env, cwd=ROOT, stdin=subprocess.PIPE,
+        driver = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=err, text=True)
     output = Lines(driver.stdout)
     started: list[psutil.Process] = []
@@ -115,14 +118,18 @@ def test_a_local_ray_listens_on_the_loopback_address_only(ray_home):
         assert {"gcs_server", "raylet"} <= names, found  # the measurement saw Ray's servers
         assert driver.pid in {pid for _, _, pid, _ in found}, found  # the driver's own gRPC server
         assert [row for row in found if row[0] not in LOOPBACK] == [], found
-        assert "left set []\n" in output.seen  # the environment is the user's again once Ray has started
+        # the environment is the user's again once Ray has started; Ray's own ray.init sets RAY_AUTH_MODE
+        # when codesign leaves the choice to it
+        assert ("left set ['RAY_AUTH_MODE']\n" if user_imported_ray else "left set []\n") in output.seen
 
         driver.stdin.write("\n")
         driver.stdin.flush()
         output.until("DONE", timeout=60)
         assert driver.wait(timeout=30) == 0
-        said = log.read_text()  # Ray's own lines are not the user's: no token warning, no "Started a local Ray"
-        assert "Token authentication is enabled" not in said and "Started a local Ray instance" not in said, said
+        said = log.read_text()  # Ray's own lines are not the user's: no "Started a local Ray", and no token
+        # warning unless the user's own import of ray left the auth mode to Ray
+        assert "Started a local Ray instance" not in said, said
+        assert user_imported_ray or "Token authentication is enabled" not in said, said
     finally:
         if driver.poll() is None:
             driver.kill()
