@@ -4,8 +4,9 @@
 per-layer summary of a network.
 
 ``codesign cost (--topology T.csv | --onnx MODEL.onnx [--skip-unsupported]) [--config C.cfg |
---accelerator A.json] [--dataflow D] [--compute-only] [--json]``: the analytical cost model on a
-SCALE-Sim topology or an ONNX model.
+--accelerator A.json] [--dataflow D] [--energy TABLE] [--compute-only] [--json]``: the analytical cost
+model on a SCALE-Sim topology or an ONNX model; ``--energy`` prices it by a built-in table or a file
+(codesign's per-level energies or an Accelergy ERT).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from cost_models.accelerator import Accelerator
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, describe
+from cost_models.energy import ENERGY_TABLES
 from cost_models.scalesim import FormatError, read_config, read_topology
 from cost_models.scalesim_memory import MEMORY_MODES
 
@@ -56,6 +58,8 @@ def _cost(args) -> int:
         memory = args.memory or "global_buffer"
     if args.dataflow:
         accelerator = accelerator.replace(dataflow=args.dataflow)
+    if args.energy:
+        accelerator = accelerator.replace(energy_table=args.energy)
     compute_only = args.compute_only or calc_bandwidth
     if compute_only and memory != "global_buffer":
         if args.memory:
@@ -386,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--accelerator", metavar="FILE.json",
                       help="accelerator spec as JSON (Accelerator.to_json, e.g. an export's accelerator.json)")
     cost.add_argument("--dataflow", choices=ALL_DATAFLOW_NAMES, help="override the dataflow")
+    cost.add_argument("--energy", metavar="TABLE",
+                      help=f"price energy by a built-in table ({', '.join(ENERGY_TABLES)}) or a file: "
+                           "codesign's per-level energies (.yaml/.json) or an Accelergy ERT.yaml with its "
+                           "flattened_architecture.yaml beside it")
     cost.add_argument("--compute-only", action="store_true", help="ignore memory (no stalls)")
     cost.add_argument("--memory", choices=MEMORY_MODES,
                       help="how array layers' memory is timed: global_buffer (the default model), scalesim_user "

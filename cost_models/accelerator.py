@@ -39,7 +39,8 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, dataflow_code
-from cost_models.energy import ENERGY_TABLES, area_mm2, energy_vector
+from cost_models.energy import area_mm2, energy_vector
+from cost_models.energy_files import check_energy_table
 from cost_models.specs import JsonSpec
 
 
@@ -101,7 +102,8 @@ class Accelerator(JsonSpec):
     the PE multiplier (wider operands take several passes). zero_skip: skip zero
     weights where the dataflow streams weights. simd_lanes: width of the 1-D SIMD
     unit for pooling and element-wise layers (0 means ``cols``). energy_table: a
-    name from :data:`cost_models.energy.ENERGY_TABLES`.
+    name from :data:`cost_models.energy.ENERGY_TABLES`, or the path of a table file
+    (codesign's per-level energies or an Accelergy ERT; :mod:`cost_models.energy_files`).
     """
 
     rows: int = 32
@@ -131,8 +133,7 @@ class Accelerator(JsonSpec):
         if not isinstance(self.zero_skip, (bool, np.bool_)):
             raise ValueError(f"field 'zero_skip' must be true or false, got {self.zero_skip!r}")
         object.__setattr__(self, "zero_skip", bool(self.zero_skip))
-        if not isinstance(self.energy_table, str) or self.energy_table not in ENERGY_TABLES:
-            raise ValueError(f"field 'energy_table' must be one of {', '.join(ENERGY_TABLES)}; got {self.energy_table!r}")
+        object.__setattr__(self, "energy_table", check_energy_table(self.energy_table))
         if not isinstance(self.name, str):
             raise ValueError(f"field 'name' must be a string, got {self.name!r}")
 

@@ -9,7 +9,8 @@ MAC for the MAC), and are scaled with bit width:
   survey": halving the bit width makes a multiplier about 4x cheaper): a MAC of ``mac_bits`` costs ``mac * (mac_bits / 16) ** 2``;
 * storage and movement ~ bits: an access of a ``b``-bit word costs ``level * b / 16``.
 
-Three built-in tables:
+Three built-in tables, and any table read from a file (``energy_table=PATH``: codesign's
+per-level table or an Accelergy ERT, :mod:`cost_models.energy_files`):
 
 ``eyeriss``
     Normalised to one 16-bit MAC: RF 1, inter-PE 2, global buffer 6, DRAM 200,
@@ -96,12 +97,15 @@ SRAM_UM2_PER_BIT = 0.5
 
 
 def energy_vector(table: str) -> np.ndarray:
-    """The unit energies of a named table as a float32 array ordered like LEVELS (pJ), then the capacity the
-    global buffer's entry is for (0: the same at every capacity; see :data:`SIZED_TABLES`)."""
-    if table not in ENERGY_TABLES:
-        raise ValueError(f"field 'energy_table' must be one of {', '.join(ENERGY_TABLES)}; got {table!r}")
-    return np.asarray([ENERGY_TABLES[table][level] for level in LEVELS] + [SIZED_TABLES.get(table, 0)],
-                      dtype=np.float32)
+    """The unit energies of a named table or a table file (:mod:`cost_models.energy_files`) as a float32 array
+    ordered like LEVELS (pJ), then the capacity the global buffer's entry is for (0: the same at every capacity;
+    see :data:`SIZED_TABLES`)."""
+    if table in ENERGY_TABLES:
+        return np.asarray([ENERGY_TABLES[table][level] for level in LEVELS] + [SIZED_TABLES.get(table, 0)],
+                          dtype=np.float32)
+    from cost_models.energy_files import check_energy_table, read_energy_table
+
+    return read_energy_table(check_energy_table(table)).vector()
 
 
 def area_mm2(rows, cols, mac_bits, rf_bytes, gb_bytes):

@@ -28,6 +28,7 @@ from cost_models.accelerator import MAX_GB_BYTES, Accelerator, AcceleratorParams
 from cost_models.dataflows import DATAFLOWS, SCALESIM_DATAFLOWS
 from cost_models.dispatch import NetworkCosts, costs_over_accelerators
 from cost_models.energy import LEVELS
+from cost_models.energy_files import describe_energy_table, energy_source
 from cost_models.physics import utilization
 from cost_models.scalesim import ScaleSimGeometry, operand_memories, scalesim_dataflow, scalesim_geometry, word_bits_of
 from cost_models.scalesim_memory import (DATAFLOWS as SCALESIM_DATAFLOW_NAMES, MEMORY_MODES, OperandMemories,
@@ -204,9 +205,11 @@ class CostReport:
     memories: OperandMemories | None = None  #: its SRAMs and channels (None for global_buffer)
 
     def to_dict(self) -> dict:
-        """``{"layers": [...], "total": {...}}``, and ``"memory"`` (the mode and its SRAMs and channels) when the
+        """``{"layers": [...], "total": {...}, "energy_table": {...}}`` (what priced the energy:
+        :func:`~cost_models.energy_files.energy_source`), and ``"memory"`` (the mode and its SRAMs and channels) when the
         array layers were timed by a mode other than ``global_buffer``."""
-        out = {"layers": list(self.layers), "total": dict(self.total)}
+        out = {"layers": list(self.layers), "total": dict(self.total),
+               "energy_table": energy_source(self.accelerator.energy_table)}
         if self.memory != "global_buffer":
             out["memory"] = {"mode": self.memory, **dataclasses.asdict(self.memories)}
         return out
@@ -235,6 +238,7 @@ class CostReport:
             lines.append(f"{UNMAPPABLE_MARK} {self.unmappable_note()}")
         if self.memory != "global_buffer":
             lines.append(MEMORY_NOTES[self.memory])
+        lines.append(f"energy priced by {describe_energy_table(self.accelerator.energy_table)}")
         return "\n".join(lines)
 
     def unmappable_note(self) -> str:

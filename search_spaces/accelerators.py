@@ -35,8 +35,9 @@ import numpy as np
 from cost_models.accelerator import Accelerator, AcceleratorParams, gbps_to_bytes_per_cycle
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, dataflow_code
 from cost_models.energy import ENERGY_TABLES, energy_vector
+from cost_models.energy_files import check_energy_table, is_builtin_name, is_energy_file
 from cost_models.specs import JsonSpec
-from search_spaces.choosers import (BOOLEANS, Chooser, ChooserSpace, asking_only_for_choices, choices, integers,
+from search_spaces.choosers import (BOOLEANS, Allowed, Chooser, ChooserSpace, asking_only_for_choices, choices, integers,
                                     is_integer, numbers, one_of, params_chooser)
 
 #: Prefix of every Optuna parameter this space suggests.
@@ -54,7 +55,9 @@ _AXES = {
     "mac_bits": (integers(1, 32), "mac_bits"),
     "zero_skip": (BOOLEANS, "zero_skip"),
     "clock_mhz": (numbers(0, above=True), "clock_mhz"),
-    "energy_table": (one_of(tuple(ENERGY_TABLES)), "energy_table"),
+    "energy_table": (Allowed(f"values from {', '.join(ENERGY_TABLES)} or paths of energy table files "
+                             f"(.yaml, .yml, .json)", lambda v: is_builtin_name(v) or is_energy_file(v), str),
+                     "energy_table"),
 }
 
 #: Optuna parameter name -> choice field.
@@ -72,7 +75,8 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
     from per layer. rf_bytes: register file per PE. gb_kib: global buffer in KiB.
     dram_gbps: DRAM bandwidth in GB/s; dram_latency: cycles. mac_bits: multiplier
     width. zero_skip: False and/or True. clock_mhz: clock. energy_table: names from
-    :data:`cost_models.energy.ENERGY_TABLES`. Accelerators built by the space keep
+    :data:`cost_models.energy.ENERGY_TABLES` or paths of energy table files (read when
+    the space is made; :mod:`cost_models.energy_files`). Accelerators built by the space keep
     :class:`~cost_models.Accelerator`'s default ``name`` and ``simd_lanes``.
 
     Every field must be non-empty; a field with one value is fixed (not suggested
@@ -98,6 +102,11 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
     def __post_init__(self):
         for field, (allowed, _) in _AXES.items():
             object.__setattr__(self, field, choices(self.OWNER, field, getattr(self, field), allowed))
+        for table in self.energy_table:  # a file is read now: its problem named before any search starts
+            try:
+                check_energy_table(table)
+            except ValueError as error:
+                raise ValueError(f"{self.OWNER}: {error}") from None
         flex_set = self.flex_set
         if (isinstance(flex_set, str) or not isinstance(flex_set, (tuple, list)) or not flex_set
                 or any(not isinstance(d, str) or d not in DATAFLOWS for d in flex_set)):

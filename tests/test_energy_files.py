@@ -1,0 +1,231 @@
+"""Energy tables from files (cost_models/energy_files.py): codesign's per-level table and Accelergy's ERT.
+
+The published ERTs under experiments/energy_reference/ are read as recorded; the unit
+conversions (an access of a component's width, a MAC of its multiplier's width, to
+16 bits) are checked against tables written here with known answers, and the argument
+averaging against Accelergy's own summary of the same ERT.
+"""
+
+import contextlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from codesign.cli import main
+from cost_models import Accelerator, Workload, conv, evaluate
+from cost_models.energy import ENERGY_TABLES, LEVELS
+from cost_models.energy_files import read_energy_table
+from search_spaces.accelerators import AcceleratorSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "experiments" / "energy_reference"
+TIMELOOP_ERT = REFERENCE / "timeloop_eyeriss_like" / "timeloop-mapper.ERT.yaml"
+ACCELERGY_ERT = REFERENCE / "accelergy_eyeriss_like" / "ERT.yaml"
+WORKLOAD = Workload((conv("a", 16, 32, 14, R=3, padding=1, w_bits=8, a_bits=8),
+                     conv("b", 32, 32, 7, R=1, w_bits=16, a_bits=16)))
+
+
+def write(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False) if path.suffix != ".json" else json.dumps(data))
+    return path
+
+
+def energies(table) -> list[dict]:
+    report = evaluate(WORKLOAD, Accelerator(rows=8, cols=8, dataflow="ws", gb_bytes=32 * 1024, energy_table=str(table)))
+    return [{level: row[f"energy_{level}_pj"] for level in LEVELS} for row in report.layers]
+
+
+def ert(tmp_path: Path, components: list[tuple[str, str, dict, list[dict]]], name="ERT.yaml") -> Path:
+    """An ERT 0.4 and its flattened architecture: (name, class, attributes, actions) per component."""
+    write(tmp_path / name.replace("ERT.yaml", "flattened_architecture.yaml"),
+          {"architecture": {"version": "0.4", "local": [{"name": n, "class": c, "attributes": a}
+                                                        for n, c, a, _ in components]}})
+    return write(tmp_path / name, {"ERT": {"version": "0.4", "tables": [{"name": n, "actions": actions}
+                                                                        for n, _, _, actions in components]}})
+
+
+def rw(read, write_=None, **more):
+    return [{"name": "read", "arguments": None, "energy": read}, {"name": "write", "arguments": None,
+                                                                  "energy": read if write_ is None else write_},
+            *({"name": k, "arguments": None, "energy": v} for k, v in more.items())]
+
+
+# --- codesign's own table ---------------------------------------------------------------------------------
+
+def test_a_table_file_of_the_builtin_values_prices_like_the_builtin_table_in_any_word_width(tmp_path):
+    builtin = energies("horowitz45")
+    same = write(tmp_path / "h.yaml", dict(ENERGY_TABLES["horowitz45"]))
+    # the same energies per 64-bit access (4x for storage and movement) and per 64-bit MAC (16x, bits^2)
+    wide = write(tmp_path / "h.json", {"bits": 64, **{level: value * (16 if level == "mac" else 4)
+                                                      for level, value in ENERGY_TABLES["horowitz45"].items()}})
+    for table in (same, wide):
+        for ours, theirs in zip(energies(table), builtin):
+            assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_levels_a_table_leaves_out_cost_nothing(tmp_path):
+    table = write(tmp_path / "t.yaml", {"mac": 1.0, "dram": 100.0})
+    for row in energies(table):
+        assert row["rf"] == row["noc"] == row["gb"] == 0.0 and row["mac"] > 0 and row["dram"] > 0
+
+
+# --- Accelergy's ERT ----------------------------------------------------------------------------------------
+
+def test_an_ert_is_priced_per_16_bit_access_from_each_components_width(tmp_path):
+    path = ert(tmp_path, [
+        ("chip.DRAM[1..1]", "DRAM", {"width": 64, "datawidth": 8}, rw(512.0, leak=0.0)),
+        ("chip.glb[1..1]", "smartbuffer_SRAM", {"width": 64}, rw(18.0, 14.0, leak=0.01)),
+        ("chip.a_spad[1..4]", "smartbuffer_RF", {"width": 16}, rw(0.2)),
+        ("chip.b_spad[1..4]", "regfile", {"width": 32}, rw(2.0, 1.0)),
+        ("chip.mac[1..4]", "intmac", {"multiplier_width": 8}, [{"name": "compute", "arguments": None,
+                                                                 "energy": 0.25}]),
+        ("chip.noc", "XY_NoC", {"datawidth": 64}, [{"name": "transfer_random", "arguments": None, "energy": 8.0}]),
+        ("chip.spatial[1..1]", "dummy_storage", {"width": 1}, rw(0.0)),
+    ])
+    table = read_energy_table(path)
+    assert table.kind == "accelergy"
+    assert table.pj == pytest.approx({"mac": 0.25 * 4, "rf": (0.2 + 1.5 * 16 / 32) / 2, "noc": 8.0 / 4,
+                                      "gb": 16.0 / 4, "dram": 512.0 / 4})
+    assert set(table.components["rf"]) == {"chip.a_spad[1..4]", "chip.b_spad[1..4]"}
+    assert "chip.spatial[1..1]" not in str(table.components)  # a dummy prices nothing
+    by_levels = write(tmp_path / "same.yaml", table.pj)  # the same numbers as codesign's table
+    for ours, theirs in zip(energies(path), energies(by_levels)):
+        assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_timeloops_eyeriss_ert_reads_as_its_summary_says():
+    """The recorded Timeloop ERT (format 0.4): each component's 16-bit energy from the summary's read and write."""
+    table = read_energy_table(TIMELOOP_ERT)
+    summary = yaml.safe_load((TIMELOOP_ERT.parent / "timeloop-mapper.ERT_summary.yaml").read_text())
+    arch = yaml.safe_load((TIMELOOP_ERT.parent / "timeloop-mapper.flattened_architecture.yaml").read_text())
+    width = {c["name"]: c["attributes"].get("width") for c in arch["architecture"]["local"]}
+    for entry in summary["ERT_summary"]["table_summary"]:
+        actions = {a["name"]: a["energy"] for a in entry["actions"]}
+        name = entry["name"]
+        level = next((lv for lv, comps in table.components.items() if name in comps), None)
+        if "compute" in actions:
+            assert level == "mac" and table.components["mac"][name] == pytest.approx(actions["compute"] * 4)
+        else:
+            expected = (actions["read"] + actions["write"]) / 2 * 16 / width[name]
+            assert table.components[level][name] == pytest.approx(expected)
+    assert sorted(table.components) == sorted(LEVELS) and table.components["noc"] == {}
+    assert table.pj["dram"] == pytest.approx(128.0)  # 512 pJ per 64-bit LPDDR4 access
+
+
+def test_an_erts_argument_variants_average_as_accelergys_summary(tmp_path):
+    """Format 0.3: read and write carry (address_delta, data_delta) variants; their mean is the summary's average."""
+    dram = write(tmp_path / "with_dram.yaml", {"ert": str(ACCELERGY_ERT), "bits": 64, "dram": 1280.0})
+    table = read_energy_table(dram)
+    summary = yaml.safe_load((ACCELERGY_ERT.parent / "ERT_summary.yaml").read_text())
+    arch = yaml.safe_load((ACCELERGY_ERT.parent / "flattened_architecture.yaml").read_text())
+    width = {c["name"]: c["attributes"].get("memory_width") for c in arch["architecture"]["local"]}
+    checked = 0
+    for entry in summary["ERT_summary"]["table_summary"]:
+        average = {a["name"]: a.get("average_energy") for a in entry["actions"]}
+        if average.get("read") is None:
+            continue
+        level = next(lv for lv, comps in table.components.items() if entry["name"] in comps)
+        expected = (average["read"] + average["write"]) / 2 * 16 / width[entry["name"]]
+        assert table.components[level][entry["name"]] == pytest.approx(expected, rel=1e-4)
+        checked += 1
+    assert checked == 5  # three scratchpads, two SRAMs
+    assert table.pj["dram"] == pytest.approx(320.0) and table.pj["mac"] == pytest.approx(2.20035)
+
+
+def test_the_report_says_which_table_priced_it(tmp_path, capsys):
+    layers = ROOT / "examples" / "layers.csv"
+    code = main(["cost", "--topology", str(layers), "--energy", str(TIMELOOP_ERT), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["energy_table"]["path"] == str(TIMELOOP_ERT) and data["energy_table"]["kind"] == "accelergy"
+    assert len(data["energy_table"]["sha256"]) == 16
+    assert data["energy_table"]["pj_per_16bit_access"]["dram"] == pytest.approx(128.0)
+    assert main(["cost", "--topology", str(layers), "--energy", "horowitz45"]) == 0
+    assert "energy priced by the horowitz45 table" in capsys.readouterr().out
+    assert main(["cost", "--topology", str(layers), "--energy", str(TIMELOOP_ERT)]) == 0
+    assert f"energy priced by {TIMELOOP_ERT} (Accelergy ERT" in capsys.readouterr().out
+
+
+def test_an_accelerator_space_searches_over_table_files(tmp_path):
+    table = write(tmp_path / "t.yaml", {"mac": 1.0, "dram": 100.0})
+    space = AcceleratorSpace(energy_table=("eyeriss", str(table)))
+    assert {a.energy_table for a in space.grid()} == {"eyeriss", str(table)}
+
+
+# --- bad input: one error naming the file, the line and the key ------------------------------------------
+
+def bad_tables(tmp: Path) -> dict[str, tuple[Path, str]]:
+    def text(name, body):
+        (tmp / name).write_text(body)
+        return tmp / name
+
+    good_components = [("c.DRAM", "DRAM", {"width": 64}, rw(512.0)),
+                       ("c.mac", "intmac", {"multiplier_width": 8}, [{"name": "compute", "energy": 0.2}])]
+    (tmp / "noarch").mkdir()
+    write(tmp / "noarch" / "ERT.yaml", {"ERT": {"version": "0.4", "tables": [{"name": "c.mac", "actions": []}]}})
+    (tmp / "unknown_class").mkdir()
+    (tmp / "no_action").mkdir()
+    (tmp / "no_dram").mkdir()
+    (tmp / "no_width").mkdir()
+    return {
+        "unknown key": (text("k.yaml", "mac: 1\ndram: 2\nsram: 3\n"), r"k\.yaml:3: unknown key 'sram'.*bits, ert, mac"),
+        "negative": (text("n.yaml", "mac: 1\ndram: -2\n"), r"n\.yaml:2: 'dram' must be a finite energy in pJ >= 0"),
+        "nan in json": (text("nan.json", '{"mac": NaN, "dram": 2}'), r"nan\.json:1: 'mac' must be a finite energy"),
+        "nan in yaml": (text("nan.yaml", "mac: 1\nrf: .nan\ndram: 2\n"), r"nan\.yaml:2: 'rf' must be a finite energy"),
+        "missing dram": (text("m.yaml", "mac: 1\n"), r"m\.yaml:1: missing 'dram'; required: mac, dram"),
+        "bad bits": (text("b.yaml", "bits: 0\nmac: 1\ndram: 2\n"), r"b\.yaml:1: 'bits' must be a number of bits > 0"),
+        "not yaml": (text("s.yaml", "mac: [1\n"), r"s\.yaml:2: not valid YAML or JSON"),
+        "a list": (text("l.yaml", "- 1\n"), r"l\.yaml:1: an energy table is a mapping"),
+        "no file": (tmp / "absent.yaml", r"absent\.yaml: cannot read the energy table"),
+        "no architecture": (tmp / "noarch" / "ERT.yaml", r"needs the flattened architecture"),
+        "unknown class": (ert(tmp / "unknown_class", good_components + [("c.fifo", "fifo",
+                                                                         {"width": 8}, rw(1.0))]),
+                          r"ERT\.yaml:\d+: component 'c\.fifo' has class 'fifo', which maps onto "
+                          r"no level"),
+        "no action": (ert(tmp / "no_action", good_components + [("c.glb", "SRAM", {"width": 64},
+                                                                 [{"name": "fetch", "energy": 1.0}])]),
+                      r"ERT\.yaml:\d+: component 'c\.glb' \(class SRAM, level gb\) has none of the actions read; "
+                      r"it has fetch"),
+        "no dram": (ert(tmp / "no_dram", good_components[1:]), r"ERT\.yaml: no component prices the 'dram' level"),
+        "no width": (ert(tmp / "no_width", [("c.DRAM", "DRAM", {}, rw(512.0)), good_components[1]]),
+                     r"flattened_architecture\.yaml:\d+: component 'c\.DRAM' \(class DRAM\) has no width or "
+                     r"memory_width"),
+    }
+
+
+@contextlib.contextmanager
+def check(case: str):
+    """Names the case when its check fails."""
+    try:
+        yield
+    except BaseException as error:
+        raise AssertionError(f"{case}: {error}") from error
+
+
+def test_a_bad_table_is_refused_naming_file_line_and_key(tmp_path):
+    for case, (path, message) in bad_tables(tmp_path).items():
+        with check(case), pytest.raises(ValueError, match="field 'energy_table': .*" + message):
+            Accelerator(energy_table=str(path))
+        with check(case), pytest.raises(ValueError, match=message):
+            AcceleratorSpace(energy_table=(str(path),))
+
+
+def test_a_bad_table_on_the_command_line_is_one_line_and_exit_code_2(tmp_path, capsys):
+    layers = ROOT / "examples" / "layers.csv"
+    for case, (path, message) in bad_tables(tmp_path).items():
+        assert main(["cost", "--topology", str(layers), "--energy", str(path)]) == 2, case
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert main(["cost", "--topology", str(layers), "--energy", "magic"]) == 2
+    assert "eyeriss, horowitz45, horowitz45_sram or the path of an energy table file" in capsys.readouterr().err
+
+
+def test_a_changed_file_is_read_again(tmp_path):
+    path = write(tmp_path / "t.yaml", {"mac": 1.0, "dram": 100.0})
+    first = read_energy_table(path).pj["dram"]
+    write(path, {"mac": 1.0, "dram": 250.0, "rf": 0.5})
+    assert (first, read_energy_table(path).pj["dram"]) == (100.0, 250.0)
+    assert not math.isnan(read_energy_table(path).pj["rf"])
