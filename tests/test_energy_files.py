@@ -229,3 +229,19 @@ def test_a_changed_file_is_read_again(tmp_path):
     write(path, {"mac": 1.0, "dram": 250.0, "rf": 0.5})
     assert (first, read_energy_table(path).pj["dram"]) == (100.0, 250.0)
     assert not math.isnan(read_energy_table(path).pj["rf"])
+
+
+def test_the_eyeriss_like_reference_agrees_with_timeloop_within_the_goals():
+    """experiments/energy_reference/check_energy.py: total energy within 15 %, DRAM accesses within 10 % of
+    Timeloop's; the MAC level exactly (the same count, the same ERT energy)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_energy", REFERENCE / "check_energy.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    result = check.compare("rs")
+    assert result["theirs"]["mac"]["energy_pj"] == pytest.approx(2250969.22, rel=1e-6)  # read from the stats file
+    assert result["total"]["theirs"] == pytest.approx(59.28e6, rel=1e-3)
+    assert result["ours"]["mac"] == pytest.approx(result["theirs"]["mac"], rel=1e-6)
+    assert abs(result["differences"]["total energy"]) <= 0.15
+    assert abs(result["differences"]["dram accesses"]) <= 0.10
