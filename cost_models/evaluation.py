@@ -234,11 +234,11 @@ class CostReport:
         lines.append(f"latency {t['latency_s'] * 1e3:.4g} ms at {self.accelerator.clock_mhz:g} MHz, "
                      f"energy {t['energy_pj'] / 1e6:.4g} uJ, area {t['area_mm2']:.3g} mm^2, "
                      f"{t['macs']:,.0f} MACs executed")
+        lines.append(f"energy priced by {describe_energy_table(self.accelerator.energy_table)}")
         if self.unmappable:
             lines.append(f"{UNMAPPABLE_MARK} {self.unmappable_note()}")
         if self.memory != "global_buffer":
             lines.append(MEMORY_NOTES[self.memory])
-        lines.append(f"energy priced by {describe_energy_table(self.accelerator.energy_table)}")
         return "\n".join(lines)
 
     def unmappable_note(self) -> str:

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -186,10 +187,34 @@ def load_model(model) -> tuple[object, str]:
     if not path.is_file():
         raise OnnxImportError(f"{path}: no such ONNX file")
     try:
-        proto = onnx.load(str(path))
-    except Exception as error:  # protobuf's DecodeError, missing external data, ...
+        proto = onnx.load(str(path), load_external_data=False)
+        if not missing_external_data(proto, path.parent):
+            from onnx.external_data_helper import load_external_data_for_model
+
+            load_external_data_for_model(proto, str(path.parent))
+    except Exception as error:  # protobuf's DecodeError, unreadable external data, ...
         raise OnnxImportError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
     return proto, str(path)
+
+
+def _external_locations(model) -> set[str]:
+    """The files the model's initializers keep their data in (ONNX's external data)."""
+    from onnx import TensorProto
+
+    return {entry.value for init in model.graph.initializer if init.data_location == TensorProto.EXTERNAL
+            for entry in init.external_data if entry.key == "location"}
+
+
+def missing_external_data(model, folder: Path) -> tuple[str, ...]:
+    """The external data files the model names that are not in ``folder`` (a model saved without its weights)."""
+    return tuple(sorted(name for name in _external_locations(model) if not (folder / name).is_file()))
+
+
+def _without_data(tensor) -> bool:
+    """Whether a tensor's values are not in memory: kept in an external file that was not loaded."""
+    from onnx import TensorProto
+
+    return tensor.data_location == TensorProto.EXTERNAL and not tensor.raw_data
 
 
 def _batch_of_one(model):
@@ -382,9 +407,11 @@ def _weight(g: _Graph, tensor: str, zero_point: str = "", axis: int = 0) -> _Wei
         tensor = node.input[0]
     else:
         raise _NotModelled("weight computed at run time")
+    bits = bits or bits_of_type(g.values[tensor].data_type)
+    if _without_data(g.values[tensor]):  # the weights' file is not there: dense (import_onnx warns)
+        return _Weight(1.0, bits)
     values = numpy_helper.to_array(g.values[tensor])
     zero = numpy_helper.to_array(g.values[zero_point]) if zero_point in g.values else None
-    bits = bits or bits_of_type(g.values[tensor].data_type)
     return _Weight(_density(values, zero, axis, block), bits)
 
 
@@ -620,6 +647,10 @@ def import_onnx(model, skip_unsupported: bool = False, name: str | None = None) 
     proto, source = load_model(model)
     if not proto.graph.node:
         raise OnnxImportError(f"{source}: the model's graph has no nodes")
+    unloaded = sorted(_external_locations(proto)) if any(map(_without_data, proto.graph.initializer)) else []
+    if unloaded:
+        warnings.warn(f"{source}: its weights are kept in {', '.join(unloaded)}, which is not there: shapes and bit "
+                      f"widths are read from the model, every weight density is taken as 1 (dense)", stacklevel=2)
     inferred = _infer_shapes(proto, source)
     g = _graph(inferred)
     layers, unsupported = _lower_graph(g, inferred.graph.node, source)

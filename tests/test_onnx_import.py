@@ -200,6 +200,26 @@ def test_pruned_weights_give_the_exact_density():
     assert layers["dead"].w_density == 1 / 16
 
 
+def test_a_model_saved_apart_from_its_weights_imports_with_dense_weights_and_a_warning(tmp_path):
+    """ONNX's external data: with the weights' file the densities are read from it; without it (a model shared
+    for its shapes, as ZigZag's ResNet-18) the shapes and bits are imported and every density is 1, with a
+    warning naming the missing file."""
+    g = Graph((1, 4, 8, 8))
+    w1 = g.weight((16, 4, 3, 3), density=0.25)
+    y = g.conv("x", "conv", 4, 16, 3, weight=w1)
+    onnx.save(g.model(y), tmp_path / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.weights", size_threshold=0)
+    assert (tmp_path / "m.weights").is_file()
+    with_weights = from_onnx(tmp_path / "m.onnx")
+    assert with_weights.layers[0].w_density == 0.25
+    (tmp_path / "m.weights").unlink()
+    with pytest.warns(UserWarning, match=r"m\.onnx: its weights are kept in m\.weights, which is not there: .*"
+                                         r"every weight density is taken as 1"):
+        shapes_only = from_onnx(tmp_path / "m.onnx")
+    assert shape_of(shapes_only.layers[0]) == shape_of(with_weights.layers[0])
+    assert shapes_only.layers[0].w_density == 1.0 and shapes_only.macs == with_weights.macs
+
+
 def qdq(g, x, name, elem_type=TensorProto.INT8, zero=0):
     """QuantizeLinear then DequantizeLinear of an activation (per tensor)."""
     dtype = helper.tensor_dtype_to_np_dtype(elem_type)
@@ -298,7 +318,8 @@ def test_cli_cost_and_network_on_onnx(tmp_path, capsys):
     assert err.count("\n") == 1 and "Erf x2 (erf_a, erf_b)" in err and "--skip-unsupported" in err
     assert main(["cost", "--onnx", str(path), "--skip-unsupported", "--compute-only"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1].startswith("skipped: 5 nodes not in these totals: Erf x2") and out[-3].startswith("total")
+    assert out[-1].startswith("skipped: 5 nodes not in these totals: Erf x2") and out[-4].startswith("total")
+    assert out[-2] == "energy priced by the eyeriss table"
     assert main(["network", str(path), "--skip-unsupported"]) == 0
     out = capsys.readouterr().out
     assert "conv1" in out and "conv3" in out and "skipped: 5 nodes" in out
