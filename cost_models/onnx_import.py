@@ -15,8 +15,11 @@ Layers (as :mod:`search_spaces.networks` lowers the same network):
   output size ``P x Q`` is always shape inference's. Dilation keeps the kernel size ``R x
   S`` (MACs and weights are exact; the cost model sees an undilated window).
 * ``Gemm``, ``MatMul``, ``MatMulInteger``, ``QLinearMatMul`` with a constant 2-D weight
-  -> ``fc`` (``C`` = inputs, ``K`` = outputs); a MatMul on a rank-3+ input of ``M`` rows
-  per sample -> a ``pointwise`` layer on an ``M x 1`` map (exact MACs).
+  -> ``fc`` (``C`` = inputs, ``K`` = outputs); an input of ``M`` rows per sample -> a
+  ``pointwise`` layer on an ``M x 1`` map (exact MACs). The rows are every leading
+  dimension but the model's batch (the graph inputs' leading size, 1 where symbolic): a
+  sequence-first input, ``(tokens, batch, features)`` or ``(tokens, features)`` as
+  PyTorch exports attention's projections, has ``tokens x batch`` rows.
 * ``MaxPool``, ``AveragePool``, ``GlobalMaxPool``, ``GlobalAveragePool``, and
   ``ReduceMean``/``ReduceMax`` over H and W -> ``pool``.
 * ``Add``, ``Sub``, ``Mul``, ``Div``, ``Sum`` of two activations -> ``eltwise`` (``Sum``
@@ -158,6 +161,7 @@ class _Graph:
     values: Mapping[str, object]  # constant name -> onnx.TensorProto (initializers, Constant nodes)
     producers: Mapping[str, object]  # tensor name -> the onnx.NodeProto that outputs it
     constant: frozenset[str]  # tensors known before run time
+    batch: int = 1  # the graph inputs' leading size (1 where it was symbolic), when they agree on one
 
     def info(self, name: str) -> _TensorInfo:
         return self.tensors.get(name, _TensorInfo(0, None))
@@ -279,7 +283,9 @@ def _graph(model) -> _Graph:
             tensors.setdefault(node.output[0], _TensorInfo(value.data_type, tuple(int(d) for d in value.dims)))
         if node.op_type in SHAPE_OPS or all(name in constant for name in node.input if name):
             constant.update(name for name in node.output if name)
-    return _Graph(tensors, values, producers, frozenset(constant))
+    leading = {tensors[vi.name].dims[0] for vi in graph.input if vi.name not in values
+               and tensors[vi.name].dims and tensors[vi.name].dims[0] is not None}
+    return _Graph(tensors, values, producers, frozenset(constant), leading.pop() if len(leading) == 1 else 1)
 
 
 def _node_names(nodes) -> list[str]:
@@ -503,12 +509,22 @@ def _matmul(node, name: str, g: _Graph, a: str, b: str, transposed: bool = False
     if len(weight_dims) != 2:
         raise _NotModelled(f"a weight of rank {len(weight_dims)}")
     K, C = weight_dims if transposed else weight_dims[::-1]
-    rows = () if node.op_type == "Gemm" else _feature_map(g.info(a), "input")[:-1]  # rank 2: a row per sample
-    M = math.prod(rows)
+    M = math.prod(_rows(g, a))
     extra = _compression(g, _weight(g, b, zero_point, axis=1), (a,))
     if M == 1:
         return (Layer(name, "fc", C, K, 1, 1, **extra),)
     return (Layer(name, "pointwise", C, K, M, 1, **extra),)
+
+
+def _rows(g: _Graph, a: str) -> tuple[int, ...]:
+    """The rows a MatMul or Gemm multiplies by its weight, per sample: every leading dimension of its input but
+    the model's batch. A leading dimension that is not the batch (a sequence first, ``(tokens, batch, features)``
+    or ``(tokens, features)`` as PyTorch exports attention's projections) is rows of its own."""
+    dims = g.info(a).dims
+    if dims is None or any(d is None for d in dims):
+        raise _NotModelled("no inferred shape for its input")
+    leading = tuple(dims[:-1])
+    return leading[1:] if leading and leading[0] == g.batch else leading
 
 
 def _gemm(node, name: str, g: _Graph) -> tuple[Layer, ...]:

@@ -200,6 +200,28 @@ def test_pruned_weights_give_the_exact_density():
     assert layers["dead"].w_density == 1 / 16
 
 
+def test_a_sequence_first_projection_counts_every_token():
+    """PyTorch exports attention's projections on (tokens, batch, features) and (tokens, features): every token is
+    a row of the weight's work (10 tokens x 128 x 128 MACs each), not one row per sample."""
+    g = Graph(("N", 10, 128))  # batch first, symbolic: the model's batch is 1
+    seq_first = g.node("Transpose", ["x"], "to_seq_first", perm=[1, 0, 2])  # (10, N, 128)
+    q = g.node("MatMul", [seq_first, g.init("q.w", g.weight((128, 128)))], "q_proj")
+    flat = g.node("Reshape", [q, g.init("shape", np.array([10, 128], np.int64))], "tokens")  # (10, 128)
+    v = g.gemm(flat, "v_proj", 128, 128)
+    batch_first = g.node("MatMul", ["x", g.init("o.w", g.weight((128, 64)))], "o_proj")  # (N, 10, 128): 10 rows
+    layers = {layer.name: layer for layer in from_onnx(g.model(v, batch_first))}
+    for name, K in (("q_proj", 128), ("v_proj", 128), ("o_proj", 64)):
+        assert layers[name].macs == 10 * 128 * K, name
+        assert (layers[name].kind, layers[name].H, layers[name].W) == ("pointwise", 10, 1), name
+
+
+def test_a_classifier_on_a_concrete_batch_stays_one_row_per_sample():
+    g = Graph((4, 3, 8, 8))  # exported with a batch of 4
+    y = g.node("Flatten", [g.conv("x", "conv", 3, 8, 3)], "flatten", axis=1)
+    layers = {layer.name: layer for layer in from_onnx(g.model(g.gemm(y, "fc", 8 * 64, 10)))}
+    assert (layers["fc"].kind, layers["fc"].macs) == ("fc", 8 * 64 * 10)
+
+
 def test_a_model_saved_apart_from_its_weights_imports_with_dense_weights_and_a_warning(tmp_path):
     """ONNX's external data: with the weights' file the densities are read from it; without it (a model shared
     for its shapes, as ZigZag's ResNet-18) the shapes and bits are imported and every density is 1, with a
