@@ -25,6 +25,13 @@ Layers (as :mod:`search_spaces.networks` lowers the same network):
 * ``Add``, ``Sub``, ``Mul``, ``Div``, ``Sum`` of two activations -> ``eltwise`` (``Sum``
   of n activations: n - 1 layers); with a constant operand (a scale or bias) absorbed.
 
+Activation functions cost nothing, however they are spelled: one operator (``Relu``,
+``HardSwish``, ``Gelu``, ``Erf``, ...) or element-wise operators on one tensor (SiLU as
+``x * Sigmoid(x)``, GELU as ``x * (1 + Erf(x / sqrt(2))) / 2``): an element-wise op whose
+activation operands all come from one tensor through :data:`ELEMENTWISE_OPS` adds no
+layer. Operands from different tensors (a residual ``Add``, a squeeze-and-excitation
+``Mul``) make an ``eltwise`` layer.
+
 Absorbed (no layer): batch norm (folded into the convolution before it), activations,
 reshapes, transposes, casts, ``Concat`` (a fire module's concatenation adds no layer in
 the project's lowering either), ``Pad`` (the next layer reads the padded map), quantize /
@@ -71,9 +78,16 @@ SHOWN_NAMES = 3
 #: Nodes that add no layer: folded, fused or a view of memory on a deployment compiler.
 ABSORBED = frozenset({
     "BatchNormalization", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "PRelu", "Elu",
-    "Selu", "Celu", "Tanh", "Softplus", "Gelu", "Mish", "Softmax", "LogSoftmax",
+    "Selu", "Celu", "Tanh", "Softplus", "Gelu", "Mish", "Softmax", "LogSoftmax", "Erf",
     "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "Concat", "Pad",
     "QuantizeLinear", "DequantizeLinear", "Constant", "ConstantOfShape", "Shape", "Size",
+})
+#: Element-wise ops of one activation (any other operand a constant): the pieces an activation function is
+#: spelled with (SiLU ``x * Sigmoid(x)``, GELU ``x * (1 + Erf(x / sqrt(2))) / 2``).
+ELEMENTWISE_OPS = frozenset({
+    "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Tanh",
+    "Softplus", "Gelu", "Mish", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs", "Pow",
+    "Add", "Sub", "Mul", "Div", "Identity", "Cast",
 })
 #: Ops that give a value-preserving view of their first input (followed to a weight initializer
 #: and back from an activation to its quantization).
@@ -572,10 +586,25 @@ def _eltwise(node, name: str, g: _Graph) -> tuple[Layer, ...]:
     operands = [x for x in node.input if g.is_activation(x)]
     if len(operands) < 2:
         return ()
+    if len({_activation_root(g, x) for x in operands}) == 1:
+        return ()  # one tensor through an activation function: absorbed, as a single-op activation is
     C, H, W = _chw(g.info(node.output[0]), "output")
     extra = _compression(g, None, tuple(operands))
     return tuple(Layer(name if i == 0 else f"{name}_{i + 1}", "eltwise", C, C, H, W, **extra)
                  for i in range(len(operands) - 1))
+
+
+def _activation_root(g: _Graph, x: str) -> str:
+    """The tensor ``x`` is computed from by element-wise ops of one activation each (:data:`ELEMENTWISE_OPS`)."""
+    for _ in range(len(g.producers) + 1):
+        node = g.producers.get(x)
+        if node is None or node.domain not in STANDARD_DOMAINS or node.op_type not in ELEMENTWISE_OPS:
+            return x
+        activations = [name for name in node.input if g.is_activation(name)]
+        if len(activations) != 1:
+            return x
+        x = activations[0]
+    return x
 
 
 def _input(node, index: int) -> str:

@@ -95,7 +95,7 @@ def small_cnn() -> onnx.ModelProto:
     p = g.conv(d, "pw", 16, 16, 1, relu=False)
     a = g.node("Add", [p, d], "add")                                            # residual: eltwise
     s = g.node("Sigmoid", [a], "sigmoid")
-    m = g.node("Mul", [a, s], "swish")                                          # two activations: eltwise
+    m = g.node("Mul", [a, s], "swish")                                # SiLU, an activation function: absorbed
     m = g.node("Mul", [m, g.init("scale.c", np.full((1, 16, 1, 1), 0.5, np.float32))], "scale")  # absorbed
     m = g.node("Add", [m, g.init("shift.c", np.float32(0.1))], "shift")          # absorbed
     v = g.node("AveragePool", [m], "avgpool", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
@@ -122,7 +122,6 @@ def test_every_supported_op_in_a_small_cnn():
         ("dw", "depthwise", 16, 16, 17, 17, 3, 3, 2, 0, 16, 8, 8),  # SAME_UPPER pads 0 before, 1 after: pre-padded
         ("pw", "pointwise", 16, 16, 8, 8, 1, 1, 1, 0, 1, 8, 8),
         ("add", "eltwise", 16, 16, 8, 8, 1, 1, 1, 0, 1, 8, 8),
-        ("swish", "eltwise", 16, 16, 8, 8, 1, 1, 1, 0, 1, 8, 8),
         ("avgpool", "pool", 16, 16, 8, 8, 3, 3, 1, 1, 1, 8, 8),
         ("mean", "pool", 32, 32, 8, 8, 8, 8, 1, 0, 1, 1, 1),
         ("gmp", "pool", 32, 32, 8, 8, 8, 8, 1, 0, 1, 1, 1),
@@ -139,6 +138,27 @@ def test_every_supported_op_in_a_small_cnn():
     assert {layer.name: layer.params for layer in workload if layer.params} == {
         "conv1": 8 * 27, "grouped": 16 * 2 * 9, "dw": 16 * 9, "pw": 256, "fc1": 320, "fc2": 50}
     assert all(layer.w_bits == layer.a_bits == 16 and layer.w_density == 1.0 for layer in workload)
+
+
+def test_activation_functions_cost_nothing_however_they_are_spelled():
+    """One rule: an activation function adds no layer, one operator or element-wise operators on one tensor (SiLU,
+    GELU with Erf, HardSwish spelled out); an element-wise op of two different tensors is an eltwise layer."""
+    g = Graph((1, 8, 8, 8))
+    y = g.conv("x", "conv", 8, 8, 3, relu=False)
+    silu = g.node("Mul", [y, g.node("Sigmoid", [y], "sig")], "silu")
+    scaled = g.node("Div", [silu, g.init("sqrt2", np.float32(2 ** 0.5))], "gelu/div")
+    erf = g.node("Add", [g.node("Erf", [scaled], "gelu/erf"), g.init("one", np.float32(1))], "gelu/add")
+    gelu = g.node("Mul", [g.node("Mul", [silu, erf], "gelu/mul"), g.init("half", np.float32(0.5))], "gelu")
+    relu6 = g.node("Clip", [g.node("Add", [gelu, g.init("three", np.float32(3))], "hs/add"),
+                            g.init("lo", np.float32(0)), g.init("hi", np.float32(6))], "hs/relu6")
+    hswish = g.node("Div", [g.node("Mul", [gelu, relu6], "hs/mul"), g.init("six", np.float32(6))], "hswish")
+    se = g.node("Sigmoid", [g.conv(g.node("GlobalAveragePool", [hswish], "se/pool"), "se/fc", 8, 8, 1, bn=False,
+                                   relu=False)], "se/gate")
+    excited = g.node("Mul", [hswish, se], "se/mul")                       # two tensors: an eltwise layer
+    out = g.node("Add", [excited, y], "residual")                          # two tensors: an eltwise layer
+    layers = from_onnx(g.model(out))
+    assert [(layer.name, layer.kind) for layer in layers] == [
+        ("conv", "conv"), ("se/pool", "pool"), ("se/fc", "pointwise"), ("se/mul", "eltwise"), ("residual", "eltwise")]
 
 
 def test_symbolic_batch_and_a_flatten_computed_from_the_shape():
@@ -306,8 +326,8 @@ def test_qlinear_conv_and_integer_ops_take_their_bits_from_the_input_types():
 def unsupported_model() -> onnx.ModelProto:
     g = Graph((1, 4, 8, 8))
     y = g.conv("x", "conv1", 4, 8, 3)
-    y = g.node("Erf", [y], "erf_a")
-    y = g.node("Erf", [y], "erf_b")
+    y = g.node("LRN", [y], "lrn_a", size=3)
+    y = g.node("LRN", [y], "lrn_b", size=3)
     z = g.node("MatMul", [y, y], "attention")                                # two activations
     y = g.node("Custom", [y], "custom_0", domain="com.example")              # shape inference knows nothing
     y = g.conv(y, "conv2", 8, 8, 1, bn=False)                                # so its input shape is unknown
@@ -321,15 +341,15 @@ def test_unsupported_operators_are_listed_in_one_report_or_skipped_and_recorded(
         from_onnx(model)
     message = str(error.value)
     assert message.startswith("test_graph: 5 operators the cost model does not model: ")
-    for part in ("Erf x2 (erf_a, erf_b)", "MatMul (two activations) x1 (attention)", "com.example:Custom x1 (custom_0)",
+    for part in ("LRN x2 (lrn_a, lrn_b)", "MatMul (two activations) x1 (attention)", "com.example:Custom x1 (custom_0)",
                  "Conv (no inferred shape for its input) x1 (conv2)", "skip_unsupported=True (--skip-unsupported)"):
         assert part in message
     assert isinstance(error.value, ValueError)
     report = import_onnx(model, skip_unsupported=True)
     assert report.workload.names == ("conv1", "conv3")
-    assert report.skipped_counts == {"Erf": 2, "MatMul (two activations)": 1, "com.example:Custom": 1,
+    assert report.skipped_counts == {"LRN": 2, "MatMul (two activations)": 1, "com.example:Custom": 1,
                                      "Conv (no inferred shape for its input)": 1}
-    assert report.summary().startswith("skipped: 5 nodes not in these totals: Erf x2 (erf_a, erf_b)")
+    assert report.summary().startswith("skipped: 5 nodes not in these totals: LRN x2 (lrn_a, lrn_b)")
 
 
 def test_cli_cost_and_network_on_onnx(tmp_path, capsys):
@@ -337,10 +357,10 @@ def test_cli_cost_and_network_on_onnx(tmp_path, capsys):
     onnx.save(unsupported_model(), path)
     assert main(["cost", "--onnx", str(path), "--compute-only"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Erf x2 (erf_a, erf_b)" in err and "--skip-unsupported" in err
+    assert err.count("\n") == 1 and "LRN x2 (lrn_a, lrn_b)" in err and "--skip-unsupported" in err
     assert main(["cost", "--onnx", str(path), "--skip-unsupported", "--compute-only"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1].startswith("skipped: 5 nodes not in these totals: Erf x2") and out[-4].startswith("total")
+    assert out[-1].startswith("skipped: 5 nodes not in these totals: LRN x2") and out[-4].startswith("total")
     assert out[-2] == "energy priced by the eyeriss table"
     assert main(["network", str(path), "--skip-unsupported"]) == 0
     out = capsys.readouterr().out
