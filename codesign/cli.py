@@ -4,7 +4,7 @@
 per-layer summary of a network.
 
 ``codesign cost (--topology T.csv | --onnx MODEL.onnx [--skip-unsupported]) [--config C.cfg |
---accelerator A.json] [--dataflow D] [--energy TABLE] [--compute-only] [--json]``: the analytical cost
+--accelerator A.json] [--dataflow D] [--energy TABLE] [--dram-type T] [--compute-only] [--json]``: the analytical cost
 model on a SCALE-Sim topology or an ONNX model; ``--energy`` prices it by a built-in table or a file
 (codesign's per-level energies or an Accelergy ERT).
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cost_models.accelerator import Accelerator
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, describe
-from cost_models.energy import ENERGY_TABLES
+from cost_models.energy import DRAM_PJ_PER_BIT, ENERGY_TABLES
 from cost_models.scalesim import FormatError, read_config, read_topology
 from cost_models.scalesim_memory import MEMORY_MODES
 
@@ -60,6 +60,8 @@ def _cost(args) -> int:
         accelerator = accelerator.replace(dataflow=args.dataflow)
     if args.energy:
         accelerator = accelerator.replace(energy_table=args.energy)
+    if args.dram_type:
+        accelerator = accelerator.replace(dram_type=args.dram_type)
     compute_only = args.compute_only or calc_bandwidth
     if compute_only and memory != "global_buffer":
         if args.memory:
@@ -394,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"price energy by a built-in table ({', '.join(ENERGY_TABLES)}) or a file: "
                            "codesign's per-level energies (.yaml/.json) or an Accelergy ERT.yaml with its "
                            "flattened_architecture.yaml beside it")
+    cost.add_argument("--dram-type", choices=tuple(DRAM_PJ_PER_BIT),
+                      help="price DRAM per bit by its type (Accelergy's CactiDRAM figures), whatever the table")
     cost.add_argument("--compute-only", action="store_true", help="ignore memory (no stalls)")
     cost.add_argument("--memory", choices=MEMORY_MODES,
                       help="how array layers' memory is timed: global_buffer (the default model), scalesim_user "

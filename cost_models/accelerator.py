@@ -39,7 +39,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, dataflow_code
-from cost_models.energy import area_mm2, energy_vector
+from cost_models.energy import DRAM_PJ_PER_BIT, area_mm2, energy_vector
 from cost_models.energy_files import check_energy_table
 from cost_models.specs import JsonSpec
 
@@ -104,6 +104,9 @@ class Accelerator(JsonSpec):
     unit for pooling and element-wise layers (0 means ``cols``). energy_table: a
     name from :data:`cost_models.energy.ENERGY_TABLES`, or the path of a table file
     (codesign's per-level energies or an Accelergy ERT; :mod:`cost_models.energy_files`).
+    dram_type: '' (DRAM priced by the energy table) or a type of
+    :data:`cost_models.energy.DRAM_PJ_PER_BIT` (LPDDR4, HBM2, ...), which prices DRAM
+    per bit whatever the table.
     """
 
     rows: int = 32
@@ -119,6 +122,7 @@ class Accelerator(JsonSpec):
     zero_skip: bool = False
     simd_lanes: int = 0
     energy_table: str = "eyeriss"
+    dram_type: str = ""
     name: str = "accelerator"
 
     def __post_init__(self):
@@ -134,6 +138,9 @@ class Accelerator(JsonSpec):
             raise ValueError(f"field 'zero_skip' must be true or false, got {self.zero_skip!r}")
         object.__setattr__(self, "zero_skip", bool(self.zero_skip))
         object.__setattr__(self, "energy_table", check_energy_table(self.energy_table))
+        if not isinstance(self.dram_type, str) or (self.dram_type and self.dram_type not in DRAM_PJ_PER_BIT):
+            raise ValueError(f"field 'dram_type' must be '' (the energy table's DRAM) or one of "
+                             f"{', '.join(DRAM_PJ_PER_BIT)}; got {self.dram_type!r}")
         if not isinstance(self.name, str):
             raise ValueError(f"field 'name' must be a string, got {self.name!r}")
 
@@ -200,7 +207,7 @@ def stack(accelerators: Accelerator | Iterable[Accelerator]) -> AcceleratorParam
         mac_bits=col(lambda a: a.mac_bits, f32),
         zero_skip=col(lambda a: a.zero_skip, f32),
         simd_lanes=col(lambda a: a.simd_lanes or a.cols, f32),
-        energy=np.stack([energy_vector(a.energy_table) for a in accs]),
+        energy=np.stack([energy_vector(a.energy_table, a.dram_type) for a in accs]),
     )
 
 

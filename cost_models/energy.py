@@ -89,6 +89,19 @@ def sram_scale(capacity_bytes, reference_bytes, xp=np):
         return xp.where(x <= c1, e0 + (x - c0) * (e1 - e0) / (c1 - c0), e1 + (x - c1) * (e2 - e1) / (c2 - c1))
     return xp.exp(log_energy(capacity_bytes) - log_energy(reference_bytes))
 
+#: DRAM energy per bit transferred (pJ) by type, as Accelergy's CactiDRAM estimator tabulates it (the
+#: ``type2energy`` table of its DRAM component, ``hwcomponents``/``accelergy-cacti-plug-in``), with the
+#: sources it gives: LPDDR4 "public data"; LPDDR Malladi et al., ISCA'12; DDR3 Chatterjee et al., MICRO'17;
+#: GDDR5 and HBM2 (O'Connor et al., MICRO'17, give the same 14 and 3.9 pJ/bit); HMC 4.2 (ASPLOS'17,
+#: doi 10.1145/3093336.3037702). ``Accelerator(dram_type=...)`` prices DRAM by it, whatever the table.
+DRAM_PJ_PER_BIT = {"LPDDR4": 8.0, "LPDDR": 40.0, "DDR3": 70.0, "GDDR5": 14.0, "HBM2": 3.9, "HMC": 4.2}
+
+
+def dram_pj_per_16bit(dram_type: str) -> float:
+    """A DRAM type's energy per 16-bit word (the unit of the tables' ``dram`` entries)."""
+    return DRAM_PJ_PER_BIT[dram_type] * 16.0
+
+
 VECTOR_OP_FRACTION = 0.06
 
 PE_DATAPATH_UM2_16BIT = 1600.0
@@ -96,16 +109,23 @@ RF_UM2_PER_BIT = 3.0
 SRAM_UM2_PER_BIT = 0.5
 
 
-def energy_vector(table: str) -> np.ndarray:
+def energy_vector(table: str, dram_type: str = "") -> np.ndarray:
     """The unit energies of a named table or a table file (:mod:`cost_models.energy_files`) as a float32 array
     ordered like LEVELS (pJ), then the capacity the global buffer's entry is for (0: the same at every capacity;
-    see :data:`SIZED_TABLES`)."""
+    see :data:`SIZED_TABLES`); with ``dram_type``, DRAM priced by :data:`DRAM_PJ_PER_BIT` instead of the table."""
     if table in ENERGY_TABLES:
-        return np.asarray([ENERGY_TABLES[table][level] for level in LEVELS] + [SIZED_TABLES.get(table, 0)],
-                          dtype=np.float32)
-    from cost_models.energy_files import check_energy_table, read_energy_table
+        vector = np.asarray([ENERGY_TABLES[table][level] for level in LEVELS] + [SIZED_TABLES.get(table, 0)],
+                            dtype=np.float32)
+    else:
+        from cost_models.energy_files import check_energy_table, read_energy_table
 
-    return read_energy_table(check_energy_table(table)).vector()
+        vector = read_energy_table(check_energy_table(table)).vector()
+    if dram_type:
+        if dram_type not in DRAM_PJ_PER_BIT:
+            raise ValueError(f"field 'dram_type' must be '' (the energy table's DRAM) or one of "
+                             f"{', '.join(DRAM_PJ_PER_BIT)}; got {dram_type!r}")
+        vector[LEVELS.index("dram")] = dram_pj_per_16bit(dram_type)
+    return vector
 
 
 def area_mm2(rows, cols, mac_bits, rf_bytes, gb_bytes):

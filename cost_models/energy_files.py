@@ -61,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cost_models.energy import ENERGY_TABLES, LEVELS as LEVEL_NAMES
+from cost_models.energy import DRAM_PJ_PER_BIT, ENERGY_TABLES, LEVELS as LEVEL_NAMES
 
 #: Levels an architecture may lack (they cost 0 then); the others must be priced.
 OPTIONAL_LEVELS = ("rf", "noc", "gb")
@@ -316,15 +316,17 @@ def is_builtin_name(value) -> bool:
     return isinstance(value, str) and value in ENERGY_TABLES
 
 
-def energy_source(table: str) -> dict:
+def energy_source(table: str, dram_type: str = "") -> dict:
     """What priced a report: ``{"name": table}`` for a built-in table, the file's :meth:`EnergyTable.to_dict`
-    (path, kind, SHA-256, the energies it gave) for a file."""
-    return {"name": table} if is_builtin_name(table) else read_energy_table(table).to_dict()
+    (path, kind, SHA-256, the energies it gave) for a file; and the DRAM type when one priced DRAM."""
+    source = {"name": table} if is_builtin_name(table) else read_energy_table(table).to_dict()
+    return {**source, "dram_type": dram_type, "dram_pj_per_bit": DRAM_PJ_PER_BIT[dram_type]} if dram_type else source
 
 
-def describe_energy_table(table: str) -> str:
-    """One line for a report: the built-in table's name, or the file with the energies it gave."""
-    return f"the {table} table" if is_builtin_name(table) else read_energy_table(table).describe()
+def describe_energy_table(table: str, dram_type: str = "") -> str:
+    """One line for a report: the built-in table's name, or the file with the energies it gave; the DRAM type."""
+    text = f"the {table} table" if is_builtin_name(table) else read_energy_table(table).describe()
+    return f"{text}, DRAM as {dram_type} ({DRAM_PJ_PER_BIT[dram_type]:g} pJ per bit)" if dram_type else text
 
 
 def check_energy_table(value) -> str:

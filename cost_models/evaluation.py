@@ -209,7 +209,7 @@ class CostReport:
         :func:`~cost_models.energy_files.energy_source`), and ``"memory"`` (the mode and its SRAMs and channels) when the
         array layers were timed by a mode other than ``global_buffer``."""
         out = {"layers": list(self.layers), "total": dict(self.total),
-               "energy_table": energy_source(self.accelerator.energy_table)}
+               "energy_table": energy_source(self.accelerator.energy_table, self.accelerator.dram_type)}
         if self.memory != "global_buffer":
             out["memory"] = {"mode": self.memory, **dataclasses.asdict(self.memories)}
         return out
@@ -234,7 +234,8 @@ class CostReport:
         lines.append(f"latency {t['latency_s'] * 1e3:.4g} ms at {self.accelerator.clock_mhz:g} MHz, "
                      f"energy {t['energy_pj'] / 1e6:.4g} uJ, area {t['area_mm2']:.3g} mm^2, "
                      f"{t['macs']:,.0f} MACs executed")
-        lines.append(f"energy priced by {describe_energy_table(self.accelerator.energy_table)}")
+        lines.append(f"energy priced by "
+                     f"{describe_energy_table(self.accelerator.energy_table, self.accelerator.dram_type)}")
         if self.unmappable:
             lines.append(f"{UNMAPPABLE_MARK} {self.unmappable_note()}")
         if self.memory != "global_buffer":

@@ -34,7 +34,7 @@ import numpy as np
 
 from cost_models.accelerator import Accelerator, AcceleratorParams, gbps_to_bytes_per_cycle
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, dataflow_code
-from cost_models.energy import ENERGY_TABLES, energy_vector
+from cost_models.energy import DRAM_PJ_PER_BIT, ENERGY_TABLES, energy_vector
 from cost_models.energy_files import check_energy_table, is_builtin_name, is_energy_file
 from cost_models.specs import JsonSpec
 from search_spaces.choosers import (BOOLEANS, Allowed, Chooser, ChooserSpace, asking_only_for_choices, choices, integers,
@@ -58,6 +58,7 @@ _AXES = {
     "energy_table": (Allowed(f"values from {', '.join(ENERGY_TABLES)} or paths of energy table files "
                              f"(.yaml, .yml, .json)", lambda v: is_builtin_name(v) or is_energy_file(v), str),
                      "energy_table"),
+    "dram_type": (one_of(("",) + tuple(DRAM_PJ_PER_BIT)), "dram_type"),
 }
 
 #: Optuna parameter name -> choice field.
@@ -76,7 +77,8 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
     dram_gbps: DRAM bandwidth in GB/s; dram_latency: cycles. mac_bits: multiplier
     width. zero_skip: False and/or True. clock_mhz: clock. energy_table: names from
     :data:`cost_models.energy.ENERGY_TABLES` or paths of energy table files (read when
-    the space is made; :mod:`cost_models.energy_files`). Accelerators built by the space keep
+    the space is made; :mod:`cost_models.energy_files`). dram_type: '' (the table's DRAM)
+    and/or types of :data:`cost_models.energy.DRAM_PJ_PER_BIT`. Accelerators built by the space keep
     :class:`~cost_models.Accelerator`'s default ``name`` and ``simd_lanes``.
 
     Every field must be non-empty; a field with one value is fixed (not suggested
@@ -98,6 +100,7 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
     zero_skip: tuple[bool, ...] = (False, True)
     clock_mhz: tuple[float, ...] = (500.0,)
     energy_table: tuple[str, ...] = ("eyeriss",)
+    dram_type: tuple[str, ...] = ("",)
 
     def __post_init__(self):
         for field, (allowed, _) in _AXES.items():
@@ -145,7 +148,7 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
             rf_bytes=picked["rf_bytes"], gb_bytes=picked["gb_kib"] * 1024,
             dram_bw=gbps_to_bytes_per_cycle(picked["dram_gbps"], clock), dram_latency=picked["dram_latency"],
             clock_mhz=clock, mac_bits=picked["mac_bits"], zero_skip=picked["zero_skip"],
-            energy_table=picked["energy_table"],
+            energy_table=picked["energy_table"], dram_type=picked["dram_type"],
         )
 
     def from_params(self, params: Mapping[str, Any]) -> Accelerator:
@@ -221,7 +224,8 @@ class AcceleratorSpace(ChooserSpace, JsonSpec):
             dram_latency=column("dram_latency").astype(np.float32), clock_hz=(clock * 1e6).astype(np.float32),
             mac_bits=column("mac_bits").astype(np.float32), zero_skip=column("zero_skip").astype(np.float32),
             simd_lanes=cols.astype(np.float32),  # a space's accelerators give the SIMD unit one lane per column
-            energy=np.stack([energy_vector(t) for t in self.energy_table])[digits["energy_table"]])
+            energy=np.stack([[energy_vector(t, d) for d in self.dram_type] for t in self.energy_table])[
+                digits["energy_table"], digits["dram_type"]])
 
     def _check_every_choice_builds(self) -> None:
         first = {PARAM_PREFIX + name: getattr(self, field)[0] for field, (_, name) in _AXES.items()}

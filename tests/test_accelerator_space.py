@@ -124,7 +124,7 @@ def test_grid_is_the_full_product_or_a_distinct_random_subset_and_evaluates_in_o
     AcceleratorSpace(rows=(7, 12, 14), cols=(28,), dataflows=("rs", "flex", "is_systolic"), rf_bytes=(24, 2),
                      gb_kib=(108, 1), dram_gbps=(3.3, 25.6), dram_latency=(0, 37.5), mac_bits=(8, 12),
                      zero_skip=(True,), clock_mhz=(200, 333.3), energy_table=tuple(sorted(ENERGY_TABLES)),
-                     flex_set=("ws", "rs", "os"))], ids=["default", "small", "odd"])
+                     dram_type=("", "HBM2"), flex_set=("ws", "rs", "os"))], ids=["default", "small", "odd"])
 def test_the_grid_as_arrays_is_the_stacked_grid_to_the_bit(space):
     for limit in (None, 7):
         indices = space.grid_indices(limit, np.random.default_rng(3))
@@ -189,6 +189,7 @@ def test_presets():
     (dict(dram_latency=(-1,)), "dram_latency"),
     (dict(zero_skip=(0, 1)), "zero_skip"),
     (dict(energy_table=("magic",)), "energy_table"),
+    (dict(dram_type=("DDR9",)), "dram_type"),
     (dict(flex_set=("flex",)), "flex_set"),
     (dict(rows=(8, 8)), "rows"),
 ])

@@ -155,6 +155,26 @@ def test_an_accelerator_space_searches_over_table_files(tmp_path):
     assert {a.energy_table for a in space.grid()} == {"eyeriss", str(table)}
 
 
+# --- DRAM by type ---------------------------------------------------------------------------------------------
+
+def test_a_dram_type_prices_dram_per_bit_whatever_the_table(tmp_path):
+    """Accelergy's CactiDRAM figures: LPDDR4 8 pJ/bit, HBM2 3.9; every other level stays the table's."""
+    table = write(tmp_path / "t.yaml", {"mac": 1.0, "rf": 0.5, "dram": 999.0})
+    for energy_table in ("eyeriss", str(table)):
+        plain = evaluate(WORKLOAD, Accelerator(energy_table=energy_table))
+        for dram_type, pj_per_bit in (("LPDDR4", 8.0), ("HBM2", 3.9)):
+            typed = evaluate(WORKLOAD, Accelerator(energy_table=energy_table, dram_type=dram_type))
+            for row, same, layer in zip(typed.layers, plain.layers, WORKLOAD.layers):
+                assert row["accesses_dram"] == same["accesses_dram"]
+                bits = layer.a_bits  # the accesses count words of the layer's width
+                assert row["energy_dram_pj"] == pytest.approx(row["accesses_dram"] * pj_per_bit * bits, rel=1e-5)
+                assert all(row[f"energy_{lv}_pj"] == same[f"energy_{lv}_pj"] for lv in LEVELS if lv != "dram")
+            assert typed.to_dict()["energy_table"]["dram_pj_per_bit"] == pj_per_bit
+            assert typed.table().splitlines()[-1].endswith(f"DRAM as {dram_type} ({pj_per_bit:g} pJ per bit)")
+    with pytest.raises(ValueError, match=r"field 'dram_type' must be '' .* or one of LPDDR4, .*HBM2.*; got 'DDR9'"):
+        Accelerator(dram_type="DDR9")
+
+
 # --- bad input: one error naming the file, the line and the key ------------------------------------------
 
 def bad_tables(tmp: Path) -> dict[str, tuple[Path, str]]:
