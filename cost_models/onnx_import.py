@@ -34,8 +34,12 @@ layer. Operands from different tensors (a residual ``Add``, a squeeze-and-excita
 
 Absorbed (no layer): batch norm (folded into the convolution before it), activations,
 reshapes, transposes, casts, ``Concat`` (a fire module's concatenation adds no layer in
-the project's lowering either), ``Pad`` (the next layer reads the padded map), quantize /
-dequantize nodes, and any node whose inputs are all constants (constant folding).
+the project's lowering either), ``Split`` and ``Slice`` (views of a map: a ShuffleNet
+``chunk``), ``Pad`` (the next layer reads the padded map), quantize / dequantize nodes,
+and any node whose inputs are all constants (constant folding). Shape arithmetic (values
+computed from a static shape, as ``chunk``'s slice ends ``Shape -> Gather -> Div``) is
+computed while importing (:func:`_fold_shape_arithmetic`), so shape inference goes on
+past it.
 
 Compression is read from the file, never guessed. ``w_density`` is the fraction of
 non-zero entries of the weight initializer (behind a ``DequantizeLinear``: entries equal
@@ -80,6 +84,7 @@ ABSORBED = frozenset({
     "BatchNormalization", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "PRelu", "Elu",
     "Selu", "Celu", "Tanh", "Softplus", "Gelu", "Mish", "Softmax", "LogSoftmax", "Erf",
     "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "Concat", "Pad",
+    "Split", "Slice",
     "QuantizeLinear", "DequantizeLinear", "Constant", "ConstantOfShape", "Shape", "Size",
 })
 #: Element-wise ops of one activation (any other operand a constant): the pieces an activation function is
@@ -263,6 +268,76 @@ def _infer_shapes(model, source: str):
         return onnx.shape_inference.infer_shapes(_batch_of_one(model), data_prop=True)
     except Exception as error:  # InferenceError, ValidationError, ...
         raise OnnxImportError(f"{source}: ONNX shape inference failed ({type(error).__name__}: {error})") from None
+
+
+#: Ops computed while importing when they take a shape (shape arithmetic: a ``chunk``'s slice ends from
+#: ``Shape -> Gather -> Div``), so shape inference can go on past them.
+SHAPE_ARITHMETIC_OPS = frozenset({
+    "Gather", "Add", "Sub", "Mul", "Div", "Mod", "Floor", "Ceil", "Cast", "Concat", "Unsqueeze", "Squeeze",
+    "Slice", "Reshape", "Range", "Equal", "Where", "Min", "Max", "Neg", "Abs", "Identity", "ReduceProd",
+})
+#: The largest shape-arithmetic result computed (elements).
+MAX_SHAPE_VALUES = 4096
+
+
+def _fold_shape_arithmetic(inferred, source: str):
+    """``inferred`` with every value computed from a static shape (``Shape``/``Size`` of a tensor whose dims shape
+    inference knows, then :data:`SHAPE_ARITHMETIC_OPS` on it and on constants) given to the nodes that read it as an
+    initializer, and shapes inferred again; ``inferred`` itself when there is none. Values come from ONNX's
+    reference evaluator; a node it cannot compute stays as it is."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = inferred.graph
+    infos = {vi.name: _tensor_info(vi) for vi in (*graph.input, *graph.value_info, *graph.output)}
+    constants = {init.name: init for init in graph.initializer if not _without_data(init)}
+    constants.update({node.output[0]: _constant_value(node) for node in graph.node
+                      if node.op_type == "Constant" and node.domain in STANDARD_DOMAINS
+                      and _constant_value(node) is not None})
+    opsets = {o.domain: o.version for o in inferred.opset_import}
+    derived: dict[str, np.ndarray] = {}
+
+    def value(name):
+        return derived[name] if name in derived else numpy_helper.to_array(constants[name])
+
+    for node in graph.node:
+        if node.domain not in STANDARD_DOMAINS:
+            continue
+        if node.op_type in SHAPE_OPS:
+            dims = infos.get(node.input[0], _TensorInfo(0, None)).dims
+            if dims is None or None in dims:
+                continue
+            full = np.array(dims, np.int64)
+            derived[node.output[0]] = (full[_attribute(node, "start", 0):_attribute(node, "end", None)]
+                                       if node.op_type == "Shape" else np.array(full.prod(), np.int64))
+            continue
+        inputs = [name for name in node.input if name]
+        if node.op_type not in SHAPE_ARITHMETIC_OPS or not any(name in derived for name in inputs) \
+                or not all(name in derived or name in constants for name in inputs) \
+                or any(np.size(value(name)) > MAX_SHAPE_VALUES for name in inputs):
+            continue
+        try:
+            outputs = ReferenceEvaluator(node, opsets=opsets).run(None, {name: value(name) for name in inputs})
+        except Exception:  # an op the reference evaluator does not compute here: left to shape inference
+            continue
+        if all(np.size(o) <= MAX_SHAPE_VALUES for o in outputs):
+            derived.update((name, np.asarray(o)) for name, o in zip(node.output, outputs) if name)
+    readers = [node for node in graph.node if node.op_type not in SHAPE_OPS
+               and any(name in derived for name in node.input) and not all(o in derived for o in node.output)]
+    if not readers:
+        return inferred
+    model = type(inferred).FromString(inferred.SerializeToString())
+    renamed = {}
+    for node in model.graph.node:
+        if node.op_type in SHAPE_OPS or all(o in derived for o in node.output if o):
+            continue
+        for i, name in enumerate(node.input):
+            if name in derived:
+                renamed.setdefault(name, f"{name}/computed")
+                node.input[i] = renamed[name]
+    model.graph.initializer.extend(numpy_helper.from_array(derived[name], new) for name, new in renamed.items())
+    del model.graph.value_info[:]
+    return _infer_shapes(model, source)
 
 
 def _tensor_info(value_info) -> _TensorInfo:
@@ -696,7 +771,7 @@ def import_onnx(model, skip_unsupported: bool = False, name: str | None = None) 
     if unloaded:
         warnings.warn(f"{source}: its weights are kept in {', '.join(unloaded)}, which is not there: shapes and bit "
                       f"widths are read from the model, every weight density is taken as 1 (dense)", stacklevel=2)
-    inferred = _infer_shapes(proto, source)
+    inferred = _fold_shape_arithmetic(_infer_shapes(proto, source), source)
     g = _graph(inferred)
     layers, unsupported = _lower_graph(g, inferred.graph.node, source)
     skipped = tuple(Unsupported(op, tuple(nodes)) for op, nodes in unsupported.items())

@@ -242,6 +242,32 @@ def test_a_classifier_on_a_concrete_batch_stays_one_row_per_sample():
     assert (layers["fc"].kind, layers["fc"].macs) == ("fc", 8 * 64 * 10)
 
 
+@pytest.mark.parametrize("chunk", ["slice", "split"])
+def test_a_chunk_of_channels_keeps_the_layers_after_it(chunk):
+    """ShuffleNet v2's ``chunk``: a Slice whose end is computed from the shape at run time (Shape -> Gather -> Div,
+    as torch.onnx exports it) or a Split (the dynamo exporter's). Both halves are views; the branch after them is
+    costed on its 8 channels."""
+    g = Graph(("N", 16, 8, 8))
+    y = g.conv("x", "conv0", 16, 16, 1)
+    if chunk == "split":
+        first, second = "half_a", "half_b"
+        g.node("Split", [y], "split", outputs=[first, second], axis=1, num_outputs=2)
+    else:
+        channels = g.node("Gather", [g.node("Shape", [y], "shape"), g.init("one", np.array(1, np.int64))], "channels",
+                          axis=0)
+        end = g.node("Unsqueeze", [g.node("Div", [channels, g.init("two", np.array(2, np.int64))], "half"),
+                                   g.init("ax0", np.array([0], np.int64))], "end")
+        axis = g.init("axis1", np.array([1], np.int64))
+        first = g.node("Slice", [y, g.init("zero", np.array([0], np.int64)), end, axis], "first")
+        second = g.node("Slice", [y, end, g.init("max", np.array([2**62], np.int64)), axis], "second")
+    branch = g.conv(second, "branch", 8, 8, 3)
+    out = g.node("Concat", [first, branch], "cat", axis=1)
+    report = import_onnx(g.model(out, opset=18, check=False))
+    assert report.skipped == ()
+    assert [(layer.name, layer.C, layer.K, layer.H, layer.P) for layer in report.workload] == [
+        ("conv0", 16, 16, 8, 8), ("branch", 8, 8, 8, 8)]
+
+
 def test_a_model_saved_apart_from_its_weights_imports_with_dense_weights_and_a_warning(tmp_path):
     """ONNX's external data: with the weights' file the densities are read from it; without it (a model shared
     for its shapes, as ZigZag's ResNet-18) the shapes and bits are imported and every density is 1, with a
