@@ -156,16 +156,20 @@ def _network(args) -> int:
     if args.json:
         print(json.dumps({"network": name, "layers": layers, "total": total}, indent=1))
         return 0
-    head = f"{'name':<22}{'kind':<10}{'input':>16}{'output':>16}{'kernel':>8}{'stride':>7}{'MACs':>15}{'params':>12}"
+    from cost_models.text import column_width, fit
+
+    width = column_width((l["name"] for l in layers), 22)
+    head = (f"{fit('name', width)}{'kind':<10}{'input':>16}{'output':>16}{'kernel':>8}{'stride':>7}{'MACs':>15}"
+            f"{'params':>12}")
     print(title)
     print(head)
     print("-" * len(head))
     for l in layers:
         shape = lambda s: "x".join(map(str, s))
-        print(f"{l['name']:<22.22}{l['kind']:<10}{shape(l['input']):>16}{shape(l['output']):>16}"
+        print(f"{fit(l['name'], width)}{l['kind']:<10}{shape(l['input']):>16}{shape(l['output']):>16}"
               f"{shape(l['kernel']):>8}{l['stride']:>7}{l['macs']:>15,}{l['params']:>12,}")
     print("-" * len(head))
-    print(f"{'total':<79}{total['macs']:>15,}{total['params']:>12,}")
+    print(f"{'total':<{width + 57}}{total['macs']:>15,}{total['params']:>12,}")
     if skipped:
         print(skipped)
     return 0

@@ -195,6 +195,11 @@ def _constraint(item) -> Constraint:
     if isinstance(item, Constraint):
         return item
     if isinstance(item, dict):
+        fields = [f.name for f in dataclasses.fields(Constraint)]
+        unknown = [key for key in item if key not in fields]
+        if unknown:
+            raise ValueError(f"experiment: a constraint has no field {unknown[0]!r}; its fields are "
+                             f"{', '.join(fields)} (e.g. {{'metric': 'area', 'max': 2.0}})")
         return Constraint(**item)
     raise ValueError(f"experiment: a constraint must be a Constraint or a dict, got {item!r}")
 

@@ -33,6 +33,7 @@ from cost_models.physics import utilization
 from cost_models.scalesim import ScaleSimGeometry, operand_memories, scalesim_dataflow, scalesim_geometry, word_bits_of
 from cost_models.scalesim_memory import (DATAFLOWS as SCALESIM_DATAFLOW_NAMES, MEMORY_MODES, OperandMemories,
                                          ScaleSimLayerCycles, operand_buffer_cycles, scalesim_user_cycles)
+from cost_models.text import column_width, fit
 from cost_models.workload import VECTOR_KINDS, Workload, as_workload
 
 
@@ -135,6 +136,19 @@ def _with_memory_mode(accelerators: Sequence[Accelerator], costs: NetworkCosts,
                           layers=new_layers)
 
 
+def _accelerator_list(accelerators) -> list[Accelerator]:
+    """``accelerators`` (one or an iterable of them) as a list; a ValueError for anything else."""
+    if isinstance(accelerators, Accelerator):
+        return [accelerators]
+    listed = list(accelerators) if isinstance(accelerators, Iterable) and not isinstance(accelerators,
+                                                                                          (str, bytes)) else None
+    wrong = accelerators if listed is None else next((a for a in listed if not isinstance(a, Accelerator)), None)
+    if listed is None or wrong is not None:
+        raise ValueError(f"accelerators must be Accelerator objects or an AcceleratorParams batch (e.g. "
+                         f"[Accelerator(rows=16, cols=16)]), got {wrong!r}")
+    return listed
+
+
 def evaluate_batch(workload: Workload, accelerators: Sequence[Accelerator] | AcceleratorParams,
                    compute_only: bool = False, per_layer: bool = True, memory: str = "global_buffer",
                    memories: OperandMemories | None = None) -> NetworkCosts:
@@ -152,6 +166,8 @@ def evaluate_batch(workload: Workload, accelerators: Sequence[Accelerator] | Acc
     they are those of the accelerator's SCALE-Sim cfg (:func:`~cost_models.scalesim.operand_memories`).
     """
     workload = as_workload(workload)
+    if not isinstance(accelerators, AcceleratorParams):
+        accelerators = _accelerator_list(accelerators)
     _check_memory(memory, memories, compute_only, accelerators)
     params = accelerators if isinstance(accelerators, AcceleratorParams) else stack(accelerators)
     wants_layers = per_layer or memory != "global_buffer"
@@ -220,16 +236,18 @@ class CostReport:
         return tuple(row for row in self.layers if row.get("buffer_overflow"))
 
     def table(self) -> str:
-        head = f"{'layer':<18}{'kind':<10}{'dataflow':<12}{'cycles':>12}{'compute':>12}{'stall':>12}{'util':>7}{'energy_pj':>13}"
+        width = column_width((row["layer"] for row in self.layers), 18)
+        head = (f"{fit('layer', width)}{'kind':<10}{'dataflow':<12}{'cycles':>12}{'compute':>12}{'stall':>12}"
+                f"{'util':>7}{'energy_pj':>13}")
         lines = [head, "-" * len(head)]
         for row in self.layers:
             mark = f" {UNMAPPABLE_MARK}" if row.get("buffer_overflow") else ""
-            lines.append(f"{row['layer']:<18.18}{row['kind']:<10}{row['dataflow']:<12}{_count(row['cycles'])}"
+            lines.append(f"{fit(row['layer'], width)}{row['kind']:<10}{row['dataflow']:<12}{_count(row['cycles'])}"
                          f"{_count(row['compute_cycles'])}{_count(row['stall_cycles'])}{row['utilization']:>7.1%}"
                          f"{row['energy_pj']:>13,.4g}{mark}")
         t = self.total
         lines.append("-" * len(head))
-        lines.append(f"{'total':<40}{_count(t['cycles'])}{_count(t['compute_cycles'])}{_count(t['stall_cycles'])}"
+        lines.append(f"{'total':<{width + 22}}{_count(t['cycles'])}{_count(t['compute_cycles'])}{_count(t['stall_cycles'])}"
                      f"{t['utilization']:>7.1%}{t['energy_pj']:>13,.4g}")
         lines.append(f"latency {t['latency_s'] * 1e3:.4g} ms at {self.accelerator.clock_mhz:g} MHz, "
                      f"energy {t['energy_pj'] / 1e6:.4g} uJ, area {t['area_mm2']:.3g} mm^2, "
@@ -337,6 +355,9 @@ def evaluate(workload: Workload | Iterable, accelerator: Accelerator, compute_on
     (``ifmap_dram_reads``, ``filter_dram_reads``, ``ofmap_dram_writes``).
     """
     workload = as_workload(workload)
+    if not isinstance(accelerator, Accelerator):
+        raise ValueError(f"accelerator must be an Accelerator (e.g. Accelerator(rows=16, cols=16) or "
+                         f"Accelerator.from_file('accelerator.json')), got {accelerator!r}")
     _check_memory(memory, memories, compute_only, [accelerator])
     costs = evaluate_batch(workload, [accelerator], compute_only=compute_only)
     if memory != "global_buffer":

@@ -132,6 +132,8 @@ class NetworkSpec(JsonSpec):
                 or not 0.05 <= self.width_multiplier <= 4:
             raise ValueError(f"network: field 'width_multiplier' must be a number in [0.05, 4], got {self.width_multiplier!r}")
         object.__setattr__(self, "width_multiplier", float(self.width_multiplier))
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"network: field 'name' must be a non-empty string (quote it in JSON), got {self.name!r}")
         layer_table(self)  # raises if a stride or pool shrinks the map below 1x1
 
     def scaled(self, width: int, multiple: int = 1) -> int:

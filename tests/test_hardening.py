@@ -269,3 +269,41 @@ def test_the_progress_bar_counts_every_trial_in_flight(tmp_path, ray_session, ca
     codesign.run(tiny(tmp_path / "run", trials=4), progress=True)
     bar = capsys.readouterr().err
     assert "running=2" in bar and "4/4" in bar, bar[-500:]
+
+
+# --- API mistakes: a ValueError naming the field and what is allowed, never a raw TypeError -----------------
+
+def test_api_mistakes_name_the_field_and_what_is_allowed():
+    from cost_models import Accelerator, Workload, conv, evaluate, evaluate_batch
+    from search_spaces.networks import NetworkSpec
+    from search_spaces.reference import reference_network
+
+    workload = Workload((conv("a", 3, 8, 8),))
+    spec = reference_network("squeezenet_v1_0").to_dict()
+    cases = [
+        (lambda: Experiment(name="x", constraints=[{"metric": "area", "maximum": 2}]),
+         r"constraint has no field 'maximum'; its fields are metric, max, min"),
+        (lambda: codesign.make_proxy("trained", lr=1), r"'trained' has no setting 'lr'; allowed: epochs, "),
+        (lambda: evaluate(workload, "tpu"), r"accelerator must be an Accelerator .* got 'tpu'"),
+        (lambda: evaluate_batch(workload, [Accelerator(), "tpu"]), r"accelerators must be Accelerator objects"),
+        (lambda: NetworkSpec.from_dict({**spec, "name": 5}), r"field 'name' must be a non-empty string.* got 5"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_tables_fit_their_longest_layer_name_or_shorten_it_visibly():
+    from cost_models import Accelerator, Workload, conv, evaluate
+    from cost_models.text import fit
+
+    names = ["/features/denseblock4/denselayer16/norm2/BatchNorm/conv2/Conv", "/features/denseblock4/denselayer15/"
+             "norm2/BatchNorm/conv2/Conv", "a" * 30, "b"]
+    workload = Workload(tuple(conv(name, 8, 8, 8, R=1) for name in names))
+    lines = evaluate(workload, Accelerator(rows=8, cols=8)).table().splitlines()
+    rows = lines[2:2 + len(names)]
+    assert {len(line) for line in rows} == {len(lines[0])}  # every row as wide as the header: columns line up
+    assert "a" * 30 + " " in rows[2] and rows[3].startswith("b ")
+    assert all(name not in row and "…" in row for name, row in zip(names[:2], rows[:2]))  # 61 chars: shortened
+    assert rows[0].split()[0] != rows[1].split()[0]  # and still told apart
+    assert fit("x" * 100, 11) == "xxxx…xxxxx " and len(fit("short", 11)) == 11
