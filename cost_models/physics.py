@@ -447,11 +447,14 @@ def tilings(layer: LayerColumns, acc: AcceleratorRows, shared: Shared) -> Tiling
     traffic = stacked(traffic0, traffic1, untiled)
     inv_bw = 1.0 / acc.dram_bw
     latency = acc.dram_latency
+    fits = stacked(fits0, fits1, untiled <= acc.gb_bytes)
+    # A tiling that does not fit is timed by the bounds alone (used when none fits: an unmappable layer):
+    # its traffic over the bandwidth plus one latency, never per-tile latencies of tiles it cannot hold.
     return Tiling(traffic=traffic,
-                  dram=traffic * inv_bw + stacked(tiles0, tiles1, jnp.ones(shape)) * latency,
+                  dram=traffic * inv_bw + jnp.where(fits, stacked(tiles0, tiles1, jnp.ones(shape)), 1.0) * latency,
                   # Unhidden transfers: the first tile's loads and the last tile's store.
-                  unhidden=latency + stacked(moved0, moved1, untiled) * inv_bw,
-                  fits=stacked(fits0, fits1, untiled <= acc.gb_bytes))
+                  unhidden=latency + jnp.where(fits, stacked(moved0, moved1, untiled) * inv_bw, 0.0),
+                  fits=fits)
 
 
 def pick_tiling(compute, candidates: Tiling) -> tuple[Tiling, jax.Array]:

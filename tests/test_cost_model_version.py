@@ -9,7 +9,7 @@ the new digest here.
 
 import hashlib
 
-from cost_models import Accelerator, evaluate
+from cost_models import Accelerator, Workload, conv, evaluate
 from cost_models.version import COST_MODEL_VERSION
 from search_spaces.compression import CompressionPolicy
 from search_spaces.reference import reference_network
@@ -19,8 +19,12 @@ from search_spaces.reference import reference_network
 #: Version 2 costs pooling and element-wise layers of a compressed network at the float width: the
 #: model does not quantize what they read. Version 3 divides integers exactly where XLA's reciprocal
 #: moved a quotient such as 42 / 7 past its integer (a fold too many on arrays of 7, 12, 14 ... PEs a
-#: side); the 14x12 accelerator was added with it, so versions 1 and 2 digest the first three only.)
-DIGESTS = {"1": "5fdcb34942bd1170", "2": "c8cb3218d3809e16", "3": "d961daab7b194a60"}
+#: side); the 14x12 accelerator was added with it, so versions 1 and 2 digest the first three only.
+#: Version 4 times a layer that fits no tiling of the buffer by its DRAM traffic over the bandwidth plus one
+#: latency, bounded as every other layer (it was charged a latency per tile of tiles it cannot hold: 3e18
+#: cycles for a 2^20-channel 1x1 layer); the unmappable network was added with it, so versions 1 to 3
+#: digest without it.)
+DIGESTS = {"1": "5fdcb34942bd1170", "2": "c8cb3218d3809e16", "3": "d961daab7b194a60", "4": "74ff34acfef62dd8"}
 
 ACCELERATORS = (
     Accelerator(rows=16, cols=16, dataflow="ws", mac_bits=8),
@@ -40,6 +44,10 @@ def outputs() -> str:
             report = evaluate(workload, accelerator)
             lines.append(" ".join(f"{k}={v:.6e}" for k, v in sorted(report.total.items())))
             lines += [f"{r['layer']} {r['dataflow']} {r['cycles']:.6e} {r['energy_pj']:.6e}" for r in report.layers]
+    unmappable = Workload((conv("wide", 2**20, 16, 1, R=1), conv("fits", 16, 16, 8, R=3, padding=1)))
+    for accelerator in ACCELERATORS:
+        report = evaluate(unmappable, accelerator)
+        lines += [f"{r['layer']} {r['cycles']:.6e} {r['energy_pj']:.6e} {r['buffer_overflow']}" for r in report.layers]
     return "\n".join(lines)
 
 

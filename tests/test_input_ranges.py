@@ -387,3 +387,16 @@ def test_network_spec_from_file_round_trips(tmp_path):
     assert NetworkSpec.from_file(path) == spec
     with pytest.raises(FileNotFoundError, match="NetworkSpec JSON file not found"):
         NetworkSpec.from_file(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("accelerator", [Accelerator(), Accelerator(rows=8, cols=8, gb_bytes=1024, dram_bw=2.0),
+                                         Accelerator(rows=16, cols=16, dataflow="os_systolic", dram_latency=0.0)])
+def test_an_unmappable_layer_is_timed_within_its_own_bounds(accelerator):
+    """A layer that fits no tiling is timed by the stated fallback: its DRAM traffic over the bandwidth and its
+    compute, plus one DRAM latency; never beyond (it was 3e18 cycles for this 2^20-channel 1x1 layer)."""
+    report = evaluate(Workload((conv("wide", 2**20, 16, 1, R=1),)), accelerator)
+    row = report.layers[0]
+    assert row["buffer_overflow"] and report.total["unmappable_layers"] == 1
+    bound = max(row["compute_cycles"], row["dram_bytes"] / accelerator.dram_bw) + accelerator.dram_latency
+    assert row["dram_bytes"] / accelerator.dram_bw <= row["cycles"] <= bound * (1 + 1e-6)
+    assert row["compute_cycles"] <= row["cycles"]
