@@ -69,8 +69,9 @@ def reading_storage(url: str):
     """The storage at ``url`` opened to read only: nothing is created, repaired or written, so a run on
     read-only media, or a copy, can be shown. A missing, empty or corrupt study file is a ValueError naming it.
 
-    A journal file is replayed as it is (an unfinished last write is ignored, as Optuna
-    ignores it); SQLite is opened with ``mode=ro`` (``immutable=1`` where even that needs
+    A journal file is replayed as it is (an unfinished last write is left out, as Optuna's
+    reader leaves it out, with a warning saying how much and that a resumed run starts from
+    the complete records; a file without one complete record is no journal); SQLite is opened with ``mode=ro`` (``immutable=1`` where even that needs
     to write, e.g. a WAL database on a read-only file system); other URLs (database
     servers) are opened as Optuna opens them, without creating tables.
     """
@@ -129,11 +130,39 @@ def _reading_journal(path: Path):
     from optuna.storages import JournalStorage
 
     _study_file(path, "journal file (study.log)")
+    _say_a_torn_tail(path)
     try:
         return JournalStorage(_ReadOnlyJournal(path))
     except Exception as error:  # noqa: BLE001 - a corrupt line: name the file and the line, not the decoder
         raise ValueError(f"{path}: not a readable Optuna journal ({_bad_journal_line(path) or _first_line(error)})") \
             from None
+
+
+def _say_a_torn_tail(path: Path) -> None:
+    """A journal whose last record was cut off (a crash while writing): warn that it is left out (Optuna's reader
+    skips it silently); a file without one complete record is no journal at all (a ValueError)."""
+    with open(path, "rb") as journal:
+        size = journal.seek(0, os.SEEK_END)
+        journal.seek(size - 1)
+        if journal.read(1) == b"\n":
+            return
+        complete = _end_of_last_line(journal, size)
+    if complete == 0:
+        raise ValueError(f"{path}: not an Optuna journal: {size} bytes without one complete record (a journal "
+                         f"holds one JSON record per line)")
+    records = _count_lines(path, complete)
+    log.warning("%s: its last record is cut off (%d bytes after the last of %d complete records, a write that did "
+                "not finish); it is left out here, and the run resumes from the %d records when it is run again",
+                path, size - complete, records, records)
+
+
+def _count_lines(path: Path, end: int, block: int = 1 << 20) -> int:
+    with open(path, "rb") as journal:
+        count, read = 0, 0
+        while read < end:
+            chunk = journal.read(min(block, end - read))
+            count, read = count + chunk.count(b"\n"), read + len(chunk)
+    return count
 
 
 def _bad_journal_line(path: Path) -> str | None:

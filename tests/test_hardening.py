@@ -94,12 +94,15 @@ def bad_inputs(tmp: Path) -> dict[str, list]:
     (tmp / "syntax.py").write_text("import codesign\nexperiment = codesign.Experiment(name='x'\n")
     (tmp / "keyword.py").write_text("import codesign\n\nexperiment = codesign.Experiment(nmae='x')\n")
     (tmp / "nothing.py").write_text("x = 1\n")
+    (tmp / "noise").mkdir()
+    (tmp / "noise" / "study.log").write_bytes(os.urandom(3000).replace(b"\n", b"x"))
     (tmp / "a_file").write_text("")
     return {
         "empty sqlite": ["show", "--storage", f"sqlite:///{tmp / 'empty.db'}"],
         "missing sqlite": ["show", "--storage", f"sqlite:///{tmp / 'missing.db'}"],
         "corrupt sqlite": ["show", tmp / "garbage"],
         "corrupt journal": ["show", tmp / "torn"],
+        "journal of noise": ["show", tmp / "noise"],
         "no study": ["show", tmp],
         "syntax error": ["run", tmp / "syntax.py"],
         "unknown keyword": ["run", tmp / "keyword.py"],
@@ -126,6 +129,27 @@ def test_every_bad_input_ends_in_one_error_line_with_exit_code_2(tmp_path, capsy
     assert "file is not a database" in cli(cases["corrupt sqlite"], capsys)[1]
     assert "syntax.py, line 2" in cli(cases["syntax error"], capsys)[1]
     assert "keyword.py, line 3: TypeError" in cli(cases["unknown keyword"], capsys)[1]
+    assert "not an Optuna journal: 3000 bytes without one complete record" in cli(cases["journal of noise"], capsys)[1]
+
+
+def test_a_journal_cut_in_a_record_is_read_to_its_last_whole_record_and_says_so(tmp_path, caplog):
+    from codesign.storage import reading_storage
+
+    path = tmp_path / "study.log"
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name="s", storage=storage)
+    for x in (1.0, 2.0, 3.0):
+        study.enqueue_trial({"x": x})
+        study.optimize(lambda t: t.suggest_float("x", 0, 5), n_trials=1)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-25])  # a crash in the middle of the last record (the third trial's end)
+    with caplog.at_level("WARNING", logger="codesign"):
+        read = optuna.load_study(study_name="s", storage=reading_storage(f"journal://{path}"))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    records = whole.count(b"\n") - 1
+    assert "its last record is cut off (" in said and f"after the last of {records} complete records" in said
+    assert [t.state.name for t in read.trials] == ["COMPLETE", "COMPLETE", "RUNNING"]
+    assert path.read_bytes() == whole[:-25]  # a reader changes nothing
 
 
 def test_debug_shows_the_traceback(capsys):
