@@ -24,6 +24,12 @@ Layers (as :mod:`search_spaces.networks` lowers the same network):
   ``ReduceMean``/``ReduceMax`` over H and W -> ``pool``.
 * ``Add``, ``Sub``, ``Mul``, ``Div``, ``Sum`` of two activations -> ``eltwise`` (``Sum``
   of n activations: n - 1 layers); with a constant operand (a scale or bias) absorbed.
+* ``LayerNormalization``, ``GroupNormalization``, ``InstanceNormalization`` (statistics
+  of the activation at run time, so nothing folds them away) -> one ``eltwise`` pass
+  over their input on the SIMD unit; the reductions for mean and variance are not
+  counted apart.
+* ``Gather`` on an activation (a class token picked from a sequence) is a view; from a
+  constant table by index (an embedding lookup) it is not modelled.
 
 Activation functions cost nothing, however they are spelled: one operator (``Relu``,
 ``HardSwish``, ``Gelu``, ``Erf``, ...) or element-wise operators on one tensor (SiLU as
@@ -682,6 +688,25 @@ def _activation_root(g: _Graph, x: str) -> str:
     return x
 
 
+def _normalization(node, name: str, g: _Graph) -> tuple[Layer, ...]:
+    """LayerNormalization (and its like, whose statistics come from the activation at run time, unlike a folded
+    batch norm): one element-wise pass over its input on the SIMD unit, as an ``eltwise`` layer of the same
+    size; the reductions for its mean and variance are not counted apart."""
+    x = node.input[0]
+    if not g.is_activation(x):
+        return ()
+    C, H, W = _chw(g.info(x), "input")
+    return (Layer(name, "eltwise", C, C, H, W, **_compression(g, None, (x,))),)
+
+
+def _gather(node, name: str, g: _Graph) -> tuple[Layer, ...]:
+    """Gather on an activation (a class token picked out of a sequence) is a view, no layer; a constant table read
+    by index (an embedding lookup) is not modelled."""
+    if g.is_activation(node.input[0]):
+        return ()
+    raise _NotModelled("a table read by index (an embedding lookup)")
+
+
 def _input(node, index: int) -> str:
     return node.input[index] if len(node.input) > index else ""
 
@@ -701,13 +726,16 @@ LOWERINGS: dict[str, Callable] = {
     "ReduceMean": _reduce,
     "ReduceMax": _reduce,
     "Add": _eltwise, "Sub": _eltwise, "Mul": _eltwise, "Div": _eltwise, "Sum": _eltwise,
+    "LayerNormalization": _normalization, "GroupNormalization": _normalization,
+    "InstanceNormalization": _normalization, "Gather": _gather,
 }
 
 
 #: Inputs a node of each lowered op type must have (a malformed node is an error, not a crash).
 MIN_INPUTS = {"Conv": 2, "ConvInteger": 2, "QLinearConv": 8, "Gemm": 2, "MatMul": 2, "MatMulInteger": 2,
               "QLinearMatMul": 8, "MaxPool": 1, "AveragePool": 1, "GlobalAveragePool": 1, "GlobalMaxPool": 1,
-              "ReduceMean": 1, "ReduceMax": 1, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Sum": 1}
+              "ReduceMean": 1, "ReduceMax": 1, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Sum": 1,
+              "LayerNormalization": 1, "GroupNormalization": 1, "InstanceNormalization": 1, "Gather": 2}
 
 
 # --- the import ---------------------------------------------------------------------------------

@@ -268,6 +268,25 @@ def test_a_chunk_of_channels_keeps_the_layers_after_it(chunk):
         ("conv0", 16, 16, 8, 8), ("branch", 8, 8, 8, 8)]
 
 
+def test_a_transformer_blocks_norms_and_class_token_import():
+    """LayerNormalization is one element-wise pass over its input; Gather of the class token is a view; an
+    embedding table read by index is listed as not modelled."""
+    g = Graph((1, 10, 64))
+    ln = g.node("LayerNormalization", ["x", g.init("ln.scale", np.ones(64, np.float32)),
+                                       g.init("ln.bias", np.zeros(64, np.float32))], "ln", axis=-1)
+    mlp = g.node("MatMul", [ln, g.init("mlp.w", g.weight((64, 64)))], "mlp")
+    token = g.node("Gather", [mlp, g.init("first", np.array(0, np.int64))], "class_token", axis=1)  # (1, 64)
+    head = g.gemm(token, "head", 64, 10)
+    ids = g.node("Cast", ["x"], "ids", to=TensorProto.INT64)
+    embedded = g.node("Gather", [g.init("embedding", g.weight((100, 64))), ids], "embedding_lookup", axis=0)
+    report = import_onnx(g.model(head, embedded, opset=18, check=False), skip_unsupported=True)
+    layers = {layer.name: layer for layer in report.workload}
+    assert (layers["ln"].kind, layers["ln"].C * layers["ln"].H * layers["ln"].W) == ("eltwise", 10 * 64)
+    assert layers["mlp"].macs == 10 * 64 * 64 and layers["head"].macs == 64 * 10
+    assert "class_token" not in layers
+    assert report.skipped_counts == {"Gather (a table read by index (an embedding lookup))": 1}
+
+
 def test_a_model_saved_apart_from_its_weights_imports_with_dense_weights_and_a_warning(tmp_path):
     """ONNX's external data: with the weights' file the densities are read from it; without it (a model shared
     for its shapes, as ZigZag's ResNet-18) the shapes and bits are imported and every density is 1, with a
