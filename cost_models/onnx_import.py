@@ -30,6 +30,12 @@ Layers (as :mod:`search_spaces.networks` lowers the same network):
   counted apart.
 * ``Gather`` on an activation (a class token picked from a sequence) is a view; from a
   constant table by index (an embedding lookup) it is not modelled.
+* ONNX Runtime's QOperator ops (``com.microsoft``) like their QDQ equivalents:
+  ``QLinearAdd``/``QLinearMul`` -> ``eltwise``, ``QGemm`` -> ``fc`` (its int8 weight's bits
+  and density), ``QLinearGlobalAveragePool`` -> ``pool``; ``QLinearSigmoid``,
+  ``QLinearLeakyRelu``, ``QLinearSoftmax``, ``QLinearConcat`` are absorbed. ONNX's shape
+  inference does not know them, so the importer gives it their output shapes
+  (:func:`_qoperator_output`) and infers again.
 
 Activation functions cost nothing, however they are spelled: one operator (``Relu``,
 ``HardSwish``, ``Gelu``, ``Erf``, ...) or element-wise operators on one tensor (SiLU as
@@ -269,11 +275,84 @@ def _batch_of_one(model):
 
 
 def _infer_shapes(model, source: str):
+    """ONNX's shape inference (batch 1), carried past ONNX Runtime's QOperator ops, whose shapes it does not know
+    (:func:`_qoperator_output`): their outputs' shapes are added and inference runs again until nothing is new."""
     onnx = _onnx()
-    try:
-        return onnx.shape_inference.infer_shapes(_batch_of_one(model), data_prop=True)
-    except Exception as error:  # InferenceError, ValidationError, ...
-        raise OnnxImportError(f"{source}: ONNX shape inference failed ({type(error).__name__}: {error})") from None
+    model = _batch_of_one(model)
+    for _ in range(len(model.graph.node) + 1):
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        except Exception as error:  # InferenceError, ValidationError, ...
+            raise OnnxImportError(f"{source}: ONNX shape inference failed ({type(error).__name__}: {error})") \
+                from None
+        added = _qoperator_shapes(inferred)
+        if not added:
+            return inferred
+        model = inferred
+        names = {vi.name for vi in added}
+        kept = [vi for vi in model.graph.value_info if vi.name not in names]  # a partial shape, replaced
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(kept + added)
+    return inferred
+
+
+#: ONNX Runtime's QOperator ops (``com.microsoft``) whose output shape the importer gives shape inference.
+QOPERATOR_DOMAIN = "com.microsoft"
+
+
+def _qoperator_output(node, infos: Mapping[str, "_TensorInfo"]) -> tuple[int, tuple[int, ...]] | None:
+    """(element type, dims) of a QOperator node's output from its inputs' (None: not known yet or not such an op)."""
+    def known(name):
+        info = infos.get(name)
+        return info if info is not None and info.dims is not None and None not in info.dims else None
+
+    a = known(node.input[0]) if node.input else None
+    if a is None:
+        return None
+    if node.op_type in ("QLinearAdd", "QLinearMul"):
+        b = known(node.input[3]) if len(node.input) > 3 else None
+        if b is None:
+            return None
+        rank = max(len(a.dims), len(b.dims))
+        padded = [(1,) * (rank - len(t.dims)) + tuple(t.dims) for t in (a, b)]
+        return a.elem_type, tuple(max(x, y) for x, y in zip(*padded))
+    if node.op_type in ("QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"):
+        return a.elem_type, tuple(a.dims)
+    if node.op_type == "QLinearGlobalAveragePool":
+        if _attribute(node, "channels_last", 0):
+            return a.elem_type, (a.dims[0],) + (1,) * (len(a.dims) - 2) + (a.dims[-1],)
+        return a.elem_type, tuple(a.dims[:2]) + (1,) * (len(a.dims) - 2)
+    if node.op_type == "QGemm":
+        b = known(node.input[3]) if len(node.input) > 3 else None
+        if b is None or len(a.dims) != 2 or len(b.dims) != 2:
+            return None
+        rows = a.dims[1] if _attribute(node, "transA", 0) else a.dims[0]
+        columns = b.dims[0] if _attribute(node, "transB", 0) else b.dims[1]
+        quantized = len(node.input) > 8 and node.input[8] and known(node.input[8])
+        return (quantized.elem_type if quantized else 1), (rows, columns)  # float output without y's zero point
+    return None
+
+
+def _qoperator_shapes(inferred) -> list:
+    """value_info for the outputs of QOperator nodes that shape inference left without a shape."""
+    from onnx import helper
+
+    graph = inferred.graph
+    infos = {vi.name: _tensor_info(vi) for vi in (*graph.input, *graph.value_info, *graph.output)}
+    for init in graph.initializer:
+        infos.setdefault(init.name, _TensorInfo(init.data_type, tuple(int(d) for d in init.dims)))
+    added = []
+    for node in graph.node:
+        if node.domain != QOPERATOR_DOMAIN or not node.output or not node.output[0]:
+            continue
+        output = infos.get(node.output[0])
+        if output is not None and output.dims is not None and None not in output.dims:
+            continue
+        found = _qoperator_output(node, infos)
+        if found is not None:
+            added.append(helper.make_tensor_value_info(node.output[0], found[0], list(found[1])))
+            infos[node.output[0]] = _TensorInfo(*found)
+    return added
 
 
 #: Ops computed while importing when they take a shape (shape arithmetic: a ``chunk``'s slice ends from
@@ -662,9 +741,10 @@ def _reduce(node, name: str, g: _Graph) -> tuple[Layer, ...]:
     return _global_pool_layer(name, g, x)
 
 
-def _eltwise(node, name: str, g: _Graph) -> tuple[Layer, ...]:
-    """Two (or n) activations combined element by element: n - 1 eltwise layers; a constant operand is absorbed."""
-    operands = [x for x in node.input if g.is_activation(x)]
+def _eltwise(node, name: str, g: _Graph, inputs: tuple[str, ...] | None = None) -> tuple[Layer, ...]:
+    """Two (or n) activations combined element by element: n - 1 eltwise layers; a constant operand is absorbed.
+    ``inputs``: the operands when not every input is one (a QOperator's scales and zero points)."""
+    operands = [x for x in (node.input if inputs is None else inputs) if g.is_activation(x)]
     if len(operands) < 2:
         return ()
     if len({_activation_root(g, x) for x in operands}) == 1:
@@ -731,6 +811,37 @@ LOWERINGS: dict[str, Callable] = {
 }
 
 
+#: ONNX Runtime's QOperator ops (``com.microsoft``), lowered like their QDQ equivalents; operand positions as
+#: ONNX Runtime documents them (each operand followed by its scale and zero point).
+QOPERATOR_LOWERINGS: dict[str, Callable] = {
+    "QLinearAdd": lambda n, name, g: _eltwise(n, name, g, (n.input[0], n.input[3])),
+    "QLinearMul": lambda n, name, g: _eltwise(n, name, g, (n.input[0], n.input[3])),
+    "QGemm": lambda n, name, g: _qgemm(n, name, g),
+    "QLinearGlobalAveragePool": lambda n, name, g: _qlinear_global_pool(n, name, g),
+    "QLinearConv": LOWERINGS["QLinearConv"],
+    "QLinearMatMul": LOWERINGS["QLinearMatMul"],
+}
+#: QOperator ops that add no layer: activations and views, as their float equivalents.
+QOPERATOR_ABSORBED = frozenset({"QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QLinearConcat",
+                                "QuantizeLinear", "DequantizeLinear"})
+#: The positions of each QOperator op's operands (its scales and zero points may be left out).
+QOPERATOR_OPERANDS = {"QLinearAdd": (0, 3), "QLinearMul": (0, 3), "QGemm": (0, 3), "QLinearGlobalAveragePool": (0,),
+                      "QLinearConv": (0, 3), "QLinearMatMul": (0, 3)}
+
+
+def _qgemm(node, name: str, g: _Graph) -> tuple[Layer, ...]:
+    if _attribute(node, "transA", 0):
+        raise _NotModelled("a transposed input (transA=1)")
+    return _matmul(node, name, g, node.input[0], node.input[3], transposed=bool(_attribute(node, "transB", 0)),
+                   zero_point=_input(node, 5))
+
+
+def _qlinear_global_pool(node, name: str, g: _Graph) -> tuple[Layer, ...]:
+    if _attribute(node, "channels_last", 0):
+        raise _NotModelled("channels last (NHWC)")
+    return _global_pool_layer(name, g, node.input[0])
+
+
 #: Inputs a node of each lowered op type must have (a malformed node is an error, not a crash).
 MIN_INPUTS = {"Conv": 2, "ConvInteger": 2, "QLinearConv": 8, "Gemm": 2, "MatMul": 2, "MatMulInteger": 2,
               "QLinearMatMul": 8, "MaxPool": 1, "AveragePool": 1, "GlobalAveragePool": 1, "GlobalMaxPool": 1,
@@ -751,16 +862,20 @@ def _lower_graph(g: _Graph, nodes, source: str) -> tuple[list[Layer], dict[str, 
         standard = node.domain in STANDARD_DOMAINS
         if standard and (node.op_type in SHAPE_OPS or all(x in g.constant for x in node.input if x)):
             continue  # constant folding (weights through DequantizeLinear, shape arithmetic)
-        if standard and node.op_type in ABSORBED:
+        qoperator = node.domain == QOPERATOR_DOMAIN
+        if (standard and node.op_type in ABSORBED) or (qoperator and node.op_type in QOPERATOR_ABSORBED):
             continue
-        lower = LOWERINGS.get(node.op_type) if standard else None
+        lower = LOWERINGS.get(node.op_type) if standard else (QOPERATOR_LOWERINGS.get(node.op_type) if qoperator
+                                                              else None)
         if lower is None:
             unsupported.setdefault(_op_label(node), []).append(name)
             continue
-        if len(node.input) < MIN_INPUTS[node.op_type] or not all(node.input[:MIN_INPUTS[node.op_type]]) \
-                or not node.output or not node.output[0]:
+        operands = QOPERATOR_OPERANDS[node.op_type] if qoperator else tuple(range(MIN_INPUTS[node.op_type]))
+        needed = max(operands) + 1
+        if len(node.input) < needed or not all(node.input[i] for i in operands) or not node.output \
+                or not node.output[0]:
             raise OnnxImportError(f"{source}: node {name!r} ({node.op_type}) is malformed: it needs "
-                                  f"{MIN_INPUTS[node.op_type]} inputs and an output, has {len(node.input)} inputs "
+                                  f"{needed} inputs and an output, has {len(node.input)} inputs "
                                   f"and {len(node.output)} outputs")
         try:
             layers.extend(lower(node, name, g))

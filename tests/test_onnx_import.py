@@ -368,6 +368,38 @@ def test_qlinear_conv_and_integer_ops_take_their_bits_from_the_input_types():
     assert (layers["convint"].kind, layers["convint"].w_bits, layers["convint"].a_bits) == ("pointwise", 8, 8)
 
 
+def test_onnx_runtimes_qoperator_ops_read_like_their_qdq_equivalents():
+    """A ResNet block as ONNX Runtime's quantizer writes it in the QOperator format: QLinearConv (standard),
+    then com.microsoft QLinearAdd, QLinearGlobalAveragePool and QGemm, whose shapes ONNX's inference does not
+    know; every layer after them is still imported, 8-bit, with the weights' density."""
+    g = Graph((1, 8, 8, 8), input_type=TensorProto.UINT8)
+    scale, zero = g.init("s", np.float32(0.1)), g.init("zp", np.uint8(128))
+
+    def qconv(x, name, pad):
+        w = g.init(f"{name}.w", (np.arange(8 * 8 * 9).reshape(8, 8, 3, 3) % 3 - 1).astype(np.int8))
+        return g.node("QLinearConv", [x, scale, zero, w, g.init(f"{name}.ws", np.full(8, 0.01, np.float32)),
+                                      g.init(f"{name}.wzp", np.zeros(8, np.int8)), scale, zero], name,
+                      pads=[pad] * 4)
+
+    y = qconv(qconv("x", "conv1", 1), "conv2", 1)
+    ms = {"domain": "com.microsoft"}
+    added = g.node("QLinearAdd", [y, scale, zero, "x", scale, zero, scale, zero], "add", **ms)
+    z = qconv(added, "conv3", 1)                                   # needs QLinearAdd's shape
+    pooled = g.node("QLinearGlobalAveragePool", [z, scale, zero, scale, zero], "gap", channels_last=0, **ms)
+    flat = g.node("Flatten", [pooled], "flatten", axis=1)
+    fc_w = g.init("fc.w", np.eye(10, 8, dtype=np.int8))
+    out = g.node("QGemm", [flat, scale, zero, fc_w, g.init("fc.ws", np.float32(0.02)), g.init("fc.wzp", np.int8(0)),
+                           g.init("fc.b", np.zeros(10, np.int32)), scale, zero], "fc", transB=1, **ms)
+    report = import_onnx(g.model(out, opset=13, domains=("com.microsoft",), check=False))
+    assert report.skipped == ()
+    layers = {layer.name: layer for layer in report.workload}
+    assert [(n, layers[n].kind) for n in layers] == [("conv1", "conv"), ("conv2", "conv"), ("add", "eltwise"),
+                                                     ("conv3", "conv"), ("gap", "pool"), ("fc", "fc")]
+    assert all(layer.a_bits == 8 for layer in layers.values())
+    assert (layers["fc"].C, layers["fc"].K, layers["fc"].w_bits, layers["fc"].w_density) == (8, 10, 8, 0.1)
+    assert (layers["gap"].C, layers["gap"].H) == (8, 8) and layers["conv3"].w_density == pytest.approx(2 / 3, 0.01)
+
+
 def unsupported_model() -> onnx.ModelProto:
     g = Graph((1, 4, 8, 8))
     y = g.conv("x", "conv1", 4, 8, 3)
