@@ -47,13 +47,13 @@
       dram: 1280   # pJ per 64-bit DRAM access
 
 Every problem is one ``ValueError`` naming the file, the line and the key, with what is
-allowed. A file is read once per (path, size, modification time).
+allowed. A file is read again only when it, or a file it was read from (an ERT it names, the
+flattened architecture), changes size or modification time.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import math
 import os
@@ -83,6 +83,7 @@ class EnergyTable:
     pj: dict  # level -> pJ per 16-bit access
     components: dict  # level -> {component: pJ per 16-bit access} of the ERT's components priced there
     digest: str  # the first 16 hex digits of the file's SHA-256
+    sources: tuple[str, ...] = ()  # every file it was read from (the table, an ERT it names, architectures)
 
     def vector(self) -> np.ndarray:
         """The energies ordered like the cost model's levels, then 0 (the same at every buffer capacity)."""
@@ -106,19 +107,39 @@ def is_energy_file(value) -> bool:
 
 
 def read_energy_table(path: str | os.PathLike) -> EnergyTable:
-    """The table of ``path`` (module docstring), read once per file version; a ValueError naming file, line and key."""
+    """The table of ``path`` (module docstring), read again when a file it comes from changes; a ValueError naming
+    file, line and key."""
     file = Path(path)
     try:
-        stat = file.stat()
+        file.stat()
     except OSError as error:
         raise ValueError(f"{path}: cannot read the energy table ({error.strerror or error})") from None
     if not file.is_file():
         raise ValueError(f"{path}: the energy table is not a file")
-    return _read(str(path), str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(path), str(file.resolve()))
+    cached = _READ.get(key)
+    if cached is None or cached[0] != _versions(cached[1].sources):
+        table = _read(*key)
+        _READ[key] = (_versions(table.sources), table)
+    return _READ[key][1]
 
 
-@functools.lru_cache(maxsize=64)
-def _read(given: str, resolved: str, size: int, mtime_ns: int) -> EnergyTable:
+#: (given path, resolved path) -> (the versions of the files it was read from, the table).
+_READ: dict[tuple[str, str], tuple[tuple, EnergyTable]] = {}
+
+
+def _versions(files: tuple[str, ...]) -> tuple:
+    """(size, modification time) of each file, None for one that is gone: a table is read again when they change."""
+    def version(name):
+        try:
+            stat = Path(name).stat()
+        except OSError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+    return tuple(version(name) for name in files)
+
+
+def _read(given: str, resolved: str) -> EnergyTable:
     raw = Path(resolved).read_bytes()
     data = _load_yaml(given, raw)
     digest = hashlib.sha256(raw).hexdigest()[:16]
@@ -126,8 +147,9 @@ def _read(given: str, resolved: str, size: int, mtime_ns: int) -> EnergyTable:
         raise ValueError(f"{given}:1: an energy table is a mapping (codesign's levels, or Accelergy's 'ERT'); "
                          f"got {type(data).__name__}")
     if "ERT" in data:
-        pj, components = _from_ert(given, data, _architecture(given), required=("mac", "dram"))
-        return EnergyTable(given, "accelergy", pj, components, digest)
+        architecture = _architecture(given)
+        pj, components = _from_ert(given, data, architecture, required=("mac", "dram"))
+        return EnergyTable(given, "accelergy", pj, components, digest, (resolved, *_architecture_files(architecture)))
     base = None
     if "ert" in data:
         ert = data["ert"]
@@ -137,9 +159,18 @@ def _read(given: str, resolved: str, size: int, mtime_ns: int) -> EnergyTable:
         ert_data = _load_yaml(ert_path, _read_bytes(given, data, ert_path))
         if not isinstance(ert_data, dict) or "ERT" not in ert_data:
             raise ValueError(f"{given}:{_line(data)}: 'ert' {ert!r} is not an Accelergy ERT (no 'ERT' key)")
-        base = _from_ert(ert_path, ert_data, _architecture(ert_path), required=())
+        ert_architecture = _architecture(ert_path)
+        base = _from_ert(ert_path, ert_data, ert_architecture, required=())
+        sources = (resolved, ert_path, *_architecture_files(ert_architecture))
+    else:
+        sources = (resolved,)
     pj = _from_levels(given, data, base[0] if base else None)
-    return EnergyTable(given, "accelergy" if base else "codesign", pj, base[1] if base else {}, digest)
+    return EnergyTable(given, "accelergy" if base else "codesign", pj, base[1] if base else {}, digest, sources)
+
+
+def _architecture_files(architecture: dict) -> tuple[str, ...]:
+    """The flattened architecture file(s) the components were read from."""
+    return tuple(sorted({entry[3] for entry in architecture.values()}))
 
 
 def _read_bytes(path: str, where: dict, target: str) -> bytes:

@@ -249,6 +249,14 @@ def test_a_changed_file_is_read_again(tmp_path):
     write(path, {"mac": 1.0, "dram": 250.0, "rf": 0.5})
     assert (first, read_energy_table(path).pj["dram"]) == (100.0, 250.0)
     assert not math.isnan(read_energy_table(path).pj["rf"])
+    # a table naming an ERT is read again when only the ERT changes
+    ert_path = ert(tmp_path, [("c.DRAM", "DRAM", {"width": 64}, rw(512.0)),
+                              ("c.mac", "intmac", {"multiplier_width": 8}, [{"name": "compute", "energy": 0.2}])])
+    table = write(tmp_path / "over.yaml", {"ert": ert_path.name, "rf": 0.5})
+    assert read_energy_table(table).pj["dram"] == pytest.approx(128.0)
+    ert(tmp_path, [("c.DRAM", "DRAM", {"width": 64}, rw(640.0, 640.0, refresh=1.0)),
+                   ("c.mac", "intmac", {"multiplier_width": 8}, [{"name": "compute", "energy": 0.2}])])
+    assert read_energy_table(table).pj["dram"] == pytest.approx(160.0)
 
 
 def test_the_eyeriss_like_reference_agrees_with_timeloop_within_the_goals():
