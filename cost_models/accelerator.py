@@ -39,7 +39,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from cost_models.dataflows import ALL_DATAFLOW_NAMES, DATAFLOWS, FLEX, dataflow_code
-from cost_models.energy import DRAM_PJ_PER_BIT, area_mm2, energy_vector
+from cost_models.energy import area_mm2, check_dram_type, energy_vector
 from cost_models.energy_files import check_energy_table
 from cost_models.specs import JsonSpec
 
@@ -138,9 +138,7 @@ class Accelerator(JsonSpec):
             raise ValueError(f"field 'zero_skip' must be true or false, got {self.zero_skip!r}")
         object.__setattr__(self, "zero_skip", bool(self.zero_skip))
         object.__setattr__(self, "energy_table", check_energy_table(self.energy_table))
-        if not isinstance(self.dram_type, str) or (self.dram_type and self.dram_type not in DRAM_PJ_PER_BIT):
-            raise ValueError(f"field 'dram_type' must be '' (the energy table's DRAM) or one of "
-                             f"{', '.join(DRAM_PJ_PER_BIT)}; got {self.dram_type!r}")
+        check_dram_type(self.dram_type)
         if not isinstance(self.name, str):
             raise ValueError(f"field 'name' must be a string, got {self.name!r}")
 

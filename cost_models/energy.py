@@ -97,6 +97,14 @@ def sram_scale(capacity_bytes, reference_bytes, xp=np):
 DRAM_PJ_PER_BIT = {"LPDDR4": 8.0, "LPDDR": 40.0, "DDR3": 70.0, "GDDR5": 14.0, "HBM2": 3.9, "HMC": 4.2}
 
 
+def check_dram_type(dram_type) -> str:
+    """``dram_type`` as an Accelerator's: '' (the energy table's DRAM) or a key of :data:`DRAM_PJ_PER_BIT`."""
+    if not isinstance(dram_type, str) or (dram_type and dram_type not in DRAM_PJ_PER_BIT):
+        raise ValueError(f"field 'dram_type' must be '' (the energy table's DRAM) or one of "
+                         f"{', '.join(DRAM_PJ_PER_BIT)}; got {dram_type!r}")
+    return dram_type
+
+
 def dram_pj_per_16bit(dram_type: str) -> float:
     """A DRAM type's energy per 16-bit word (the unit of the tables' ``dram`` entries)."""
     return DRAM_PJ_PER_BIT[dram_type] * 16.0
@@ -117,13 +125,10 @@ def energy_vector(table: str, dram_type: str = "") -> np.ndarray:
         vector = np.asarray([ENERGY_TABLES[table][level] for level in LEVELS] + [SIZED_TABLES.get(table, 0)],
                             dtype=np.float32)
     else:
-        from cost_models.energy_files import check_energy_table, read_energy_table
+        from cost_models.energy_files import energy_table_file
 
-        vector = read_energy_table(check_energy_table(table)).vector()
-    if dram_type:
-        if dram_type not in DRAM_PJ_PER_BIT:
-            raise ValueError(f"field 'dram_type' must be '' (the energy table's DRAM) or one of "
-                             f"{', '.join(DRAM_PJ_PER_BIT)}; got {dram_type!r}")
+        vector = energy_table_file(table).vector()
+    if check_dram_type(dram_type):
         vector[LEVELS.index("dram")] = dram_pj_per_16bit(dram_type)
     return vector
 

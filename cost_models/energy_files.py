@@ -360,16 +360,21 @@ def describe_energy_table(table: str, dram_type: str = "") -> str:
     return f"{text}, DRAM as {dram_type} ({DRAM_PJ_PER_BIT[dram_type]:g} pJ per bit)" if dram_type else text
 
 
+def energy_table_file(value) -> EnergyTable:
+    """The table file an ``energy_table`` value names, read (or reused); a ValueError naming the field otherwise."""
+    if not is_energy_file(value):
+        raise ValueError(f"field 'energy_table' must be one of {', '.join(ENERGY_TABLES)} or the path of an energy "
+                         f"table file ({', '.join(SUFFIXES)}: codesign's levels or an Accelergy ERT); got {value!r}")
+    try:
+        return read_energy_table(value)
+    except ValueError as error:
+        raise ValueError(f"field 'energy_table': {error}") from None
+
+
 def check_energy_table(value) -> str:
     """``value`` as an Accelerator's ``energy_table``: a built-in name, or a readable table file (read now)."""
     if is_builtin_name(value):
         return value
-    if is_energy_file(value):
-        try:
-            read_energy_table(value)
-        except ValueError as error:
-            raise ValueError(f"field 'energy_table': {error}") from None
-        return str(value)
-    raise ValueError(f"field 'energy_table' must be one of {', '.join(ENERGY_TABLES)} or the path of an energy "
-                     f"table file ({', '.join(SUFFIXES)}: codesign's levels or an Accelergy ERT); got {value!r}")
+    energy_table_file(value)
+    return str(value)
 
