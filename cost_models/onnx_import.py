@@ -92,19 +92,21 @@ INSTALL_HINT = 'pip install -e ".[onnx]"'
 SHOWN_NAMES = 3
 
 #: Nodes that add no layer: folded, fused or a view of memory on a deployment compiler.
-ABSORBED = frozenset({
-    "BatchNormalization", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "PRelu", "Elu",
-    "Selu", "Celu", "Tanh", "Softplus", "Gelu", "Mish", "Softmax", "LogSoftmax", "Erf",
+#: Activation functions of one operator (free: fused into the layer that makes their input).
+ACTIVATION_OPS = frozenset({
+    "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Tanh",
+    "Softplus", "Gelu", "Mish", "Erf",
+})
+ABSORBED = ACTIVATION_OPS | frozenset({
+    "BatchNormalization", "Softmax", "LogSoftmax",
     "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "Concat", "Pad",
     "Split", "Slice",
     "QuantizeLinear", "DequantizeLinear", "Constant", "ConstantOfShape", "Shape", "Size",
 })
 #: Element-wise ops of one activation (any other operand a constant): the pieces an activation function is
 #: spelled with (SiLU ``x * Sigmoid(x)``, GELU ``x * (1 + Erf(x / sqrt(2))) / 2``).
-ELEMENTWISE_OPS = frozenset({
-    "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Tanh",
-    "Softplus", "Gelu", "Mish", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs", "Pow",
-    "Add", "Sub", "Mul", "Div", "Identity", "Cast",
+ELEMENTWISE_OPS = ACTIVATION_OPS | frozenset({
+    "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs", "Pow", "Add", "Sub", "Mul", "Div", "Identity", "Cast",
 })
 #: Ops that give a value-preserving view of their first input (followed to a weight initializer
 #: and back from an activation to its quantization).
@@ -338,9 +340,7 @@ def _qoperator_shapes(inferred) -> list:
     from onnx import helper
 
     graph = inferred.graph
-    infos = {vi.name: _tensor_info(vi) for vi in (*graph.input, *graph.value_info, *graph.output)}
-    for init in graph.initializer:
-        infos.setdefault(init.name, _TensorInfo(init.data_type, tuple(int(d) for d in init.dims)))
+    infos = _tensor_infos(graph)
     added = []
     for node in graph.node:
         if node.domain != QOPERATOR_DOMAIN or not node.output or not node.output[0]:
@@ -374,7 +374,7 @@ def _fold_shape_arithmetic(inferred, source: str):
     from onnx.reference import ReferenceEvaluator
 
     graph = inferred.graph
-    infos = {vi.name: _tensor_info(vi) for vi in (*graph.input, *graph.value_info, *graph.output)}
+    infos = _tensor_infos(graph)
     constants = {init.name: init for init in graph.initializer if not _without_data(init)}
     constants.update({node.output[0]: _constant_value(node) for node in graph.node
                       if node.op_type == "Constant" and node.domain in STANDARD_DOMAINS
@@ -441,12 +441,18 @@ def _constant_value(node):
     return None
 
 
-def _graph(model) -> _Graph:
-    graph = model.graph
+def _tensor_infos(graph) -> dict[str, _TensorInfo]:
+    """Type and shape of every tensor shape inference (or the file) gives, initializers included."""
     tensors = {vi.name: _tensor_info(vi) for vi in (*graph.input, *graph.value_info, *graph.output)}
-    values = {init.name: init for init in graph.initializer}
     for init in graph.initializer:
         tensors.setdefault(init.name, _TensorInfo(init.data_type, tuple(int(d) for d in init.dims)))
+    return tensors
+
+
+def _graph(model) -> _Graph:
+    graph = model.graph
+    tensors = _tensor_infos(graph)
+    values = {init.name: init for init in graph.initializer}
     producers, constant = {}, set(values)
     for node in graph.node:
         for output in node.output:
