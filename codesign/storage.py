@@ -142,11 +142,9 @@ def _say_a_torn_tail(path: Path) -> None:
     """A journal whose last record was cut off (a crash while writing): warn that it is left out (Optuna's reader
     skips it silently); a file without one complete record is no journal at all (a ValueError)."""
     with open(path, "rb") as journal:
-        size = journal.seek(0, os.SEEK_END)
-        journal.seek(size - 1)
-        if journal.read(1) == b"\n":
-            return
-        complete = _end_of_last_line(journal, size)
+        size, complete = _complete_records(journal)
+    if complete == size:
+        return
     if complete == 0:
         raise ValueError(f"{path}: not an Optuna journal: {size} bytes without one complete record (a journal "
                          f"holds one JSON record per line)")
@@ -255,17 +253,22 @@ def _repair_torn_tail(path: Path) -> None:
     lock.acquire()
     try:
         with open(path, "rb+") as journal:
-            size = journal.seek(0, os.SEEK_END)
-            journal.seek(max(size - 1, 0))
-            if journal.read(1) == b"\n":
+            size, keep = _complete_records(journal)
+            if keep == size:
                 return
-            keep = _end_of_last_line(journal, size)
             journal.truncate(keep)
             journal.flush()
             os.fsync(journal.fileno())
         log.warning("%s: removed an unfinished last write (%d bytes) left by a failed append", path, size - keep)
     finally:
         lock.release()
+
+
+def _complete_records(journal) -> tuple[int, int]:
+    """(size, the end of its last complete line) of a journal file: equal when it ends with a newline."""
+    size = journal.seek(0, os.SEEK_END)
+    journal.seek(max(size - 1, 0))
+    return size, size if journal.read(1) == b"\n" else _end_of_last_line(journal, size)
 
 
 def _end_of_last_line(journal, size: int, block: int = 1 << 16) -> int:
