@@ -20,6 +20,12 @@ Layers (as :mod:`search_spaces.networks` lowers the same network):
   dimension but the model's batch (the graph inputs' leading size, 1 where symbolic): a
   sequence-first input, ``(tokens, batch, features)`` or ``(tokens, features)`` as
   PyTorch exports attention's projections, has ``tokens x batch`` rows.
+* ``MatMul`` (and its integer forms) of two activations, attention's scores ``Q x K^T``
+  and their product with ``V`` -> an array layer with the second operand in the weight's
+  place (``w_source="activation"``: read and priced as a weight, not counted in the
+  model's weights or size): one group per head (``grouped``; ``pointwise`` or ``fc`` for
+  one head), each an ``M x 1`` map of ``D`` inputs and ``N`` outputs, so MACs are
+  ``heads x M x D x N``, as torchvision counts attention.
 * ``MaxPool``, ``AveragePool``, ``GlobalMaxPool``, ``GlobalAveragePool``, and
   ``ReduceMean``/``ReduceMax`` over H and W -> ``pool``.
 * ``Add``, ``Sub``, ``Mul``, ``Div``, ``Sum`` of two activations -> ``eltwise`` (``Sum``
@@ -64,8 +70,8 @@ from the layer's input activation. Float tensors keep the Layer default (16 bits
 uncompressed ``NetworkSpec.workload()`` has. Vector layers (no weights) get
 ``w_bits = a_bits``.
 
-An operator it does not model (or a supported one it cannot cost: a MatMul of two
-activations, a weight computed at run time, a shape inference could not give) is listed
+An operator it does not model (or a supported one it cannot cost: a convolution whose
+weight is computed at run time, a shape inference could not give) is listed
 in one :class:`UnsupportedOperators` error (op type, count, first node names); with
 ``skip_unsupported=True`` those nodes are left out and :attr:`ImportReport.skipped`
 records them. ``onnx`` is an optional dependency: ``pip install -e ".[onnx]"``.
@@ -129,7 +135,7 @@ class OnnxImportError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Unsupported:
-    """Nodes of one operator type (with a reason, e.g. ``MatMul (two activations)``) left unmodelled."""
+    """Nodes of one operator type (with a reason, e.g. ``Gemm (a transposed input (transA=1))``) left unmodelled."""
 
     op_type: str
     nodes: tuple[str, ...]
@@ -678,9 +684,10 @@ def _conv(node, name: str, g: _Graph, x: str, w: str, zero_point: str = "") -> t
 
 def _matmul(node, name: str, g: _Graph, a: str, b: str, transposed: bool = False,
             zero_point: str = "") -> tuple[Layer, ...]:
-    """An activation times a constant 2-D weight: fc, or pointwise on an M x 1 map for M rows per sample."""
+    """An activation times a constant 2-D weight: fc, or pointwise on an M x 1 map for M rows per sample; an
+    activation times an activation: :func:`_activation_matmul`."""
     if g.is_activation(b) and g.is_activation(a):
-        raise _NotModelled("two activations")
+        return _activation_matmul(name, g, a, b, transposed)
     if g.is_activation(b):
         raise _NotModelled("the weight as first operand")
     weight_dims = g.info(b).dims
@@ -694,6 +701,35 @@ def _matmul(node, name: str, g: _Graph, a: str, b: str, transposed: bool = False
     if M == 1:
         return (Layer(name, "fc", C, K, 1, 1, **extra),)
     return (Layer(name, "pointwise", C, K, M, 1, **extra),)
+
+
+def _activation_matmul(name: str, g: _Graph, a: str, b: str, transposed: bool = False) -> tuple[Layer, ...]:
+    """A MatMul of two activations (attention's scores ``Q x K^T`` and their product with ``V``): ``A [..., M, D]``
+    times ``B [..., D, N]``, both with the same leading dimensions (one product per head), or ``B`` of rank 2
+    (one operand for every row of ``A``). Mapped as a MatMul by a weight is, ``B`` in the weight's place
+    (``w_source="activation"``: priced as a weight, not part of the model): one group per leading index (the
+    model's batch left out, as :func:`_rows` does), each an ``M x 1`` map of ``D`` inputs and ``N`` outputs, so
+    the layer's MACs are ``groups x M x D x N``. Bits: ``a_bits`` from ``A``, ``w_bits`` from ``B``."""
+    a_dims, b_dims = g.info(a).dims, g.info(b).dims
+    if a_dims is None or b_dims is None or None in a_dims or None in b_dims:
+        raise _NotModelled("no inferred shape for its inputs")
+    if len(a_dims) < 2 or len(b_dims) < 2:
+        raise _NotModelled("a 1-D operand")
+    D, N = b_dims[-1:-3:-1] if transposed else b_dims[-2:]
+    if len(b_dims) == 2:
+        groups, M = 1, math.prod(_rows(g, a))
+    else:
+        if tuple(a_dims[:-2]) != tuple(b_dims[:-2]):
+            raise _NotModelled(f"operands with different leading dimensions {tuple(a_dims[:-2])} and "
+                               f"{tuple(b_dims[:-2])} (broadcast)")
+        leading = tuple(a_dims[:-2])
+        leading = leading[1:] if leading and leading[0] == g.batch else leading
+        groups, M = math.prod(leading), a_dims[-2]
+    extra = {field: bits for field, bits in (("a_bits", _activation_bits(g, a)), ("w_bits", _activation_bits(g, b)))
+             if bits is not None}
+    C, K = groups * D, groups * N
+    kind = infer_kind(C, K, M, 1, 1, 1, groups)
+    return (Layer(name, kind, C, K, M, 1, groups=groups, w_source="activation", **extra),)
 
 
 def _rows(g: _Graph, a: str) -> tuple[int, ...]:

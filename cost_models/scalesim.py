@@ -119,7 +119,7 @@ def format_sparsity(density: float) -> str:
 
 
 _LAYER_FIELDS = tuple(f.name for f in dataclasses.fields(Layer))
-_TEXT_FIELDS = ("name", "kind", "part_of")
+_TEXT_FIELDS = ("name", "kind", "w_source", "part_of")
 
 
 def _format_fields(fields: dict) -> str:

@@ -26,7 +26,15 @@ and the range):
 ``P``, ``Q``              1 .. the padded input (``H + 2*padding``, ``W + 2*padding``)
 ``w_bits``, ``a_bits``    :data:`MIN_BITS` .. :data:`MAX_BITS` (1 .. 32)
 ``w_density``             :data:`MIN_W_DENSITY` .. 1 (1e-12 .. 1)
+``w_source``              one of :data:`W_SOURCES`
 ========================  ==========================================================
+
+``w_source`` says where an array layer's second operand comes from: ``"constant"``, a
+trained weight stored with the model (the default); ``"activation"``, a tensor computed at
+run time, as the keys and values an attention layer multiplies (a MatMul of two
+activations). An ``"activation"`` operand is mapped and priced exactly as a weight (it
+takes the weight's place in the array and its traffic), but it is not part of the model:
+:attr:`Layer.params` (and so the model size) leaves it out.
 
 Why these bounds: the cost model receives every field as float32 and some as int32
 (``cost_models.dispatch``), and computes in float32. Every field is at most 2**20 < 2**24,
@@ -70,6 +78,8 @@ MAX_MAP = 2**14
 MIN_BITS, MAX_BITS = 1, 32
 #: Smallest weight density ``w_density`` (the largest is 1: no zero weights).
 MIN_W_DENSITY = 1e-12
+#: Where an array layer's second operand comes from: a stored weight, or an activation computed at run time.
+W_SOURCES = ("constant", "activation")
 
 #: Field -> (smallest, largest) of the integer fields with a fixed range (P, Q: up to the padded input).
 LAYER_LIMITS = {
@@ -132,6 +142,7 @@ class Layer:
     w_bits: int = 16
     a_bits: int = 16
     w_density: float = 1.0
+    w_source: str = "constant"
 
     def __post_init__(self):
         name = self.name
@@ -147,6 +158,12 @@ class Layer:
             raise ValueError(f"layer {name!r}: field 'w_density' must be a number from {MIN_W_DENSITY:g} to 1 "
                              f"(the fraction of non-zero weights), got {density!r}")
         object.__setattr__(self, "w_density", float(density))
+        if self.w_source not in W_SOURCES:
+            raise ValueError(f"layer {name!r}: field 'w_source' must be one of {', '.join(W_SOURCES)}, "
+                             f"got {self.w_source!r}")
+        if self.w_source == "activation" and self.kind in VECTOR_KINDS:
+            raise ValueError(f"layer {name!r}: field 'w_source' is 'activation' but a {self.kind} layer has no "
+                             f"second operand; use one of {', '.join(ARRAY_KINDS)}")
         if self.C % self.groups or self.K % self.groups:
             raise ValueError(
                 f"layer {name!r}: field 'groups' must divide C={self.C} and K={self.K}, got groups={self.groups}"
@@ -175,8 +192,9 @@ class Layer:
 
     @property
     def params(self) -> int:
-        """Weights (biases are not counted; see search_spaces for model parameter counts)."""
-        if self.kind in VECTOR_KINDS:
+        """Stored weights (biases are not counted; see search_spaces for model parameter counts); 0 for a vector
+        layer and for a second operand computed at run time (``w_source="activation"``)."""
+        if self.kind in VECTOR_KINDS or self.w_source == "activation":
             return 0
         return self.K * self.R * self.S * (self.C // self.groups)
 

@@ -235,6 +235,63 @@ def test_a_sequence_first_projection_counts_every_token():
         assert (layers[name].kind, layers[name].H, layers[name].W) == ("pointwise", 10, 1), name
 
 
+def attention_model(quantized: bool = False) -> onnx.ModelProto:
+    """One self-attention layer as PyTorch exports it (batch first, 10 tokens of 64 features, 4 heads of 16):
+    projections by weights, then the scores ``q x k^T`` and their product with ``v``, MatMuls of two activations
+    on ``(batch, heads, tokens, 16)``; ``quantized``: ``k`` through a QuantizeLinear/DequantizeLinear pair (8 bits)."""
+    g = Graph((1, 10, 64))
+    heads = g.init("heads", np.array([1, 10, 4, 16], np.int64))
+
+    def split_heads(name, perm):
+        y = g.node("MatMul", ["x", g.init(f"{name}.w", g.weight((64, 64)))], name)
+        return g.node("Transpose", [g.node("Reshape", [y, heads], f"{name}/heads")], f"{name}/t", perm=perm)
+
+    q, k_t, v = split_heads("q", [0, 2, 1, 3]), split_heads("k", [0, 2, 3, 1]), split_heads("v", [0, 2, 1, 3])
+    if quantized:
+        scale, zero = g.init("k.scale", np.array(0.1, np.float32)), g.init("k.zero", np.array(0, np.int8))
+        k_t = g.node("DequantizeLinear", [g.node("QuantizeLinear", [k_t, scale, zero], "k/q"), scale, zero], "k/dq")
+    scores = g.node("MatMul", [q, k_t], "scores")                       # (1, 4, 10, 10)
+    weights = g.node("Softmax", [scores], "softmax", axis=-1)
+    out = g.node("MatMul", [weights, v], "context")                     # (1, 4, 10, 16)
+    merged = g.node("Reshape", [g.node("Transpose", [out], "merge/t", perm=[0, 2, 1, 3]),
+                                g.init("tokens", np.array([1, 10, 64], np.int64))], "merge")
+    return g.model(g.node("MatMul", [merged, g.init("o.w", g.weight((64, 64)))], "o"))
+
+
+def test_attention_scores_are_layers_with_an_operand_computed_at_run_time(tmp_path):
+    """Q x K^T and its product with V: one group per head, MACs as torchvision counts them (heads x tokens x
+    head size x tokens each), the second operand in the weight's place but not in the model's weights or size;
+    costed, and carried through the SCALE-Sim topology and JSON."""
+    from codesign.metrics import model_size_kib
+    from cost_models import Accelerator, evaluate
+    from cost_models.scalesim import format_topology, parse_topology
+
+    workload = from_onnx(attention_model())
+    layers = {layer.name: layer for layer in workload}
+    assert list(layers) == ["q", "k", "v", "scores", "context", "o"]
+    for name, (C, K) in (("scores", (4 * 16, 4 * 10)), ("context", (4 * 10, 4 * 16))):
+        layer = layers[name]
+        assert (layer.kind, layer.groups, layer.C, layer.K, layer.H, layer.W) == ("grouped", 4, C, K, 10, 1), name
+        assert layer.macs == 4 * 10 * 16 * 10 and layer.params == 0 and layer.w_source == "activation", name
+    assert workload.macs == 4 * 10 * 64 * 64 + 2 * 4 * 10 * 16 * 10
+    assert workload.params == 4 * 64 * 64  # the projections' weights only
+    assert model_size_kib(workload) == 4 * 64 * 64 * 16 / 8 / 1024
+    report = evaluate(workload, Accelerator())
+    scores = next(row for row in report.to_dict()["layers"] if row["layer"] == "scores")
+    assert scores["macs"] == 4 * 10 * 16 * 10 and 0 < scores["cycles"] < float("inf") and scores["energy_pj"] > 0
+    assert parse_topology(format_topology(workload)).layers == workload.layers
+    assert Workload.from_json(workload.to_json()) == workload
+    quantized = {layer.name: layer for layer in from_onnx(attention_model(quantized=True))}
+    assert (quantized["scores"].w_bits, quantized["scores"].a_bits) == (8, 16)
+
+
+def test_a_layer_says_where_its_second_operand_comes_from():
+    with pytest.raises(ValueError, match="field 'w_source' must be one of constant, activation, got 'weights'"):
+        Layer("l", "fc", 8, 8, 1, 1, w_source="weights")
+    with pytest.raises(ValueError, match="'w_source' is 'activation' but a pool layer has no second operand"):
+        Layer("p", "pool", 8, 8, 4, 4, R=2, stride=2, w_source="activation")
+
+
 def test_a_classifier_on_a_concrete_batch_stays_one_row_per_sample():
     g = Graph((4, 3, 8, 8))  # exported with a batch of 4
     y = g.node("Flatten", [g.conv("x", "conv", 3, 8, 3)], "flatten", axis=1)
@@ -405,10 +462,10 @@ def unsupported_model() -> onnx.ModelProto:
     y = g.conv("x", "conv1", 4, 8, 3)
     y = g.node("LRN", [y], "lrn_a", size=3)
     y = g.node("LRN", [y], "lrn_b", size=3)
-    z = g.node("MatMul", [y, y], "attention")                                # two activations
+    z = g.node("Conv", [y, y], "dynamic")                                    # a weight computed at run time
     y = g.node("Custom", [y], "custom_0", domain="com.example")              # shape inference knows nothing
     y = g.conv(y, "conv2", 8, 8, 1, bn=False)                                # so its input shape is unknown
-    w = g.conv(z, "conv3", 8, 8, 1, bn=False)
+    w = g.conv(z, "conv3", 1, 8, 1, bn=False)
     return g.model(y, w, domains=("com.example",), check=False)
 
 
@@ -418,13 +475,13 @@ def test_unsupported_operators_are_listed_in_one_report_or_skipped_and_recorded(
         from_onnx(model)
     message = str(error.value)
     assert message.startswith("test_graph: 5 operators the cost model does not model: ")
-    for part in ("LRN x2 (lrn_a, lrn_b)", "MatMul (two activations) x1 (attention)", "com.example:Custom x1 (custom_0)",
+    for part in ("LRN x2 (lrn_a, lrn_b)", "Conv (weight computed at run time) x1 (dynamic)", "com.example:Custom x1 (custom_0)",
                  "Conv (no inferred shape for its input) x1 (conv2)", "skip_unsupported=True (--skip-unsupported)"):
         assert part in message
     assert isinstance(error.value, ValueError)
     report = import_onnx(model, skip_unsupported=True)
     assert report.workload.names == ("conv1", "conv3")
-    assert report.skipped_counts == {"LRN": 2, "MatMul (two activations)": 1, "com.example:Custom": 1,
+    assert report.skipped_counts == {"LRN": 2, "Conv (weight computed at run time)": 1, "com.example:Custom": 1,
                                      "Conv (no inferred shape for its input)": 1}
     assert report.summary().startswith("skipped: 5 nodes not in these totals: LRN x2 (lrn_a, lrn_b)")
 
