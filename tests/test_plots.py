@@ -7,6 +7,7 @@ axis cases are written through :meth:`Outcome.tell`, the same storage boundary a
 that they cost no nested sweep (whose JAX compilation takes seconds per network).
 """
 
+import dataclasses
 import warnings
 
 import matplotlib
@@ -217,4 +218,33 @@ def test_layer_labels_never_overlap(blocks):
         assert len(texts) >= 20 and set(texts) <= {n.split("_")[0] for n in names}  # one label per block
     boxes = [t.get_window_extent() for t in labels]
     assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
+    plots.plt.close(fig)
+
+
+def test_a_dense_sweep_front_labels_the_pick_and_no_label_overlaps_another_or_leaves_the_axes():
+    """255 accelerators with long names (a three-objective sweep's front): the chosen one is labelled in red; the
+    others only where a label fits, so no two labels overlap and none runs outside the axes or over the colour
+    bar."""
+    rng = np.random.default_rng(0)
+    base = Accelerator()
+    points = []
+    for i in range(255):
+        accelerator = dataclasses.replace(base, rows=int(2 ** rng.integers(3, 7)), cols=int(2 ** rng.integers(3, 7)),
+                                          gb_bytes=int(2 ** rng.integers(15, 19)), rf_bytes=int(2 ** rng.integers(3, 6)),
+                                          clock_mhz=100 + i)
+        points.append(FrontPoint(accelerator, {"latency": float(10 ** rng.uniform(0, 2)),
+                                               "energy": float(rng.uniform(7000, 13000)),
+                                               "area": float(rng.uniform(0.1, 10)), "edp": 1.0}))
+    fig = plots.front_figure(points, points[7].accelerator, ("latency", "energy"), "lowest edp")
+    fig.canvas.draw()
+    ax, colour_bar = _data_axes(fig)[0], fig.axes[-1]
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert 5 <= len(boxes) <= plots.LABEL_FRONT_UP_TO
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    frame, bar = ax.get_window_extent(), colour_bar.get_window_extent()
+    assert all(frame.x0 - 1 <= b.x0 and b.x1 <= frame.x1 + 1 and frame.y0 - 1 <= b.y0 and b.y1 <= frame.y1 + 1
+               for b in boxes)
+    assert not any(b.overlaps(bar) for b in boxes)
+    chosen = [t for t in ax.texts if matplotlib.colors.same_color(t.get_color(), "red")]
+    assert [t.get_text() for t in chosen] == [plots.accelerator_names([p.accelerator for p in points])[7]]
     plots.plt.close(fig)

@@ -147,15 +147,18 @@ _NEAR = ((5, 3, "left", "bottom"), (5, -3, "left", "top"), (-5, 3, "right", "bot
 _FAR = tuple((2.6 * dx, 2.6 * dy, ha, va) for dx, dy, ha, va in _NEAR)
 
 
-def label_points(ax, xy, texts: Sequence[str], avoid_xy=(), taken: list | None = None, **style) -> list:
+def label_points(ax, xy, texts: Sequence[str], avoid_xy=(), taken: list | None = None, required: int | None = None,
+                 **style) -> list:
     """Annotate the data points ``xy`` with ``texts``, each at the nearby offset that overlaps least.
 
     Offsets are tried around the point (then further out, with a leader line) and scored
     by their overlap with the labels placed so far, the points ``avoid_xy`` and the area
-    outside the axes; earlier labels have priority. ``taken`` (display boxes of labels
-    placed by an earlier call) is avoided too, and extended with this call's labels.
-    Positions are chosen in display coordinates of the figure as laid out now, so call
-    it once the figure is complete.
+    outside the axes; earlier labels have priority. The first ``required`` labels (default:
+    all) are placed at their best offset whatever it overlaps; any other label is placed
+    only where it overlaps no label and stays inside the axes, and is left out otherwise.
+    ``taken`` (display boxes of labels placed by an earlier call) is avoided too, and
+    extended with this call's labels. Positions are chosen in display coordinates of the
+    figure as laid out now, so call it once the figure is complete.
     """
     fig = ax.figure
     fig.canvas.draw()  # run the layout: positions are compared in display coordinates
@@ -165,7 +168,8 @@ def label_points(ax, xy, texts: Sequence[str], avoid_xy=(), taken: list | None =
     frame = ax.get_window_extent(renderer)
     placed: list = [] if taken is None else taken
     annotations = []
-    for (x, y), text in zip(np.asarray(xy, float).reshape(-1, 2), texts):
+    required = len(texts) if required is None else required
+    for n, ((x, y), text) in enumerate(zip(np.asarray(xy, float).reshape(-1, 2), texts)):
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
         own = ax.transData.transform((x, y))
@@ -195,10 +199,19 @@ def label_points(ax, xy, texts: Sequence[str], avoid_xy=(), taken: list | None =
                     break
             if best[0] == 0:
                 break
+        clear = not any(_overlap(best[2], b) for b in placed) and _inside(best[2], frame)
+        if n >= required and not clear:
+            best[1].remove()  # an optional label with no free place: left out
+            continue
         best[1].set_in_layout(False)
         placed.append(best[2])
         annotations.append(best[1])
     return annotations
+
+
+def _inside(box, frame, slack: float = 1.0) -> bool:
+    return (frame.x0 - slack <= box.x0 and box.x1 <= frame.x1 + slack
+            and frame.y0 - slack <= box.y0 and box.y1 <= frame.y1 + slack)
 
 
 def _overlap(a, b) -> float:
@@ -265,7 +278,7 @@ def pareto_figure(results: Results):
                      avoid_xy=xy, taken=taken, fontsize=7, color="darkred")
         if label_all:
             label_points(ax, xy[order[front_count:]], [str(designs[i].number) for i in order[front_count:]],
-                         avoid_xy=xy, taken=taken, fontsize=6, color="0.35")
+                         avoid_xy=xy, taken=taken, required=0, fontsize=6, color="0.35")
     return fig
 
 
@@ -384,7 +397,9 @@ def front_figure(points, chosen_accelerator, metrics: Sequence[str] = ("latency"
     if chosen is not None:
         labelled = [chosen] + [i for i in labelled if i != chosen]
     xy = np.column_stack([x, y])
-    annotations = label_points(ax, xy[labelled], [names[i] for i in labelled], avoid_xy=xy, fontsize=7)
+    # the chosen accelerator is always labelled; the others where a label fits clear of every other label
+    annotations = label_points(ax, xy[labelled], [names[i] for i in labelled], avoid_xy=xy,
+                               required=int(chosen is not None), fontsize=7)
     if chosen is not None and annotations:
         annotations[0].set_color("red")
     return fig
