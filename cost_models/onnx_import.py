@@ -26,6 +26,9 @@ Layers (as :mod:`search_spaces.networks` lowers the same network):
   model's weights or size): one group per head (``grouped``; ``pointwise`` or ``fc`` for
   one head), each an ``M x 1`` map of ``D`` inputs and ``N`` outputs, so MACs are
   ``heads x M x D x N``, as torchvision counts attention.
+* ``Einsum`` of two operands that is a (batched) matrix product (``bhid,bhjd->bhij``) ->
+  as the ``MatMul`` it is: indices in both operands and the output are groups, indices
+  in both operands only are contracted; a constant operand is the weight.
 * ``MaxPool``, ``AveragePool``, ``GlobalMaxPool``, ``GlobalAveragePool``, and
   ``ReduceMean``/``ReduceMax`` over H and W -> ``pool``.
 * ``Add``, ``Sub``, ``Mul``, ``Div``, ``Sum`` of two activations -> ``eltwise`` (``Sum``
@@ -732,6 +735,70 @@ def _activation_matmul(name: str, g: _Graph, a: str, b: str, transposed: bool = 
     return (Layer(name, kind, C, K, M, 1, groups=groups, w_source="activation", **extra),)
 
 
+def _einsum_terms(equation: str, ranks: tuple[int, ...]) -> tuple[list[str], str]:
+    """The operands' and the output's index letters of an Einsum equation, ``...`` spelled out as letters (the
+    same ones, right-aligned, in every operand) and an implicit output (letters seen once, sorted) made explicit."""
+    inputs, arrow, output = equation.replace(" ", "").partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(ranks):
+        raise _NotModelled(f"equation {equation!r} for {len(ranks)} operands")
+    ellipsis = max((rank - len(t.replace("...", "")) for t, rank in zip(terms, ranks) if "..." in t), default=0)
+    spare = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in equation)[:ellipsis]
+    terms = [t.replace("...", spare[ellipsis - (rank - len(t.replace("...", ""))):]) for t, rank in zip(terms, ranks)]
+    if not arrow:
+        counts = "".join(terms)
+        output = spare + "".join(sorted(c for c in set(counts) if counts.count(c) == 1 and c not in spare))
+    else:
+        output = output.replace("...", spare)
+    if any(len(t) != rank for t, rank in zip(terms, ranks)):
+        raise _NotModelled(f"equation {equation!r} does not match its operands' ranks {ranks}")
+    return terms, output
+
+
+def _einsum(node, name: str, g: _Graph) -> tuple[Layer, ...]:
+    """An Einsum of two operands that is a (batched) matrix product, as attention is often written
+    (``bhid,bhjd->bhij``): letters in both operands and the output are groups (heads; the model's batch left out),
+    letters in both operands only are contracted (``D``), and each operand's own letters are its rows (``M``) and
+    columns (``N``). Lowered as :func:`_matmul` and :func:`_activation_matmul` lower a MatMul: a constant operand
+    is the weight; two activations give a layer whose second operand is computed at run time."""
+    if len(node.input) != 2:
+        raise _NotModelled(f"{len(node.input)} operands; only products of two are modelled")
+    dims = [g.info(x).dims for x in node.input]
+    if any(d is None or None in d for d in dims):
+        raise _NotModelled("no inferred shape for its inputs")
+    equation = _attribute(node, "equation", "")
+    equation = equation.decode() if isinstance(equation, bytes) else str(equation)
+    terms, output = _einsum_terms(equation, tuple(len(d) for d in dims))
+    operands = list(zip(node.input, terms))
+    if not g.is_activation(operands[0][0]):
+        operands.reverse()  # the constant, if any, is the weight
+    (a, left), (b, right) = operands
+    if not g.is_activation(a):
+        raise _NotModelled("two constant inputs")
+    size: dict[str, int] = {}
+    for term, shape in zip(terms, dims):
+        for letter, extent in zip(term, shape):
+            size[letter] = max(size.get(letter, 1), extent)
+    if any(c not in output and c not in other for term, other in ((left, right), (right, left)) for c in term):
+        raise _NotModelled(f"equation {equation!r} sums an index of one operand alone")
+    batch = [c for c in left if c in right and c in output]
+    rows = [c for c in left if c not in right]
+    leading = (batch or rows)[:1]
+    if leading and leading[0] == left[0] and size[left[0]] == g.batch:  # the model's batch: one sample's cost
+        batch, rows = [c for c in batch if c != left[0]], [c for c in rows if c != left[0]]
+    groups = math.prod(size[c] for c in batch)
+    M = math.prod(size[c] for c in rows)
+    D = math.prod(size[c] for c in left if c in right and c not in output)
+    N = math.prod(size[c] for c in right if c not in left)
+    C, K = groups * D, groups * N
+    kind = infer_kind(C, K, M, 1, 1, 1, groups)
+    if g.is_activation(b):
+        extra = {field: bits for field, bits in (("a_bits", _activation_bits(g, a)),
+                                                 ("w_bits", _activation_bits(g, b))) if bits is not None}
+        return (Layer(name, kind, C, K, M, 1, groups=groups, w_source="activation", **extra),)
+    return (Layer(name, kind, C, K, M, 1, groups=groups, **_compression(g, _weight(g, b), (a,))),)
+
+
 def _rows(g: _Graph, a: str) -> tuple[int, ...]:
     """The rows a MatMul or Gemm multiplies by its weight, per sample: every leading dimension of its input but
     the model's batch. A leading dimension that is not the batch (a sequence first, ``(tokens, batch, features)``
@@ -839,6 +906,7 @@ LOWERINGS: dict[str, Callable] = {
     "QLinearConv": lambda n, name, g: _conv(n, name, g, n.input[0], n.input[3], _input(n, 5)),
     "Gemm": _gemm,
     "MatMul": lambda n, name, g: _matmul(n, name, g, n.input[0], n.input[1]),
+    "Einsum": _einsum,
     "MatMulInteger": lambda n, name, g: _matmul(n, name, g, n.input[0], n.input[1], zero_point=_input(n, 3)),
     "QLinearMatMul": lambda n, name, g: _matmul(n, name, g, n.input[0], n.input[3], zero_point=_input(n, 5)),
     "MaxPool": _pool,
@@ -888,7 +956,7 @@ def _qlinear_global_pool(node, name: str, g: _Graph) -> tuple[Layer, ...]:
 MIN_INPUTS = {"Conv": 2, "ConvInteger": 2, "QLinearConv": 8, "Gemm": 2, "MatMul": 2, "MatMulInteger": 2,
               "QLinearMatMul": 8, "MaxPool": 1, "AveragePool": 1, "GlobalAveragePool": 1, "GlobalMaxPool": 1,
               "ReduceMean": 1, "ReduceMax": 1, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Sum": 1,
-              "LayerNormalization": 1, "GroupNormalization": 1, "InstanceNormalization": 1, "Gather": 2}
+              "LayerNormalization": 1, "GroupNormalization": 1, "InstanceNormalization": 1, "Gather": 2, "Einsum": 1}
 
 
 # --- the import ---------------------------------------------------------------------------------

@@ -285,6 +285,40 @@ def test_attention_scores_are_layers_with_an_operand_computed_at_run_time(tmp_pa
     assert (quantized["scores"].w_bits, quantized["scores"].a_bits) == (8, 16)
 
 
+@pytest.mark.parametrize("scores, context", [("bhid,bhjd->bhij", "bhij,bhjd->bhid"),
+                                             ("...id,...jd->...ij", "...ij,...jd")])  # implicit output: ...id
+def test_attention_written_as_einsum_is_the_same_layers(scores, context):
+    """MaxViT writes attention with torch.einsum: the same groups, rows, contraction and MACs as the MatMuls; an
+    Einsum with a constant operand is a layer with that weight."""
+    g = Graph((1, 10, 64))
+    project = g.node("Einsum", ["x", g.init("w", g.weight((64, 64)))], "project", equation="bnc,cd->bnd")
+    heads = g.node("Transpose", [g.node("Reshape", [project, g.init("shape", np.array([1, 10, 4, 16], np.int64))],
+                                        "split")], "heads", perm=[0, 2, 1, 3])          # (1, 4, 10, 16)
+    s = g.node("Einsum", [heads, heads], "scores", equation=scores)                    # (1, 4, 10, 10)
+    out = g.node("Einsum", [g.node("Softmax", [s], "softmax", axis=-1), heads], "context", equation=context)
+    layers = {layer.name: layer for layer in from_onnx(g.model(out))}
+    assert (layers["project"].kind, layers["project"].C, layers["project"].K, layers["project"].H) == (
+        "pointwise", 64, 64, 10)
+    assert layers["project"].params == 64 * 64 and layers["project"].w_source == "constant"
+    for name in ("scores", "context"):
+        layer = layers[name]
+        assert (layer.kind, layer.groups, layer.H, layer.w_source) == ("grouped", 4, 10, "activation"), name
+        assert layer.macs == 4 * 10 * 16 * 10 and layer.params == 0, name
+
+
+def test_an_einsum_that_is_not_a_product_of_two_is_listed_unsupported():
+    g = Graph((1, 8, 8))
+    fc = g.node("MatMul", ["x", g.init("w", g.weight((8, 8)))], "fc")
+    trace = g.node("Einsum", ["x"], "trace", equation="bii->b")
+    three = g.node("Einsum", ["x", "x", "x"], "three", equation="bij,bjk,bkl->bil")
+    alone = g.node("Einsum", ["x", "x"], "alone", equation="bij,bkl->bi")                # sums j of one operand
+    report = import_onnx(g.model(fc, trace, three, alone), skip_unsupported=True)
+    assert report.workload.names == ("fc",)
+    assert report.skipped_counts == {"Einsum (1 operands; only products of two are modelled)": 1,
+                                     "Einsum (3 operands; only products of two are modelled)": 1,
+                                     "Einsum (equation 'bij,bkl->bi' sums an index of one operand alone)": 1}
+
+
 def test_a_layer_says_where_its_second_operand_comes_from():
     with pytest.raises(ValueError, match="field 'w_source' must be one of constant, activation, got 'weights'"):
         Layer("l", "fc", 8, 8, 1, 1, w_source="weights")
