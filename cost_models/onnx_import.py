@@ -58,9 +58,11 @@ reshapes, transposes, casts, ``Concat`` (a fire module's concatenation adds no l
 the project's lowering either), ``Split`` and ``Slice`` (views of a map: a ShuffleNet
 ``chunk``), ``Pad`` (the next layer reads the padded map), quantize / dequantize nodes,
 and any node whose inputs are all constants (constant folding). Shape arithmetic (values
-computed from a static shape, as ``chunk``'s slice ends ``Shape -> Gather -> Div``) is
-computed while importing (:func:`_fold_shape_arithmetic`), so shape inference goes on
-past it.
+computed from a static shape, as ``chunk``'s slice ends ``Shape -> Gather -> Div``, and
+small values computed from constants alone, as a Swin block's padding) is computed while
+importing (:func:`_fold_shape_arithmetic`), so shape inference goes on past it; folding
+and inference repeat until nothing is new (:func:`_fold_shapes`), since a shape known in
+one block can make the next block's computable.
 
 Compression is read from the file, never guessed. ``w_density`` is the fraction of
 non-zero entries of the weight initializer (behind a ``DequantizeLinear``: entries equal
@@ -369,9 +371,45 @@ def _qoperator_shapes(inferred) -> list:
 SHAPE_ARITHMETIC_OPS = frozenset({
     "Gather", "Add", "Sub", "Mul", "Div", "Mod", "Floor", "Ceil", "Cast", "Concat", "Unsqueeze", "Squeeze",
     "Slice", "Reshape", "Range", "Equal", "Where", "Min", "Max", "Neg", "Abs", "Identity", "ReduceProd",
+    "ConstantOfShape", "Transpose", "Expand",
 })
 #: The largest shape-arithmetic result computed (elements).
 MAX_SHAPE_VALUES = 4096
+
+
+#: Rounds of shape folding and inference at most (each round makes the shapes the next one computes from).
+MAX_FOLDING_ROUNDS = 32
+
+
+def _fold_shapes(inferred, source: str):
+    """``inferred`` after rounds of :func:`_fold_shape_arithmetic` until nothing is new (a shape known after one
+    round can make the next one computable, as in a Swin transformer's blocks). The rounds run on a copy whose
+    large initializers hold no data (each round copies the model and infers shapes again); their data is put
+    back at the end."""
+    from onnx import TensorProto
+
+    originals = {init.name: init for init in inferred.graph.initializer}
+    skeleton = type(inferred).FromString(inferred.SerializeToString())
+    large = set()
+    for init in skeleton.graph.initializer:
+        if math.prod(init.dims) > MAX_SHAPE_VALUES and not _without_data(init):
+            large.add(init.name)
+            name, dims, data_type = init.name, list(init.dims), init.data_type
+            init.Clear()
+            init.name, init.data_type, init.data_location = name, data_type, TensorProto.EXTERNAL
+            init.dims.extend(dims)
+    folded = skeleton
+    for _ in range(MAX_FOLDING_ROUNDS):
+        following = _fold_shape_arithmetic(folded, source)
+        if following is folded:
+            break
+        folded = following
+    if folded is skeleton:
+        return inferred
+    for init in folded.graph.initializer:
+        if init.name in large:
+            init.CopyFrom(originals[init.name])
+    return folded
 
 
 def _fold_shape_arithmetic(inferred, source: str):
@@ -406,7 +444,7 @@ def _fold_shape_arithmetic(inferred, source: str):
                                        if node.op_type == "Shape" else np.array(full.prod(), np.int64))
             continue
         inputs = [name for name in node.input if name]
-        if node.op_type not in SHAPE_ARITHMETIC_OPS or not any(name in derived for name in inputs) \
+        if node.op_type not in SHAPE_ARITHMETIC_OPS or not inputs \
                 or not all(name in derived or name in constants for name in inputs) \
                 or any(np.size(value(name)) > MAX_SHAPE_VALUES for name in inputs):
             continue
@@ -1024,7 +1062,7 @@ def import_onnx(model, skip_unsupported: bool = False, name: str | None = None) 
     if unloaded:
         warnings.warn(f"{source}: its weights are kept in {', '.join(unloaded)}, which is not there: shapes and bit "
                       f"widths are read from the model, every weight density is taken as 1 (dense)", stacklevel=2)
-    inferred = _fold_shape_arithmetic(_infer_shapes(proto, source), source)
+    inferred = _fold_shapes(_infer_shapes(proto, source), source)
     g = _graph(inferred)
     layers, unsupported = _lower_graph(g, inferred.graph.node, source)
     skipped = tuple(Unsupported(op, tuple(nodes)) for op, nodes in unsupported.items())

@@ -319,6 +319,44 @@ def test_an_einsum_that_is_not_a_product_of_two_is_listed_unsupported():
                                      "Einsum (equation 'bij,bkl->bi' sums an index of one operand alone)": 1}
 
 
+def test_shapes_computed_block_after_block_are_followed_to_the_last_layer():
+    """A Swin transformer's windows, as torch.onnx exports them: each block pads its map by an amount computed
+    from constants ((window - H % window) % window through Mod, Sub, Concat, ConstantOfShape, Cast), then cuts it
+    into windows with a Reshape whose target comes from the padded map's Shape. The second block's input shape is
+    known only once the first block's is, so folding and shape inference repeat until nothing is new."""
+    g = Graph((1, 6, 6, 8))
+    const = lambda name, value: g.init(name, np.array(value, np.int64))
+
+    def block(x, n, size):
+        pad = g.node("Mod", [g.node("Sub", [const(f"w{n}", 4), g.node("Mod", [const(f"h{n}", size), const(f"w{n}b", 4)],
+                                                                        f"hmod{n}")], f"sub{n}"), const(f"w{n}c", 4)],
+                     f"pad{n}")
+        zeros = g.node("ConstantOfShape", [const(f"five{n}", [5])], f"zeros{n}",
+                       value=helper.make_tensor("v", TensorProto.INT64, [1], [0]))
+        one = lambda name, x: g.node("Unsqueeze", [x, const(f"{name}.axis", [0])], name)
+        pads = g.node("Concat", [const(f"z{n}", [0]), one(f"pb{n}", pad), one(f"pr{n}", pad), zeros], f"pads{n}",
+                      axis=0)
+        padded = g.node("Pad", [x, g.node("Cast", [pads], f"cast{n}", to=TensorProto.INT64)], f"padded{n}")
+        shape = g.node("Shape", [padded], f"shape{n}")
+        side = lambda i: g.node("Gather", [shape, const(f"i{n}{i}", i)], f"side{n}{i}", axis=0)
+        count = g.node("Div", [g.node("Mul", [side(1), side(2)], f"area{n}"), const(f"sixteen{n}", 16)], f"count{n}")
+        target = g.node("Concat", [one(f"count{n}u", count), const(f"win{n}", [16, 8])], f"target{n}", axis=0)
+        windows = g.node("Reshape", [padded, target], f"windows{n}")                     # (count, 16, 8)
+        return g.node("MatMul", [windows, g.init(f"fc{n}.w", g.weight((8, 8)))], f"fc{n}")
+
+    first = block("x", 0, 6)                                                                # (4, 16, 8)
+    shape = g.node("Shape", [first], "first_shape")
+    side = g.node("Gather", [shape, const("zero", 0)], "first_count", axis=0)
+    rows = g.node("Mul", [side, const("four", 4)], "rows")                                  # 16
+    back = g.node("Reshape", [first, g.node("Concat", [const("one", [1]), g.node("Unsqueeze", [
+        g.node("Div", [rows, const("two", 2)], "half"), const("ax", [0])], "halfu"), const("rest", [8, 8])],
+                                            "back_target", axis=0)], "back")               # (1, 8, 8, 8)
+    report = import_onnx(g.model(block(back, 1, 8), check=False))
+    layers = {layer.name: layer for layer in report.workload}
+    assert report.skipped == ()
+    assert (layers["fc0"].H, layers["fc1"].H) == (64, 64) and layers["fc1"].macs == 64 * 8 * 8
+
+
 def test_a_layer_says_where_its_second_operand_comes_from():
     with pytest.raises(ValueError, match="field 'w_source' must be one of constant, activation, got 'weights'"):
         Layer("l", "fc", 8, 8, 1, 1, w_source="weights")
