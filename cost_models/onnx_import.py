@@ -30,7 +30,9 @@ Layers (as :mod:`search_spaces.networks` lowers the same network):
   as the ``MatMul`` it is: indices in both operands and the output are groups, indices
   in both operands only are contracted; a constant operand is the weight.
 * ``MaxPool``, ``AveragePool``, ``GlobalMaxPool``, ``GlobalAveragePool``, and
-  ``ReduceMean``/``ReduceMax`` over H and W -> ``pool``.
+  ``ReduceMean``/``ReduceMax`` over H and W -> ``pool``; any other reduction of an
+  activation (``ReduceL2`` for a vector norm, ``ReduceMean`` over the features) -> one
+  ``eltwise`` pass over its input, as a layer norm.
 * ``Add``, ``Sub``, ``Mul``, ``Div``, ``Sum`` of two activations -> ``eltwise`` (``Sum``
   of n activations: n - 1 layers); with a constant operand (a scale or bias) absorbed.
 * ``LayerNormalization``, ``GroupNormalization``, ``InstanceNormalization`` (statistics
@@ -56,7 +58,8 @@ layer. Operands from different tensors (a residual ``Add``, a squeeze-and-excita
 Absorbed (no layer): batch norm (folded into the convolution before it), activations,
 reshapes, transposes, casts, ``Concat`` (a fire module's concatenation adds no layer in
 the project's lowering either), ``Split`` and ``Slice`` (views of a map: a ShuffleNet
-``chunk``), ``Pad`` (the next layer reads the padded map), quantize / dequantize nodes,
+``chunk``), ``Expand`` (a broadcast its reader takes as it is), ``Pad`` (the next layer
+reads the padded map), quantize / dequantize nodes,
 and any node whose inputs are all constants (constant folding). Shape arithmetic (values
 computed from a static shape, as ``chunk``'s slice ends ``Shape -> Gather -> Div``, and
 small values computed from constants alone, as a Swin block's padding) is computed while
@@ -111,7 +114,7 @@ ACTIVATION_OPS = frozenset({
 ABSORBED = ACTIVATION_OPS | frozenset({
     "BatchNormalization", "Softmax", "LogSoftmax",
     "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "Concat", "Pad",
-    "Split", "Slice",
+    "Split", "Slice", "Expand",
     "QuantizeLinear", "DequantizeLinear", "Constant", "ConstantOfShape", "Shape", "Size",
 })
 #: Element-wise ops of one activation (any other operand a constant): the pieces an activation function is
@@ -873,19 +876,24 @@ def _global_pool_layer(name: str, g: _Graph, x: str) -> tuple[Layer, ...]:
 
 
 def _reduce(node, name: str, g: _Graph) -> tuple[Layer, ...]:
-    """ReduceMean/ReduceMax over H and W of an NCHW map: a global pool."""
+    """ReduceMean/ReduceMax over H and W of an NCHW map: a global pool. Any other reduction of an activation (a
+    vector norm over the features, as ``F.normalize`` exports it with ``ReduceL2``): one element-wise pass over its
+    input on the SIMD unit, as :func:`_normalization` costs a layer norm."""
     from onnx import numpy_helper
 
     x = node.input[0]
+    if not g.is_activation(x):
+        return ()
     axes = _attribute(node, "axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
         if node.input[1] not in g.values:
             raise _NotModelled("axes computed at run time")
         axes = numpy_helper.to_array(g.values[node.input[1]]).tolist()
-    rank = 1 + len(_feature_map(g.info(x), "input"))
-    if rank != 4 or axes is None or sorted(a % rank for a in np.atleast_1d(axes)) != [2, 3]:
-        raise _NotModelled("not over the H and W axes of an NCHW map")
-    return _global_pool_layer(name, g, x)
+    rank = len(g.info(x).dims or ())
+    if node.op_type in ("ReduceMean", "ReduceMax") and rank == 4 and axes is not None \
+            and sorted(a % rank for a in np.atleast_1d(axes)) == [2, 3]:
+        return _global_pool_layer(name, g, x)
+    return _normalization(node, name, g)
 
 
 def _eltwise(node, name: str, g: _Graph, inputs: tuple[str, ...] | None = None) -> tuple[Layer, ...]:
@@ -951,8 +959,8 @@ LOWERINGS: dict[str, Callable] = {
     "AveragePool": _pool,
     "GlobalAveragePool": lambda n, name, g: _global_pool_layer(name, g, n.input[0]),
     "GlobalMaxPool": lambda n, name, g: _global_pool_layer(name, g, n.input[0]),
-    "ReduceMean": _reduce,
-    "ReduceMax": _reduce,
+    "ReduceMean": _reduce, "ReduceMax": _reduce, "ReduceMin": _reduce, "ReduceSum": _reduce, "ReduceL1": _reduce,
+    "ReduceL2": _reduce, "ReduceSumSquare": _reduce, "ReduceLogSumExp": _reduce, "ReduceProd": _reduce,
     "Add": _eltwise, "Sub": _eltwise, "Mul": _eltwise, "Div": _eltwise, "Sum": _eltwise,
     "LayerNormalization": _normalization, "GroupNormalization": _normalization,
     "InstanceNormalization": _normalization, "Gather": _gather,
@@ -993,7 +1001,8 @@ def _qlinear_global_pool(node, name: str, g: _Graph) -> tuple[Layer, ...]:
 #: Inputs a node of each lowered op type must have (a malformed node is an error, not a crash).
 MIN_INPUTS = {"Conv": 2, "ConvInteger": 2, "QLinearConv": 8, "Gemm": 2, "MatMul": 2, "MatMulInteger": 2,
               "QLinearMatMul": 8, "MaxPool": 1, "AveragePool": 1, "GlobalAveragePool": 1, "GlobalMaxPool": 1,
-              "ReduceMean": 1, "ReduceMax": 1, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Sum": 1,
+              "ReduceMean": 1, "ReduceMax": 1, "ReduceMin": 1, "ReduceSum": 1, "ReduceL1": 1, "ReduceL2": 1,
+              "ReduceSumSquare": 1, "ReduceLogSumExp": 1, "ReduceProd": 1, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Sum": 1,
               "LayerNormalization": 1, "GroupNormalization": 1, "InstanceNormalization": 1, "Gather": 2, "Einsum": 1}
 
 

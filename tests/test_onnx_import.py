@@ -357,6 +357,23 @@ def test_shapes_computed_block_after_block_are_followed_to_the_last_layer():
     assert (layers["fc0"].H, layers["fc1"].H) == (64, 64) and layers["fc1"].macs == 64 * 8 * 8
 
 
+def test_a_vector_norm_over_the_features_is_one_pass_over_its_input():
+    """Swin V2's cosine attention normalises q as F.normalize exports it (ReduceL2 over the features, Clip,
+    Expand, Div): the norm is one element-wise pass over q, the division an element-wise layer of two tensors,
+    the broadcast a view; a ReduceMean over H and W stays a global pool."""
+    g = Graph((1, 4, 10, 16))
+    norm = g.node("ReduceL2", ["x", g.init("last", np.array([-1], np.int64))], "norm", keepdims=1)   # (1, 4, 10, 1)
+    wide = g.node("Expand", [g.node("Clip", [norm, g.init("eps", np.array(1e-12, np.float32))], "clip"),
+                             g.init("to", np.array([1, 4, 10, 16], np.int64))], "wide")
+    unit = g.node("Div", ["x", wide], "unit")
+    scores = g.node("MatMul", [unit, g.node("Transpose", [unit], "unit_t", perm=[0, 1, 3, 2])], "scores")
+    pooled = g.node("ReduceMean", [unit, g.init("hw", np.array([2, 3], np.int64))], "pooled", keepdims=1)
+    layers = {layer.name: layer for layer in from_onnx(g.model(scores, pooled, opset=18))}
+    assert [(n, layers[n].kind) for n in layers] == [("norm", "eltwise"), ("unit", "eltwise"), ("scores", "grouped"),
+                                                     ("pooled", "pool")]
+    assert (layers["norm"].C, layers["norm"].H, layers["norm"].W) == (4, 10, 16)
+
+
 def test_a_layer_says_where_its_second_operand_comes_from():
     with pytest.raises(ValueError, match="field 'w_source' must be one of constant, activation, got 'weights'"):
         Layer("l", "fc", 8, 8, 1, 1, w_source="weights")
