@@ -35,25 +35,29 @@ Layers (as :mod:`search_spaces.networks` lowers the same network):
   ``eltwise`` pass over its input, as a layer norm.
 * ``Add``, ``Sub``, ``Mul``, ``Div``, ``Sum`` of two activations -> ``eltwise`` (``Sum``
   of n activations: n - 1 layers); with a constant operand (a scale or bias) absorbed.
-* ``LayerNormalization``, ``GroupNormalization``, ``InstanceNormalization`` (statistics
-  of the activation at run time, so nothing folds them away) -> one ``eltwise`` pass
-  over their input on the SIMD unit; the reductions for mean and variance are not
-  counted apart.
+* ``LayerNormalization``, ``GroupNormalization``, ``InstanceNormalization``, ``Softmax``,
+  ``LogSoftmax`` (statistics of the activation at run time, so nothing folds them away
+  or fuses them into the layer before) -> one ``eltwise`` pass over their input on the
+  SIMD unit; the reductions for mean, variance or the softmax's sum are not counted
+  apart.
 * ``Gather`` on an activation (a class token picked from a sequence) is a view; from a
   constant table by index (an embedding lookup) it is not modelled.
 * ONNX Runtime's QOperator ops (``com.microsoft``) like their QDQ equivalents:
   ``QLinearAdd``/``QLinearMul`` -> ``eltwise``, ``QGemm`` -> ``fc`` (its int8 weight's bits
-  and density), ``QLinearGlobalAveragePool`` -> ``pool``; ``QLinearSigmoid``,
-  ``QLinearLeakyRelu``, ``QLinearSoftmax``, ``QLinearConcat`` are absorbed. ONNX's shape
+  and density), ``QLinearGlobalAveragePool`` -> ``pool``, ``QLinearSoftmax`` -> one
+  ``eltwise`` pass; ``QLinearSigmoid``, ``QLinearLeakyRelu``, ``QLinearConcat`` are
+  absorbed. ONNX's shape
   inference does not know them, so the importer gives it their output shapes
   (:func:`_qoperator_output`) and infers again.
 
-Activation functions cost nothing, however they are spelled: one operator (``Relu``,
+The one rule for activations: a function applied element by element to one tensor costs
+nothing (fused into the layer that makes its input), however it is spelled: one operator (``Relu``,
 ``HardSwish``, ``Gelu``, ``Erf``, ...) or element-wise operators on one tensor (SiLU as
 ``x * Sigmoid(x)``, GELU as ``x * (1 + Erf(x / sqrt(2))) / 2``): an element-wise op whose
 activation operands all come from one tensor through :data:`ELEMENTWISE_OPS` adds no
 layer. Operands from different tensors (a residual ``Add``, a squeeze-and-excitation
-``Mul``) make an ``eltwise`` layer.
+``Mul``) make an ``eltwise`` layer, and a function that needs statistics of the
+activation (a norm, ``Softmax``, a reduction) is one ``eltwise`` pass over its input.
 
 Absorbed (no layer): batch norm (folded into the convolution before it), activations,
 reshapes, transposes, casts, ``Concat`` (a fire module's concatenation adds no layer in
@@ -64,7 +68,7 @@ and any node whose inputs are all constants (constant folding). Shape arithmetic
 computed from a static shape, as ``chunk``'s slice ends ``Shape -> Gather -> Div``, and
 small values computed from constants alone, as a Swin block's padding) is computed while
 importing (:func:`_fold_shape_arithmetic`), so shape inference goes on past it; folding
-and inference repeat until nothing is new (:func:`_fold_shapes`), since a shape known in
+and inference repeat until nothing is new (:func:`_shapes`), since a shape known in
 one block can make the next block's computable.
 
 Compression is read from the file, never guessed. ``w_density`` is the fraction of
@@ -112,7 +116,7 @@ ACTIVATION_OPS = frozenset({
     "Softplus", "Gelu", "Mish", "Erf",
 })
 ABSORBED = ACTIVATION_OPS | frozenset({
-    "BatchNormalization", "Softmax", "LogSoftmax",
+    "BatchNormalization",
     "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "Concat", "Pad",
     "Split", "Slice", "Expand",
     "QuantizeLinear", "DequantizeLinear", "Constant", "ConstantOfShape", "Shape", "Size",
@@ -384,35 +388,51 @@ MAX_SHAPE_VALUES = 4096
 MAX_FOLDING_ROUNDS = 32
 
 
-def _fold_shapes(inferred, source: str):
-    """``inferred`` after rounds of :func:`_fold_shape_arithmetic` until nothing is new (a shape known after one
-    round can make the next one computable, as in a Swin transformer's blocks). The rounds run on a copy whose
-    large initializers hold no data (each round copies the model and infers shapes again); their data is put
-    back at the end."""
+def _without_large_data(proto):
+    """A copy of ``proto`` whose initializers of more than :data:`MAX_SHAPE_VALUES` elements keep their name, type
+    and dims but no data (marked external), for the shape work (each round serializes the model, which protobuf
+    refuses above 2 GB); built field by field, never serializing ``proto`` itself."""
     from onnx import TensorProto
 
-    originals = {init.name: init for init in inferred.graph.initializer}
-    skeleton = type(inferred).FromString(inferred.SerializeToString())
-    large = set()
-    for init in skeleton.graph.initializer:
+    def copy_fields(source, target, leave_out: str):
+        for field, value in source.ListFields():
+            if field.name == leave_out:
+                continue
+            if hasattr(value, "extend"):
+                getattr(target, field.name).extend(value)
+            elif hasattr(value, "CopyFrom"):
+                getattr(target, field.name).CopyFrom(value)
+            else:
+                setattr(target, field.name, value)
+
+    skeleton = type(proto)()
+    copy_fields(proto, skeleton, "graph")
+    copy_fields(proto.graph, skeleton.graph, "initializer")
+    for init in proto.graph.initializer:
         if math.prod(init.dims) > MAX_SHAPE_VALUES and not _without_data(init):
-            large.add(init.name)
-            name, dims, data_type = init.name, list(init.dims), init.data_type
-            init.Clear()
-            init.name, init.data_type, init.data_location = name, data_type, TensorProto.EXTERNAL
-            init.dims.extend(dims)
-    folded = skeleton
+            skeleton.graph.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims,
+                                           data_location=TensorProto.EXTERNAL)
+        else:
+            skeleton.graph.initializer.add().CopyFrom(init)
+    return skeleton
+
+
+def _shapes(proto, source: str):
+    """``proto`` with every shape inference and :func:`_fold_shape_arithmetic` can give: rounds of folding and
+    inference until nothing is new (a shape known after one round can make the next one computable, as in a
+    Swin transformer's blocks), run on :func:`_without_large_data`'s copy; the large initializers' data is put
+    back at the end."""
+    inferred = _infer_shapes(_without_large_data(proto), source)
     for _ in range(MAX_FOLDING_ROUNDS):
-        following = _fold_shape_arithmetic(folded, source)
-        if following is folded:
+        following = _fold_shape_arithmetic(inferred, source)
+        if following is inferred:
             break
-        folded = following
-    if folded is skeleton:
-        return inferred
-    for init in folded.graph.initializer:
-        if init.name in large:
+        inferred = following
+    originals = {init.name: init for init in proto.graph.initializer}
+    for init in inferred.graph.initializer:
+        if _without_data(init) and init.name in originals and not _without_data(originals[init.name]):
             init.CopyFrom(originals[init.name])
-    return folded
+    return inferred
 
 
 def _fold_shape_arithmetic(inferred, source: str):
@@ -963,7 +983,8 @@ LOWERINGS: dict[str, Callable] = {
     "ReduceL2": _reduce, "ReduceSumSquare": _reduce, "ReduceLogSumExp": _reduce, "ReduceProd": _reduce,
     "Add": _eltwise, "Sub": _eltwise, "Mul": _eltwise, "Div": _eltwise, "Sum": _eltwise,
     "LayerNormalization": _normalization, "GroupNormalization": _normalization,
-    "InstanceNormalization": _normalization, "Gather": _gather,
+    "InstanceNormalization": _normalization, "Softmax": _normalization, "LogSoftmax": _normalization,
+    "Gather": _gather,
 }
 
 
@@ -976,13 +997,14 @@ QOPERATOR_LOWERINGS: dict[str, Callable] = {
     "QLinearGlobalAveragePool": lambda n, name, g: _qlinear_global_pool(n, name, g),
     "QLinearConv": LOWERINGS["QLinearConv"],
     "QLinearMatMul": LOWERINGS["QLinearMatMul"],
+    "QLinearSoftmax": _normalization,
 }
 #: QOperator ops that add no layer: activations and views, as their float equivalents.
-QOPERATOR_ABSORBED = frozenset({"QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QLinearConcat",
+QOPERATOR_ABSORBED = frozenset({"QLinearSigmoid", "QLinearLeakyRelu", "QLinearConcat",
                                 "QuantizeLinear", "DequantizeLinear"})
 #: The positions of each QOperator op's operands (its scales and zero points may be left out).
 QOPERATOR_OPERANDS = {"QLinearAdd": (0, 3), "QLinearMul": (0, 3), "QGemm": (0, 3), "QLinearGlobalAveragePool": (0,),
-                      "QLinearConv": (0, 3), "QLinearMatMul": (0, 3)}
+                      "QLinearConv": (0, 3), "QLinearMatMul": (0, 3), "QLinearSoftmax": (0,)}
 
 
 def _qgemm(node, name: str, g: _Graph) -> tuple[Layer, ...]:
@@ -1003,7 +1025,8 @@ MIN_INPUTS = {"Conv": 2, "ConvInteger": 2, "QLinearConv": 8, "Gemm": 2, "MatMul"
               "QLinearMatMul": 8, "MaxPool": 1, "AveragePool": 1, "GlobalAveragePool": 1, "GlobalMaxPool": 1,
               "ReduceMean": 1, "ReduceMax": 1, "ReduceMin": 1, "ReduceSum": 1, "ReduceL1": 1, "ReduceL2": 1,
               "ReduceSumSquare": 1, "ReduceLogSumExp": 1, "ReduceProd": 1, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Sum": 1,
-              "LayerNormalization": 1, "GroupNormalization": 1, "InstanceNormalization": 1, "Gather": 2, "Einsum": 1}
+              "LayerNormalization": 1, "GroupNormalization": 1, "InstanceNormalization": 1, "Gather": 2, "Einsum": 1,
+              "Softmax": 1, "LogSoftmax": 1}
 
 
 # --- the import ---------------------------------------------------------------------------------
@@ -1071,7 +1094,7 @@ def import_onnx(model, skip_unsupported: bool = False, name: str | None = None) 
     if unloaded:
         warnings.warn(f"{source}: its weights are kept in {', '.join(unloaded)}, which is not there: shapes and bit "
                       f"widths are read from the model, every weight density is taken as 1 (dense)", stacklevel=2)
-    inferred = _fold_shapes(_infer_shapes(proto, source), source)
+    inferred = _shapes(proto, source)
     g = _graph(inferred)
     layers, unsupported = _lower_graph(g, inferred.graph.node, source)
     skipped = tuple(Unsupported(op, tuple(nodes)) for op, nodes in unsupported.items())

@@ -130,6 +130,7 @@ def test_every_supported_op_in_a_small_cnn():
         ("sum_2", "eltwise", 32, 32, 1, 1, 1, 1, 1, 0, 1, 1, 1),
         ("fc1", "fc", 32, 10, 1, 1, 1, 1, 1, 0, 1, 1, 1),
         ("fc2", "fc", 10, 5, 1, 1, 1, 1, 1, 0, 1, 1, 1),
+        ("softmax", "eltwise", 5, 5, 1, 1, 1, 1, 1, 0, 1, 1, 1),  # statistics at run time: one vector pass
     ]
     assert [shape_of(layer) for layer in workload] == expected
     macs = {layer.name: layer.macs for layer in workload if layer.macs}
@@ -268,7 +269,8 @@ def test_attention_scores_are_layers_with_an_operand_computed_at_run_time(tmp_pa
 
     workload = from_onnx(attention_model())
     layers = {layer.name: layer for layer in workload}
-    assert list(layers) == ["q", "k", "v", "scores", "context", "o"]
+    assert list(layers) == ["q", "k", "v", "scores", "softmax", "context", "o"]
+    assert (layers["softmax"].kind, layers["softmax"].C, layers["softmax"].H) == ("eltwise", 4, 10)
     for name, (C, K) in (("scores", (4 * 16, 4 * 10)), ("context", (4 * 10, 4 * 16))):
         layer = layers[name]
         assert (layer.kind, layer.groups, layer.C, layer.K, layer.H, layer.W) == ("grouped", 4, C, K, 10, 1), name
@@ -536,11 +538,13 @@ def test_onnx_runtimes_qoperator_ops_read_like_their_qdq_equivalents():
     fc_w = g.init("fc.w", np.eye(10, 8, dtype=np.int8))
     out = g.node("QGemm", [flat, scale, zero, fc_w, g.init("fc.ws", np.float32(0.02)), g.init("fc.wzp", np.int8(0)),
                            g.init("fc.b", np.zeros(10, np.int32)), scale, zero], "fc", transB=1, **ms)
+    out = g.node("QLinearSoftmax", [out, scale, zero, scale, zero], "softmax", axis=-1, opset=13, **ms)
     report = import_onnx(g.model(out, opset=13, domains=("com.microsoft",), check=False))
     assert report.skipped == ()
     layers = {layer.name: layer for layer in report.workload}
     assert [(n, layers[n].kind) for n in layers] == [("conv1", "conv"), ("conv2", "conv"), ("add", "eltwise"),
-                                                     ("conv3", "conv"), ("gap", "pool"), ("fc", "fc")]
+                                                     ("conv3", "conv"), ("gap", "pool"), ("fc", "fc"),
+                                                     ("softmax", "eltwise")]  # as Softmax: one vector pass
     assert all(layer.a_bits == 8 for layer in layers.values())
     assert (layers["fc"].C, layers["fc"].K, layers["fc"].w_bits, layers["fc"].w_density) == (8, 10, 8, 0.1)
     assert (layers["gap"].C, layers["gap"].H) == (8, 8) and layers["conv3"].w_density == pytest.approx(2 / 3, 0.01)
