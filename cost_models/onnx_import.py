@@ -789,11 +789,20 @@ def _activation_matmul(name: str, g: _Graph, a: str, b: str, transposed: bool = 
         leading = tuple(a_dims[:-2])
         leading = leading[1:] if leading and leading[0] == g.batch else leading
         groups, M = math.prod(leading), a_dims[-2]
-    extra = {field: bits for field, bits in (("a_bits", _activation_bits(g, a)), ("w_bits", _activation_bits(g, b)))
-             if bits is not None}
+    return (_product_layer(name, g, a, b, groups, M, D, N),)
+
+
+def _product_layer(name: str, g: _Graph, a: str, b: str, groups: int, M: int, D: int, N: int) -> Layer:
+    """The array layer of ``groups`` products of ``A`` (``M x D``) and ``B`` (``D x N``): ``groups`` groups of an
+    ``M x 1`` map of ``D`` inputs and ``N`` outputs. ``B`` a constant: the weight (its density and bits read as a
+    MatMul's); an activation: ``w_source="activation"``, ``a_bits`` from ``A`` and ``w_bits`` from ``B``."""
     C, K = groups * D, groups * N
     kind = infer_kind(C, K, M, 1, 1, 1, groups)
-    return (Layer(name, kind, C, K, M, 1, groups=groups, w_source="activation", **extra),)
+    if not g.is_activation(b):
+        return Layer(name, kind, C, K, M, 1, groups=groups, **_compression(g, _weight(g, b), (a,)))
+    extra = {field: bits for field, bits in (("a_bits", _activation_bits(g, a)), ("w_bits", _activation_bits(g, b)))
+             if bits is not None}
+    return Layer(name, kind, C, K, M, 1, groups=groups, w_source="activation", **extra)
 
 
 def _einsum_terms(equation: str, ranks: tuple[int, ...]) -> tuple[list[str], str]:
@@ -851,13 +860,7 @@ def _einsum(node, name: str, g: _Graph) -> tuple[Layer, ...]:
     M = math.prod(size[c] for c in rows)
     D = math.prod(size[c] for c in left if c in right and c not in output)
     N = math.prod(size[c] for c in right if c not in left)
-    C, K = groups * D, groups * N
-    kind = infer_kind(C, K, M, 1, 1, 1, groups)
-    if g.is_activation(b):
-        extra = {field: bits for field, bits in (("a_bits", _activation_bits(g, a)),
-                                                 ("w_bits", _activation_bits(g, b))) if bits is not None}
-        return (Layer(name, kind, C, K, M, 1, groups=groups, w_source="activation", **extra),)
-    return (Layer(name, kind, C, K, M, 1, groups=groups, **_compression(g, _weight(g, b), (a,))),)
+    return (_product_layer(name, g, a, b, groups, M, D, N),)
 
 
 def _rows(g: _Graph, a: str) -> tuple[int, ...]:
