@@ -760,11 +760,7 @@ def _matmul(node, name: str, g: _Graph, a: str, b: str, transposed: bool = False
     if len(weight_dims) != 2:
         raise _NotModelled(f"a weight of rank {len(weight_dims)}")
     K, C = weight_dims if transposed else weight_dims[::-1]
-    M = math.prod(_rows(g, a))
-    extra = _compression(g, _weight(g, b, zero_point, axis=1), (a,))
-    if M == 1:
-        return (Layer(name, "fc", C, K, 1, 1, **extra),)
-    return (Layer(name, "pointwise", C, K, M, 1, **extra),)
+    return (_product_layer(name, g, a, b, 1, math.prod(_rows(g, a)), C, K, zero_point),)
 
 
 def _activation_matmul(name: str, g: _Graph, a: str, b: str, transposed: bool = False) -> tuple[Layer, ...]:
@@ -786,20 +782,21 @@ def _activation_matmul(name: str, g: _Graph, a: str, b: str, transposed: bool = 
         if tuple(a_dims[:-2]) != tuple(b_dims[:-2]):
             raise _NotModelled(f"operands with different leading dimensions {tuple(a_dims[:-2])} and "
                                f"{tuple(b_dims[:-2])} (broadcast)")
-        leading = tuple(a_dims[:-2])
-        leading = leading[1:] if leading and leading[0] == g.batch else leading
-        groups, M = math.prod(leading), a_dims[-2]
+        groups, M = math.prod(_per_sample(g, a_dims[:-2])), a_dims[-2]
     return (_product_layer(name, g, a, b, groups, M, D, N),)
 
 
-def _product_layer(name: str, g: _Graph, a: str, b: str, groups: int, M: int, D: int, N: int) -> Layer:
+def _product_layer(name: str, g: _Graph, a: str, b: str, groups: int, M: int, D: int, N: int,
+                   zero_point: str = "") -> Layer:
     """The array layer of ``groups`` products of ``A`` (``M x D``) and ``B`` (``D x N``): ``groups`` groups of an
-    ``M x 1`` map of ``D`` inputs and ``N`` outputs. ``B`` a constant: the weight (its density and bits read as a
-    MatMul's); an activation: ``w_source="activation"``, ``a_bits`` from ``A`` and ``w_bits`` from ``B``."""
+    ``M x 1`` map of ``D`` inputs and ``N`` outputs (one group of one row: ``fc``). ``B`` a constant: the weight,
+    its density and bits read from the file (``zero_point``: an integer MatMul's, per output column); an
+    activation: ``w_source="activation"``, ``a_bits`` from ``A`` and ``w_bits`` from ``B``."""
     C, K = groups * D, groups * N
     kind = infer_kind(C, K, M, 1, 1, 1, groups)
     if not g.is_activation(b):
-        return Layer(name, kind, C, K, M, 1, groups=groups, **_compression(g, _weight(g, b), (a,)))
+        return Layer(name, kind, C, K, M, 1, groups=groups,
+                     **_compression(g, _weight(g, b, zero_point, axis=1), (a,)))
     extra = {field: bits for field, bits in (("a_bits", _activation_bits(g, a)), ("w_bits", _activation_bits(g, b)))
              if bits is not None}
     return Layer(name, kind, C, K, M, 1, groups=groups, w_source="activation", **extra)
@@ -836,8 +833,7 @@ def _einsum(node, name: str, g: _Graph) -> tuple[Layer, ...]:
     dims = [g.info(x).dims for x in node.input]
     if any(d is None or None in d for d in dims):
         raise _NotModelled("no inferred shape for its inputs")
-    equation = _attribute(node, "equation", "")
-    equation = equation.decode() if isinstance(equation, bytes) else str(equation)
+    equation = str(_attribute(node, "equation", ""))
     terms, output = _einsum_terms(equation, tuple(len(d) for d in dims))
     operands = list(zip(node.input, terms))
     if not g.is_activation(operands[0][0]):
@@ -870,7 +866,12 @@ def _rows(g: _Graph, a: str) -> tuple[int, ...]:
     dims = g.info(a).dims
     if dims is None or any(d is None for d in dims):
         raise _NotModelled("no inferred shape for its input")
-    leading = tuple(dims[:-1])
+    return _per_sample(g, dims[:-1])
+
+
+def _per_sample(g: _Graph, leading) -> tuple[int, ...]:
+    """Leading dimensions without the model's batch: the first one left out when it is the batch's size."""
+    leading = tuple(leading)
     return leading[1:] if leading and leading[0] == g.batch else leading
 
 
@@ -969,6 +970,10 @@ def _input(node, index: int) -> str:
     return node.input[index] if len(node.input) > index else ""
 
 
+#: Reductions (``_reduce``: a global pool over H and W, else one pass over the input).
+REDUCTIONS = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL1", "ReduceL2", "ReduceSumSquare",
+              "ReduceLogSumExp", "ReduceProd")
+
 LOWERINGS: dict[str, Callable] = {
     "Conv": lambda n, name, g: _conv(n, name, g, n.input[0], n.input[1]),
     "ConvInteger": lambda n, name, g: _conv(n, name, g, n.input[0], n.input[1], _input(n, 3)),
@@ -982,8 +987,7 @@ LOWERINGS: dict[str, Callable] = {
     "AveragePool": _pool,
     "GlobalAveragePool": lambda n, name, g: _global_pool_layer(name, g, n.input[0]),
     "GlobalMaxPool": lambda n, name, g: _global_pool_layer(name, g, n.input[0]),
-    "ReduceMean": _reduce, "ReduceMax": _reduce, "ReduceMin": _reduce, "ReduceSum": _reduce, "ReduceL1": _reduce,
-    "ReduceL2": _reduce, "ReduceSumSquare": _reduce, "ReduceLogSumExp": _reduce, "ReduceProd": _reduce,
+    **{op: _reduce for op in REDUCTIONS},
     "Add": _eltwise, "Sub": _eltwise, "Mul": _eltwise, "Div": _eltwise, "Sum": _eltwise,
     "LayerNormalization": _normalization, "GroupNormalization": _normalization,
     "InstanceNormalization": _normalization, "Softmax": _normalization, "LogSoftmax": _normalization,
@@ -1026,8 +1030,7 @@ def _qlinear_global_pool(node, name: str, g: _Graph) -> tuple[Layer, ...]:
 #: Inputs a node of each lowered op type must have (a malformed node is an error, not a crash).
 MIN_INPUTS = {"Conv": 2, "ConvInteger": 2, "QLinearConv": 8, "Gemm": 2, "MatMul": 2, "MatMulInteger": 2,
               "QLinearMatMul": 8, "MaxPool": 1, "AveragePool": 1, "GlobalAveragePool": 1, "GlobalMaxPool": 1,
-              "ReduceMean": 1, "ReduceMax": 1, "ReduceMin": 1, "ReduceSum": 1, "ReduceL1": 1, "ReduceL2": 1,
-              "ReduceSumSquare": 1, "ReduceLogSumExp": 1, "ReduceProd": 1, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Sum": 1,
+              **{op: 1 for op in REDUCTIONS}, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Sum": 1,
               "LayerNormalization": 1, "GroupNormalization": 1, "InstanceNormalization": 1, "Gather": 2, "Einsum": 1,
               "Softmax": 1, "LogSoftmax": 1}
 
