@@ -293,31 +293,17 @@ def _product_macs(node, a: tuple[int, ...], b: tuple[int, ...], out: tuple[int, 
     return math.prod(sizes.values())
 
 
-def import_file(path: Path, without_weight_data: bool = False) -> Imported:
-    """Import one ONNX file (unsupported nodes skipped) and count its activation MatMuls. ``without_weight_data``:
-    import the model as loaded without its external data files (weight shapes only; the importer then takes every
-    weight as dense, which a randomly initialized model is)."""
-    import onnx
-
+def import_file(path: Path) -> Imported:
+    """Import one ONNX file (unsupported nodes skipped, external weight data loaded) and count its activation
+    MatMuls."""
     from cost_models import import_onnx
 
-    model = onnx.load(str(path), load_external_data=False) if without_weight_data else path
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the importer's notice that the weights' data is not there
-        report = import_onnx(model, skip_unsupported=True, name=path.stem)
+    report = import_onnx(path, skip_unsupported=True, name=path.stem)
     workload = report.workload
-    by_activation = sum(layer.macs for layer in workload if getattr(layer, "w_source", "constant") == "activation")
+    by_activation = sum(layer.macs for layer in workload if layer.w_source == "activation")
     matmul_macs, unknown = activation_matmuls(path)
     return Imported(gmacs=workload.macs / 1e9, weights=workload.params, skipped=skipped_counts(report),
                     activation_gmacs=by_activation / 1e9, matmul_gmacs=matmul_macs / 1e9, matmul_unknown=unknown)
-
-
-def has_external_data(path: Path) -> bool:
-    """Whether the file keeps (some of) its weights in external data files (ONNX files over 2 GiB must)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer)
 
 
 def skipped_counts(report) -> dict[str, int]:
@@ -376,20 +362,11 @@ def check_model(torch, torchvision, name: str, folder: Path, exporter: Exporter,
         row = dataclasses.replace(row, exporter=used)
         del model
         gc.collect()
-        note = ""
-        try:
-            row = dataclasses.replace(row, imported=import_file(path))
-        except Exception as error:
-            if not has_external_data(path):
-                raise
-            # A file over protobuf's 2 GiB keeps its weights in external data; loaded with them, the importer's copy
-            # of the model cannot be serialized (EncodeError). The shapes are all it needs for MACs and weights.
-            row = dataclasses.replace(row, imported=import_file(path, without_weight_data=True))
-            note = f" (imported without its external weight data; with it: {first_line(error)})"
+        row = dataclasses.replace(row, imported=import_file(path))
         diff = row.diff_pct(row.imported)
         if diff is None:
-            return done(status="no published MACs" + note), exporter
-        status = ("ok" if abs(diff) <= TOLERANCE * 100 else "over 1 %" + rounding_note(row)) + note
+            return done(status="no published MACs"), exporter
+        status = "ok" if abs(diff) <= TOLERANCE * 100 else "over 1 %" + rounding_note(row)
         if not status.startswith("ok") or not row.weights_match(row.imported):
             try:
                 row = dataclasses.replace(row, folded=import_file(ort_optimized(path, threads)))
