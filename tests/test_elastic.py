@@ -198,32 +198,42 @@ def test_a_fire_blocks_elastic_channels_mean_the_same_at_every_width():
     assert list(wide_index[:4]) == [0, 16, 1, 17]  # the 1x1 expand's 16 channels come first at the maximum
 
 
-@pytest.mark.parametrize("block", ["squeezenext", "inverted", "dwsep"])
-def test_a_fire_stage_before_an_identity_shortcut_gives_its_own_models_logits(block):
+def test_a_fire_stage_before_an_identity_shortcut_gives_its_own_models_logits():
     """After a fire stage, a stride-1 block of the same width adds its input (the fire output, in the elastic
-    order) to its last convolution's output, whose channels then follow that order too."""
-    networks = NetworkSpace(blocks=("fire", block), stages=(3,), depths=(1, 2), widths=(16,), kernels=(3,),
-                            stem_kernels=(3,), stem_widths=(8,), expansions=(1.0,), resolutions=(8,), min_map=4)
+    order) to its last convolution's output, whose channels then follow that order too: for each block with a
+    shortcut (squeezenext, inverted, dwsep), one elastic network and one compiled program for all three."""
+    shortcut_blocks = ("squeezenext", "inverted", "dwsep")
+    networks = NetworkSpace(blocks=("fire",) + shortcut_blocks, stages=(3,), depths=(1, 2), widths=(16,),
+                            kernels=(3,), stem_kernels=(3,), stem_widths=(8,), expansions=(1.0,), resolutions=(8,),
+                            min_map=4)
     space = ElasticSpace.of(networks, None, resolution=8)
-    spec = networks.draw(np.random.default_rng(0))
-    stages = (dataclasses.replace(spec.stages[0], block="fire", depth=2, expansion=1.0),
-              dataclasses.replace(spec.stages[1], block="fire", depth=1, expansion=1.0),
-              dataclasses.replace(spec.stages[2], block=block, depth=2, expansion=1.0))
-    assert stages[2].stride == 1
-    spec = _rebuilt(spec.replace(stages=stages))
-    model = build_model(spec, None)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
-    draw = np.random.default_rng(5)
-    variables = jax.tree_util.tree_map(lambda a: draw.normal(0, 0.3, a.shape).astype(np.float32), dict(shapes))
-    variables["batch_stats"] = jax.tree_util.tree_map(lambda a: np.abs(a) + 0.5, variables["batch_stats"])
     elastic = init(space)
-    mine = embed(space, spec, variables, elastic)
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
     fast_jit = functools.partial(jax.jit, compiler_options=FAST_COMPILE)
-    ours = fast_jit(lambda v, e: ElasticNetwork(space).apply(v, x, e))(mine, space.encode(spec))
-    np.testing.assert_allclose(ours, fast_jit(model.apply)(variables, x), atol=1e-5, rtol=1e-5)
-    back = extract(space, spec, mine, variables)  # and out again, in the stand-alone order
-    jax.tree_util.tree_map(np.testing.assert_array_equal, back, {k: variables[k] for k in back})
+    traces = collections.Counter()
+
+    @fast_jit
+    def ours(variables, encoding):
+        traces["elastic"] += 1
+        return ElasticNetwork(space).apply(variables, x, encoding)
+    drawn = networks.draw(np.random.default_rng(0))
+    for block in shortcut_blocks:
+        stages = (dataclasses.replace(drawn.stages[0], block="fire", depth=2, expansion=1.0),
+                  dataclasses.replace(drawn.stages[1], block="fire", depth=1, expansion=1.0),
+                  dataclasses.replace(drawn.stages[2], block=block, depth=2, expansion=1.0))
+        assert stages[2].stride == 1
+        spec = _rebuilt(drawn.replace(stages=stages))
+        model = build_model(spec, None)
+        shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+        draw = np.random.default_rng(5)
+        variables = jax.tree_util.tree_map(lambda a: draw.normal(0, 0.3, a.shape).astype(np.float32), dict(shapes))
+        variables["batch_stats"] = jax.tree_util.tree_map(lambda a: np.abs(a) + 0.5, variables["batch_stats"])
+        mine = embed(space, spec, variables, elastic)
+        np.testing.assert_allclose(ours(mine, space.encode(spec)), fast_jit(model.apply)(variables, x),
+                                   atol=1e-5, rtol=1e-5, err_msg=block)
+        back = extract(space, spec, mine, variables)  # and out again, in the stand-alone order
+        jax.tree_util.tree_map(np.testing.assert_array_equal, back, {k: variables[k] for k in back})
+    assert traces == {"elastic": 1}
 
 
 def test_a_candidate_outside_the_space_names_the_field_and_the_range(space):
