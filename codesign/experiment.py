@@ -34,7 +34,7 @@ from codesign.accuracy.datasets import Dataset, DataSpec, data_spec
 from codesign.metrics import HARDWARE_METRICS, METRICS, QUALITY_METRICS, Constraint, Objective
 from codesign.accuracy.proxies import TrainedProxy
 from codesign.accuracy.proxy import Proxy
-from codesign.storage import run_folder_storage
+from codesign.storage import JOURNAL, SQLITE, run_folder_storage, server_url_problem, shown_url
 from codesign.accuracy.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
 from search_spaces.compression import DEFAULT_COMPRESSION_SPACE, CompressionSpace
@@ -137,6 +137,10 @@ def _check_types(experiment) -> None:
     if experiment.storage is not None and (not isinstance(experiment.storage, str) or "://" not in experiment.storage):
         raise ValueError(f"experiment: field 'storage' must be None or an Optuna storage URL such as "
                          f"sqlite:///study.db or journal:///path/study.log, got {experiment.storage!r}")
+    if experiment.storage is not None and not experiment.storage.startswith((JOURNAL, SQLITE)):
+        problem = server_url_problem(experiment.storage)
+        if problem:
+            raise ValueError(f"experiment: field 'storage' {shown_url(experiment.storage)}: {problem}")
     folder = experiment.run_folder
     if folder is not None and not isinstance(folder, (str, os.PathLike)):
         raise ValueError(f"experiment: field 'run_folder' must be None or a path, got {folder!r}")

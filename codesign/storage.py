@@ -62,7 +62,7 @@ def make_storage(url: str):
         return JournalStorage(JournalFileBackend(str(path)))
     if isinstance(url, str) and url.startswith(SQLITE):
         return _sqlite_storage(url)
-    return optuna.storages.RDBStorage(url)  # the storage Optuna makes of any other URL
+    return server_storage(url)
 
 
 def reading_storage(url: str):
@@ -81,10 +81,66 @@ def reading_storage(url: str):
         return _reading_journal(Path(url[len(JOURNAL):]))
     if url.startswith(SQLITE):
         return _reading_sqlite(Path(url[len(SQLITE):]))
+    return server_storage(url, skip_table_creation=True)
+
+
+#: Where a database server's password comes from: the client's own sources, never the URL (a command line
+#: shows it to ``ps``, and a run folder, a log or an error message would keep it).
+PASSWORD_SOURCES = ("the database client's own environment variable or password file (PostgreSQL: PGPASSWORD, "
+                    "PGPASSFILE or ~/.pgpass; MySQL: MYSQL_PWD or an option file)")
+#: Seconds a database server has to answer before the storage is said to be unreachable.
+CONNECT_TIMEOUT_S = 10
+
+
+def server_url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as a database server's URL (not a URL, or a password in it), or None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
-        return optuna.storages.RDBStorage(url, skip_table_creation=True)
-    except Exception as error:  # noqa: BLE001 - sqlalchemy's many errors: one line naming the URL
-        raise ValueError(f"storage {url}: cannot be read ({_first_line(error)})") from None
+        parsed = make_url(url)
+    except ArgumentError as error:
+        return f"not a storage URL ({error})"
+    if parsed.password is not None:
+        return (f"the URL holds a password; give it in {PASSWORD_SOURCES} instead, so that it never shows on a "
+                f"command line, in a log or in the run folder")
+    return None
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: a password, if any, replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL: nothing in it parses as a password
+        return url
+
+
+def server_storage(url: str, skip_table_creation: bool = False) -> optuna.storages.RDBStorage:
+    """Optuna's storage on a database server, connected and checked before any trial: an unreachable
+    server, refused credentials or a missing client library is one ValueError naming the server (within
+    CONNECT_TIMEOUT_S), never the password."""
+    if not isinstance(url, str):
+        raise ValueError(f"storage: a storage URL must be a string, got {url!r}")
+    problem = server_url_problem(url)
+    if problem:
+        raise ValueError(f"storage {shown_url(url)}: {problem}")
+    options = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}} if url.startswith("postgresql") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=options, skip_table_creation=skip_table_creation)
+    except ImportError:
+        raise ValueError(f"storage {shown_url(url)}: the database client library for this URL is not installed "
+                         f"(PostgreSQL: pip install -e '.[postgres]', which installs psycopg)") from None
+    except Exception as error:  # noqa: BLE001 - sqlalchemy's many errors: one line naming the server
+        raise ValueError(f"storage {shown_url(url)}: {_server_failure(error)}") from None
+
+
+def _server_failure(error: BaseException) -> str:
+    reason = _first_line(error)
+    if "password authentication failed" in reason or "no password supplied" in reason:
+        return f"the server refused the credentials ({reason}); the password is read from {PASSWORD_SOURCES}"
+    return f"cannot connect or read ({reason})"
 
 
 def root_cause(error: BaseException) -> BaseException:
@@ -406,10 +462,11 @@ def read_trials(study: optuna.Study, states=None) -> list:
 def open_study(experiment) -> optuna.Study:
     """The experiment's study, created on first use and resumed after that."""
     experiment.folder.mkdir(parents=True, exist_ok=True)
+    storage = make_storage(experiment.storage_url)  # a server that cannot be reached fails here, first
     if experiment.storage is not None:  # the folder says where its study lives
         (experiment.folder / STUDY_RECORD).write_text(json.dumps({"storage": experiment.storage,
                                                                   "study": experiment.name}) + "\n")
-    study = optuna.create_study(study_name=experiment.name, storage=make_storage(experiment.storage_url),
+    study = optuna.create_study(study_name=experiment.name, storage=storage,
                                 directions=experiment.directions, sampler=experiment.make_sampler(),
                                 pruner=experiment.pruner if len(experiment.directions) == 1 else None,  # twin's
                                 load_if_exists=True)

@@ -1,0 +1,95 @@
+"""A study on a real PostgreSQL server (started from the pgserver wheel on 127.0.0.1, password authentication):
+a search keeps its study there and a second driver continues it, the run folder and the commands find it, the
+password never reaches the URL, the run folder or the log, and a refused password or an unreachable server is
+one clear error before any trial."""
+
+import json
+import logging
+import time
+
+import psutil
+import pytest
+
+import codesign
+from servers import LOOPBACK, start_postgres, stop_postgres
+from test_cli import run_in_process
+from tiny import experiment as tiny
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = start_postgres()
+    yield server
+    stop_postgres(server)
+
+
+def files_holding(folder, secret: str) -> list:
+    return [path for path in folder.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
+
+
+def test_the_server_listens_on_the_loopback_address_only(postgres):
+    listening = {(c.laddr.ip, c.laddr.port) for c in psutil.Process(postgres.pid).net_connections()
+                 if c.status == psutil.CONN_LISTEN}
+    assert listening == {(LOOPBACK, postgres.port)}
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_search_keeps_its_study_on_the_server_and_a_second_driver_continues_it(postgres, tmp_path, monkeypatch,
+                                                                                caplog):
+    url = postgres.create_database("search")
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    folder = tmp_path / "run"
+    with caplog.at_level(logging.DEBUG):
+        first = codesign.run(tiny(folder, storage=url, trials=3), progress=False)
+        assert first.counts(duplicates=False) == {"complete": 3}
+        second = codesign.run(tiny(folder, storage=url, trials=5), progress=False)  # resumes the study
+    assert second.counts(duplicates=False) == {"complete": 5}
+    designs = [t.params for t in second.trials if t.user_attrs["status"] == "complete"]
+    assert len({json.dumps(p, sort_keys=True) for p in designs}) == len(designs)  # no design evaluated twice
+    assert not (folder / "study.log").exists() and not (folder / "study.db").exists()
+    assert json.loads((folder / "study.json").read_text()) == {"storage": url, "study": "tiny"}
+    loaded = codesign.load(folder)  # through the run folder's study.json
+    assert len(loaded.trials) == len(second.trials) and loaded.pareto_front
+    for command in (["show", str(folder)], ["trials", str(folder)], ["show", "--storage", url, "--study", "tiny"]):
+        done = run_in_process(command)
+        assert done.returncode == 0, done.stderr
+    assert files_holding(folder, postgres.password) == []
+    assert postgres.password not in caplog.text
+
+
+def test_a_password_in_the_storage_url_is_refused_before_anything_starts(tmp_path, capsys):
+    with_password = f"postgresql://codesign:secret-word@{LOOPBACK}:5432/postgres"
+    with pytest.raises(ValueError, match=r"field 'storage' postgresql://codesign:\*\*\*@127.0.0.1:5432/postgres: "
+                                         r"the URL holds a password; give it in .*PGPASSWORD") as refused:
+        tiny(tmp_path / "run", storage=with_password)
+    assert "secret-word" not in str(refused.value)
+    done = run_in_process(["show", "--storage", with_password, "--study", "tiny"])
+    assert done.returncode == 2 and "holds a password" in done.stderr
+    assert "secret-word" not in done.stderr + done.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_refused_credentials_and_an_unreachable_server_are_one_error_before_any_trial(postgres, tmp_path,
+                                                                                      monkeypatch):
+    url = postgres.create_database("refused")
+    monkeypatch.setenv("PGPASSWORD", "not-" + postgres.password)
+    with pytest.raises(ValueError, match=r"storage postgresql://codesign@127.0.0.1:\d+/refused: the server refused "
+                                         r"the credentials \(.*password authentication failed.*PGPASSWORD"):
+        codesign.run(tiny(tmp_path / "refused", storage=url), progress=False)
+    assert not (tmp_path / "refused" / "study.json").exists()  # a folder never points at a study it could not open
+    done = run_in_process(["show", "--storage", url, "--study", "tiny"])
+    assert done.returncode == 2 and "refused the credentials" in done.stderr and "Traceback" not in done.stderr
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    closed = f"postgresql://codesign@{LOOPBACK}:{_closed_port()}/postgres"
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=rf"storage {closed}: cannot connect or read \(.*Connection refused"):
+        codesign.run(tiny(tmp_path / "unreachable", storage=closed), progress=False)
+    assert time.monotonic() - start < 30
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]  # free once the probe closes: nothing listens there
