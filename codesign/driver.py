@@ -14,10 +14,10 @@ import dataclasses
 import errno
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
 
 from codesign import lease
 from codesign.accuracy.cache import describe_progress, one_offs_in_progress
@@ -26,6 +26,7 @@ from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment
 from codesign.outcome import Candidate, Outcome, Status, TrialTiming, design_key, trial_status
 from codesign.progress import ParetoFront, Progress, TrialClock, best_trials
+from codesign.artifacts import is_url, open_artifact_store
 from codesign.storage import (DRIVER, FIDELITY_TRIAL, SQLITE, PrunerReporter, disk_full_or, finished_count,
                               open_fidelity_study, open_study, read_trials, requeue_interrupted)
 
@@ -57,6 +58,10 @@ class Driver:
                              f"(driver {others[0].describe()}); SQLite takes one driver: wait for it or stop "
                              f"it. Several drivers can share a study on the journal file (the default "
                              f"storage) or a database server")
+        # the artifact store answers before the study is touched (an object store checked by a probe)
+        if not is_url(experiment.artifacts_location):
+            Path(experiment.artifacts_location).mkdir(parents=True, exist_ok=True)
+        self.store = open_artifact_store(experiment.artifacts_location, check_writes=True)
         self.study = open_study(experiment)
         requeued = requeue_interrupted(self.study, {self.lease.info.id} | {o.id for o in others}, bool(others))
         if requeued:
@@ -70,8 +75,6 @@ class Driver:
         asked = len(self.study.get_trials(deepcopy=False))
         explorer_seed = np.random.SeedSequence([experiment.seed, asked, 1]).generate_state(1)[0]
         self.explorer = optuna.samplers.RandomSampler(seed=int(explorer_seed))
-        (experiment.folder / "artifacts").mkdir(parents=True, exist_ok=True)
-        self.store = FileSystemArtifactStore(str(experiment.folder / "artifacts"))
         self.ray = start_ray(address, verbose=verbose)
         self.task = self.ray.remote(**task_options(experiment))(evaluate_on_worker)
         self.evaluator = self.ray.put(Evaluator.from_experiment(experiment))

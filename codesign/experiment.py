@@ -34,6 +34,7 @@ from codesign.accuracy.datasets import Dataset, DataSpec, data_spec
 from codesign.metrics import HARDWARE_METRICS, METRICS, QUALITY_METRICS, Constraint, Objective
 from codesign.accuracy.proxies import TrainedProxy
 from codesign.accuracy.proxy import Proxy
+from codesign.artifacts import is_url, location_problem
 from codesign.storage import JOURNAL, SQLITE, run_folder_storage, server_url_problem, shown_url
 from codesign.accuracy.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
@@ -141,6 +142,8 @@ def _check_types(experiment) -> None:
         problem = server_url_problem(experiment.storage)
         if problem:
             raise ValueError(f"experiment: field 'storage' {shown_url(experiment.storage)}: {problem}")
+    if experiment.artifacts is not None and (problem := location_problem(experiment.artifacts)):
+        raise ValueError(f"experiment: field 'artifacts' {experiment.artifacts}: {problem}")
     folder = experiment.run_folder
     if folder is not None and not isinstance(folder, (str, os.PathLike)):
         raise ValueError(f"experiment: field 'run_folder' must be None or a path, got {folder!r}")
@@ -229,6 +232,8 @@ class Experiment:
     timeout: float | None = None  # seconds of wall time for the whole run
     storage: str | None = None  # any Optuna storage URL; default: the run folder's journal file (study.log)
     run_folder: str | os.PathLike | None = None  # default: runs/<name>
+    artifacts: str | os.PathLike | None = None  # a folder or an object store URL (s3://bucket/prefix); default:
+    #                                             the run folder's artifacts/
     seed: int = 0
     cpus_per_trial: float = 1.0
     memory_per_trial: int | None = None  # bytes
@@ -308,6 +313,13 @@ class Experiment:
     @property
     def storage_url(self) -> str:
         return self.storage or run_folder_storage(self.folder)
+
+    @property
+    def artifacts_location(self) -> str:
+        """Where the trials' artifacts go: ``artifacts`` as given (an absolute folder), or the run folder's."""
+        if is_url(self.artifacts):
+            return self.artifacts
+        return str(Path(self.artifacts if self.artifacts is not None else self.folder / "artifacts").resolve())
 
     @property
     def directions(self) -> list[str]:

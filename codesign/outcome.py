@@ -175,6 +175,8 @@ class Outcome:
         ``learning_curve``: store the per-epoch accuracies as intermediate values (off when a
         pruner's reporter already did, from the worker).
         """
+        if self.ok:  # first: a store that fails leaves the trial running with no status, to be re-queued
+            _upload(trial, store, self._artifacts())
         for key, value in self._attributes().items():
             trial.set_user_attr(key, value)
         for name, violation in self.constraints.items():
@@ -182,7 +184,6 @@ class Outcome:
         if learning_curve and self.history:
             _record_learning_curve(study, trial, self.history)
         if self.ok:
-            _upload(trial, store, self._artifacts())
             study.tell(trial, list(self.values))
         else:
             study.tell(trial, state=self.status.trial_state)
@@ -329,7 +330,9 @@ def trial_status(trial: FrozenTrial) -> Status | None:
     if not trial.state.is_finished():
         return None
     if "status" in trial.user_attrs:
-        return Status(trial.user_attrs["status"])
+        status = Status(trial.user_attrs["status"])
+        # a status recorded without its tell (the driver stopped in between; the trial was failed and re-queued)
+        return status if status.trial_state == trial.state else Status.INTERRUPTED
     return Status.INTERRUPTED
 
 

@@ -392,7 +392,8 @@ def _schema_lock(db: Path):
 
 #: The study's user attributes, by the StudyRecord field each holds.
 _STUDY_KEYS = {"schema": "codesign.schema", "experiment": "codesign.experiment", "objectives": "codesign.objectives",
-               "data": "codesign.data", "run_folder": "codesign.run_folder", "finals": "codesign.final"}
+               "data": "codesign.data", "run_folder": "codesign.run_folder", "finals": "codesign.final",
+               "artifacts": "codesign.artifacts"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,7 +410,8 @@ class StudyRecord:
     experiment: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # Experiment.describe()
     objectives: tuple[str, ...] = ()
     data: DataSpec | None = None  # design.predict normalises raw images with it
-    run_folder: str | None = None  # where the artifacts are, from any storage
+    run_folder: str | None = None  # the run folder, from any storage
+    artifacts: str | None = None  # where the artifacts are (a folder or an object store URL); None: run_folder's
     finals: Mapping[int, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # finalize's records
 
     @property
@@ -426,6 +428,7 @@ class StudyRecord:
                    objectives=tuple(attrs.get(_STUDY_KEYS["objectives"]) or ()),
                    data=None if data is None else DataSpec.from_dict(data),
                    run_folder=attrs.get(_STUDY_KEYS["run_folder"]),
+                   artifacts=attrs.get(_STUDY_KEYS["artifacts"]),
                    finals={int(k): v for k, v in (attrs.get(_STUDY_KEYS["finals"]) or {}).items()})
 
     @staticmethod
@@ -436,6 +439,7 @@ class StudyRecord:
             "objectives": lambda: [o.metric for o in experiment.objectives],
             "data": lambda: experiment.data.to_dict(),
             "run_folder": lambda: str(experiment.folder.resolve()),
+            "artifacts": lambda: experiment.artifacts_location,
         }
         if not study.get_trials(deepcopy=False):
             fields["schema"] = lambda: SCHEMA

@@ -1,10 +1,11 @@
-"""Real database servers for the tests that need one, started from a wheel on 127.0.0.1 and stopped by PID.
+"""Real servers for the tests that need one, started from a wheel on 127.0.0.1 and stopped by PID.
 
 :func:`start_postgres` runs PostgreSQL from the binaries the ``pgserver`` wheel ships
 (``initdb`` and ``pg_ctl``, not pgserver's own manager, which listens on a Unix socket with
 no password): a fresh data folder, a free port on the loopback address only, and
 password authentication (SCRAM) for one user, so the tests see what a real server
 checks. As root, the server runs as ``nobody`` (PostgreSQL refuses to run as root).
+:func:`start_s3` runs moto's S3-compatible server (``moto[server]``) in its own process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
@@ -115,3 +119,58 @@ def _checked(done: subprocess.CompletedProcess, log: Path | None = None) -> None
     if done.returncode:
         server_log = log.read_text() if log is not None and log.is_file() else ""
         raise RuntimeError(f"{done.args[0]} failed ({done.returncode}): {done.stderr}{done.stdout}{server_log}")
+
+
+@dataclasses.dataclass(frozen=True)
+class S3:
+    """A running S3-compatible server: its endpoint, the credentials its clients use, and its PID."""
+
+    endpoint: str
+    key: str
+    secret: str
+    process: subprocess.Popen
+
+    def environment(self) -> dict[str, str]:
+        """What an S3 client reads: the endpoint and the credentials."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.key,
+                "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.key,
+                     aws_secret_access_key=self.secret, region_name="us-east-1").create_bucket(Bucket=name)
+
+    def keys(self, bucket: str) -> list[str]:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.key,
+                              aws_secret_access_key=self.secret, region_name="us-east-1")
+        return [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def start_s3() -> S3:
+    """moto's S3 server on a free port of 127.0.0.1, answering once this returns."""
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://{LOOPBACK}:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"moto's S3 server did not start on {endpoint}") from None
+            time.sleep(0.1)
+    return S3(endpoint=endpoint, key="codesign-test", secret=secrets.token_hex(16), process=process)
+
+
+def stop_s3(server: S3) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()

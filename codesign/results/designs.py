@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import optuna
 from flax import serialization
-from optuna.artifacts import FileSystemArtifactStore, download_artifact
+from optuna.artifacts import download_artifact
+
+from codesign.artifacts import ArtifactStore, describe_artifact, is_url, open_artifact_store
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
@@ -44,7 +46,7 @@ class Design:
     """One completed trial: a model-accelerator pair with its metrics, read through its :class:`Outcome`."""
 
     trial: FrozenTrial
-    artifacts: FileSystemArtifactStore | None
+    artifacts: ArtifactStore | None
     data: DataSpec | None = None  # the dataset's shape and normalisation (None: a run from before they were stored)
     final: Final | None = None  # the design retrained at full fidelity (results.finalize), if it was
 
@@ -112,8 +114,7 @@ class Design:
     def _weights_artifact(self) -> str:
         """The trial and its weights artifact, by id and, in a file-system store, by path (for messages)."""
         artifact = self._weights_id()
-        base = getattr(self.artifacts, "_base_path", None)  # FileSystemArtifactStore's folder (no public getter)
-        where = f" ({Path(base) / artifact})" if base is not None and artifact else ""
+        where = f" ({describe_artifact(self.artifacts, artifact)})" if self.artifacts is not None and artifact else ""
         return f"trial {self.number}: its weights artifact {artifact}{where}"
 
     def _no_weights(self, doing: str) -> ValueError:
@@ -247,7 +248,7 @@ class Design:
 class Results:
     """A study and its artifacts."""
 
-    def __init__(self, study: optuna.Study, artifacts: FileSystemArtifactStore | None,
+    def __init__(self, study: optuna.Study, artifacts: ArtifactStore | None,
                  timings: list[TrialTiming] | None = None, storage_url: str | None = None):
         self.study = study  # read-only when loaded (``storage_url`` then says where to write)
         self.artifacts = artifacts
@@ -449,7 +450,15 @@ def load(run_folder: str | Path | None = None, storage: str | None = None, study
     study = load_study_for_reading(reading_storage(storage), study_name)  # never written: read-only media work
     if folder is None and StudyRecord.read(study).run_folder:
         folder = Path(StudyRecord.read(study).run_folder)
-    artifacts = None
-    if folder is not None and (folder / "artifacts").is_dir():
-        artifacts = FileSystemArtifactStore(str(folder / "artifacts"))
-    return Results(study, artifacts, storage_url=storage)
+    return Results(study, _artifact_store(folder, StudyRecord.read(study)), storage_url=storage)
+
+
+def _artifact_store(folder: Path | None, record: StudyRecord):
+    """A loaded run's artifact store: an object store the study names, or the run folder's artifacts/ (the
+    folder given, so a copied run folder reads its own copy), or the folder the study names; None if none is there."""
+    if record.artifacts is not None and is_url(record.artifacts):
+        return open_artifact_store(record.artifacts)
+    candidates = [] if folder is None else [folder / "artifacts"]
+    candidates += [Path(record.artifacts)] if record.artifacts is not None else []
+    here = next((path for path in candidates if path.is_dir()), None)
+    return None if here is None else open_artifact_store(here)

@@ -1,0 +1,124 @@
+"""A run's artifacts in an S3-compatible object store (moto's server, started from its wheel on 127.0.0.1): the
+trials' weights and cost reports go there, not to the run folder, and a loaded run predicts with them; the
+credentials never reach the URL, the run folder or the log; an unreachable store is one clear error before
+the study is touched."""
+
+import logging
+import time
+
+import optuna
+import psutil
+import pytest
+
+import codesign
+from codesign.outcome import Outcome, Status, trial_status
+from servers import LOOPBACK, start_s3, stop_s3
+from tiny import experiment as tiny
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = start_s3()
+    server.create_bucket("runs")
+    yield server
+    stop_s3(server)
+
+
+@pytest.fixture
+def s3_client(s3, monkeypatch):
+    for name, value in s3.environment().items():
+        monkeypatch.setenv(name, value)
+    return s3
+
+
+def files_holding(folder, secret: str) -> list:
+    return [path for path in folder.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_search_keeps_its_artifacts_in_the_object_store_and_a_loaded_run_uses_them(s3_client, tmp_path, caplog):
+    listening = {c.laddr.ip for c in psutil.Process(s3_client.process.pid).net_connections()
+                 if c.status == psutil.CONN_LISTEN}
+    assert listening == {LOOPBACK}
+    folder = tmp_path / "run"
+    experiment = tiny(folder, proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=1)), trials=2,
+                      artifacts="s3://runs/first")
+    with caplog.at_level(logging.DEBUG):
+        results = codesign.run(experiment, progress=False)
+    assert results.counts(duplicates=False) == {"complete": 2}
+    keys = s3_client.keys("runs")
+    assert keys and all(key.startswith("first/") for key in keys) and not any("probe" in key for key in keys)
+    assert not (folder / "artifacts").exists()
+    for trial in results.trials:  # every artifact id a trial names is an object under the prefix
+        assert {f"first/{i}" for i in trial.user_attrs["artifacts"].values()} <= set(keys)
+    loaded = codesign.load(folder)
+    best = loaded.pareto_front[0]
+    outcome = Outcome.from_trial(best.trial, loaded.artifacts)
+    assert outcome.weights is not None and outcome.cost_report is not None
+    data = codesign.load_dataset("synthetic", seed=experiment.seed)
+    accuracy = float((best.predict(data.x_val, normalised=True) == data.y_val).mean())
+    assert accuracy == pytest.approx(best.metrics["accuracy"], abs=1.5 / len(data.y_val))
+    assert files_holding(folder, s3_client.secret) == [] and s3_client.secret not in caplog.text
+
+
+def test_credentials_in_the_url_and_an_unknown_protocol_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"field 'artifacts' .*: the URL holds credentials; give them in .*"
+                                         r"AWS_ACCESS_KEY_ID"):
+        tiny(tmp_path / "run", artifacts="s3://key:secret@runs/x")
+    with pytest.raises(ValueError, match=r"field 'artifacts' nope://runs/x: unknown protocol 'nope'"):
+        tiny(tmp_path / "run", artifacts="nope://runs/x")
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_an_unreachable_or_missing_store_is_one_error_before_the_study_is_touched(s3_client, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"artifacts s3://no-such-bucket/x: the object store cannot be written "
+                                         r"\(.*\); credentials come from"):
+        codesign.run(tiny(tmp_path / "missing", artifacts="s3://no-such-bucket/x"), progress=False)
+    assert not (tmp_path / "missing" / "study.log").exists()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{LOOPBACK}:{_closed_port()}")
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"artifacts s3://runs/x: the object store cannot be written"):
+        codesign.run(tiny(tmp_path / "unreachable", artifacts="s3://runs/x"), progress=False)
+    assert time.monotonic() - start < 30
+    assert not (tmp_path / "unreachable" / "study.log").exists()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_store_failing_mid_run_leaves_the_trial_unfinished_and_a_rerun_completes_it(s3_client, tmp_path,
+                                                                                     monkeypatch):
+    """The store refuses the trials' uploads after accepting the probe (a bucket policy change, an outage): the
+    run stops with the store's error, no trial is complete without its artifacts, and running the experiment
+    again re-queues the unfinished trial and completes the budget."""
+    from codesign.artifacts import FsspecArtifactStore
+
+    accepted = FsspecArtifactStore.write
+
+    def refuse_all_but_the_probe(store, artifact_id, body):
+        if not artifact_id.startswith(".codesign-probe-"):
+            raise PermissionError(f"{store.url}/{artifact_id}: Access Denied")
+        accepted(store, artifact_id, body)
+
+    experiment = tiny(tmp_path / "run", trials=2, artifacts="s3://runs/failing")
+    monkeypatch.setattr(FsspecArtifactStore, "write", refuse_all_but_the_probe)
+    with pytest.raises(PermissionError, match="Access Denied"):
+        codesign.run(experiment, progress=False)
+    stopped = codesign.load(tmp_path / "run")
+    assert "complete" not in stopped.counts() and stopped.pareto_front == []
+    monkeypatch.setattr(FsspecArtifactStore, "write", accepted)
+    results = codesign.run(experiment, progress=False)
+    counts = results.counts(duplicates=False)
+    assert counts["complete"] == 2 and counts["interrupted"] >= 1  # the stopped run's trials, re-queued
+    keys = set(s3_client.keys("runs"))
+    complete = [trial for trial in results.trials if trial_status(trial) == Status.COMPLETE]
+    assert len(complete) == 2
+    for trial in complete:  # counted complete: told complete, its artifacts in the store
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert {f"failing/{i}" for i in trial.user_attrs["artifacts"].values()} <= keys
