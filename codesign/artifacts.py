@@ -53,6 +53,15 @@ def location_problem(location) -> str | None:
     return None
 
 
+def shown_location(location) -> str:
+    """``location`` as messages show it: credentials in a URL (``scheme://user:key@bucket``) replaced by ``***``."""
+    if not is_url(location):
+        return str(location)
+    protocol, _, rest = location.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{protocol}://***@{host.rsplit('@', 1)[1]}{slash}{path}" if "@" in host else location
+
+
 class FsspecArtifactStore:
     """Optuna's artifact-store protocol (``open_reader``, ``write``, ``remove``) on an fsspec URL prefix."""
 
@@ -93,7 +102,7 @@ def open_artifact_store(location: str | os.PathLike, check_writes: bool = False)
     """
     problem = location_problem(location)
     if problem:
-        raise ValueError(f"artifacts {location}: {problem}")
+        raise ValueError(f"artifacts {shown_location(location)}: {problem}")
     if not is_url(location):
         return FileSystemArtifactStore(str(Path(location)))
     try:

@@ -260,8 +260,10 @@ def _run(args) -> int:
     from codesign.search import run
 
     experiment = _load_experiment(args.experiment)
-    if args.trials is not None:
-        experiment = dataclasses.replace(experiment, trials=args.trials)  # validated again
+    overrides = {field: getattr(args, field) for field in ("trials", "storage", "artifacts")
+                 if getattr(args, field) is not None}
+    if overrides:
+        experiment = dataclasses.replace(experiment, **overrides)  # validated again
     results = run(experiment, address=args.address, progress=not args.no_progress, verbose=args.verbose)
     print(results.table())
     print(f"run folder: {experiment.folder}")
@@ -446,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("experiment", help="a Python file defining `experiment = codesign.Experiment(...)`")
     run.add_argument("--address", help="a Ray cluster HOST:PORT (default: RAY_ADDRESS or a local Ray)")
     run.add_argument("--trials", type=_positive_int, help="override the trial budget")
+    run.add_argument("--storage", help="override the study's storage: an Optuna storage URL without a password "
+                     "(postgresql://USER@HOST/DB; the password from PGPASSWORD or a password file)")
+    run.add_argument("--artifacts", help="override where the artifacts go: a folder or an object store URL "
+                     "(s3://bucket/prefix; credentials from the AWS environment or files)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--verbose", action="store_true", help="show Ray's own log lines too (its info lines and "
                      "the workers' output)")

@@ -34,7 +34,7 @@ from codesign.accuracy.datasets import Dataset, DataSpec, data_spec
 from codesign.metrics import HARDWARE_METRICS, METRICS, QUALITY_METRICS, Constraint, Objective
 from codesign.accuracy.proxies import TrainedProxy
 from codesign.accuracy.proxy import Proxy
-from codesign.artifacts import is_url, location_problem
+from codesign.artifacts import is_url, location_problem, shown_location
 from codesign.storage import JOURNAL, SQLITE, run_folder_storage, server_url_problem, shown_url
 from codesign.accuracy.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
@@ -143,7 +143,7 @@ def _check_types(experiment) -> None:
         if problem:
             raise ValueError(f"experiment: field 'storage' {shown_url(experiment.storage)}: {problem}")
     if experiment.artifacts is not None and (problem := location_problem(experiment.artifacts)):
-        raise ValueError(f"experiment: field 'artifacts' {experiment.artifacts}: {problem}")
+        raise ValueError(f"experiment: field 'artifacts' {shown_location(experiment.artifacts)}: {problem}")
     folder = experiment.run_folder
     if folder is not None and not isinstance(folder, (str, os.PathLike)):
         raise ValueError(f"experiment: field 'run_folder' must be None or a path, got {folder!r}")

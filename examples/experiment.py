@@ -7,7 +7,8 @@ fidelity afterwards with `codesign finalize runs/example`.
 
 Copy it and change what you search: a CIFAR-10 folder or an .npz of your own as
 `dataset`, wider spaces, more trials. `codesign run` takes --trials N to override the
-budget and --address HOST:PORT for a Ray cluster.
+budget, --address HOST:PORT for a Ray cluster, and --storage / --artifacts to keep the study
+and the artifacts elsewhere (a database server, an object store).
 """
 
 import codesign

@@ -5,6 +5,7 @@ the study is touched."""
 
 import logging
 import time
+from pathlib import Path
 
 import optuna
 import psutil
@@ -13,6 +14,7 @@ import pytest
 import codesign
 from codesign.outcome import Outcome, Status, trial_status
 from servers import LOOPBACK, start_s3, stop_s3
+from test_cli import run_in_process
 from tiny import experiment as tiny
 
 
@@ -62,9 +64,10 @@ def test_a_search_keeps_its_artifacts_in_the_object_store_and_a_loaded_run_uses_
 
 
 def test_credentials_in_the_url_and_an_unknown_protocol_are_refused(tmp_path):
-    with pytest.raises(ValueError, match=r"field 'artifacts' .*: the URL holds credentials; give them in .*"
-                                         r"AWS_ACCESS_KEY_ID"):
-        tiny(tmp_path / "run", artifacts="s3://key:secret@runs/x")
+    with pytest.raises(ValueError, match=r"field 'artifacts' s3://\*\*\*@runs/x: the URL holds credentials; give "
+                                         r"them in .*AWS_ACCESS_KEY_ID") as refused:
+        tiny(tmp_path / "run", artifacts="s3://key:hunter2@runs/x")
+    assert "hunter2" not in str(refused.value)
     with pytest.raises(ValueError, match=r"field 'artifacts' nope://runs/x: unknown protocol 'nope'"):
         tiny(tmp_path / "run", artifacts="nope://runs/x")
 
@@ -122,3 +125,18 @@ def test_a_store_failing_mid_run_leaves_the_trial_unfinished_and_a_rerun_complet
     for trial in complete:  # counted complete: told complete, its artifacts in the store
         assert trial.state == optuna.trial.TrialState.COMPLETE
         assert {f"failing/{i}" for i in trial.user_attrs["artifacts"].values()} <= keys
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_codesign_run_takes_the_artifact_store_from_the_command_line(s3_client, tmp_path, monkeypatch):
+    """``codesign run FILE --artifacts URL`` overrides the experiment file's field (``--storage`` likewise: its
+    PostgreSQL case is in test_postgres.py); a URL holding credentials is exit code 2 before anything runs."""
+    experiment_file = tmp_path / "tiny_experiment.py"
+    experiment_file.write_text("import sys\nsys.path.insert(0, %r)\nfrom tiny import experiment as tiny\n"
+                               "experiment = tiny(%r, trials=2)\n" % (str(Path(__file__).parent), str(tmp_path / "run")))
+    done = run_in_process(["run", str(experiment_file), "--no-progress", "--artifacts", "s3://runs/from-cli"])
+    assert done.returncode == 0, done.stderr
+    assert codesign.load(tmp_path / "run").counts(duplicates=False) == {"complete": 2}
+    assert any(key.startswith("from-cli/") for key in s3_client.keys("runs"))
+    refused = run_in_process(["run", str(experiment_file), "--artifacts", "s3://key:hunter2@runs/x"])
+    assert refused.returncode == 2 and "holds credentials" in refused.stderr and "hunter2" not in refused.stderr

@@ -6,6 +6,7 @@ one clear error before any trial."""
 import json
 import logging
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -93,3 +94,21 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))
         return probe.getsockname()[1]  # free once the probe closes: nothing listens there
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_codesign_run_takes_the_storage_from_the_command_line(postgres, tmp_path, monkeypatch):
+    """``codesign run FILE --storage URL`` overrides the experiment file's field; a URL with a password is exit
+    code 2 before anything runs, and the password is not printed."""
+    url = postgres.create_database("cli")
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    experiment_file = tmp_path / "tiny_experiment.py"
+    experiment_file.write_text("import sys\nsys.path.insert(0, %r)\nfrom tiny import experiment as tiny\n"
+                               "experiment = tiny(%r, trials=2)\n" % (str(Path(__file__).parent), str(tmp_path / "run")))
+    done = run_in_process(["run", str(experiment_file), "--no-progress", "--storage", url])
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "run" / "study.json").read_text())["storage"] == url
+    assert codesign.load(tmp_path / "run").counts(duplicates=False) == {"complete": 2}
+    with_password = url.replace("codesign@", "codesign:hunter2@")
+    refused = run_in_process(["run", str(experiment_file), "--storage", with_password])
+    assert refused.returncode == 2 and "holds a password" in refused.stderr and "hunter2" not in refused.stderr
