@@ -58,6 +58,7 @@ class Driver:
                              f"(driver {others[0].describe()}); SQLite takes one driver: wait for it or stop "
                              f"it. Several drivers can share a study on the journal file (the default "
                              f"storage) or a database server")
+        evaluator = Evaluator.from_experiment(experiment)  # a dataset on disk is read here, before the study
         # the artifact store answers before the study is touched (an object store checked by a probe)
         if not is_url(experiment.artifacts_location):
             Path(experiment.artifacts_location).mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,7 @@ class Driver:
         self.explorer = optuna.samplers.RandomSampler(seed=int(explorer_seed))
         self.ray = start_ray(address, verbose=verbose)
         self.task = self.ray.remote(**task_options(experiment))(evaluate_on_worker)
-        self.evaluator = self.ray.put(Evaluator.from_experiment(experiment))
+        self.evaluator = self.ray.put(evaluator)  # once per run: the workers share it, dataset included
         cpus = self.ray.cluster_resources().get("CPU", 1)
         self.slots = max(1, int(cpus // max(experiment.cpus_per_trial, 1e-9)))
         self.batch_size = experiment.bound_proxy.pairs_per_task  # trials per task

@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -66,10 +66,14 @@ class Evaluator:
 
     @classmethod
     def from_experiment(cls, experiment) -> "Evaluator":
-        dataset = experiment.dataset  # workers may start in another folder: a path on disk goes absolute
-        if isinstance(dataset, os.PathLike) or (isinstance(dataset, str) and dataset not in BUILT_IN
-                                                and Path(dataset).expanduser().exists()):
-            dataset = str(Path(dataset).expanduser().resolve())
+        dataset = experiment.dataset
+        if isinstance(dataset, os.PathLike) or (isinstance(dataset, str) and dataset not in BUILT_IN):
+            # a file or folder on the driver's disk: read here, once, and shipped to the workers with the
+            # evaluator through Ray's object store, so no worker reads the driver's disk for it
+            try:
+                dataset = load_dataset(dataset, seed=experiment.seed)
+            except (ValueError, OSError) as error:
+                raise ValueError(f"experiment: field 'dataset': {re.sub(r'^dataset:? ', '', str(error))}") from None
         nested = experiment.mode == "nested"
         return cls(proxy=experiment.bound_proxy, dataset=dataset,
                    cache_folder=str((experiment.folder / "accuracy_cache").resolve()),

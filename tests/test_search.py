@@ -249,30 +249,58 @@ def test_resume_reaches_the_budget_with_no_trial_lost_or_duplicated(tmp_path):
 def test_failed_candidates_are_recorded_with_their_reason_and_the_search_goes_on(tmp_path, capsys):
     from codesign.cli import main
 
-    rng = np.random.default_rng(0)  # a dataset that is there when the experiment is built, and gone when it runs
-    path = tmp_path / "vanishing.npz"
-    np.savez(path, x_train=rng.normal(size=(60, 8, 8)), y_train=np.arange(60) % 3, x_test=rng.normal(size=(20, 8, 8)),
-             y_test=np.arange(20) % 3)
-    vanishing = experiment(tmp_path, dataset=str(path), proxy=codesign.TrainedProxy(), trials=2)
-    path.unlink()
-    results = codesign.run(vanishing, progress=False)
+    # wide layers on an accelerator with a 1 KiB buffer: designs that fit no tiling, each a failed trial
+    wide = NetworkSpace(blocks=("dwsep",), stages=(1,), depths=(1,), widths=(512,), stem_widths=(256, 512),
+                        kernels=(3,), stem_kernels=(3,))
+    small_buffer = AcceleratorSpace(rows=(8,), cols=(8,), gb_kib=(1,), rf_bytes=(16,), dram_gbps=(16.0,),
+                                    mac_bits=(16,), zero_skip=(False,), dataflows=("ws",))
+    unbuildable = experiment(tmp_path, network_space=wide, accelerator_space=small_buffer, trials=2)
+    results = codesign.run(unbuildable, progress=False)
     assert results.counts(duplicates=False) == {"failed": 2}
-    reason = f"FileNotFoundError: dataset: no file {path}"
-    assert all(reason in Outcome.from_trial(t).reason for t in results.trials)
-    run = str(vanishing.folder)
+    reason = "ValueError: 1 layer fits no tiling of the 1 KiB global buffer, so these numbers are not buildable"
+    assert all(reason in Outcome.from_trial(t).reason for t in results.trials if t.user_attrs["status"] == "failed")
+    run = str(unbuildable.folder)
     assert main(["show", run]) == 0  # the empty front, then why
     shown = capsys.readouterr().out
-    assert "trials that did not complete, by reason (2):" in shown and f"2 x {reason}" in shown, shown
+    assert "trials that did not complete, by reason (2):" in shown and reason in shown, shown
     assert main(["trials", run]) == 0
     listed = capsys.readouterr().out.splitlines()[3:]
     assert len(listed) == 2 and all(" failed " in line and reason in line for line in listed)
     assert main(["plot", run]) == 2
     assert "nothing to plot: no trial of 't' completed ({'failed': 2})" in capsys.readouterr().err
+    rng = np.random.default_rng(0)  # a dataset that is there when the experiment is built, and gone when it runs:
+    path = tmp_path / "vanishing.npz"  # the driver reads it (and ships it to the workers), so one error up front
+    np.savez(path, x_train=rng.normal(size=(60, 8, 8)), y_train=np.arange(60) % 3, x_test=rng.normal(size=(20, 8, 8)),
+             y_test=np.arange(20) % 3)
+    vanishing = experiment(tmp_path, name="v", run_folder=tmp_path / "v", dataset=str(path),
+                           proxy=codesign.TrainedProxy(), trials=2)
+    path.unlink()
+    with pytest.raises(ValueError, match=f"experiment: field 'dataset': no file {path}"):
+        codesign.run(vanishing, progress=False)
+    assert not (tmp_path / "v" / "study.log").exists()
     diverging = experiment(tmp_path, name="d", run_folder=tmp_path / "d", trials=2,
                            proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=1, learning_rate=1e38)))
     results = codesign.run(diverging, progress=False)
     assert results.counts(duplicates=False) == {"diverged": 2}
     assert all(t.state == TrialState.FAIL and "diverged" in Outcome.from_trial(t).reason for t in results.trials)
+
+
+def test_a_dataset_on_disk_reaches_the_workers_inside_the_evaluator_not_by_its_path(tmp_path):
+    """The driver reads a dataset file once and the evaluator (put once into Ray's object store) carries its
+    arrays, so a worker needs nothing of the driver's disk: with the file gone, the evaluator still scores."""
+    from codesign.accuracy.datasets import Dataset
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x_train=rng.normal(size=(60, 8, 8)), y_train=np.arange(60) % 3, x_test=rng.normal(size=(20, 8, 8)),
+             y_test=np.arange(20) % 3)
+    exp = experiment(tmp_path, dataset=str(path), trials=1)
+    evaluator = Evaluator.from_experiment(exp)
+    assert isinstance(evaluator.dataset, Dataset)
+    assert evaluator.dataset.fingerprint == load_dataset(str(path), seed=exp.seed).fingerprint
+    path.unlink()
+    outcome = evaluator(Candidate(exp.searched_network_space.draw(rng), None, Accelerator()))
+    assert outcome.status == Status.COMPLETE, outcome.reason
 
 
 def test_nested_mode_picks_the_accelerator_an_exhaustive_loop_picks(tmp_path):
