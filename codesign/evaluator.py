@@ -54,7 +54,7 @@ class Evaluator:
     """Everything that scores a candidate the same way for every trial of an experiment."""
 
     proxy: Proxy  # bound to the experiment's spaces
-    dataset: str | Dataset  # a built-in name or path (loaded once per worker), or the arrays themselves
+    dataset: str | Dataset  # a built-in name (loaded once per worker), or the arrays (a file read by the driver)
     cache_folder: str
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...] = ()
@@ -168,7 +168,7 @@ def _guarded(work: Callable[[], Any]) -> tuple[Any, Outcome | None]:
 
 @functools.lru_cache(maxsize=4)
 def _dataset(source: str, seed: int) -> Dataset:
-    """A built-in or on-disk dataset, loaded once per worker process."""
+    """A built-in dataset (or a path, for an Evaluator built by hand), loaded once per worker process."""
     return load_dataset(source, seed=seed)
 
 
