@@ -6,6 +6,11 @@ no password): a fresh data folder, a free port on the loopback address only, and
 password authentication (SCRAM) for one user, so the tests see what a real server
 checks. As root, the server runs as ``nobody`` (PostgreSQL refuses to run as root).
 :func:`start_s3` runs moto's S3-compatible server (``moto[server]``) in its own process.
+:func:`free_port` is a loopback port nothing listens on; :func:`files_holding` finds a
+secret in a folder's files.
+
+This module asserts nothing itself: ``test_postgres.py`` and ``test_object_store.py`` check
+that each server listens on 127.0.0.1 only and answers with the credentials given here.
 """
 
 from __future__ import annotations
@@ -52,10 +57,16 @@ class Postgres:
         return self.url(name)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on (free once the probe closes)."""
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))
         return probe.getsockname()[1]
+
+
+def files_holding(folder: Path, secret: str) -> list[Path]:
+    """The files under ``folder`` whose bytes contain ``secret``."""
+    return [path for path in folder.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
 
 
 def _run_as() -> dict:
@@ -94,7 +105,7 @@ def start_postgres() -> Postgres:
     _checked(subprocess.run([str(binaries / "bin" / "initdb"), "-D", str(data), "-U", "codesign", "--auth=scram-sha-256",
                     f"--pwfile={password_file}", "--encoding=UTF8", "--no-sync"], **run))
     password_file.unlink()
-    port = _free_port()
+    port = free_port()
     _checked(subprocess.run([str(binaries / "bin" / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l", str(folder / "log"),
                     "-o", f"-h {LOOPBACK} -p {port} -k {sockets} -c fsync=off", "start"], **run), folder / "log")
     pid = int((data / "postmaster.pid").read_text().splitlines()[0])
@@ -151,7 +162,7 @@ class S3:
 
 def start_s3() -> S3:
     """moto's S3 server on a free port of 127.0.0.1, answering once this returns."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://{LOOPBACK}:{port}"

@@ -5,7 +5,6 @@ the study is touched."""
 
 import logging
 import time
-from pathlib import Path
 
 import optuna
 import psutil
@@ -13,9 +12,9 @@ import pytest
 
 import codesign
 from codesign.outcome import Outcome, Status, trial_status
-from servers import LOOPBACK, start_s3, stop_s3
+from servers import LOOPBACK, files_holding, free_port, start_s3, stop_s3
 from test_cli import run_in_process
-from tiny import experiment as tiny
+from tiny import experiment as tiny, experiment_file
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +30,6 @@ def s3_client(s3, monkeypatch):
     for name, value in s3.environment().items():
         monkeypatch.setenv(name, value)
     return s3
-
-
-def files_holding(folder, secret: str) -> list:
-    return [path for path in folder.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -78,20 +73,13 @@ def test_an_unreachable_or_missing_store_is_one_error_before_the_study_is_touche
                                          r"\(.*\); credentials come from"):
         codesign.run(tiny(tmp_path / "missing", artifacts="s3://no-such-bucket/x"), progress=False)
     assert not (tmp_path / "missing" / "study.log").exists()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{LOOPBACK}:{_closed_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{LOOPBACK}:{free_port()}")
     start = time.monotonic()
     with pytest.raises(ValueError, match=r"artifacts s3://runs/x: the object store cannot be written"):
         codesign.run(tiny(tmp_path / "unreachable", artifacts="s3://runs/x"), progress=False)
     assert time.monotonic() - start < 30
     assert not (tmp_path / "unreachable" / "study.log").exists()
 
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -131,12 +119,10 @@ def test_a_store_failing_mid_run_leaves_the_trial_unfinished_and_a_rerun_complet
 def test_codesign_run_takes_the_artifact_store_from_the_command_line(s3_client, tmp_path, monkeypatch):
     """``codesign run FILE --artifacts URL`` overrides the experiment file's field (``--storage`` likewise: its
     PostgreSQL case is in test_postgres.py); a URL holding credentials is exit code 2 before anything runs."""
-    experiment_file = tmp_path / "tiny_experiment.py"
-    experiment_file.write_text("import sys\nsys.path.insert(0, %r)\nfrom tiny import experiment as tiny\n"
-                               "experiment = tiny(%r, trials=2)\n" % (str(Path(__file__).parent), str(tmp_path / "run")))
-    done = run_in_process(["run", str(experiment_file), "--no-progress", "--artifacts", "s3://runs/from-cli"])
+    path = experiment_file(tmp_path, trials=2)
+    done = run_in_process(["run", str(path), "--no-progress", "--artifacts", "s3://runs/from-cli"])
     assert done.returncode == 0, done.stderr
     assert codesign.load(tmp_path / "run").counts(duplicates=False) == {"complete": 2}
     assert any(key.startswith("from-cli/") for key in s3_client.keys("runs"))
-    refused = run_in_process(["run", str(experiment_file), "--artifacts", "s3://key:hunter2@runs/x"])
+    refused = run_in_process(["run", str(path), "--artifacts", "s3://key:hunter2@runs/x"])
     assert refused.returncode == 2 and "holds credentials" in refused.stderr and "hunter2" not in refused.stderr

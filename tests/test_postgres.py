@@ -6,15 +6,14 @@ one clear error before any trial."""
 import json
 import logging
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
 import codesign
-from servers import LOOPBACK, start_postgres, stop_postgres
+from servers import LOOPBACK, files_holding, free_port, start_postgres, stop_postgres
 from test_cli import run_in_process
-from tiny import experiment as tiny
+from tiny import experiment as tiny, experiment_file
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +21,6 @@ def postgres():
     server = start_postgres()
     yield server
     stop_postgres(server)
-
-
-def files_holding(folder, secret: str) -> list:
-    return [path for path in folder.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
 
 
 def test_the_server_listens_on_the_loopback_address_only(postgres):
@@ -81,19 +76,12 @@ def test_refused_credentials_and_an_unreachable_server_are_one_error_before_any_
     done = run_in_process(["show", "--storage", url, "--study", "tiny"])
     assert done.returncode == 2 and "refused the credentials" in done.stderr and "Traceback" not in done.stderr
     monkeypatch.setenv("PGPASSWORD", postgres.password)
-    closed = f"postgresql://codesign@{LOOPBACK}:{_closed_port()}/postgres"
+    closed = f"postgresql://codesign@{LOOPBACK}:{free_port()}/postgres"
     start = time.monotonic()
     with pytest.raises(ValueError, match=rf"storage {closed}: cannot connect or read \(.*Connection refused"):
         codesign.run(tiny(tmp_path / "unreachable", storage=closed), progress=False)
     assert time.monotonic() - start < 30
 
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]  # free once the probe closes: nothing listens there
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -102,13 +90,11 @@ def test_codesign_run_takes_the_storage_from_the_command_line(postgres, tmp_path
     code 2 before anything runs, and the password is not printed."""
     url = postgres.create_database("cli")
     monkeypatch.setenv("PGPASSWORD", postgres.password)
-    experiment_file = tmp_path / "tiny_experiment.py"
-    experiment_file.write_text("import sys\nsys.path.insert(0, %r)\nfrom tiny import experiment as tiny\n"
-                               "experiment = tiny(%r, trials=2)\n" % (str(Path(__file__).parent), str(tmp_path / "run")))
-    done = run_in_process(["run", str(experiment_file), "--no-progress", "--storage", url])
+    path = experiment_file(tmp_path, trials=2)
+    done = run_in_process(["run", str(path), "--no-progress", "--storage", url])
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run" / "study.json").read_text())["storage"] == url
     assert codesign.load(tmp_path / "run").counts(duplicates=False) == {"complete": 2}
     with_password = url.replace("codesign@", "codesign:hunter2@")
-    refused = run_in_process(["run", str(experiment_file), "--storage", with_password])
+    refused = run_in_process(["run", str(path), "--storage", with_password])
     assert refused.returncode == 2 and "holds a password" in refused.stderr and "hunter2" not in refused.stderr

@@ -15,6 +15,7 @@ This module asserts nothing itself: ``test_tiny.py`` checks every size stated he
   (12 accelerators).
 - :func:`experiment`: a 4-trial joint search of those on the synthetic 8x8 data, scored by
   the instant ``params`` proxy; keyword arguments change any field.
+- :func:`experiment_file`: the same as an experiment file for ``codesign run FILE``.
 """
 
 from __future__ import annotations
@@ -42,3 +43,12 @@ def experiment(folder: str | Path, **changes) -> codesign.Experiment:
                     accelerator_space=ACCELERATORS, dataset="synthetic", proxy=CHEAP, trials=4, seed=1)
     settings.update(changes)
     return codesign.Experiment(**settings)
+
+
+def experiment_file(folder: Path, trials: int) -> Path:
+    """``folder/tiny_experiment.py``, defining :func:`experiment` (run folder ``folder/run``) for ``codesign run``."""
+    path = Path(folder) / "tiny_experiment.py"
+    path.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+                    f"from tiny import experiment as tiny\n"
+                    f"experiment = tiny({str(Path(folder) / 'run')!r}, trials={trials})\n")
+    return path
