@@ -95,15 +95,18 @@ class FsspecArtifactStore:
 
 
 def open_artifact_store(location: str | os.PathLike, check_writes: bool = False):
-    """The artifact store at ``location`` (a folder, created when written to, or an object store URL).
+    """The artifact store at ``location`` (a folder or an object store URL).
 
-    ``check_writes``: write, read back and remove a probe first; a store that cannot is a
-    ValueError naming it (the object store's own reason, never a credential).
+    ``check_writes``, for the store a run writes to: a folder is created; an object store
+    gets a probe written, read back and removed, and one that cannot is a ValueError naming
+    it (the object store's own reason, never a credential).
     """
     problem = location_problem(location)
     if problem:
         raise ValueError(f"artifacts {shown_location(location)}: {problem}")
     if not is_url(location):
+        if check_writes:
+            Path(location).mkdir(parents=True, exist_ok=True)
         return FileSystemArtifactStore(str(Path(location)))
     try:
         store = FsspecArtifactStore(str(location))

@@ -14,19 +14,18 @@ import dataclasses
 import errno
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import optuna
 
 from codesign import lease
 from codesign.accuracy.cache import describe_progress, one_offs_in_progress
+from codesign.artifacts import open_artifact_store
 from codesign.cluster import evaluate_on_worker, start_ray, task_options
 from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment
 from codesign.outcome import Candidate, Outcome, Status, TrialTiming, design_key, trial_status
 from codesign.progress import ParetoFront, Progress, TrialClock, best_trials
-from codesign.artifacts import is_url, open_artifact_store
 from codesign.storage import (DRIVER, FIDELITY_TRIAL, SQLITE, PrunerReporter, disk_full_or, finished_count,
                               open_fidelity_study, open_study, read_trials, requeue_interrupted)
 
@@ -60,8 +59,6 @@ class Driver:
                              f"storage) or a database server")
         evaluator = Evaluator.from_experiment(experiment)  # a dataset on disk is read here, before the study
         # the artifact store answers before the study is touched (an object store checked by a probe)
-        if not is_url(experiment.artifacts_location):
-            Path(experiment.artifacts_location).mkdir(parents=True, exist_ok=True)
         self.store = open_artifact_store(experiment.artifacts_location, check_writes=True)
         self.study = open_study(experiment)
         requeued = requeue_interrupted(self.study, {self.lease.info.id} | {o.id for o in others}, bool(others))

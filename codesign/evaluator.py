@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 import traceback
 from typing import Any, Callable, Mapping
 
@@ -31,6 +30,7 @@ import numpy as np
 from codesign.accuracy.cache import AccuracyCache
 from codesign.accuracy.datasets import BUILT_IN, Dataset, load_dataset
 from codesign.accuracy.proxy import Accuracy, Proxy, Reporter
+from codesign.experiment import dataset_field_error
 from codesign.metrics import HARDWARE_METRICS, Constraint, Objective, hardware_metrics, model_size_kib
 from codesign.outcome import Candidate, FrontPoint, Outcome
 from codesign.sweep import front_of
@@ -73,7 +73,7 @@ class Evaluator:
             try:
                 dataset = load_dataset(dataset, seed=experiment.seed)
             except (ValueError, OSError) as error:
-                raise ValueError(f"experiment: field 'dataset': {re.sub(r'^dataset:? ', '', str(error))}") from None
+                raise dataset_field_error(error) from None
         nested = experiment.mode == "nested"
         return cls(proxy=experiment.bound_proxy, dataset=dataset,
                    cache_folder=str((experiment.folder / "accuracy_cache").resolve()),

@@ -61,7 +61,12 @@ def _read_data(dataset, seed: int) -> DataSpec:
     try:
         return data_spec(dataset, seed)
     except (ValueError, FileNotFoundError) as error:
-        raise ValueError(f"experiment: field 'dataset': {re.sub(r'^dataset:? ', '', str(error))}") from None
+        raise dataset_field_error(error) from None
+
+
+def dataset_field_error(error: Exception) -> ValueError:
+    """A dataset that cannot be read, as the error of the experiment's ``dataset`` field."""
+    return ValueError(f"experiment: field 'dataset': {re.sub(r'^dataset:? ', '', str(error))}")
 
 
 def _fit_to_data(network_space, data: DataSpec):

@@ -22,8 +22,6 @@ import numpy as np
 import optuna
 from flax import serialization
 from optuna.artifacts import download_artifact
-
-from codesign.artifacts import ArtifactStore, describe_artifact, is_url, open_artifact_store
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
@@ -32,6 +30,7 @@ from codesign.results.finalize import Final, finalize, stored_finals
 from codesign.metrics import METRICS, table_metrics
 from codesign.outcome import (COST_REPORT, SCHEMA, WEIGHTS, FrontPoint, Outcome, Status, TrialTiming, all_hold,
                               design_key, migrate, stored_metrics, trial_status)
+from codesign.artifacts import ArtifactStore, describe_artifact, is_url, open_artifact_store
 from codesign.storage import (StudyRecord, folder_study, load_study_for_reading, make_storage, read_trials,
                               reading_storage)
 from cost_models import Accelerator, CostReport, evaluate
@@ -448,9 +447,10 @@ def load(run_folder: str | Path | None = None, storage: str | None = None, study
         storage, recorded = folder_study(folder)
         study_name = study_name or recorded
     study = load_study_for_reading(reading_storage(storage), study_name)  # never written: read-only media work
-    if folder is None and StudyRecord.read(study).run_folder:
-        folder = Path(StudyRecord.read(study).run_folder)
-    return Results(study, _artifact_store(folder, StudyRecord.read(study)), storage_url=storage)
+    record = StudyRecord.read(study)
+    if folder is None and record.run_folder:
+        folder = Path(record.run_folder)
+    return Results(study, _artifact_store(folder, record), storage_url=storage)
 
 
 def _artifact_store(folder: Path | None, record: StudyRecord):
