@@ -170,7 +170,10 @@ def test_trials_run_on_both_nodes(cluster, tmp_path):
     assert len({t.user_attrs["run"]["worker"]["node"] for t in trials}) == 2
 
 
+@pytest.mark.slow
 def test_killing_the_worker_node_loses_no_trial(cluster, tmp_path):
+    """A whole node killed (test_search's test_a_worker_that_dies_mid_trial_costs_a_retry_and_beyond_its_retries_
+    fails_only_its_trial checks a worker process that dies, on the local Ray, in every test run)."""
     folder = tmp_path / "run"
     driver = cluster.driver(folder, trials=8, proxy="synflow")  # a few seconds per trial
     wait_until(driver, folder, lambda done: len(set(nodes_of(done))) == 2, "a trial completed on each node")

@@ -3,6 +3,7 @@ resume, failed candidates, and nested mode against an exhaustive loop."""
 
 import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -283,6 +284,52 @@ def test_failed_candidates_are_recorded_with_their_reason_and_the_search_goes_on
     results = codesign.run(diverging, progress=False)
     assert results.counts(duplicates=False) == {"diverged": 2}
     assert all(t.state == TrialState.FAIL and "diverged" in Outcome.from_trial(t).reason for t in results.trials)
+
+
+def dying_proxy(folder: Path, deaths: int):
+    """A proxy whose worker process dies (``os._exit``) the first ``deaths`` times it scores a pair, writing one
+    ``<pair>.<pid>.died`` file in ``folder`` each time, then scores it 0.5. Defined in a function, so Ray's
+    pickle carries the class itself to the workers."""
+    import hashlib
+    from codesign.accuracy.proxy import Accuracy
+
+    class DyingProxy:
+        name, metric, pairs_per_task = "dying", "accuracy", 1
+
+        def describe(self) -> dict:
+            return {"proxy": "dying", "deaths": deaths}
+
+        def bind(self, network_space, compression_space, folder=None):
+            return self
+
+        def evaluate(self, pairs, dataset, seed=0, reporters=None):
+            key = hashlib.sha256(repr(pairs).encode()).hexdigest()[:12]
+            if len(list(folder.glob(f"{key}.*.died"))) < deaths:
+                (folder / f"{key}.{os.getpid()}.died").touch()
+                os._exit(1)
+            return [Accuracy(Status.COMPLETE, 0.5, seconds=0.0) for _ in pairs]
+    return DyingProxy()
+
+
+def test_a_worker_that_dies_mid_trial_costs_a_retry_and_beyond_its_retries_fails_only_its_trial(tmp_path):
+    """The local counterpart of test_cluster's test_killing_the_worker_node_loses_no_trial (marked slow: it kills
+    a whole node of a two-node cluster): here the Ray worker process scoring each trial dies once; Ray runs the
+    task again on a new worker and every trial completes. With no retries left the trial fails with the reason
+    and the search goes on to its budget."""
+    deaths = tmp_path / "deaths"
+    deaths.mkdir()
+    results = codesign.run(experiment(tmp_path, proxy=dying_proxy(deaths, 1), max_retries=1, trials=2,
+                                      compression_space=None), progress=False)
+    assert results.counts(duplicates=False) == {"complete": 2}
+    files = [path.name.split(".") for path in deaths.glob("*.died")]
+    assert len(files) == len({key for key, _, _ in files}) >= 1  # each candidate's first worker died ...
+    died = {int(pid) for _, pid, _ in files}
+    assert not died & {t.user_attrs["run"]["worker"]["pid"] for t in results.trials}  # ... and another scored it
+    lost = codesign.run(experiment(tmp_path, name="lost", run_folder=tmp_path / "lost", compression_space=None,
+                                   proxy=dying_proxy(deaths, 10), max_retries=0, trials=1), progress=False)
+    assert lost.counts(duplicates=False) == {"failed": 1}
+    reasons = [Outcome.from_trial(t).reason for t in lost.trials]
+    assert all(reason.startswith("worker lost after 0 retries: ") for reason in reasons), reasons
 
 
 def test_a_dataset_on_disk_reaches_the_workers_inside_the_evaluator_not_by_its_path(tmp_path):
