@@ -26,8 +26,9 @@ from codesign.evaluator import Evaluator
 from codesign.experiment import Experiment
 from codesign.outcome import Candidate, Outcome, Status, TrialTiming, design_key, trial_status
 from codesign.progress import ParetoFront, Progress, TrialClock, best_trials
-from codesign.storage import (DRIVER, FIDELITY_TRIAL, SQLITE, PrunerReporter, disk_full_or, finished_count,
-                              open_fidelity_study, open_study, read_trials, requeue_interrupted)
+from codesign.storage import (DRIVER, FIDELITY_TRIAL, SQLITE, DeskReporter, disk_full_or, finished_count,
+                              open_fidelity_study, open_pruner_desk, open_study, read_trials,
+                              requeue_interrupted)
 
 log = logging.getLogger("codesign")
 #: A one-off training's progress record not updated for this long is a dead worker's (it writes every 2 s).
@@ -74,6 +75,7 @@ class Driver:
         explorer_seed = np.random.SeedSequence([experiment.seed, asked, 1]).generate_state(1)[0]
         self.explorer = optuna.samplers.RandomSampler(seed=int(explorer_seed))
         self.ray = start_ray(address, verbose=verbose)
+        self.desk = None  # the pruner desk, opened by the first trial a pruner watches
         self.task = self.ray.remote(**task_options(experiment))(evaluate_on_worker)
         self.evaluator = self.ray.put(evaluator)  # once per run: the workers share it, dataset included
         cpus = self.ray.cluster_resources().get("CPU", 1)
@@ -156,17 +158,19 @@ class Driver:
         reporters = [self._reporter(trial) for trial, _ in batch]
         return self.task.remote(self.evaluator, [candidate for _, candidate in batch], reporters)
 
-    def _reporter(self, trial: optuna.Trial) -> PrunerReporter | None:
-        """What the worker reports the trial's learning curve to: the trial itself, its twin in the fidelity
-        study (several objectives), or nothing (no pruner)."""
+    def _reporter(self, trial: optuna.Trial) -> DeskReporter | None:
+        """What the worker reports the trial's learning curve to, through the driver's pruner desk: the trial
+        itself, its twin in the fidelity study (several objectives), or nothing (no pruner)."""
         experiment = self.experiment
         if experiment.pruner is None:
             return None
+        if self.desk is None:
+            self.desk = open_pruner_desk(self.ray, experiment.storage_url, experiment.pruner)
         if self.fidelity is None:
-            return PrunerReporter(experiment.name, experiment.storage_url, trial.number, experiment.pruner)
+            return DeskReporter(self.desk, experiment.name, trial.number)
         twin = self.twins[trial.number] = self.fidelity.ask()
         trial.set_user_attr(FIDELITY_TRIAL, twin.number)
-        return PrunerReporter(self.fidelity.study_name, experiment.storage_url, twin.number, experiment.pruner)
+        return DeskReporter(self.desk, self.fidelity.study_name, twin.number)
 
     def results(self, ref, candidates: list[Candidate]) -> list[Outcome]:
         """The task's outcomes; a worker lost beyond its retries fails its trials, it does not crash the loop."""
@@ -238,6 +242,8 @@ class Driver:
 
     def close(self):
         self.bar.close()
+        if self.desk is not None:
+            self.ray.kill(self.desk)
         self.lease.release()
         if self.exhausted:
             log.warning("%s: stopped early: the sampler proposed %d designs in a row that were already "

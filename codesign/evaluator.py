@@ -55,7 +55,7 @@ class Evaluator:
 
     proxy: Proxy  # bound to the experiment's spaces
     dataset: str | Dataset  # a built-in name (loaded once per worker), or the arrays (a file read by the driver)
-    cache_folder: str
+    cache_location: str  # the accuracy cache: a folder, or an object store URL
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...] = ()
     tie_break: str = "edp"  # nested mode: which front accelerator the trial reports
@@ -76,7 +76,7 @@ class Evaluator:
                 raise dataset_field_error(error) from None
         nested = experiment.mode == "nested"
         return cls(proxy=experiment.bound_proxy, dataset=dataset,
-                   cache_folder=str((experiment.folder / "accuracy_cache").resolve()),
+                   cache_location=experiment.accuracy_cache_location,
                    objectives=experiment.objectives, constraints=experiment.constraints,
                    tie_break=experiment.tie_break, nested=experiment.accelerator_space if nested else None,
                    nested_limit=experiment.nested_accelerators, seed=experiment.seed,
@@ -127,7 +127,7 @@ class Evaluator:
 
     def _accuracies(self, candidates: list[Candidate], reporters: list[Reporter | None]) -> list[Accuracy]:
         dataset = self.dataset if isinstance(self.dataset, Dataset) else _dataset(self.dataset, self.seed)
-        cache = AccuracyCache(self.cache_folder)
+        cache = AccuracyCache(self.cache_location)
         pairs = [(c.network, c.compression) for c in candidates]
         return cache.evaluate(pairs, dataset, self.proxy, self.seed, reporters)
 

@@ -327,6 +327,14 @@ class Experiment:
         return str(Path(self.artifacts if self.artifacts is not None else self.folder / "artifacts").resolve())
 
     @property
+    def accuracy_cache_location(self) -> str:
+        """Where the accuracy cache is: beside the artifacts in an object store (``<artifacts>/accuracy_cache``),
+        so workers on any node share it without a shared file system; else the run folder's ``accuracy_cache``."""
+        if is_url(self.artifacts):
+            return f"{str(self.artifacts).rstrip('/')}/accuracy_cache"
+        return str((self.folder / "accuracy_cache").resolve())
+
+    @property
     def directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
 

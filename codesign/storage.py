@@ -13,8 +13,10 @@
   counts what the budget counts.
 * :func:`reading_storage` / :func:`load_study_for_reading`: a study opened to read only,
   for ``show``, ``plot``, ``export`` and :func:`codesign.load`.
-* :class:`PrunerReporter`: how a worker reports intermediate accuracies to the study's
-  pruner through the storage.
+* :class:`PrunerDesk` / :class:`DeskReporter`: how a worker reports intermediate
+  accuracies to the study's pruner: to a Ray actor on the driver's node, which alone opens
+  the storage (a journal file only the driver's disk holds, a database only the driver
+  has the password of), and answers whether to stop.
 """
 
 from __future__ import annotations
@@ -539,27 +541,52 @@ def open_fidelity_study(experiment) -> optuna.Study | None:
                                pruner=experiment.pruner, load_if_exists=True)
 
 
-class PrunerReporter:
-    """``reporter(epoch, accuracy) -> stop?`` for a worker: reports to the trial and asks the study's pruner
-    (``study_name``: the experiment's study, or its fidelity twin: :func:`open_fidelity_study`).
+class PrunerDesk:
+    """The pruner's desk, run as a Ray actor on the driver's node (:func:`open_pruner_desk`): it tells a worker's
+    intermediate accuracies to the trial (or its twin in the fidelity study) and asks the study's pruner whether
+    to stop. It opens the storage once, on the driver's node, so no worker needs the study's storage."""
 
-    It opens the storage itself on first use (workers do not share the driver's
-    connection), so the study must live in a storage every worker can reach.
-    """
+    def __init__(self, storage_url: str, pruner):
+        self.storage_url, self.pruner = storage_url, pruner
+        self._storage = None
+        self._trials: dict[tuple[str, int], optuna.Trial] = {}
 
-    def __init__(self, study_name: str, storage_url: str, trial_number: int, pruner):
-        self.study_name, self.storage_url, self.trial_number, self.pruner = study_name, storage_url, trial_number, pruner
-        self._trial = None
+    def report(self, study_name: str, trial_number: int, epoch: int, accuracy: float) -> bool:
+        """Report ``accuracy`` at ``epoch`` to trial ``trial_number`` of ``study_name``; True: stop it."""
+        key = (study_name, trial_number)
+        if key not in self._trials:
+            if self._storage is None:
+                self._storage = make_storage(self.storage_url)
+            study = optuna.load_study(study_name=study_name, storage=self._storage, pruner=self.pruner)
+            study_id = self._storage.get_study_id_from_name(study_name)
+            self._trials[key] = optuna.Trial(study, self._storage.get_trial_id_from_study_id_trial_number(
+                study_id, trial_number))
+        trial = self._trials[key]
+        trial.report(accuracy, epoch)
+        return trial.should_prune()
+
+
+def open_pruner_desk(ray, storage_url: str, pruner):
+    """A :class:`PrunerDesk` actor on this (the driver's) node, taking no CPU from the trials."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0, scheduling_strategy=here, max_restarts=2)(PrunerDesk).remote(storage_url, pruner)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeskReporter:
+    """``reporter(epoch, accuracy) -> stop?`` for a worker: one trial's reports, sent to the driver's
+    :class:`PrunerDesk`."""
+
+    desk: Any  # the PrunerDesk actor's handle
+    study_name: str
+    trial_number: int
 
     def __call__(self, epoch: int, accuracy: float) -> bool:
-        if self._trial is None:
-            storage = make_storage(self.storage_url)
-            study = optuna.load_study(study_name=self.study_name, storage=storage, pruner=self.pruner)
-            study_id = storage.get_study_id_from_name(self.study_name)
-            self._trial = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id,
-                                                                                              self.trial_number))
-        self._trial.report(accuracy, epoch)
-        return self._trial.should_prune()
+        import ray
+
+        return ray.get(self.desk.report.remote(self.study_name, self.trial_number, int(epoch), float(accuracy)))
 
 
 def disk_full_or(error: BaseException, folder: Path, trial: int) -> BaseException:

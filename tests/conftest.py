@@ -45,11 +45,31 @@ def experiment_script():
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def s3_server():
+    """One S3-compatible server for the test run (moto's, on 127.0.0.1; tests/servers.py), its endpoint and test
+    credentials put in this process's environment before Ray starts, so the Ray workers reach the object store
+    as the nodes of a cluster do: from their own environment."""
+    from servers import start_s3, stop_s3
+
+    server = start_s3()
+    old = {k: os.environ.get(k) for k in server.environment()}
+    os.environ.update(server.environment())
+    yield server
+    stop_s3(server)
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def ray_session(s3_server):
     """One local Ray (2 CPUs, under a temporary folder and HOME) for every test that runs a search in-process.
 
     ``codesign.run`` uses an already started Ray. One session for the whole test run: a
     second ``ray.init`` in the same process after a shutdown can time out starting its GCS.
+    Its workers have the test object store's credentials in their environment (``s3_server``).
     """
     import ray
 

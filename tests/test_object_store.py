@@ -12,17 +12,17 @@ import pytest
 
 import codesign
 from codesign.outcome import Outcome, Status, trial_status
-from servers import LOOPBACK, files_holding, free_port, start_s3, stop_s3
+from codesign.storage import FIDELITY_TRIAL, make_storage
+from servers import LOOPBACK, files_holding, free_port
 from test_cli import run_in_process
 from tiny import experiment as tiny, experiment_file
 
 
 @pytest.fixture(scope="module")
-def s3():
-    server = start_s3()
-    server.create_bucket("runs")
-    yield server
-    stop_s3(server)
+def s3(s3_server):
+    """The test run's S3 server (conftest.py) with this module's bucket."""
+    s3_server.create_bucket("runs")
+    return s3_server
 
 
 @pytest.fixture
@@ -55,6 +55,9 @@ def test_a_search_keeps_its_artifacts_in_the_object_store_and_a_loaded_run_uses_
     data = codesign.load_dataset("synthetic", seed=experiment.seed)
     accuracy = float((best.predict(data.x_val, normalised=True) == data.y_val).mean())
     assert accuracy == pytest.approx(best.metrics["accuracy"], abs=1.5 / len(data.y_val))
+    # the accuracy cache is beside the artifacts, so no worker writes the run folder
+    assert any(key.startswith("first/accuracy_cache/") and key.endswith(".json") for key in keys)
+    assert not list(folder.glob("accuracy_cache/*.json"))
     assert files_holding(folder, s3_client.secret) == [] and s3_client.secret not in caplog.text
 
 
@@ -126,3 +129,85 @@ def test_codesign_run_takes_the_artifact_store_from_the_command_line(s3_client, 
     assert any(key.startswith("from-cli/") for key in s3_client.keys("runs"))
     refused = run_in_process(["run", str(path), "--artifacts", "s3://key:hunter2@runs/x"])
     assert refused.returncode == 2 and "holds credentials" in refused.stderr and "hunter2" not in refused.stderr
+
+
+def test_the_accuracy_cache_in_the_object_store_evaluates_a_pair_once_and_renews_its_lease(s3_client):
+    """Workers sharing a cache under an object store URL (no shared disk): a pair is evaluated once while the
+    others wait, though the evaluation outlasts the lease (its holder renews it); a lock its holder stopped
+    renewing (a node that died) is taken over."""
+    import threading
+
+    from codesign.accuracy.cache import AccuracyCache, StoreEntries, cache_key
+    from test_proxies import NET, SlowProxy
+
+    data = codesign.load_dataset("synthetic")
+    url, proxy, results = "s3://runs/cache", SlowProxy(), []  # SlowProxy: 0.5 s per evaluation
+    workers = [threading.Thread(target=lambda: results.append(
+        AccuracyCache(url, poll_seconds=0.05, lease_s=0.3).evaluate([(NET, None)], data, proxy)[0]))
+        for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert proxy.calls == 1 and [r.score for r in results] == [0.75] * 3
+    key = cache_key(NET, None, data, proxy, 0)
+    assert f"cache/{key}.json" in s3_client.keys("runs") and not any(k.endswith(".lock") for k in s3_client.keys("runs"))
+    assert AccuracyCache(url).get(key).cached and len(AccuracyCache(url)) == 1
+    other = cache_key(NET, None, data, proxy, 1)  # held by a node that died 10 minutes ago
+    StoreEntries(url).write(f"{other}.lock", f'{{"host": "gone", "pid": 1, "time": {time.time() - 600}}}'.encode())
+    assert not StoreEntries(url).create(f"{other}.lock", b"{}")  # held: a conditional write does not replace it
+    assert AccuracyCache(url, poll_seconds=0.05).evaluate([(NET, None)], data, proxy, seed=1)[0].score == 0.75
+    assert proxy.calls == 2 and len(AccuracyCache(url)) == 2
+
+
+def audited(proxy, forbidden: str):
+    """``proxy``, in a worker that may not open any file under ``forbidden`` (the driver's run folder): a Python
+    audit hook, installed by the first evaluation in each worker process, raises PermissionError for such an
+    open, and the evaluation checks that it does. Defined in a function, so Ray's pickle carries the class."""
+    import sys
+
+    class Audited:
+        def __init__(self, inner):
+            self.inner = inner
+            self.name, self.metric, self.pairs_per_task = inner.name, inner.metric, inner.pairs_per_task
+
+        def describe(self) -> dict:
+            return self.inner.describe()
+
+        def bind(self, network_space, compression_space, folder=None):
+            return Audited(self.inner.bind(network_space, compression_space, folder))
+
+        def evaluate(self, pairs, dataset, seed=0, reporters=None):
+            if not getattr(sys, "_codesign_audited", False):
+                def hook(event, args):
+                    if event == "open" and isinstance(args[0], str) and args[0].startswith(forbidden):
+                        raise PermissionError(f"worker opened {args[0]} on the driver's disk")
+                sys.addaudithook(hook)
+                sys._codesign_audited = True
+            try:
+                open(f"{forbidden}/probe", "w")
+            except PermissionError:
+                pass
+            else:
+                raise AssertionError("the audit hook is not active")
+            return self.inner.evaluate(pairs, dataset, seed, reporters)
+    return Audited(proxy)
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_workers_that_may_not_open_the_run_folder_train_report_to_the_pruner_and_cache(s3_client, tmp_path):
+    """No worker opens a file in the driver's run folder: the dataset comes inside the evaluator, the accuracy
+    cache and artifacts are in the object store, and a pruner's reports go to the driver's pruner desk (the
+    study here is a journal file in the run folder, which only the driver's node has)."""
+    folder = tmp_path / "run"
+    trained = codesign.TrainedProxy(codesign.TrainConfig(epochs=3))
+    experiment = tiny(folder, proxy=audited(trained, str(folder.resolve())), trials=3, artifacts="s3://runs/audited",
+                      pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    results = codesign.run(experiment, progress=False)
+    reasons = [Outcome.from_trial(t).reason for t in results.trials]
+    assert set(results.counts(duplicates=False)) <= {"complete", "pruned"}, reasons
+    twins = optuna.load_study(study_name=f"{experiment.name}:fidelity",
+                              storage=make_storage(experiment.storage_url)).trials
+    trained = [t for t in results.trials if not Outcome.from_trial(t).cached]  # the others read the cache
+    assert trained and all(twins[t.user_attrs[FIDELITY_TRIAL]].intermediate_values for t in trained), reasons
+    assert any(key.startswith("audited/accuracy_cache/") for key in s3_client.keys("runs"))

@@ -6,12 +6,16 @@ cache keys results by a digest of exactly those and keeps them in a folder (by d
 ``<run folder>/accuracy_cache``), one ``<key>.json`` per result plus ``<key>.msgpack``
 with the trained weights (Flax msgpack). Files are written atomically, so the folder
 can be shared by parallel workers, by restarts, and by the nodes of a cluster on a
-shared file system.
+shared file system. The cache may instead live in an object store (a URL such as
+``s3://bucket/run/accuracy_cache``, through fsspec), so nodes share it without a
+shared file system: each entry is one object, written whole.
 
-While one worker evaluates a pair it holds ``<key>.lock`` (created exclusively);
-another worker asking for the same pair waits for the result instead of training
-again. A lock whose owner died (same host, process gone) or that is older than
-``stale_after`` seconds is taken over. Results stopped by a pruner, and candidates that
+While one worker evaluates a pair it holds ``<key>.lock`` (created exclusively: an
+``O_EXCL`` file, or an object store's conditional write); another worker asking for the
+same pair waits for the result instead of training again. The holder renews the lock
+every ``lease_s / 4`` seconds; a lock not renewed for ``lease_s`` seconds (its holder
+died, on whatever node) or whose owner is gone (same host, process gone) is taken
+over. Results stopped by a pruner, and candidates that
 failed, are not stored (they are not the proxy's value); diverged runs are, with their
 reason.
 
@@ -30,6 +34,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -67,19 +72,132 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class AccuracyCache:
-    """A folder of proxy results shared by every trial, worker and restart of a run."""
+#: Seconds a lock counts as held without being renewed (its holder renews it four times as often).
+LEASE_S = 120.0
 
-    def __init__(self, folder: str | os.PathLike, poll_seconds: float = 0.2, stale_after: float = 6 * 3600):
+
+class FolderEntries:
+    """A cache's entries as the files of a local (or shared) folder."""
+
+    def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+
+    def where(self, name: str) -> str:
+        return str(self.folder / name)
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return (self.folder / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        atomic_write(self.folder / name, data)
+
+    def create(self, name: str, data: bytes) -> bool:
+        """Write ``name`` unless it exists (atomically: one of several writers wins)."""
+        try:
+            fd = os.open(self.folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+
+    def remove(self, name: str) -> None:
+        (self.folder / name).unlink(missing_ok=True)
+
+    def exists(self, name: str) -> bool:
+        return (self.folder / name).is_file()
+
+    def age(self, name: str) -> float | None:
+        """Seconds since ``name`` was last written, or None when it is gone."""
+        try:
+            return time.time() - (self.folder / name).stat().st_mtime
+        except OSError:
+            return None
+
+    def names(self, suffix: str) -> list[str]:
+        return [path.name for path in self.folder.glob(f"*{suffix}")]
+
+
+class StoreEntries:
+    """A cache's entries as the objects under an fsspec URL prefix (``s3://bucket/prefix``): each written whole,
+    a lock by a conditional write (S3's ``If-None-Match``)."""
+
+    def __init__(self, url: str):
+        from codesign.artifacts import FsspecArtifactStore
+
+        store = FsspecArtifactStore(url)  # the artifact store's client: its timeouts and credentials
+        self.url, self.fs, self.root = store.url, store.fs, store.root
+
+    def where(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def _path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(self._path(name))
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        self.fs.pipe_file(self._path(name), data)
+
+    def create(self, name: str, data: bytes) -> bool:
+        try:
+            self.fs.pipe_file(self._path(name), data, mode="create")
+        except FileExistsError:  # s3fs: 412 Precondition Failed on If-None-Match
+            return False
+        return True
+
+    def remove(self, name: str) -> None:
+        try:
+            self.fs.rm_file(self._path(name))
+        except FileNotFoundError:
+            pass
+
+    def exists(self, name: str) -> bool:
+        self.fs.invalidate_cache(self._path(name))  # asked of the store, not of an earlier listing
+        return self.fs.exists(self._path(name))
+
+    def age(self, name: str) -> float | None:
+        try:
+            modified = self.fs.modified(self._path(name))
+        except (FileNotFoundError, NotImplementedError):
+            return None
+        return time.time() - modified.timestamp()
+
+    def names(self, suffix: str) -> list[str]:
+        try:
+            found = self.fs.ls(self.root, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return [name.rsplit("/", 1)[-1] for name in found if name.endswith(suffix)]
+
+
+def cache_entries(location: str | os.PathLike) -> FolderEntries | StoreEntries:
+    """The entries at ``location``: an object store URL, or a folder."""
+    from codesign.artifacts import is_url
+
+    return StoreEntries(str(location)) if is_url(location) else FolderEntries(location)
+
+
+class AccuracyCache:
+    """Proxy results shared by every trial, worker and restart of a run: in a folder, or under an object store
+    URL."""
+
+    def __init__(self, location: str | os.PathLike, poll_seconds: float = 0.2, lease_s: float = LEASE_S):
+        self.entries = cache_entries(location)
+        self.location = self.entries.where("").rstrip("/")
         self.poll_seconds = poll_seconds
-        self.stale_after = stale_after
+        self.lease_s = lease_s
+        self._renewals: dict[str, tuple[threading.Event, threading.Thread]] = {}
 
     # --- reading and writing ----------------------------------------------------------------
-    def _path(self, key: str, suffix: str) -> Path:
-        return self.folder / f"{key}{suffix}"
-
     def get(self, key: str, with_weights: bool = True) -> Accuracy | None:
         """The stored result (``cached`` set), or None; an unreadable entry is discarded (None)."""
         try:
@@ -89,22 +207,20 @@ class AccuracyCache:
 
     def _read(self, key: str, with_weights: bool) -> Accuracy | None:
         """The entry as stored, None when there is none, or :class:`CorruptEntry`."""
-        path = self._path(key, ".json")
-        try:
-            text = path.read_bytes()
-        except FileNotFoundError:  # also: discarded by another worker since we looked
+        text = self.entries.read(f"{key}.json")
+        if text is None:  # also: discarded by another worker since we looked
             return None
-        result = _accuracy(text, path)
-        weights = self._path(key, ".msgpack")
-        if with_weights and weights.is_file():
-            result = dataclasses.replace(result, weights=_weights(weights))
+        result = _accuracy(text, self.entries.where(f"{key}.json"))
+        weights = self.entries.read(f"{key}.msgpack") if with_weights else None
+        if weights is not None:  # an entry without weights has no msgpack
+            result = dataclasses.replace(result, weights=_weights(weights, self.entries.where(f"{key}.msgpack")))
         return result
 
     def _discard(self, key: str, with_weights: bool, corrupt: CorruptEntry) -> Accuracy | None:
         """Delete an unreadable entry under its lock (a miss: the pair is evaluated again). When another worker
         holds the lock, it is computing the pair and overwrites the entry: leave it."""
         if not self._claim(key):
-            log.debug("%s; left to the worker holding %s", corrupt, self._path(key, ".lock"))
+            log.debug("%s; left to the worker holding %s", corrupt, self.entries.where(f"{key}.lock"))
             return None
         try:
             try:  # read again under the lock: another worker may have replaced it since we looked
@@ -112,27 +228,27 @@ class AccuracyCache:
             except CorruptEntry as still:
                 corrupt = still
             log.warning("accuracy cache: %s; discarding the entry and evaluating again", corrupt)
-            self._path(key, ".json").unlink(missing_ok=True)  # first: the entry's presence is its JSON
-            self._path(key, ".msgpack").unlink(missing_ok=True)
+            self.entries.remove(f"{key}.json")  # first: the entry's presence is its JSON
+            self.entries.remove(f"{key}.msgpack")
             return None
         finally:
-            self._path(key, ".lock").unlink(missing_ok=True)
+            self._release(key)
 
     def put(self, key: str, result: Accuracy, about: dict | None = None) -> None:
         """Store ``result`` (its record as JSON, its weights as Flax msgpack)."""
         if result.weights is not None:
             arrays = jax.device_get(result.weights)  # numpy leaves, same tree
-            atomic_write(self._path(key, ".msgpack"), serialization.msgpack_serialize(arrays))
+            self.entries.write(f"{key}.msgpack", serialization.msgpack_serialize(arrays))
         else:  # no weights left over from an earlier (perhaps corrupt) entry: the files stay one entry
-            self._path(key, ".msgpack").unlink(missing_ok=True)
+            self.entries.remove(f"{key}.msgpack")
         record = {"format": FORMAT, **result.to_record(), "about": about or {}, "written": time.time()}
-        atomic_write(self._path(key, ".json"), json.dumps(record, sort_keys=True).encode())
+        self.entries.write(f"{key}.json", json.dumps(record, sort_keys=True).encode())
 
     def __contains__(self, key: str) -> bool:
-        return self._path(key, ".json").is_file()
+        return self.entries.exists(f"{key}.json")
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.folder.glob("*.json"))
+        return len(self.entries.names(".json"))
 
     # --- evaluate once ------------------------------------------------------------------
     def evaluate(self, pairs, dataset, proxy, seed: int = 0, reporters=None) -> list[Accuracy]:
@@ -157,7 +273,7 @@ class AccuracyCache:
                     results[i] = result
         finally:
             for i in claimed:
-                self._path(keys[i], ".lock").unlink(missing_ok=True)
+                self._release(keys[i])
         for i, result in enumerate(results):
             if result is None:  # another worker is computing it: wait for its result
                 results[i] = self._wait_or_compute(keys[i], pairs[i], dataset, proxy, seed, reporters[i])
@@ -190,36 +306,52 @@ class AccuracyCache:
                     value = load()  # finished by another worker between our look and our claim
                     return value if value is not None else compute()
                 finally:
-                    self._path(key, ".lock").unlink(missing_ok=True)
+                    self._release(key)
             time.sleep(self.poll_seconds)
 
     def _claim(self, key: str) -> bool:
-        lock = self._path(key, ".lock")
-        owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if self._stale(lock):
-                lock.unlink(missing_ok=True)
+        """Take ``<key>.lock`` (renewed in the background until :meth:`_release`), or False when another worker
+        holds it; a lock whose holder is gone is removed, for the next look to take."""
+        name = f"{key}.lock"
+        if not self.entries.create(name, _owner()):
+            if self._stale(name):
+                self.entries.remove(name)
             return False
-        with os.fdopen(fd, "w") as f:
-            f.write(owner)
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(name, stop), daemon=True, name=f"lease {key[:8]}")
+        self._renewals[key] = (stop, renewer)
+        renewer.start()
         return True
 
-    def _stale(self, lock: Path) -> bool:
+    def _renew(self, name: str, stop: threading.Event) -> None:
+        while not stop.wait(self.lease_s / 4):
+            self.entries.write(name, _owner())
+
+    def _release(self, key: str) -> None:
+        held = self._renewals.pop(key, None)
+        if held is not None:  # no renewal may land after the removal
+            held[0].set()
+            held[1].join()
+        self.entries.remove(f"{key}.lock")
+
+    def _stale(self, name: str) -> bool:
+        text, age = self.entries.read(name), self.entries.age(name)
+        if text is None or age is None:
+            return False  # gone since we looked
         try:
-            text, age = lock.read_text(), time.time() - lock.stat().st_mtime
-        except (OSError, ValueError):
-            return False  # gone, or not readable as text right now
-        try:
-            owner = json.loads(text or "{}")
+            owner = json.loads(text or b"{}")
         except ValueError:
             owner = {}
         if not owner:  # being written right now, or its writer failed (a full disk): it had seconds to write
             return age > UNWRITTEN_LOCK_SECONDS
-        if time.time() - owner.get("time", time.time()) > self.stale_after:
-            return True
+        if time.time() - owner.get("time", time.time()) > self.lease_s:
+            return True  # not renewed: its holder died, on whatever node
         return owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0)))
+
+
+def _owner() -> bytes:
+    """A lock's content: who holds it, and when it was last renewed."""
+    return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
 
 
 #: A lock file still without its owner after this long was left by a writer that failed (its owner is a few
@@ -238,7 +370,7 @@ def migrate(record: dict) -> dict:
     return record
 
 
-def _accuracy(text: bytes, path: Path) -> Accuracy:
+def _accuracy(text: bytes, path: str) -> Accuracy:
     """An entry's JSON record as a result (no weights), or :class:`CorruptEntry` naming ``path``."""
     try:
         data = json.loads(text)
@@ -250,12 +382,11 @@ def _accuracy(text: bytes, path: Path) -> Accuracy:
     return dataclasses.replace(result, cached=True)
 
 
-def _weights(path: Path) -> dict:
-    """An entry's trained variables (Flax msgpack), or :class:`CorruptEntry` naming ``path``."""
+def _weights(data: bytes, path: str) -> dict:
+    """An entry's trained variables (Flax msgpack ``data`` read from ``path``), or :class:`CorruptEntry` naming
+    ``path``."""
     try:
-        variables = serialization.msgpack_restore(path.read_bytes())
-    except FileNotFoundError:
-        raise CorruptEntry(f"entry {path} vanished while its record was read") from None
+        variables = serialization.msgpack_restore(data)
     except Exception as error:  # msgpack and flax raise several kinds on garbage
         raise CorruptEntry(f"entry {path} is unreadable ({type(error).__name__}: {error})") from None
     if not isinstance(variables, dict):
