@@ -16,6 +16,8 @@ install: $(STAMP)
 
 # Two pytest-xdist workers (a test waiting on Ray or a subprocess leaves its core to the other); the 15
 # slowest tests are printed. `make test` leaves out what `slow` marks; `make test-all` (CI) runs everything.
+# XLA's compiled programs are kept in .cache/xla between runs (tests/conftest.py), so a run after the first
+# compiles only what changed; `pytest --fresh-compilation-cache` compiles everything, as a fresh clone does.
 PYTEST := $(PY) -m pytest -q -n 2 --dist worksteal --durations=15
 
 test: $(STAMP)
@@ -28,4 +30,4 @@ demo: $(STAMP)
 	$(PY) experiments/quickstart.py --fresh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .cache

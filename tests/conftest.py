@@ -11,20 +11,37 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 CACHE = "CODESIGN_COMPILATION_CACHE"
 
 
+#: The test runs' XLA compilation cache, kept between runs of this checkout (git ignores it).
+KEPT_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "xla"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fresh-compilation-cache", action="store_true",
+                     help="compile into a new temporary cache, as from a fresh clone (default: the checkout's "
+                          ".cache/xla, kept between runs)")
+
+
 def pytest_configure(config):
-    """One XLA compilation cache for the whole test run: a temporary folder, set before any test module imports
-    codesign, inherited by pytest-xdist's workers and by the Ray workers the tests start. A folder given in
-    CODESIGN_COMPILATION_CACHE is used as it is."""
+    """One XLA compilation cache for the whole test run, set before any test module imports codesign, inherited by
+    pytest-xdist's workers, the Ray workers and the subprocesses the tests start: the checkout's ``.cache/xla``,
+    kept between runs (a program compiled once is loaded by every later run that lowers it the same way; JAX keys
+    an entry by the program, its compile options and JAX's version), or with ``--fresh-compilation-cache`` a
+    temporary folder removed at the end. A folder given in CODESIGN_COMPILATION_CACHE is used as it is."""
     if hasattr(config, "workerinput") or os.environ.get(CACHE):
         return
-    config._codesign_cache = tempfile.mkdtemp(prefix="codesign-xla-")
-    os.environ[CACHE] = config._codesign_cache
+    if config.getoption("--fresh-compilation-cache"):
+        config._codesign_cache = tempfile.mkdtemp(prefix="codesign-xla-")
+        os.environ[CACHE] = config._codesign_cache
+    else:
+        KEPT_CACHE.mkdir(parents=True, exist_ok=True)
+        os.environ[CACHE] = str(KEPT_CACHE)
 
 
 def pytest_unconfigure(config):
     folder = getattr(config, "_codesign_cache", None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
+    if not hasattr(config, "workerinput") and os.environ.get(CACHE) in (folder, str(KEPT_CACHE)):
         os.environ.pop(CACHE, None)
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
