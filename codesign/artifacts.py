@@ -22,16 +22,12 @@ from typing import BinaryIO
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
+from codesign.stores import is_url, object_store
+
 #: Where an object store's credentials come from, for messages.
 CREDENTIAL_SOURCES = ("the object store client's own environment or files (S3: AWS_ACCESS_KEY_ID and "
                       "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials; AWS_ENDPOINT_URL for an "
                       "S3-compatible server)")
-#: Seconds an object store has to answer a request (connecting, then reading) before it counts as unreachable.
-TIMEOUT_S = 10
-
-
-def is_url(location: str | os.PathLike) -> bool:
-    return isinstance(location, str) and "://" in location
 
 
 def location_problem(location) -> str | None:
@@ -66,14 +62,8 @@ class FsspecArtifactStore:
     """Optuna's artifact-store protocol (``open_reader``, ``write``, ``remove``) on an fsspec URL prefix."""
 
     def __init__(self, url: str):
-        import fsspec
-
         self.url = url.rstrip("/")
-        options = {"skip_instance_cache": True}  # a new client: the environment's endpoint and credentials now
-        if url.startswith("s3://"):  # bounded waits, so an unreachable store is an error, not a hang
-            options["config_kwargs"] = {"connect_timeout": TIMEOUT_S, "read_timeout": TIMEOUT_S,
-                                        "retries": {"max_attempts": 2}}
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **options)
+        self.fs, self.root = object_store(self.url)
 
     def _path(self, artifact_id: str) -> str:
         return f"{self.root}/{artifact_id}"

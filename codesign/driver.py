@@ -206,7 +206,7 @@ class Driver:
             return
         # this run's, and alive: a training that stopped writing (its worker died) is not shown
         since = max(self.started_at, time.time() - STALE_PROGRESS_S)
-        records = one_offs_in_progress(self.experiment.folder / "accuracy_cache", since=since)
+        records = one_offs_in_progress(self.experiment.accuracy_cache_location, since=since)
         self.bar.update(0, training="; ".join(describe_progress(r) for r in records) or None)
 
     def show_running(self, in_flight: int) -> None:

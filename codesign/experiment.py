@@ -285,7 +285,7 @@ class Experiment:
         object.__setattr__(self, "_searched_network_space", _fit_to_data(self.network_space, data))
         try:  # the proxy for these spaces; one that cannot serve them says so before any trial
             bound = self.proxy.bind(self.searched_network_space, self.compression_space,
-                                    (self.folder / "accuracy_cache").resolve())
+                                    self.accuracy_cache_location)
         except ValueError as error:
             raise ValueError(f"experiment: field 'proxy' {re.sub(r'^proxy: ', '', str(error))}") from None
         object.__setattr__(self, "_bound_proxy", bound)

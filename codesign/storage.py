@@ -15,8 +15,8 @@
   for ``show``, ``plot``, ``export`` and :func:`codesign.load`.
 * :class:`PrunerDesk` / :class:`DeskReporter`: how a worker reports intermediate
   accuracies to the study's pruner: to a Ray actor on the driver's node, which alone opens
-  the storage (a journal file only the driver's disk holds, a database only the driver
-  has the password of), and answers whether to stop.
+  the storage (a journal file only the driver's disk holds, a database only the driver's
+  node has the password source of), and answers whether to stop.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
+import codesign
 from codesign.outcome import Status, trial_status
 from codesign.storage import make_storage, run_folder_storage
 
@@ -47,7 +48,11 @@ def free_port() -> int:
 
 
 class Cluster:
-    def __init__(self):
+    """A head and a worker node (1 CPU each) on loopback; ``node_env``: environment only the nodes' processes get
+    (not the drivers)."""
+
+    def __init__(self, node_env: dict | None = None):
+        self.node_env = node_env or {}
         self.tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")
         self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": self.tmp, "HOME": self.tmp,
                     "RAY_USAGE_STATS_ENABLED": "0", "RAY_health_check_period_ms": "1000",
@@ -62,7 +67,7 @@ class Cluster:
                                "--node-ip-address=127.0.0.1", "--disable-usage-stats"])
 
     def _start(self, node: str, command: list[str]):
-        env = {**self.env, NODE_TAG: self._tag(node)}
+        env = {**self.env, **self.node_env, NODE_TAG: self._tag(node)}
         subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
 
     def _tag(self, node: str) -> str:
@@ -95,13 +100,15 @@ class Cluster:
             self.kill(node)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def driver(self, folder: Path, trials: int, proxy: str = "params") -> subprocess.Popen:
+    def driver(self, folder: Path, trials: int, proxy: str = "params", source: str | None = None,
+               env: dict | None = None) -> subprocess.Popen:
+        """``codesign run`` of EXPERIMENT (or ``source``, an experiment file's text) on this cluster."""
         file = folder.parent / f"{folder.name}.py"
-        file.write_text(EXPERIMENT.format(folder=str(folder), trials=trials, proxy=proxy))
+        file.write_text(source or EXPERIMENT.format(folder=str(folder), trials=trials, proxy=proxy))
         log = folder.parent / f"{folder.name}.{time.monotonic_ns()}.log"  # a file, not a pipe nobody drains
         with log.open("w") as out:
             driver = subprocess.Popen([sys.executable, "-m", "codesign.cli", "run", str(file), "--address",
-                                       self.address, "--no-progress"], env=self.env,
+                                       self.address, "--no-progress"], env=env or self.env,
                                       cwd=Path(__file__).resolve().parents[1], stdout=out, stderr=subprocess.STDOUT)
         driver.log = log
         return driver
@@ -222,3 +229,101 @@ def test_two_drivers_on_one_study_stop_at_its_budget(cluster, tmp_path):
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 10 and len(trials) == 10, [(t.number, t.state.name) for t in trials]
     assert len({t.user_attrs[DRIVER] for t in done}) == 2  # both drivers took part
+
+
+#: A ``sitecustomize`` for the nodes of test_a_cluster_without_a_shared_disk_...: no Python process of theirs (Ray
+#: workers, the pruner desk) may open a file under CODESIGN_TEST_FORBIDDEN, the driver's run folder.
+AUDIT_HOOK = """
+import os
+import sys
+
+FORBIDDEN = os.environ.get("CODESIGN_TEST_FORBIDDEN")
+if FORBIDDEN:
+    def _refuse(event, args):
+        if event == "open" and isinstance(args[0], str) and args[0].startswith(FORBIDDEN):
+            raise PermissionError(f"opened {args[0]}, on the driver's disk")
+    sys.addaudithook(_refuse)
+"""
+
+#: A Ray driver that tries to open a file in the run folder from a worker of each node; prints what happened.
+PROBE = """
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+ray.init(address={address!r}, log_to_driver=False)
+
+@ray.remote(num_cpus=1)
+def probe():
+    try:
+        open({folder!r} + "/probe", "w")
+    except PermissionError:
+        return "refused"
+    return "opened"
+
+nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+print(*ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+                for n in nodes]))
+"""
+
+NO_SHARED_DISK = """
+import codesign
+import optuna
+from search_spaces.accelerators import AcceleratorSpace
+from search_spaces.network_space import NetworkSpace
+
+experiment = codesign.Experiment(
+    name="cluster", run_folder={folder!r}, trials={trials}, dataset="synthetic", seed=0, storage={storage!r},
+    artifacts={artifacts!r}, compression_space=None,
+    network_space=NetworkSpace(blocks=("dwsep", "fire"), stages=(1,), depths=(1,), widths=(8, 16), stem_widths=(8,),
+                               kernels=(3,), stem_kernels=(3,)),
+    accelerator_space=AcceleratorSpace(rows=(8, 16), cols=(8, 16), gb_kib=(64,), rf_bytes=(16,), dram_gbps=(16.0,)),
+    proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=2)),
+    pruner=optuna.pruners.MedianPruner(n_startup_trials=1), max_retries=3)
+"""
+
+
+@pytest.mark.slow
+def test_a_cluster_without_a_shared_disk_completes_a_study_that_two_drivers_share(tmp_path, s3_server, monkeypatch):
+    """Issue 31's proof: two nodes whose processes cannot open any file in the run folder (an audit hook in
+    every Python process of theirs, checked on a worker of each node first), the study in a PostgreSQL server,
+    artifacts and the accuracy cache in an S3-compatible store. Two drivers started at once on the same study
+    share its budget; every trial completes or is pruned, no pair is trained twice, and the loaded front
+    predicts with weights from the store. (test_object_store's test_workers_that_may_not_open_the_run_folder_...
+    checks the same on the local Ray in every test run.)"""
+    from codesign.outcome import Outcome
+    from servers import start_postgres, stop_postgres
+
+    postgres = start_postgres()
+    s3_server.create_bucket("cluster")
+    folder = (tmp_path / "run").resolve()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(AUDIT_HOOK)
+    cluster = Cluster(node_env={"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+                                "CODESIGN_TEST_FORBIDDEN": str(folder), "PGPASSWORD": postgres.password})
+    try:
+        probe = subprocess.run([sys.executable, "-c", PROBE.format(address=cluster.address, folder=str(folder))],
+                               env=cluster.env, capture_output=True, text=True, timeout=180)
+        assert probe.stdout.split() == ["refused", "refused"], probe.stdout + probe.stderr[-2000:]
+        source = NO_SHARED_DISK.format(folder=str(folder), trials=6, storage=postgres.create_database("cluster"),
+                                       artifacts="s3://cluster/run")
+        env = {**cluster.env, "PGPASSWORD": postgres.password}
+        drivers = [cluster.driver(folder, 6, source=source, env=env) for _ in range(2)]
+        outputs = [finish(driver, timeout=900) for driver in drivers]
+        assert [driver.returncode for driver in drivers] == [0, 0], outputs
+        monkeypatch.setenv("PGPASSWORD", postgres.password)
+        results = codesign.load(folder)
+        counts = results.counts(duplicates=False)
+        assert counts.get("complete", 0) + counts.get("pruned", 0) == 6, (counts, outputs)
+        done = [t for t in results.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len({t.user_attrs["run"]["worker"]["node"] for t in done}) == 2
+        trained = [t for t in done if t.state == TrialState.COMPLETE and not Outcome.from_trial(t).cached]
+        entries = [k for k in s3_server.keys("cluster") if k.startswith("run/accuracy_cache/") and k.endswith(".json")]
+        assert len(entries) == len(trained)  # each stored pair trained once, by one of the drivers' workers
+        best = results.pareto_front[0]
+        data = codesign.load_dataset("synthetic", seed=0)
+        accuracy = float((best.predict(data.x_val, normalised=True) == data.y_val).mean())
+        assert accuracy == pytest.approx(best.metrics["accuracy"], abs=1.5 / len(data.y_val))
+    finally:
+        cluster.stop()
+        stop_postgres(postgres)

@@ -21,7 +21,8 @@ from tiny import experiment as tiny, experiment_file
 @pytest.fixture(scope="module")
 def s3(s3_server):
     """The test run's S3 server (conftest.py) with this module's bucket."""
-    s3_server.create_bucket("runs")
+    for bucket in ("runs", "alone", "other"):  # alone: test_a_search_keeps_its_artifacts_... looks at every key
+        s3_server.create_bucket(bucket)
     return s3_server
 
 
@@ -39,11 +40,11 @@ def test_a_search_keeps_its_artifacts_in_the_object_store_and_a_loaded_run_uses_
     assert listening == {LOOPBACK}
     folder = tmp_path / "run"
     experiment = tiny(folder, proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=1)), trials=2,
-                      artifacts="s3://runs/first")
+                      artifacts="s3://alone/first")
     with caplog.at_level(logging.DEBUG):
         results = codesign.run(experiment, progress=False)
     assert results.counts(duplicates=False) == {"complete": 2}
-    keys = s3_client.keys("runs")
+    keys = s3_client.keys("alone")
     assert keys and all(key.startswith("first/") for key in keys) and not any("probe" in key for key in keys)
     assert not (folder / "artifacts").exists()
     for trial in results.trials:  # every artifact id a trial names is an object under the prefix
@@ -141,7 +142,7 @@ def test_the_accuracy_cache_in_the_object_store_evaluates_a_pair_once_and_renews
     from test_proxies import NET, SlowProxy
 
     data = codesign.load_dataset("synthetic")
-    url, proxy, results = "s3://runs/cache", SlowProxy(), []  # SlowProxy: 0.5 s per evaluation
+    url, proxy, results = "s3://other/cache", SlowProxy(), []  # SlowProxy: 0.5 s per evaluation
     workers = [threading.Thread(target=lambda: results.append(
         AccuracyCache(url, poll_seconds=0.05, lease_s=0.3).evaluate([(NET, None)], data, proxy)[0]))
         for _ in range(3)]
@@ -151,7 +152,7 @@ def test_the_accuracy_cache_in_the_object_store_evaluates_a_pair_once_and_renews
         worker.join()
     assert proxy.calls == 1 and [r.score for r in results] == [0.75] * 3
     key = cache_key(NET, None, data, proxy, 0)
-    assert f"cache/{key}.json" in s3_client.keys("runs") and not any(k.endswith(".lock") for k in s3_client.keys("runs"))
+    assert f"cache/{key}.json" in s3_client.keys("other") and not any(k.endswith(".lock") for k in s3_client.keys("other"))
     assert AccuracyCache(url).get(key).cached and len(AccuracyCache(url)) == 1
     other = cache_key(NET, None, data, proxy, 1)  # held by a node that died 10 minutes ago
     StoreEntries(url).write(f"{other}.lock", f'{{"host": "gone", "pid": 1, "time": {time.time() - 600}}}'.encode())
@@ -201,7 +202,7 @@ def test_workers_that_may_not_open_the_run_folder_train_report_to_the_pruner_and
     study here is a journal file in the run folder, which only the driver's node has)."""
     folder = tmp_path / "run"
     trained = codesign.TrainedProxy(codesign.TrainConfig(epochs=3))
-    experiment = tiny(folder, proxy=audited(trained, str(folder.resolve())), trials=3, artifacts="s3://runs/audited",
+    experiment = tiny(folder, proxy=audited(trained, str(folder.resolve())), trials=3, artifacts="s3://other/audited",
                       pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
     results = codesign.run(experiment, progress=False)
     reasons = [Outcome.from_trial(t).reason for t in results.trials]
@@ -210,4 +211,32 @@ def test_workers_that_may_not_open_the_run_folder_train_report_to_the_pruner_and
                               storage=make_storage(experiment.storage_url)).trials
     trained = [t for t in results.trials if not Outcome.from_trial(t).cached]  # the others read the cache
     assert trained and all(twins[t.user_attrs[FIDELITY_TRIAL]].intermediate_values for t in trained), reasons
-    assert any(key.startswith("audited/accuracy_cache/") for key in s3_client.keys("runs"))
+    assert any(key.startswith("audited/accuracy_cache/") for key in s3_client.keys("other"))
+
+
+def test_a_supernet_and_its_progress_are_kept_under_an_object_store_url(s3_client):
+    """A run with its artifacts in an object store keeps its trained supernet (and a predictor, the same way) under
+    ``<artifacts>/accuracy_cache/supernets``, so every node loads the one a worker trained; the progress a worker
+    writes while it trains is what the driver's bar reads back from there."""
+    import jax
+    import numpy as np
+
+    from codesign.accuracy.cache import OneOffProgress, one_offs_in_progress
+    from codesign.accuracy.supernet import Supernet, SupernetConfig, load_supernet, save_supernet
+    from search_spaces.elastic import ElasticSpace, init
+    from tiny import COMPRESSION, ELASTIC_NETWORKS
+
+    space, config = ElasticSpace.of(ELASTIC_NETWORKS, COMPRESSION, 8), SupernetConfig(epochs=1)
+    variables = jax.device_get(init(space, 0))
+    url = "s3://other/kept/accuracy_cache"
+    save_supernet(f"{url}/supernets", "k", Supernet(space, variables, ELASTIC_NETWORKS, COMPRESSION, config,
+                                                    {"trained_s": 1.5}))
+    assert {"kept/accuracy_cache/supernets/k.json", "kept/accuracy_cache/supernets/k.msgpack"} <= set(
+        s3_client.keys("other"))
+    loaded = load_supernet(f"{url}/supernets", "k", ELASTIC_NETWORKS, COMPRESSION, config, 8)
+    assert loaded.record == {"trained_s": 1.5, "key": "k"}
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, loaded.variables, variables))
+    assert load_supernet(f"{url}/supernets", "other", ELASTIC_NETWORKS, COMPRESSION, config, 8) is None
+    OneOffProgress(f"{url}/supernets", "k", "supernet", epochs=1)(0, 10)
+    shown, = one_offs_in_progress(url)
+    assert (shown["what"], shown["step"], shown["steps"]) == ("supernet", 0, 10)

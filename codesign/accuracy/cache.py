@@ -43,6 +43,7 @@ import jax
 from flax import serialization
 
 from codesign.accuracy.proxy import Accuracy
+from codesign.stores import is_url, object_store
 from codesign.outcome import Status
 
 T = TypeVar("T")
@@ -127,10 +128,8 @@ class StoreEntries:
     a lock by a conditional write (S3's ``If-None-Match``)."""
 
     def __init__(self, url: str):
-        from codesign.artifacts import FsspecArtifactStore
-
-        store = FsspecArtifactStore(url)  # the artifact store's client: its timeouts and credentials
-        self.url, self.fs, self.root = store.url, store.fs, store.root
+        self.url = url.rstrip("/")
+        self.fs, self.root = object_store(self.url)
 
     def where(self, name: str) -> str:
         return f"{self.url}/{name}"
@@ -181,9 +180,12 @@ class StoreEntries:
 
 def cache_entries(location: str | os.PathLike) -> FolderEntries | StoreEntries:
     """The entries at ``location``: an object store URL, or a folder."""
-    from codesign.artifacts import is_url
-
     return StoreEntries(str(location)) if is_url(location) else FolderEntries(location)
+
+
+def joined(location: str | os.PathLike, name: str) -> str:
+    """``location/name`` for a folder or an object store URL."""
+    return f"{str(location).rstrip('/')}/{name}" if is_url(location) else str(Path(location) / name)
 
 
 class AccuracyCache:
@@ -427,7 +429,7 @@ class OneOffProgress:
 
     def __init__(self, folder: str | Path, key: str, what: str, epochs: float | None = None, every_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic):
-        self.path = Path(folder) / f"{key}{PROGRESS_SUFFIX}"
+        self.folder, self.name = folder, f"{key}{PROGRESS_SUFFIX}"
         self.what, self.epochs, self.every_s, self.clock = what, epochs, every_s, clock
         self.started = self.written = clock()
         self.first_step = None  # when step 1 ended: the time per step is measured from there (step 1 compiles)
@@ -446,18 +448,32 @@ class OneOffProgress:
                   "elapsed_s": now - self.started,
                   "eta_s": None if per_step is None else per_step * (steps - step), "done": step >= steps,
                   "loss": None if loss is None else float(jax.numpy.ravel(loss)[0]), "updated": time.time()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, json.dumps(record).encode())
+        cache_entries(self.folder).write(self.name, json.dumps(record).encode())
 
 
-def one_offs_in_progress(folder: str | Path, since: float = 0.0) -> list[dict]:
-    """The progress records under ``folder`` of one-off trainings not done yet, updated after ``since`` (a
-    time.time()); unreadable or half-written files are skipped."""
+#: The sub-folders of an accuracy cache where one-off trainings keep what they make (and their progress).
+ONE_OFF_FOLDERS = ("supernets", "predictors")
+
+
+def one_offs_in_progress(location: str | os.PathLike, since: float = 0.0) -> list[dict]:
+    """The progress records under ``location`` (an accuracy cache's folder or URL) of one-off trainings not done
+    yet, updated after ``since`` (a time.time()); unreadable or half-written records are skipped."""
+    texts = []
+    if is_url(location):
+        for sub in ONE_OFF_FOLDERS:
+            entries = StoreEntries(joined(location, sub))
+            texts += [entries.read(name) for name in sorted(entries.names(PROGRESS_SUFFIX))]
+    else:
+        for path in sorted(Path(location).glob(f"*/*{PROGRESS_SUFFIX}")):
+            try:
+                texts.append(path.read_bytes())
+            except OSError:
+                continue
     found = []
-    for path in sorted(Path(folder).glob(f"*/*{PROGRESS_SUFFIX}")):
+    for text in texts:
         try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
+            record = json.loads(text) if text is not None else None
+        except ValueError:
             continue
         if isinstance(record, dict) and not record.get("done") and record.get("updated", 0) >= since:
             found.append(record)

@@ -36,7 +36,7 @@ import numpy as np
 import optax
 from flax import serialization
 
-from codesign.accuracy.cache import atomic_write, once_per_process
+from codesign.accuracy.cache import cache_entries, joined, once_per_process
 from codesign.accuracy.datasets import Dataset
 from codesign.accuracy.proxy import Accuracy, Pair, Proxy, Reporter, record_mismatch
 from codesign.outcome import Status
@@ -220,30 +220,38 @@ def fit(x: np.ndarray, y: np.ndarray, config: PredictorConfig = PredictorConfig(
 
 
 # --- stored predictors ----------------------------------------------------------------------------
-def save_predictor(folder: str | Path, key: str, predictor: Predictor) -> Path:
-    """``<folder>/<key>.msgpack`` (Flax msgpack) and ``<key>.json`` (the record, written last); the JSON's path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / f"{key}.msgpack", serialization.msgpack_serialize(predictor.state()))
-    atomic_write(folder / f"{key}.json", json.dumps({**predictor.record, "key": key}, sort_keys=True, indent=1).encode())
-    return folder / f"{key}.json"
+def save_predictor(location: str | Path, key: str, predictor: Predictor) -> str:
+    """``<location>/<key>.msgpack`` (Flax msgpack) and ``<key>.json`` (the record, written last), in a folder or
+    under an object store URL; where the JSON is."""
+    entries = cache_entries(location)
+    entries.write(f"{key}.msgpack", serialization.msgpack_serialize(predictor.state()))
+    entries.write(f"{key}.json", json.dumps({**predictor.record, "key": key}, sort_keys=True, indent=1).encode())
+    return entries.where(f"{key}.json")
 
 
 def load_predictor(record_path: str | Path) -> Predictor:
-    """The predictor whose JSON record is ``record_path`` (its weights beside it, ``.msgpack``); a ValueError
-    naming the file when either is missing or unreadable."""
+    """The predictor whose JSON record is the file ``record_path`` (its weights beside it, ``.msgpack``); a
+    ValueError naming the file when either is missing or unreadable."""
     record_path = Path(record_path)
-    weights_path = record_path.with_suffix(".msgpack")
     try:
-        record = json.loads(record_path.read_text())
+        record_text, weights = record_path.read_bytes(), record_path.with_suffix(".msgpack").read_bytes()
+    except OSError as error:
+        raise ValueError(f"predictor {record_path}: not a stored predictor ({type(error).__name__}: {error})") from None
+    return _predictor(record_text, weights, str(record_path))
+
+
+def _predictor(record_text: bytes, weights: bytes, where: str) -> Predictor:
+    """A predictor from its stored record and weights; a ValueError naming ``where`` when they are not one."""
+    try:
+        record = json.loads(record_text)
         if record.get("version") != PREDICTOR_VERSION or record.get("features") != list(FEATURES):
             raise ValueError(f"version {record.get('version')!r}, this codesign reads version {PREDICTOR_VERSION!r}")
-        state = serialization.msgpack_restore(weights_path.read_bytes())
+        state = serialization.msgpack_restore(weights)
         params = jax.tree_util.tree_map(np.asarray, state["params"])
         x_mean, x_std = np.asarray(state["x_mean"], np.float32), np.asarray(state["x_std"], np.float32)
         y_mean, y_std = (float(v) for v in state["y"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"predictor {record_path}: not a stored predictor ({type(error).__name__}: {error})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"predictor {where}: not a stored predictor ({type(error).__name__}: {error})") from None
     return Predictor(params, x_mean, x_std, y_mean, y_std, record)
 
 
@@ -317,7 +325,7 @@ class PredictorProxy:
         teacher = self.teacher.bind(network_space, compression_space, folder)
         return dataclasses.replace(self, teacher=teacher, network_space=network_space,
                                    compression_space=compression_space,
-                                   folder=None if folder is None else str(Path(folder) / "predictors"))
+                                   folder=None if folder is None else joined(folder, "predictors"))
 
     def predictor(self, dataset: Dataset, seed: int = 0) -> tuple[str, Predictor]:
         """(key, predictor) for ``dataset``: the file's, this process's, the stored one, or fitted now (once)."""
@@ -334,7 +342,7 @@ class PredictorProxy:
                            self.teacher.describe(), seed)
         key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
         return key, once_per_process(_LOADED, key, self.folder,
-                                     lambda: _load_if_there(Path(self.folder) / f"{key}.json"),
+                                     lambda: _load_if_there(self.folder, key),
                                      lambda: fit_predictor(self, dataset, seed, fields),
                                      lambda predictor: save_predictor(self.folder, key, predictor))
 
@@ -373,12 +381,16 @@ def _stored(file: str | Path) -> Predictor:
     return _LOADED[str(file)]
 
 
-def _load_if_there(path: Path) -> Predictor | None:
-    if not path.is_file():
+def _load_if_there(location: str, key: str) -> Predictor | None:
+    """The predictor stored under ``key`` at ``location`` (a folder or URL), or None (also for an unreadable one,
+    which is fitted again and overwritten)."""
+    entries = cache_entries(location)
+    record_text, weights = entries.read(f"{key}.json"), entries.read(f"{key}.msgpack")
+    if record_text is None or weights is None:
         return None
     try:
-        return load_predictor(path)
-    except ValueError as error:  # an emptied or truncated file: fit again and overwrite it
+        return _predictor(record_text, weights, entries.where(f"{key}.json"))
+    except ValueError as error:
         logging.getLogger(__name__).warning("%s; fitting it again", error)
         return None
 

@@ -49,7 +49,7 @@ import numpy as np
 import optax
 from flax import serialization
 
-from codesign.accuracy.cache import OneOffProgress, atomic_write, once_per_process
+from codesign.accuracy.cache import OneOffProgress, cache_entries, joined, once_per_process
 from codesign.accuracy.proxies import elastic_space
 from codesign.accuracy.datasets import Dataset
 from codesign.accuracy.proxy import Accuracy, record_mismatch
@@ -423,27 +423,28 @@ def supernet_key(network_space, compression_space, dataset: Dataset, config: Sup
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def save_supernet(folder: str | Path, key: str, supernet: Supernet) -> None:
-    """``<folder>/<key>.msgpack`` (Flax msgpack of params and batch_stats) and ``<key>.json`` (what it was trained on)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / f"{key}.msgpack", serialization.msgpack_serialize(jax.device_get(supernet.variables)))
-    atomic_write(folder / f"{key}.json", json.dumps({**supernet.record, "key": key}, sort_keys=True, indent=1).encode())
+def save_supernet(location: str | Path, key: str, supernet: Supernet) -> None:
+    """``<location>/<key>.msgpack`` (Flax msgpack of params and batch_stats) and ``<key>.json`` (what it was trained
+    on, written last); ``location`` a folder or an object store URL."""
+    entries = cache_entries(location)
+    entries.write(f"{key}.msgpack", serialization.msgpack_serialize(jax.device_get(supernet.variables)))
+    entries.write(f"{key}.json", json.dumps({**supernet.record, "key": key}, sort_keys=True, indent=1).encode())
 
 
-def load_supernet(folder: str | Path, key: str, network_space, compression_space, config: SupernetConfig,
+def load_supernet(location: str | Path, key: str, network_space, compression_space, config: SupernetConfig,
                   resolution: int) -> Supernet | None:
     """The supernet stored under ``key``, or None. The JSON record is written last, so its presence means done."""
-    record_path, weights_path = Path(folder) / f"{key}.json", Path(folder) / f"{key}.msgpack"
-    if not record_path.is_file() or not weights_path.is_file():
+    entries = cache_entries(location)
+    record_text, weights = entries.read(f"{key}.json"), entries.read(f"{key}.msgpack")
+    if record_text is None or weights is None:
         return None
     space = ElasticSpace.of(network_space, compression_space, resolution)
     try:
-        record = json.loads(record_path.read_text())
-        variables = serialization.from_bytes(zero_variables(space), weights_path.read_bytes())
+        record = json.loads(record_text)
+        variables = serialization.from_bytes(zero_variables(space), weights)
     except Exception as error:  # noqa: BLE001 - an emptied or truncated file: train again and overwrite it
-        logging.getLogger(__name__).warning("supernet %s is unreadable (%s: %s); training it again", record_path,
-                                            type(error).__name__, error)
+        logging.getLogger(__name__).warning("supernet %s is unreadable (%s: %s); training it again",
+                                            entries.where(f"{key}.json"), type(error).__name__, error)
         return None
     return Supernet(space, variables, network_space, compression_space, config, record)
 
@@ -508,7 +509,7 @@ class SupernetProxy:
                     raise ValueError(f"proxy: supernet {self.file} was trained on other spaces: {problem}")
             config = SupernetConfig(**record["config"])
         return dataclasses.replace(self, network_space=network_space, compression_space=compression_space,
-                                   config=config, folder=None if folder is None else str(Path(folder) / "supernets"))
+                                   config=config, folder=None if folder is None else joined(folder, "supernets"))
 
     def describe(self) -> dict:
         if self.file is not None:
@@ -525,7 +526,7 @@ class SupernetProxy:
         if self.file is not None:
             return self._stored(dataset)
         key = supernet_key(self.network_space, self.compression_space, dataset, self.config, seed)
-        if key in _LOADED and self.folder is not None and not (Path(self.folder) / f"{key}.json").is_file():
+        if key in _LOADED and self.folder is not None and not cache_entries(self.folder).exists(f"{key}.json"):
             save_supernet(self.folder, key, _LOADED[key])  # a run folder keeps the supernet its trials used
         progress = None if self.folder is None else OneOffProgress(self.folder, key, "supernet", self.config.epochs)
         return once_per_process(
