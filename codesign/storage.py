@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -129,13 +130,28 @@ def server_storage(url: str, skip_table_creation: bool = False) -> optuna.storag
     if problem:
         raise ValueError(f"storage {shown_url(url)}: {problem}")
     options = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}} if url.startswith("postgresql") else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=options, skip_table_creation=skip_table_creation)
-    except ImportError:
-        raise ValueError(f"storage {shown_url(url)}: the database client library for this URL is not installed "
-                         f"(PostgreSQL: pip install -e '.[postgres]', which installs psycopg)") from None
-    except Exception as error:  # noqa: BLE001 - sqlalchemy's many errors: one line naming the server
-        raise ValueError(f"storage {shown_url(url)}: {_server_failure(error)}") from None
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=options, skip_table_creation=skip_table_creation)
+        except ImportError:
+            raise ValueError(f"storage {shown_url(url)}: the database client library for this URL is not "
+                             f"installed (PostgreSQL: pip install -e '.[postgres]', which installs psycopg)") from None
+        except Exception as error:  # noqa: BLE001 - sqlalchemy's many errors: one line naming the server
+            if attempt < CREATE_ATTEMPTS and _created_meanwhile(error):
+                time.sleep(0.2 * attempt)  # another process created the tables first: open what it made
+                continue
+            raise ValueError(f"storage {shown_url(url)}: {_server_failure(error)}") from None
+
+
+#: Times a process opens a new database whose tables other processes are creating at the same moment.
+CREATE_ATTEMPTS = 5
+
+
+def _created_meanwhile(error: BaseException) -> bool:
+    """Whether opening failed because another process created the same tables at the same moment (PostgreSQL:
+    a duplicate key in its catalog, or a table that already exists)."""
+    reason = str(root_cause(error))
+    return "duplicate key value violates unique constraint" in reason or "already exists" in reason
 
 
 def _server_failure(error: BaseException) -> str:

@@ -4,6 +4,7 @@ password never reaches the URL, the run folder or the log, and a refused passwor
 one clear error before any trial."""
 
 import json
+import os
 import logging
 import time
 
@@ -98,3 +99,12 @@ def test_codesign_run_takes_the_storage_from_the_command_line(postgres, tmp_path
     with_password = url.replace("codesign@", "codesign:hunter2@")
     refused = run_in_process(["run", str(path), "--storage", with_password])
     assert refused.returncode == 2 and "holds a password" in refused.stderr and "hunter2" not in refused.stderr
+
+
+def test_processes_opening_one_new_database_at_once_all_succeed(postgres, tmp_path, monkeypatch):
+    """Drivers started at once on a new database all create Optuna's tables; those that lose the race to
+    PostgreSQL's catalog (a duplicate key) open the tables the winner made."""
+    from test_storage import open_together
+
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    open_together(tmp_path, postgres.create_database("race"), env=dict(os.environ))

@@ -29,9 +29,15 @@ optuna.create_study(study_name="shared", storage=storage, load_if_exists=True)
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])
 def test_processes_opening_one_new_study_at_once_all_succeed(tmp_path, kind):
     url = {"journal": f"journal:///{tmp_path / 'study.log'}", "sqlite": f"sqlite:///{tmp_path / 'study.db'}"}[kind]
+    open_together(tmp_path, url)
+
+
+def open_together(tmp_path: Path, url: str, env: dict | None = None) -> None:
+    """Six processes open the new study at ``url`` at the same moment; all succeed and there is one study.
+    (test_postgres.py does the same on a new PostgreSQL database.)"""
     openers = [subprocess.Popen([sys.executable, "-c", OPEN_ON_GO, str(tmp_path), str(i), url],
                                 cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True) for i in range(6)]
+                                text=True, env=env) for i in range(6)]
     deadline = time.monotonic() + 120
     while len(list(tmp_path.glob("ready.*"))) < len(openers) and time.monotonic() < deadline:
         time.sleep(0.01)
