@@ -1,7 +1,8 @@
 """Where a run's artifacts (trained weights, cost reports, finalized weights) live: a local folder, or an
 object store given as a URL such as ``s3://bucket/prefix``.
 
-* :func:`open_artifact_store`: Optuna's ``FileSystemArtifactStore`` for a folder; for a URL,
+* :func:`open_artifact_store`: Optuna's ``FileSystemArtifactStore`` for a folder (:class:`FolderArtifactStore`,
+  which also names its folder); for a URL,
   :class:`FsspecArtifactStore`, Optuna's artifact-store protocol on an fsspec file system
   (s3fs for ``s3://``), under the URL's prefix, so several runs share a bucket (Optuna's
   ``Boto3ArtifactStore`` writes at a bucket's root). The driver checks a store it will
@@ -58,6 +59,14 @@ def shown_location(location) -> str:
     return f"{protocol}://***@{host.rsplit('@', 1)[1]}{slash}{path}" if "@" in host else location
 
 
+class FolderArtifactStore(FileSystemArtifactStore):
+    """Optuna's ``FileSystemArtifactStore``, which also says which folder it is (for messages)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        super().__init__(str(Path(folder)))
+        self.folder = Path(folder)
+
+
 class FsspecArtifactStore:
     """Optuna's artifact-store protocol (``open_reader``, ``write``, ``remove``) on an fsspec URL prefix."""
 
@@ -97,7 +106,7 @@ def open_artifact_store(location: str | os.PathLike, check_writes: bool = False)
     if not is_url(location):
         if check_writes:
             Path(location).mkdir(parents=True, exist_ok=True)
-        return FileSystemArtifactStore(str(Path(location)))
+        return FolderArtifactStore(location)
     try:
         store = FsspecArtifactStore(str(location))
     except ImportError as error:  # fsspec names the package its protocol needs
@@ -117,12 +126,14 @@ def open_artifact_store(location: str | os.PathLike, check_writes: bool = False)
 
 
 def describe_artifact(store, artifact_id: str) -> str:
-    """Where an artifact is, for messages: its path in a folder or its URL in an object store."""
+    """Where an artifact is, for messages: its path in a folder or its URL in an object store (an artifact id
+    alone for a store of neither kind)."""
     if isinstance(store, FsspecArtifactStore):
         return f"{store.url}/{artifact_id}"
-    base = getattr(store, "_base_path", None)  # FileSystemArtifactStore's folder (no public getter)
-    return str(Path(base) / artifact_id) if base is not None else artifact_id
+    if isinstance(store, FolderArtifactStore):
+        return str(store.folder / artifact_id)
+    return artifact_id
 
 
 #: The stores a run's artifacts are in.
-ArtifactStore = FileSystemArtifactStore | FsspecArtifactStore
+ArtifactStore = FolderArtifactStore | FsspecArtifactStore

@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import optuna
 import pytest
-from optuna.artifacts import FileSystemArtifactStore
 
+from codesign.artifacts import open_artifact_store
 from codesign.accuracy.cache import AccuracyCache, cache_key
 from codesign.accuracy.datasets import load_dataset
 from codesign.accuracy.proxy import Accuracy
@@ -151,7 +151,7 @@ def told_trial(tmp_path, variables):
     """A study with one complete trial whose weights are an artifact in ``tmp_path/artifacts``, as a search
     stores it (:meth:`Outcome.tell`)."""
     (tmp_path / "artifacts").mkdir()
-    store = FileSystemArtifactStore(str(tmp_path / "artifacts"))
+    store = open_artifact_store(tmp_path / "artifacts")
     study = optuna.create_study(direction="maximize")
     Outcome(Status.COMPLETE, Candidate(NET), metrics={"accuracy": 0.5}, values=(0.5,),
             weights=variables).tell(study, study.ask(), store)
@@ -195,6 +195,6 @@ def test_weights_without_their_artifact_store_say_so(tmp_path, variables):
         Design(trial, None).model()
     untrained = optuna.create_study(direction="maximize")
     Outcome(Status.COMPLETE, Candidate(NET), metrics={"accuracy": 0.5}, values=(0.5,)).tell(
-        untrained, untrained.ask(), FileSystemArtifactStore(str(tmp_path / "artifacts")))
+        untrained, untrained.ask(), open_artifact_store(tmp_path / "artifacts"))
     with pytest.raises(ValueError, match=r"^trial 0 has no stored weights \(the proxy did not train"):
         Design(untrained.trials[0], None).model()
