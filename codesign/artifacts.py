@@ -23,7 +23,7 @@ from typing import BinaryIO
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from codesign.stores import is_url, object_store
+from codesign.stores import StoreEntries, is_url
 
 #: Where an object store's credentials come from, for messages.
 CREDENTIAL_SOURCES = ("the object store client's own environment or files (S3: AWS_ACCESS_KEY_ID and "
@@ -71,26 +71,21 @@ class FsspecArtifactStore:
     """Optuna's artifact-store protocol (``open_reader``, ``write``, ``remove``) on an fsspec URL prefix."""
 
     def __init__(self, url: str):
-        self.url = url.rstrip("/")
-        self.fs, self.root = object_store(self.url)
-
-    def _path(self, artifact_id: str) -> str:
-        return f"{self.root}/{artifact_id}"
+        self.entries = StoreEntries(url)
+        self.url = self.entries.url
 
     def open_reader(self, artifact_id: str) -> BinaryIO:
-        try:
-            return io.BytesIO(self.fs.cat_file(self._path(artifact_id)))
-        except FileNotFoundError:
-            raise ArtifactNotFound(f"{self.url}/{artifact_id}: no such artifact") from None
+        data = self.entries.read(artifact_id)
+        if data is None:
+            raise ArtifactNotFound(f"{self.url}/{artifact_id}: no such artifact")
+        return io.BytesIO(data)
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
-        self.fs.pipe_file(self._path(artifact_id), content_body.read())
+        self.entries.write(artifact_id, content_body.read())
 
     def remove(self, artifact_id: str) -> None:
-        try:
-            self.fs.rm_file(self._path(artifact_id))
-        except FileNotFoundError:
-            raise ArtifactNotFound(f"{self.url}/{artifact_id}: no such artifact") from None
+        if not self.entries.remove(artifact_id):
+            raise ArtifactNotFound(f"{self.url}/{artifact_id}: no such artifact")
 
 
 def open_artifact_store(location: str | os.PathLike, check_writes: bool = False):

@@ -1,9 +1,12 @@
 """Object store URLs (``s3://bucket/prefix``, any fsspec protocol) as the run's artifact store and accuracy
-cache use them: telling a URL from a folder, and a client with bounded waits. A leaf module (fsspec is
-imported when a client is made), so both the results side and the accuracy room can use it.
+cache use them: telling a URL from a folder, a client with bounded waits, and :class:`StoreEntries`, named
+objects under a URL prefix (read, write, an exclusive create, remove). A leaf module (fsspec is imported
+when a client is made), so both the results side and the accuracy room can use it.
 """
 
 from __future__ import annotations
+
+import time
 
 #: Seconds an object store has to answer a request (connecting, then reading) before it counts as unreachable.
 TIMEOUT_S = 10
@@ -24,3 +27,60 @@ def object_store(url: str):
         options["config_kwargs"] = {"connect_timeout": TIMEOUT_S, "read_timeout": TIMEOUT_S,
                                     "retries": {"max_attempts": 2}}
     return fsspec.core.url_to_fs(url, **options)
+
+
+class StoreEntries:
+    """Named entries as the objects under an fsspec URL prefix (``s3://bucket/prefix``): each written whole,
+    a lock by a conditional write (S3's ``If-None-Match``)."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.fs, self.root = object_store(self.url)
+
+    def where(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def _path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(self._path(name))
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        self.fs.pipe_file(self._path(name), data)
+
+    def create(self, name: str, data: bytes) -> bool:
+        try:
+            self.fs.pipe_file(self._path(name), data, mode="create")
+        except FileExistsError:  # s3fs: 412 Precondition Failed on If-None-Match
+            return False
+        return True
+
+    def remove(self, name: str) -> bool:
+        """Remove ``name``; False when there was none."""
+        try:
+            self.fs.rm_file(self._path(name))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def exists(self, name: str) -> bool:
+        self.fs.invalidate_cache(self._path(name))  # asked of the store, not of an earlier listing
+        return self.fs.exists(self._path(name))
+
+    def age(self, name: str) -> float | None:
+        try:
+            modified = self.fs.modified(self._path(name))
+        except (FileNotFoundError, NotImplementedError):
+            return None
+        return time.time() - modified.timestamp()
+
+    def names(self, suffix: str) -> list[str]:
+        try:
+            found = self.fs.ls(self.root, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return [name.rsplit("/", 1)[-1] for name in found if name.endswith(suffix)]

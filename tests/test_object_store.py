@@ -138,7 +138,8 @@ def test_the_accuracy_cache_in_the_object_store_evaluates_a_pair_once_and_renews
     renewing (a node that died) is taken over."""
     import threading
 
-    from codesign.accuracy.cache import AccuracyCache, StoreEntries, cache_key
+    from codesign.accuracy.cache import AccuracyCache, cache_key
+    from codesign.stores import StoreEntries
     from test_proxies import NET, SlowProxy
 
     data = codesign.load_dataset("synthetic")

@@ -43,7 +43,7 @@ import jax
 from flax import serialization
 
 from codesign.accuracy.proxy import Accuracy
-from codesign.stores import is_url, object_store
+from codesign.stores import StoreEntries, is_url
 from codesign.outcome import Status
 
 T = TypeVar("T")
@@ -121,61 +121,6 @@ class FolderEntries:
 
     def names(self, suffix: str) -> list[str]:
         return [path.name for path in self.folder.glob(f"*{suffix}")]
-
-
-class StoreEntries:
-    """A cache's entries as the objects under an fsspec URL prefix (``s3://bucket/prefix``): each written whole,
-    a lock by a conditional write (S3's ``If-None-Match``)."""
-
-    def __init__(self, url: str):
-        self.url = url.rstrip("/")
-        self.fs, self.root = object_store(self.url)
-
-    def where(self, name: str) -> str:
-        return f"{self.url}/{name}"
-
-    def _path(self, name: str) -> str:
-        return f"{self.root}/{name}"
-
-    def read(self, name: str) -> bytes | None:
-        try:
-            return self.fs.cat_file(self._path(name))
-        except FileNotFoundError:
-            return None
-
-    def write(self, name: str, data: bytes) -> None:
-        self.fs.pipe_file(self._path(name), data)
-
-    def create(self, name: str, data: bytes) -> bool:
-        try:
-            self.fs.pipe_file(self._path(name), data, mode="create")
-        except FileExistsError:  # s3fs: 412 Precondition Failed on If-None-Match
-            return False
-        return True
-
-    def remove(self, name: str) -> None:
-        try:
-            self.fs.rm_file(self._path(name))
-        except FileNotFoundError:
-            pass
-
-    def exists(self, name: str) -> bool:
-        self.fs.invalidate_cache(self._path(name))  # asked of the store, not of an earlier listing
-        return self.fs.exists(self._path(name))
-
-    def age(self, name: str) -> float | None:
-        try:
-            modified = self.fs.modified(self._path(name))
-        except (FileNotFoundError, NotImplementedError):
-            return None
-        return time.time() - modified.timestamp()
-
-    def names(self, suffix: str) -> list[str]:
-        try:
-            found = self.fs.ls(self.root, detail=False, refresh=True)
-        except FileNotFoundError:
-            return []
-        return [name.rsplit("/", 1)[-1] for name in found if name.endswith(suffix)]
 
 
 def cache_entries(location: str | os.PathLike) -> FolderEntries | StoreEntries:
