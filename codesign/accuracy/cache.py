@@ -81,8 +81,7 @@ class FolderEntries:
     """A cache's entries as the files of a local (or shared) folder."""
 
     def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(folder)  # made by the first write: looking leaves no folder behind
 
     def where(self, name: str) -> str:
         return str(self.folder / name)
@@ -94,10 +93,12 @@ class FolderEntries:
             return None
 
     def write(self, name: str, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write(self.folder / name, data)
 
     def create(self, name: str, data: bytes) -> bool:
         """Write ``name`` unless it exists (atomically: one of several writers wins)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(self.folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
@@ -106,8 +107,13 @@ class FolderEntries:
             f.write(data)
         return True
 
-    def remove(self, name: str) -> None:
-        (self.folder / name).unlink(missing_ok=True)
+    def remove(self, name: str) -> bool:
+        """Remove ``name``; False when there was none."""
+        try:
+            (self.folder / name).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def exists(self, name: str) -> bool:
         return (self.folder / name).is_file()
@@ -139,7 +145,6 @@ class AccuracyCache:
 
     def __init__(self, location: str | os.PathLike, poll_seconds: float = 0.2, lease_s: float = LEASE_S):
         self.entries = cache_entries(location)
-        self.location = self.entries.where("").rstrip("/")
         self.poll_seconds = poll_seconds
         self.lease_s = lease_s
         self._renewals: dict[str, tuple[threading.Event, threading.Thread]] = {}
@@ -374,7 +379,7 @@ class OneOffProgress:
 
     def __init__(self, folder: str | Path, key: str, what: str, epochs: float | None = None, every_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic):
-        self.folder, self.name = folder, f"{key}{PROGRESS_SUFFIX}"
+        self.entries, self.name = cache_entries(folder), f"{key}{PROGRESS_SUFFIX}"
         self.what, self.epochs, self.every_s, self.clock = what, epochs, every_s, clock
         self.started = self.written = clock()
         self.first_step = None  # when step 1 ended: the time per step is measured from there (step 1 compiles)
@@ -393,7 +398,7 @@ class OneOffProgress:
                   "elapsed_s": now - self.started,
                   "eta_s": None if per_step is None else per_step * (steps - step), "done": step >= steps,
                   "loss": None if loss is None else float(jax.numpy.ravel(loss)[0]), "updated": time.time()}
-        cache_entries(self.folder).write(self.name, json.dumps(record).encode())
+        self.entries.write(self.name, json.dumps(record).encode())
 
 
 #: The sub-folders of an accuracy cache where one-off trainings keep what they make (and their progress).
@@ -403,25 +408,16 @@ ONE_OFF_FOLDERS = ("supernets", "predictors")
 def one_offs_in_progress(location: str | os.PathLike, since: float = 0.0) -> list[dict]:
     """The progress records under ``location`` (an accuracy cache's folder or URL) of one-off trainings not done
     yet, updated after ``since`` (a time.time()); unreadable or half-written records are skipped."""
-    texts = []
-    if is_url(location):
-        for sub in ONE_OFF_FOLDERS:
-            entries = StoreEntries(joined(location, sub))
-            texts += [entries.read(name) for name in sorted(entries.names(PROGRESS_SUFFIX))]
-    else:
-        for path in sorted(Path(location).glob(f"*/*{PROGRESS_SUFFIX}")):
-            try:
-                texts.append(path.read_bytes())
-            except OSError:
-                continue
     found = []
-    for text in texts:
-        try:
-            record = json.loads(text) if text is not None else None
-        except ValueError:
-            continue
-        if isinstance(record, dict) and not record.get("done") and record.get("updated", 0) >= since:
-            found.append(record)
+    for sub in ONE_OFF_FOLDERS:
+        entries = cache_entries(joined(location, sub))
+        for name in sorted(entries.names(PROGRESS_SUFFIX)):
+            try:
+                record = json.loads(entries.read(name) or b"null")
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and not record.get("done") and record.get("updated", 0) >= since:
+                found.append(record)
     return found
 
 
