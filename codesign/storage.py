@@ -564,18 +564,18 @@ class PrunerDesk:
 
     def __init__(self, storage_url: str, pruner):
         self.storage_url, self.pruner = storage_url, pruner
-        self._storage = None
+        self._study_storage = None
         self._trials: dict[tuple[str, int], optuna.Trial] = {}
 
     def report(self, study_name: str, trial_number: int, epoch: int, accuracy: float) -> bool:
         """Report ``accuracy`` at ``epoch`` to trial ``trial_number`` of ``study_name``; True: stop it."""
         key = (study_name, trial_number)
         if key not in self._trials:
-            if self._storage is None:
-                self._storage = make_storage(self.storage_url)
-            study = optuna.load_study(study_name=study_name, storage=self._storage, pruner=self.pruner)
-            study_id = self._storage.get_study_id_from_name(study_name)
-            self._trials[key] = optuna.Trial(study, self._storage.get_trial_id_from_study_id_trial_number(
+            if self._study_storage is None:
+                self._study_storage = make_storage(self.storage_url)
+            study = optuna.load_study(study_name=study_name, storage=self._study_storage, pruner=self.pruner)
+            study_id = self._study_storage.get_study_id_from_name(study_name)
+            self._trials[key] = optuna.Trial(study, self._study_storage.get_trial_id_from_study_id_trial_number(
                 study_id, trial_number))
         trial = self._trials[key]
         trial.report(accuracy, epoch)
