@@ -8,7 +8,6 @@ folder (RAY_TMPDIR, HOME)."""
 
 import os
 import signal
-import socket
 import shutil
 import subprocess
 import sys
@@ -17,13 +16,13 @@ import time
 from pathlib import Path
 
 import optuna
-import psutil
 import pytest
 from optuna.trial import TrialState
 
 import codesign
 from codesign.outcome import Status, trial_status
 from codesign.storage import make_storage, run_folder_storage
+from conftest import load_experiment_module
 
 EXPERIMENT = """
 import codesign
@@ -38,67 +37,21 @@ experiment = codesign.Experiment(
     proxy=codesign.ZeroCostProxy({proxy!r}), save_weights=False, max_retries=3)
 """
 
-NODE_TAG = "CODESIGN_TEST_RAY_NODE"
+#: The two-node launcher the soak benchmark uses (experiments/benchmarks/soak.py).
+LocalCluster = load_experiment_module("benchmarks/soak.py").LocalCluster
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Cluster:
-    """A head and a worker node (1 CPU each) on loopback; ``node_env``: environment only the nodes' processes get
-    (not the drivers)."""
+class Cluster(LocalCluster):
+    """A head and a worker node (1 CPU each) on loopback, under a new temporary folder; ``node_env``: environment
+    only the nodes' processes get (not the drivers)."""
 
     def __init__(self, node_env: dict | None = None):
-        self.node_env = node_env or {}
-        self.tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")
-        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": self.tmp, "HOME": self.tmp,
-                    "RAY_USAGE_STATS_ENABLED": "0", "RAY_health_check_period_ms": "1000",
-                    "RAY_health_check_failure_threshold": "3"}
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        ray = str(Path(sys.executable).parent / "ray")
-        self._start("head", [ray, "start", "--head", f"--port={self.port}", "--num-cpus=1",
-                             "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                             f"--temp-dir={self.tmp}/ray", "--disable-usage-stats"])
-        self._start("worker", [ray, "start", f"--address={self.address}", "--num-cpus=1",
-                               "--node-ip-address=127.0.0.1", "--disable-usage-stats"])
-
-    def _start(self, node: str, command: list[str]):
-        env = {**self.env, **self.node_env, NODE_TAG: self._tag(node)}
-        subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
-
-    def _tag(self, node: str) -> str:
-        return f"{node}@{self.tmp}"
-
-    def processes(self, node: str) -> list[psutil.Process]:
-        """This cluster's processes of ``node``: those whose environment carries its tag."""
-        found = {}
-        for process in psutil.process_iter():
-            try:
-                if process.environ().get(NODE_TAG) == self._tag(node):
-                    found[process.pid] = process
-                    # Ray's agents rename themselves, which overwrites their environment: find them as children
-                    found.update({child.pid: child for child in process.children(recursive=True)})
-            except psutil.Error:  # gone, or not ours to read
-                pass
-        return list(found.values())
-
-    def kill(self, node: str):
-        victims = self.processes(node)
-        for p in victims:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(victims, timeout=10)
+        self.work = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+        super().__init__(self.work, node_env)
 
     def stop(self):
-        for node in ("worker", "head"):
-            self.kill(node)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().stop()
+        shutil.rmtree(self.work, ignore_errors=True)
 
     def driver(self, folder: Path, trials: int, proxy: str = "params", source: str | None = None,
                env: dict | None = None) -> subprocess.Popen:

@@ -63,9 +63,12 @@ NODE_TAG = "CODESIGN_SOAK_NODE"
 
 
 class LocalCluster:
-    """A head and a worker node on loopback, 1 CPU each; processes found and killed by their node's tag."""
+    """A head and a worker node on loopback, 1 CPU each, under ``work``; processes found and killed by their node's
+    tag. ``node_env``: environment only the nodes' processes get (not the drivers, which get ``env``).
+    tests/test_cluster.py starts its clusters with this class too."""
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, node_env: dict | None = None):
+        self.node_env = node_env or {}
         self.tmp = work / "ray"
         self.tmp.mkdir()
         with socket.socket() as s:
@@ -83,7 +86,8 @@ class LocalCluster:
         command = ([self.ray, "start", "--head", f"--port={port}", f"--temp-dir={self.tmp}/session",
                     "--include-dashboard=false"] if node == "head" else [self.ray, "start", f"--address={self.address}"])
         subprocess.run(command + ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"],
-                       env={**self.env, NODE_TAG: f"{node}@{self.tmp}"}, check=True, capture_output=True, timeout=120)
+                       env={**self.env, **self.node_env, NODE_TAG: f"{node}@{self.tmp}"}, check=True,
+                       capture_output=True, timeout=120)
 
     def processes(self, node: str) -> list[psutil.Process]:
         found = {}
@@ -91,8 +95,9 @@ class LocalCluster:
             try:
                 if process.environ().get(NODE_TAG) == f"{node}@{self.tmp}":
                     found[process.pid] = process
+                    # Ray's agents rename themselves, which overwrites their environment: find them as children
                     found.update({child.pid: child for child in process.children(recursive=True)})
-            except psutil.Error:
+            except psutil.Error:  # gone, or not ours to read
                 pass
         return list(found.values())
 
