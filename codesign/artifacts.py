@@ -88,16 +88,16 @@ class FsspecArtifactStore:
             raise ArtifactNotFound(f"{self.url}/{artifact_id}: no such artifact")
 
 
-def open_artifact_store(location: str | os.PathLike, check_writes: bool = False):
+def open_artifact_store(location: str | os.PathLike, check_writes: bool = False, field: str = "artifacts"):
     """The artifact store at ``location`` (a folder or an object store URL).
 
     ``check_writes``, for the store a run writes to: a folder is created; an object store
     gets a probe written, read back and removed, and one that cannot is a ValueError naming
-    it (the object store's own reason, never a credential).
+    it as the experiment's ``field`` (the object store's own reason, never a credential).
     """
     problem = location_problem(location)
     if problem:
-        raise ValueError(f"artifacts {shown_location(location)}: {problem}")
+        raise ValueError(f"{field} {shown_location(location)}: {problem}")
     if not is_url(location):
         if check_writes:
             Path(location).mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,7 @@ def open_artifact_store(location: str | os.PathLike, check_writes: bool = False)
     try:
         store = FsspecArtifactStore(str(location))
     except ImportError as error:  # fsspec names the package its protocol needs
-        raise ValueError(f"artifacts {location}: {error} (for S3: pip install -e '.[s3]')") from None
+        raise ValueError(f"{field} {location}: {error} (for S3: pip install -e '.[s3]')") from None
     if check_writes:
         probe = f".codesign-probe-{uuid.uuid4().hex}"
         try:
@@ -115,7 +115,7 @@ def open_artifact_store(location: str | os.PathLike, check_writes: bool = False)
             store.remove(probe)
         except Exception as error:  # noqa: BLE001 - every client's errors: one line naming the store
             text = str(error).strip().splitlines()
-            raise ValueError(f"artifacts {location}: the object store cannot be written ({type(error).__name__}: "
+            raise ValueError(f"{field} {location}: the object store cannot be written ({type(error).__name__}: "
                              f"{text[0] if text else ''}); credentials come from {CREDENTIAL_SOURCES}") from None
     return store
 

@@ -260,13 +260,13 @@ def _run(args) -> int:
     from codesign.search import run
 
     experiment = _load_experiment(args.experiment)
-    overrides = {field: getattr(args, field) for field in ("trials", "storage", "artifacts")
+    overrides = {field: getattr(args, field) for field in ("trials", "storage", "artifacts", "run_folder")
                  if getattr(args, field) is not None}
     if overrides:
         experiment = dataclasses.replace(experiment, **overrides)  # validated again
     results = run(experiment, address=args.address, progress=not args.no_progress, verbose=args.verbose)
     print(results.table())
-    print(f"run folder: {experiment.folder}")
+    print(f"run folder: {experiment.run_location}")
     return 0
 
 
@@ -321,7 +321,7 @@ def _plot(args) -> int:
     if not results.designs:
         raise ValueError(f"nothing to plot: no trial of {results.study.study_name!r} completed ({results.counts()}); "
                          f"`codesign trials` lists each trial's reason")
-    out = _output_folder(args.out or Path(args.run or ".") / "plots")
+    out = _output_folder(args.out or Path("." if args.run is None or "://" in args.run else args.run) / "plots")
     if args.hardware_front and args.trial is None:
         args.trial = _first_on_front(results).number
     if args.trial is not None:
@@ -452,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(postgresql://USER@HOST/DB; the password from PGPASSWORD or a password file)")
     run.add_argument("--artifacts", help="override where the artifacts go: a folder or an object store URL "
                      "(s3://bucket/prefix; credentials from the AWS environment or files)")
+    run.add_argument("--run-folder", help="override the run folder: a path, or an object store URL "
+                     "(s3://bucket/prefix, with --storage a database server's URL)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--verbose", action="store_true", help="show Ray's own log lines too (its info lines and "
                      "the workers' output)")
@@ -459,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def results_parser(name, help_text):
         sub = command(name, help=help_text)
-        sub.add_argument("run", nargs="?", help="the run folder (holding study.log or study.db, and artifacts/)")
+        sub.add_argument("run", nargs="?", help="the run folder (holding study.log or study.db, and artifacts/), "
+                         "or its object store URL (s3://bucket/prefix)")
         sub.add_argument("--storage", help="an Optuna storage URL instead of the run folder's own study")
         sub.add_argument("--study", help="the study name (when the storage holds several)")
         return sub
@@ -483,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: first on the front)")
     plot.add_argument("--hardware-front", action="store_true", help="only the hardware Pareto front of --trial "
                       "(nested mode; default trial: first on the front)")
-    plot.add_argument("--out", help="output folder (default: RUN/plots)")
+    plot.add_argument("--out", help="output folder (default: RUN/plots; ./plots for a run in an object store)")
     plot.set_defaults(handler=_plot)
     export = results_parser("export", "a design's specs (json), SCALE-Sim topology + cfg that `codesign cost` "
                             "reads back as the design (scalesim), the trained model (onnx), or all with a README")

@@ -42,8 +42,14 @@ class Driver:
                  verbose: bool = False):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.experiment = experiment
-        experiment.folder.mkdir(parents=True, exist_ok=True)
-        self.lease = lease.acquire(experiment.folder)
+        if not experiment.in_store:
+            experiment.folder.mkdir(parents=True, exist_ok=True)
+        # the stores answer before anything is written (an object store checked by a probe): the run folder,
+        # when it is in an object store, then the artifact store (which may hold the drivers' leases)
+        if experiment.in_store:
+            open_artifact_store(experiment.run_location, check_writes=True, field="run_folder")
+        self.store = open_artifact_store(experiment.artifacts_location, check_writes=True)
+        self.lease = lease.acquire(experiment.lease_location)
         try:
             self._start(experiment, address, progress, stop_after, verbose)
         except BaseException:
@@ -52,15 +58,13 @@ class Driver:
 
     def _start(self, experiment: Experiment, address: str | None, progress: bool, stop_after: int | None,
                verbose: bool):
-        others = lease.live_drivers(experiment.folder, exclude=self.lease.info.id)
+        others = lease.live_drivers(experiment.lease_location, exclude=self.lease.info.id)
         if others and experiment.storage_url.startswith(SQLITE):
-            raise ValueError(f"{experiment.folder}: a search is already running on this SQLite study "
+            raise ValueError(f"{experiment.run_location}: a search is already running on this SQLite study "
                              f"(driver {others[0].describe()}); SQLite takes one driver: wait for it or stop "
                              f"it. Several drivers can share a study on the journal file (the default "
                              f"storage) or a database server")
         evaluator = Evaluator.from_experiment(experiment)  # a dataset on disk is read here, before the study
-        # the artifact store answers before the study is touched (an object store checked by a probe)
-        self.store = open_artifact_store(experiment.artifacts_location, check_writes=True)
         self.study = open_study(experiment)
         requeued = requeue_interrupted(self.study, {self.lease.info.id} | {o.id for o in others}, bool(others))
         if requeued:
@@ -149,7 +153,7 @@ class Driver:
         """The study's trials that count toward the budget, read from the study now: every driver's finished
         trials, and the trials other live drivers of the run folder are running. This driver's own trials in
         flight are not among them (the caller adds them), so two drivers on one study stop at its budget."""
-        others = {driver.id for driver in lease.live_drivers(self.experiment.folder, exclude=self.lease.info.id)}
+        others = {driver.id for driver in lease.live_drivers(self.experiment.lease_location, exclude=self.lease.info.id)}
         running = read_trials(self.study, states=(optuna.trial.TrialState.RUNNING,)) if others else []
         return finished_count(self.study) + sum(1 for t in running if t.user_attrs.get(DRIVER) in others)
 
@@ -186,7 +190,7 @@ class Driver:
         if outcome.status == Status.FAILED and f"[Errno {errno.ENOSPC}]" in outcome.reason:
             # the disk, not the candidate: the trial stays unfinished, so the resumed run re-queues it
             raise OSError(errno.ENOSPC, f"disk full: trial {trial.number} could not be scored "
-                                        f"({outcome.reason[:200]})", str(self.experiment.folder))
+                                        f"({outcome.reason[:200]})", self.experiment.run_location)
         timing = clock.timing(outcome, batch)
         telling = time.perf_counter()
         self._record(trial, outcome.replace(timing=timing))
@@ -226,7 +230,7 @@ class Driver:
             log.warning("trial %d was finished by another driver; this driver's result for it is dropped",
                         trial.number)
         except Exception as error:
-            raise disk_full_or(error, self.experiment.folder, trial.number) from error
+            raise disk_full_or(error, self.experiment.run_location, trial.number) from error
 
     def _tell_twin(self, number: int, outcome: Outcome) -> None:
         """Finish the trial's twin in the fidelity study: its final quality, or pruned, or failed."""

@@ -35,6 +35,7 @@ from codesign.metrics import HARDWARE_METRICS, METRICS, QUALITY_METRICS, Constra
 from codesign.accuracy.proxies import TrainedProxy
 from codesign.accuracy.proxy import Proxy
 from codesign.artifacts import is_url, location_problem, shown_location
+from codesign.stores import joined
 from codesign.storage import JOURNAL, SQLITE, run_folder_storage, server_url_problem, shown_url
 from codesign.accuracy.training import TrainConfig
 from search_spaces.accelerators import DEFAULT_ACCELERATOR_SPACE, AcceleratorSpace
@@ -151,7 +152,16 @@ def _check_types(experiment) -> None:
         raise ValueError(f"experiment: field 'artifacts' {shown_location(experiment.artifacts)}: {problem}")
     folder = experiment.run_folder
     if folder is not None and not isinstance(folder, (str, os.PathLike)):
-        raise ValueError(f"experiment: field 'run_folder' must be None or a path, got {folder!r}")
+        raise ValueError(f"experiment: field 'run_folder' must be None, a path or an object store URL, "
+                         f"got {folder!r}")
+    if is_url(folder):
+        if problem := location_problem(folder):
+            raise ValueError(f"experiment: field 'run_folder' {shown_location(folder)}: {problem}")
+        if experiment.storage is None or experiment.storage.startswith((JOURNAL, SQLITE)):
+            raise ValueError(f"experiment: field 'run_folder' {shown_location(folder)}: a run folder in an object "
+                             f"store holds no study file; give storage= a database server's URL "
+                             f"(postgresql://USER@HOST/DATABASE), got {experiment.storage!r}")
+        return
     path = Path(folder) if folder is not None else Path("runs") / experiment.name
     if path.exists() and not path.is_dir():
         raise ValueError(f"experiment: field 'run_folder': {path} exists and is not a folder")
@@ -313,7 +323,21 @@ class Experiment:
 
     @property
     def folder(self) -> Path:
+        """The run folder on this machine's disk (a ValueError for a run folder in an object store:
+        :attr:`run_location` names either)."""
+        if is_url(self.run_folder):
+            raise ValueError(f"the run folder {shown_location(self.run_folder)} is in an object store, not on disk")
         return Path(self.run_folder) if self.run_folder is not None else Path("runs") / self.name
+
+    @property
+    def in_store(self) -> bool:
+        """Whether the run folder is an object store URL (``s3://bucket/prefix``) rather than a folder."""
+        return is_url(self.run_folder)
+
+    @property
+    def run_location(self) -> str:
+        """The run folder as the study records it: an object store URL, or an absolute path."""
+        return str(self.run_folder).rstrip("/") if self.in_store else str(self.folder.resolve())
 
     @property
     def storage_url(self) -> str:
@@ -324,15 +348,28 @@ class Experiment:
         """Where the trials' artifacts go: ``artifacts`` as given (an absolute folder), or the run folder's."""
         if is_url(self.artifacts):
             return self.artifacts
+        if self.artifacts is None and self.in_store:
+            return joined(self.run_location, "artifacts")
         return str(Path(self.artifacts if self.artifacts is not None else self.folder / "artifacts").resolve())
 
     @property
     def accuracy_cache_location(self) -> str:
         """Where the accuracy cache is: beside the artifacts in an object store (``<artifacts>/accuracy_cache``),
-        so workers on any node share it without a shared file system; else the run folder's ``accuracy_cache``."""
+        so workers on any node share it without a shared file system; else the run folder's ``accuracy_cache``
+        (in the object store when the run folder is)."""
         if is_url(self.artifacts):
-            return f"{str(self.artifacts).rstrip('/')}/accuracy_cache"
+            return joined(self.artifacts, "accuracy_cache")
+        if self.in_store:
+            return joined(self.run_location, "accuracy_cache")
         return str((self.folder / "accuracy_cache").resolve())
+
+    @property
+    def lease_location(self) -> str:
+        """Where the drivers' leases are (:mod:`codesign.lease`): where every driver of the study sees them.
+        Beside the artifacts when they are in an object store (every driver of a study shares its artifacts,
+        though their hosts may share no disk, nor one run folder); else the run folder."""
+        artifacts = self.artifacts_location
+        return artifacts.rstrip("/") if is_url(artifacts) else self.run_location
 
     @property
     def directions(self) -> list[str]:

@@ -1,12 +1,18 @@
-"""Which drivers are searching a run folder now: one lock file per driver, held while it runs.
+"""Which drivers are searching a run now: one lease per driver, held while it runs, where every driver of
+the run sees it.
 
-A driver (one :func:`codesign.run` call) creates ``RUN/drivers/<host>-<pid>-<random>.json``,
-holds an exclusive ``flock`` on it for as long as it runs, and removes it when it ends.
-The operating system drops the lock when the process dies, however it dies (``kill -9``
-included), so another driver can tell a live driver from a dead one by trying the lock:
-if it gets it, the owner is gone (its file is removed then). On a shared file system
-(NFS) Linux maps ``flock`` to the server's byte-range locks, so drivers on several hosts
-that share one run folder see each other.
+* **In a folder** (the run folder, local or on NFS): a driver (one :func:`codesign.run` call)
+  creates ``RUN/drivers/<host>-<pid>-<random>.json``, holds an exclusive ``flock`` on it for
+  as long as it runs, and removes it when it ends. The operating system drops the lock when
+  the process dies, however it dies (``kill -9`` included), so another driver can tell a
+  live driver from a dead one by trying the lock: if it gets it, the owner is gone (its file
+  is removed then). On NFS Linux maps ``flock`` to the server's byte-range locks, so drivers
+  on several hosts that share one run folder see each other.
+* **In an object store** (a run whose artifacts, or run folder, are an ``s3://`` URL, so the
+  drivers' hosts may share no disk): the driver writes ``<URL>/drivers/<id>.json`` and
+  rewrites it every ``LEASE_S / 4`` s from a thread. Another driver counts it live while it
+  was renewed within ``LEASE_S`` s, and, on the same host, while its process lives (a driver
+  killed and started again on one host sees at once that the old one is gone).
 
 What it is for (:mod:`codesign.driver`):
 
@@ -27,6 +33,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import IO
+
+from codesign.stores import LEASE_S, Renewal, StoreEntries, holder, is_url, joined, lapsed
 
 try:
     import fcntl
@@ -68,11 +76,39 @@ class Lease:
             self.handle = None
 
 
-def acquire(folder: Path) -> Lease:
-    """Register this process as a driver of ``folder`` until :meth:`Lease.release` (or its death)."""
+@dataclasses.dataclass
+class StoreLease:
+    """This process's claim to be a live driver of a run kept in an object store: an entry renewed from a
+    thread until :meth:`release`."""
+
+    info: DriverInfo
+    entries: StoreEntries
+    renewal: Renewal | None
+
+    def release(self) -> None:
+        if self.renewal is None:
+            return
+        self.renewal.stop()  # no renewal lands after the removal
+        self.renewal = None
+        self.entries.remove(f"{self.info.id}.json")
+
+
+def acquire(location: str | Path, lease_s: float = LEASE_S) -> Lease | StoreLease:
+    """Register this process as a driver of the run at ``location`` (a folder, or an object store URL) until
+    its lease's ``release()`` (or its death)."""
     started = time.time()
     host = socket.gethostname()
     info = DriverInfo(f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}", host, os.getpid(), started)
+    if is_url(location):
+        entries = StoreEntries(joined(location, FOLDER))
+        name = f"{info.id}.json"
+
+        def content() -> bytes:
+            return holder(id=info.id, started=info.started)
+
+        entries.write(name, content())
+        return StoreLease(info, entries, Renewal(entries, name, content, lease_s))
+    folder = Path(location)
     path = Path(folder) / FOLDER / f"{info.id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "w")
@@ -83,8 +119,12 @@ def acquire(folder: Path) -> Lease:
     return Lease(info, path, handle)
 
 
-def live_drivers(folder: Path, exclude: str | None = None) -> list[DriverInfo]:
-    """The drivers of ``folder`` that still run (their lock is held), but ``exclude``; a dead one's file goes."""
+def live_drivers(location: str | Path, exclude: str | None = None, lease_s: float = LEASE_S) -> list[DriverInfo]:
+    """The drivers of the run at ``location`` (a folder, or an object store URL) that still run, but ``exclude``;
+    a dead one's lease is removed."""
+    if is_url(location):
+        return _live_in_store(StoreEntries(joined(location, FOLDER)), exclude, lease_s)
+    folder = Path(location)
     live = []
     for path in sorted((Path(folder) / FOLDER).glob("*.json")):
         if path.stem == exclude:
@@ -115,3 +155,23 @@ def _read(path: Path) -> DriverInfo:
         return DriverInfo(str(data["id"]), str(data["host"]), int(data["pid"]), float(data["started"]))
     except (ValueError, KeyError, TypeError):  # written this instant: what the name says
         return DriverInfo(path.stem, path.stem.rsplit("-", 2)[0], -1, path.stat().st_mtime)
+
+
+def _live_in_store(entries: StoreEntries, exclude: str | None, lease_s: float) -> list[DriverInfo]:
+    live = []
+    for name in sorted(entries.names(".json")):
+        if name[:-len(".json")] == exclude:
+            continue
+        text = entries.read(name)
+        if text is None:  # it ended while we looked
+            continue
+        try:
+            owner = json.loads(text)
+            info = DriverInfo(str(owner["id"]), str(owner["host"]), int(owner["pid"]), float(owner["started"]))
+        except (ValueError, KeyError, TypeError):  # not a lease this module wrote: left alone, not counted
+            continue
+        if lapsed(owner, lease_s):
+            entries.remove(name)
+        else:
+            live.append(info)
+    return live

@@ -39,6 +39,7 @@ from optuna.trial import TrialState
 
 from codesign.accuracy.datasets import DataSpec
 from codesign.outcome import SCHEMA, Status, migrate, trial_status
+from codesign.stores import StoreEntries, is_url
 
 log = logging.getLogger("codesign")
 
@@ -65,6 +66,8 @@ def make_storage(url: str):
         return JournalStorage(JournalFileBackend(str(path)))
     if isinstance(url, str) and url.startswith(SQLITE):
         return _sqlite_storage(url)
+    if isinstance(url, str) and url.startswith(GRPC):
+        return grpc_storage(url)
     return server_storage(url)
 
 
@@ -84,6 +87,8 @@ def reading_storage(url: str):
         return _reading_journal(Path(url[len(JOURNAL):]))
     if url.startswith(SQLITE):
         return _reading_sqlite(Path(url[len(SQLITE):]))
+    if url.startswith(GRPC):
+        return grpc_storage(url)
     return server_storage(url, skip_table_creation=True)
 
 
@@ -95,8 +100,48 @@ PASSWORD_SOURCES = ("the database client's own environment variable or password 
 CONNECT_TIMEOUT_S = 10
 
 
+#: An Optuna gRPC storage proxy's address as a storage URL: ``grpc://HOST:PORT``.
+GRPC = "grpc://"
+
+
+def grpc_address(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``grpc://HOST:PORT`` storage URL; a ValueError saying the form otherwise."""
+    host, _, port = url[len(GRPC):].rstrip("/").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host or "@" in host:
+        raise ValueError(f"storage {url}: a gRPC storage proxy's URL is grpc://HOST:PORT (a port 1 to 65535)")
+    return host.strip("[]"), int(port)
+
+
+def grpc_storage(url: str):
+    """Optuna's gRPC storage proxy at ``grpc://HOST:PORT`` (``optuna.storages.run_grpc_proxy_server`` serves
+    a storage there), answering within CONNECT_TIMEOUT_S or one ValueError naming it."""
+    host, port = grpc_address(url)
+    with warnings.catch_warnings():  # experimental in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        except ImportError:
+            raise ValueError(f"storage {url}: the gRPC client is not installed (pip install -e '.[grpc]', "
+                             f"which installs grpcio)") from None
+    try:
+        proxy.wait_server_ready(timeout=CONNECT_TIMEOUT_S)
+    except ConnectionError:
+        proxy.close()
+        raise ValueError(f"storage {url}: no gRPC storage proxy answers there within {CONNECT_TIMEOUT_S} s "
+                         f"(one is started with optuna.storages.run_grpc_proxy_server(storage, host=..., "
+                         f"port=...))") from None
+    return proxy
+
+
 def server_url_problem(url: str) -> str | None:
-    """What makes ``url`` unusable as a database server's URL (not a URL, or a password in it), or None."""
+    """What makes ``url`` unusable as a database server's (or a gRPC storage proxy's) URL (not a URL, or a
+    password in it), or None."""
+    if url.startswith(GRPC):
+        try:
+            grpc_address(url)
+        except ValueError as error:
+            return str(error).split(": ", 1)[1]
+        return None
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -285,19 +330,25 @@ def load_study_for_reading(storage, study_name: str | None) -> optuna.Study:
 STUDY_RECORD = "study.json"
 
 
-def folder_study(folder: Path) -> tuple[str, str | None]:
+def folder_study(folder: str | Path) -> tuple[str, str | None]:
     """Where a run folder's study lives: ``(storage URL, study name or None)``, from its ``study.log`` or
-    ``study.db``, or from its ``study.json`` when the run kept its study in another storage."""
-    folder = Path(folder)
-    if any((folder / name).is_file() for name in ("study.log", "study.db")):
-        return run_folder_storage(folder), None
-    record = folder / STUDY_RECORD
-    if record.is_file():
+    ``study.db``, or from its ``study.json`` when the run kept its study in another storage (always, for a run
+    folder in an object store)."""
+    if is_url(folder):
+        entries = StoreEntries(folder)
+        text, where = entries.read(STUDY_RECORD), entries.where(STUDY_RECORD)
+    else:
+        folder = Path(folder)
+        if any((folder / name).is_file() for name in ("study.log", "study.db")):
+            return run_folder_storage(folder), None
+        record = folder / STUDY_RECORD
+        text, where = (record.read_bytes() if record.is_file() else None), record
+    if text is not None:
         try:
-            data = json.loads(record.read_text())
+            data = json.loads(text)
             return str(data["storage"]), data.get("study")
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{record}: not a study record ({type(error).__name__}: {error}); it should hold "
+            raise ValueError(f"{where}: not a study record ({type(error).__name__}: {error}); it should hold "
                              f'{{"storage": URL, "study": NAME}}') from None
     raise FileNotFoundError(f"{folder} holds no study (study.log, study.db, or {STUDY_RECORD} naming another "
                             f"storage); pass storage= and study_name= (--storage, --study) for a run kept elsewhere")
@@ -456,7 +507,7 @@ class StudyRecord:
             "experiment": lambda: json.loads(experiment.to_json()),
             "objectives": lambda: [o.metric for o in experiment.objectives],
             "data": lambda: experiment.data.to_dict(),
-            "run_folder": lambda: str(experiment.folder.resolve()),
+            "run_folder": lambda: experiment.run_location,
             "artifacts": lambda: experiment.artifacts_location,
         }
         if not study.get_trials(deepcopy=False):
@@ -483,11 +534,15 @@ def read_trials(study: optuna.Study, states=None) -> list:
 
 def open_study(experiment) -> optuna.Study:
     """The experiment's study, created on first use and resumed after that."""
-    experiment.folder.mkdir(parents=True, exist_ok=True)
+    if not experiment.in_store:
+        experiment.folder.mkdir(parents=True, exist_ok=True)
     storage = make_storage(experiment.storage_url)  # a server that cannot be reached fails here, first
     if experiment.storage is not None:  # the folder says where its study lives
-        (experiment.folder / STUDY_RECORD).write_text(json.dumps({"storage": experiment.storage,
-                                                                  "study": experiment.name}) + "\n")
+        record = (json.dumps({"storage": experiment.storage, "study": experiment.name}) + "\n").encode()
+        if experiment.in_store:
+            StoreEntries(experiment.run_location).write(STUDY_RECORD, record)
+        else:
+            (experiment.folder / STUDY_RECORD).write_bytes(record)
     study = optuna.create_study(study_name=experiment.name, storage=storage,
                                 directions=experiment.directions, sampler=experiment.make_sampler(),
                                 pruner=experiment.pruner if len(experiment.directions) == 1 else None,  # twin's
@@ -605,7 +660,7 @@ class DeskReporter:
         return ray.get(self.desk.report.remote(self.study_name, self.trial_number, int(epoch), float(accuracy)))
 
 
-def disk_full_or(error: BaseException, folder: Path, trial: int) -> BaseException:
+def disk_full_or(error: BaseException, folder: str | Path, trial: int) -> BaseException:
     """``error``, or an ``OSError(ENOSPC)`` saying so when the disk of ``folder`` is full (a full disk shows
     up as a database or journal error deep inside the storage)."""
     cause = root_cause(error)

@@ -1,12 +1,18 @@
-"""Object store URLs (``s3://bucket/prefix``, any fsspec protocol) as the run's artifact store and accuracy
-cache use them: telling a URL from a folder, a client with bounded waits, and :class:`StoreEntries`, named
-objects under a URL prefix (read, write, an exclusive create, remove). A leaf module (fsspec is imported
-when a client is made), so both the results side and the accuracy room can use it.
+"""Object store URLs (``s3://bucket/prefix``, any fsspec protocol) as the run's artifact store, accuracy
+cache and driver leases use them: telling a URL from a folder, a client with bounded waits,
+:class:`StoreEntries`, named objects under a URL prefix (read, write, an exclusive create, remove), and the
+lease an entry holds for a live process (:func:`holder`, :func:`lapsed`, :class:`Renewal`). A leaf module
+(fsspec is imported when a client is made), so both the results side and the accuracy room can use it.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import threading
 import time
+from pathlib import Path
 
 #: Seconds an object store has to answer a request (connecting, then reading) before it counts as unreachable.
 TIMEOUT_S = 10
@@ -15,6 +21,11 @@ TIMEOUT_S = 10
 def is_url(location) -> bool:
     """An object store URL (``s3://bucket/prefix``), not a folder."""
     return isinstance(location, str) and "://" in location
+
+
+def joined(location, name: str) -> str:
+    """``location/name`` for a folder or an object store URL."""
+    return f"{str(location).rstrip('/')}/{name}" if is_url(location) else str(Path(location) / name)
 
 
 def object_store(url: str):
@@ -84,3 +95,56 @@ class StoreEntries:
         except FileNotFoundError:
             return []
         return [name.rsplit("/", 1)[-1] for name in found if name.endswith(suffix)]
+
+
+#: Seconds a lease counts as held without being renewed (its holder renews it four times as often).
+LEASE_S = 120.0
+
+
+def holder(**fields) -> bytes:
+    """A lease's content: who holds it (host, process id), when it was last renewed, and ``fields``."""
+    return json.dumps({**fields, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+
+
+def lapsed(owner: dict, lease_s: float = LEASE_S) -> bool:
+    """Whether the holder of a lease whose content is ``owner`` is gone: the lease was not renewed for
+    ``lease_s`` (its holder died, on whatever node), or its holder ran on this host and its process is gone
+    (seen at once, without waiting for the lease to lapse)."""
+    if time.time() - float(owner.get("time", time.time())) > lease_s:
+        return True
+    return owner.get("host") == socket.gethostname() and not pid_alive(int(owner.get("pid", 0)))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Renewal:
+    """A thread rewriting a lease entry every ``lease_s / 4`` s until :meth:`stop`, which returns only once no
+    renewal can land any more (so a removal after it is final)."""
+
+    def __init__(self, entries, name: str, content, lease_s: float = LEASE_S):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(entries, name, content, lease_s), daemon=True,
+                                        name=f"lease {name[:16]}")
+        self._thread.start()
+
+    def _run(self, entries, name: str, content, lease_s: float) -> None:
+        while not self._stop.wait(lease_s / 4):
+            try:
+                entries.write(name, content())
+            except OSError:  # a store that failed this once: the next renewal may land, well within the lease
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()

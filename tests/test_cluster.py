@@ -239,8 +239,8 @@ experiment = codesign.Experiment(
 def test_a_cluster_without_a_shared_disk_completes_a_study_that_two_drivers_share(tmp_path, s3_server, monkeypatch):
     """Issue 31's proof: two nodes whose processes cannot open any file in the run folder (an audit hook in
     every Python process of theirs, checked on a worker of each node first), the study in a PostgreSQL server,
-    artifacts and the accuracy cache in an S3-compatible store. Two drivers started at once on the same study
-    share its budget; every trial completes or is pruned, no pair is trained twice, and the loaded front
+    artifacts and the accuracy cache in an S3-compatible store. Two drivers started at once on the same study,
+    sharing no folder (one's run folder is on its disk, the other's in the object store), share its budget; every trial completes or is pruned, no pair is trained twice, and the loaded front
     predicts with weights from the store. (test_object_store's test_workers_that_may_not_open_the_run_folder_...
     checks the same on the local Ray in every test run.)"""
     from codesign.outcome import Outcome
@@ -258,10 +258,12 @@ def test_a_cluster_without_a_shared_disk_completes_a_study_that_two_drivers_shar
         probe = subprocess.run([sys.executable, "-c", PROBE.format(address=cluster.address, folder=str(folder))],
                                env=cluster.env, capture_output=True, text=True, timeout=180)
         assert probe.stdout.split() == ["refused", "refused"], probe.stdout + probe.stderr[-2000:]
-        source = NO_SHARED_DISK.format(folder=str(folder), trials=6, storage=postgres.create_database("cluster"),
-                                       artifacts="s3://cluster/run")
+        storage = postgres.create_database("cluster")
         env = {**cluster.env, "PGPASSWORD": postgres.password}
-        drivers = [cluster.driver(folder, 6, source=source, env=env) for _ in range(2)]
+        # one driver's run folder on its disk, the other's in the object store: the two share no folder
+        drivers = [cluster.driver(tmp_path / name, 6, source=NO_SHARED_DISK.format(
+            folder=run_folder, trials=6, storage=storage, artifacts="s3://cluster/run"), env=env)
+            for name, run_folder in (("first", str(folder)), ("second", "s3://cluster/elsewhere"))]
         outputs = [finish(driver, timeout=900) for driver in drivers]
         assert [driver.returncode for driver in drivers] == [0, 0], outputs
         monkeypatch.setenv("PGPASSWORD", postgres.password)
@@ -273,6 +275,8 @@ def test_a_cluster_without_a_shared_disk_completes_a_study_that_two_drivers_shar
         trained = [t for t in done if t.state == TrialState.COMPLETE and not Outcome.from_trial(t).cached]
         entries = [k for k in s3_server.keys("cluster") if k.startswith("run/accuracy_cache/") and k.endswith(".json")]
         assert len(entries) == len(trained)  # each stored pair trained once, by one of the drivers' workers
+        assert "elsewhere/study.json" in s3_server.keys("cluster")
+        assert len(codesign.load("s3://cluster/elsewhere").trials) == len(results.trials)
         best = results.pareto_front[0]
         data = codesign.load_dataset("synthetic", seed=0)
         accuracy = float((best.predict(data.x_val, normalised=True) == data.y_val).mean())

@@ -3,6 +3,7 @@ trials' weights and cost reports go there, not to the run folder, and a loaded r
 credentials never reach the URL, the run folder or the log; an unreachable store is one clear error before
 the study is touched."""
 
+import json
 import logging
 import time
 
@@ -160,6 +161,61 @@ def test_the_accuracy_cache_in_the_object_store_evaluates_a_pair_once_and_renews
     assert not StoreEntries(url).create(f"{other}.lock", b"{}")  # held: a conditional write does not replace it
     assert AccuracyCache(url, poll_seconds=0.05).evaluate([(NET, None)], data, proxy, seed=1)[0].score == 0.75
     assert proxy.calls == 2 and len(AccuracyCache(url)) == 2
+
+
+def test_a_drivers_lease_in_the_object_store_is_renewed_while_it_runs_and_lapses_when_it_stops(s3_client):
+    """A driver's lease under a URL outlives its lease time while its renewal runs, and counts as gone once
+    it is not renewed for that long (the driver's host died): then it is removed."""
+    from codesign import lease
+
+    url = "s3://other/leases"
+    held = lease.acquire(url, lease_s=0.4)
+    try:
+        time.sleep(1.0)  # 2.5 lease times
+        assert [d.id for d in lease.live_drivers(url, lease_s=0.4)] == [held.info.id]
+        assert lease.live_drivers(url, exclude=held.info.id, lease_s=0.4) == []
+        held.renewal.stop()  # its host stops answering: no more renewals, the entry stays
+        time.sleep(0.6)
+        assert lease.live_drivers(url, lease_s=0.4) == []
+        assert not any(k.startswith("leases/drivers/") for k in s3_client.keys("other"))  # the lapsed one went
+    finally:
+        held.renewal = None
+    again = lease.acquire(url)
+    again.release()
+    assert not any(k.startswith("leases/drivers/") for k in s3_client.keys("other"))
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_drivers_that_share_no_run_folder_tell_live_from_dead_by_their_leases_beside_the_artifacts(
+        s3_client, tmp_path):
+    """Two hosts' drivers share the study and the object store but no disk: each has its own run folder. A
+    driver leaves the trials of a driver whose lease in the object store is renewed alone (and counts them in
+    the budget), and re-queues those of one whose lease lapsed."""
+    from codesign import lease
+    from codesign.storage import DRIVER
+    from codesign.stores import LEASE_S, StoreEntries
+
+    storage, artifacts = f"journal://{tmp_path / 'shared' / 'study.log'}", "s3://runs/two-hosts"
+    codesign.run(tiny(tmp_path / "host_a", storage=storage, artifacts=artifacts, trials=1), progress=False)
+    study = optuna.load_study(study_name="tiny", storage=make_storage(storage))
+    elsewhere = lease.acquire(artifacts)  # a live driver on another host
+    dead = {"id": "gone-7-0000", "host": "gone", "pid": 7, "started": time.time() - 3600,
+            "time": time.time() - 2 * LEASE_S}  # its host died two lease times ago
+    StoreEntries(f"{artifacts}/drivers").write("gone-7-0000.json", json.dumps(dead).encode())
+    for driver in (elsewhere.info.id, dead["id"]):
+        study.ask().set_user_attr(DRIVER, driver)
+    try:
+        results = codesign.run(tiny(tmp_path / "host_b", storage=storage, artifacts=artifacts, trials=4),
+                               progress=False)
+    finally:
+        elsewhere.release()
+    states = {t.user_attrs.get(DRIVER): t.state for t in results.study.trials[1:3]}
+    assert states[elsewhere.info.id] == optuna.trial.TrialState.RUNNING  # the live driver's: untouched
+    assert states[dead["id"]] == optuna.trial.TrialState.FAIL  # the dead one's: re-queued
+    counted = [t.state for t in results.study.trials]
+    assert counted.count(optuna.trial.TrialState.COMPLETE) == 3  # 1 before + 1 running elsewhere + 2 = 4
+    assert not (tmp_path / "host_b" / "drivers").exists()
+    assert not any("/drivers/" in key for key in s3_client.keys("runs"))  # released, and the lapsed one removed
 
 
 def audited(proxy, forbidden: str):

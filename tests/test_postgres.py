@@ -101,6 +101,48 @@ def test_codesign_run_takes_the_storage_from_the_command_line(postgres, tmp_path
     assert refused.returncode == 2 and "holds a password" in refused.stderr and "hunter2" not in refused.stderr
 
 
+@pytest.mark.usefixtures("ray_session")
+def test_a_run_folder_in_the_object_store_holds_the_run_and_every_command_reads_it(postgres, s3_server, tmp_path,
+                                                                                   monkeypatch):
+    """``run_folder="s3://..."`` with the study on the server: the study record, the artifacts, the accuracy
+    cache and the drivers' leases are under the URL and nothing is written to the local disk; ``codesign
+    show/trials/export/plot/finalize`` and ``codesign.load`` read the run from the URL; a run folder in an
+    object store without a database server is refused before anything starts."""
+    s3_server.create_bucket("folders")
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    url, run = postgres.create_database("infolder"), "s3://folders/team/run1"
+    monkeypatch.chdir(tmp_path)
+    experiment = tiny("unused", run_folder=run, storage=url, trials=2,
+                      proxy=codesign.TrainedProxy(codesign.TrainConfig(epochs=1)))
+    assert codesign.run(experiment, progress=False).counts(duplicates=False) == {"complete": 2}
+    assert list(tmp_path.iterdir()) == []
+    keys = s3_server.keys("folders")
+    assert "team/run1/study.json" in keys and all(k.startswith("team/run1/") for k in keys)
+    assert any(k.startswith("team/run1/artifacts/") for k in keys)
+    assert any(k.startswith("team/run1/accuracy_cache/") and k.endswith(".json") for k in keys)
+    assert not any("/drivers/" in k for k in keys)
+    loaded = codesign.load(run)
+    best = loaded.pareto_front[0]
+    data = codesign.load_dataset("synthetic", seed=experiment.seed)
+    accuracy = float((best.predict(data.x_val, normalised=True) == data.y_val).mean())
+    assert accuracy == pytest.approx(best.metrics["accuracy"], abs=1.5 / len(data.y_val))
+    for command in (["show", run], ["trials", run], ["export", run, "--out", "exported"], ["plot", run],
+                    ["finalize", run, "--top", "1", "--epochs", "1"]):
+        done = run_in_process(command)
+        assert done.returncode == 0, (command, done.stderr)
+    assert (tmp_path / "exported" / "accelerator.json").is_file() and list((tmp_path / "plots").glob("*.png"))
+    assert codesign.load(run).finals  # finalize recorded its result on the study
+    assert files_holding(tmp_path, postgres.password) == [] and files_holding(tmp_path, s3_server.secret) == []
+    with pytest.raises(ValueError, match="run_folder.*holds no study file; give storage= a database server"):
+        tiny("unused", run_folder=run)
+    refused = run_in_process(["run", str(experiment_file(tmp_path, trials=1)), "--run-folder", run])
+    assert refused.returncode == 2 and "holds no study file" in refused.stderr
+    with pytest.raises(ValueError, match=r"run_folder s3://no-such-bucket/x: the object store cannot be written"):
+        codesign.run(tiny("unused", run_folder="s3://no-such-bucket/x", storage=url), progress=False)
+
+
 def test_processes_opening_one_new_database_at_once_all_succeed(postgres, tmp_path, monkeypatch):
     """Drivers started at once on a new database all create Optuna's tables; those that lose the race to
     PostgreSQL's catalog (a duplicate key) open the tables the winner made."""

@@ -2,6 +2,7 @@
 several drivers) all succeed, on the journal file and on SQLite; a run folder's default is its journal
 file, a folder started on SQLite stays on it; a journal left with an unfinished write is readable again."""
 
+import ipaddress
 import subprocess
 import sys
 import time
@@ -74,3 +75,47 @@ def test_a_journal_with_an_unfinished_last_write_is_cut_back_to_its_last_whole_w
     assert (tmp_path / "study.log").read_bytes() == whole
     reopened.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)  # and it takes new writes
     assert len(optuna.load_study(study_name="j", storage=make_storage(url)).trials) == 4
+
+
+GRPC_PROXY = """
+import sys
+import optuna
+from codesign.storage import make_storage
+optuna.storages.run_grpc_proxy_server(make_storage(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]))
+"""
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_search_keeps_its_study_behind_a_grpc_storage_proxy(tmp_path, monkeypatch):
+    """``storage="grpc://HOST:PORT"``: the study is served by Optuna's gRPC proxy (here over a journal file
+    only the proxy opens); the search completes, its run folder names the proxy, and the readers find the
+    study through it. A malformed address and a proxy that does not answer are one error each."""
+    import psutil
+
+    import codesign
+    from servers import LOOPBACK, free_port
+    from test_cli import run_in_process
+    from tiny import experiment as tiny
+
+    port = free_port()
+    proxy = subprocess.Popen([sys.executable, "-c", GRPC_PROXY, f"journal://{tmp_path / 'served.log'}", str(port)],
+                             cwd=Path(__file__).parents[1])
+    url = f"grpc://{LOOPBACK}:{port}"
+    try:
+        results = codesign.run(tiny(tmp_path / "run", storage=url, trials=3), progress=False)
+        assert results.counts(duplicates=False) == {"complete": 3}
+        listening = {ipaddress.ip_address(c.laddr.ip) for c in psutil.Process(proxy.pid).net_connections()
+                     if c.status == "LISTEN"}  # gRPC listens on IPv6 sockets, an IPv4 address mapped
+        assert {str(getattr(ip, "ipv4_mapped", None) or ip) for ip in listening} == {LOOPBACK}
+        assert not (tmp_path / "run" / "study.log").exists() and (tmp_path / "served.log").stat().st_size > 0
+        assert len(codesign.load(tmp_path / "run").trials) == 3  # through the run folder's study.json
+        done = run_in_process(["show", "--storage", url])
+        assert done.returncode == 0 and "trial" in done.stdout, done.stderr
+    finally:
+        proxy.kill()
+        proxy.wait()
+    monkeypatch.setattr("codesign.storage.CONNECT_TIMEOUT_S", 1)
+    with pytest.raises(ValueError, match=r"storage grpc://127.0.0.1:\d+: no gRPC storage proxy answers there"):
+        make_storage(url)
+    with pytest.raises(ValueError, match=r"field 'storage' grpc://nowhere: .*grpc://HOST:PORT"):
+        tiny(tmp_path / "bad", storage="grpc://nowhere")

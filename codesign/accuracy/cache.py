@@ -33,8 +33,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -43,7 +41,7 @@ import jax
 from flax import serialization
 
 from codesign.accuracy.proxy import Accuracy
-from codesign.stores import StoreEntries, is_url
+from codesign.stores import LEASE_S, Renewal, StoreEntries, holder, is_url, joined, lapsed
 from codesign.outcome import Status
 
 T = TypeVar("T")
@@ -63,18 +61,6 @@ def cache_key(spec, compression, dataset, proxy, seed: int) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-#: Seconds a lock counts as held without being renewed (its holder renews it four times as often).
-LEASE_S = 120.0
 
 
 class FolderEntries:
@@ -134,11 +120,6 @@ def cache_entries(location: str | os.PathLike) -> FolderEntries | StoreEntries:
     return StoreEntries(str(location)) if is_url(location) else FolderEntries(location)
 
 
-def joined(location: str | os.PathLike, name: str) -> str:
-    """``location/name`` for a folder or an object store URL."""
-    return f"{str(location).rstrip('/')}/{name}" if is_url(location) else str(Path(location) / name)
-
-
 class AccuracyCache:
     """Proxy results shared by every trial, worker and restart of a run: in a folder, or under an object store
     URL."""
@@ -147,7 +128,7 @@ class AccuracyCache:
         self.entries = cache_entries(location)
         self.poll_seconds = poll_seconds
         self.lease_s = lease_s
-        self._renewals: dict[str, tuple[threading.Event, threading.Thread]] = {}
+        self._renewals: dict[str, Renewal] = {}
 
     # --- reading and writing ----------------------------------------------------------------
     def get(self, key: str, with_weights: bool = True) -> Accuracy | None:
@@ -265,25 +246,17 @@ class AccuracyCache:
         """Take ``<key>.lock`` (renewed in the background until :meth:`_release`), or False when another worker
         holds it; a lock whose holder is gone is removed, for the next look to take."""
         name = f"{key}.lock"
-        if not self.entries.create(name, _owner()):
+        if not self.entries.create(name, holder()):
             if self._stale(name):
                 self.entries.remove(name)
             return False
-        stop = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(name, stop), daemon=True, name=f"lease {key[:8]}")
-        self._renewals[key] = (stop, renewer)
-        renewer.start()
+        self._renewals[key] = Renewal(self.entries, name, holder, self.lease_s)
         return True
 
-    def _renew(self, name: str, stop: threading.Event) -> None:
-        while not stop.wait(self.lease_s / 4):
-            self.entries.write(name, _owner())
-
     def _release(self, key: str) -> None:
-        held = self._renewals.pop(key, None)
-        if held is not None:  # no renewal may land after the removal
-            held[0].set()
-            held[1].join()
+        renewal = self._renewals.pop(key, None)
+        if renewal is not None:  # no renewal may land after the removal
+            renewal.stop()
         self.entries.remove(f"{key}.lock")
 
     def _stale(self, name: str) -> bool:
@@ -296,14 +269,7 @@ class AccuracyCache:
             owner = {}
         if not owner:  # being written right now, or its writer failed (a full disk): it had seconds to write
             return age > UNWRITTEN_LOCK_SECONDS
-        if time.time() - owner.get("time", time.time()) > self.lease_s:
-            return True  # not renewed: its holder died, on whatever node
-        return owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0)))
-
-
-def _owner() -> bytes:
-    """A lock's content: who holds it, and when it was last renewed."""
-    return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+        return lapsed(owner, self.lease_s)
 
 
 #: A lock file still without its owner after this long was left by a writer that failed (its owner is a few

@@ -437,19 +437,19 @@ def load(run_folder: str | Path | None = None, storage: str | None = None, study
     """Results of a run folder (the study it holds or names, and its artifacts), or of any storage + study name.
 
     A run folder's study is its ``study.log`` or ``study.db``, or the storage its
-    ``study.json`` names. A study loaded by its storage alone finds its artifacts in the
+    ``study.json`` names. A run folder may be an object store URL (``s3://bucket/prefix``). A study loaded by its storage alone finds its artifacts in the
     run folder it recorded, when that folder is still there.
     """
-    folder = Path(run_folder) if run_folder is not None else None
     if storage is None:
-        if folder is None:
+        if run_folder is None:
             raise ValueError("load: give a run folder, or a storage URL and a study name")
-        storage, recorded = folder_study(folder)
+        storage, recorded = folder_study(run_folder)
         study_name = study_name or recorded
     study = load_study_for_reading(reading_storage(storage), study_name)  # never written: read-only media work
     record = StudyRecord.read(study)
-    if folder is None and record.run_folder:
-        folder = Path(record.run_folder)
+    if run_folder is None:
+        run_folder = record.run_folder
+    folder = None if run_folder is None or is_url(run_folder) else Path(run_folder)  # on this disk
     return Results(study, _artifact_store(folder, record), storage_url=storage)
 
 
