@@ -33,6 +33,8 @@ from codesign.storage import (DRIVER, FIDELITY_TRIAL, SQLITE, DeskReporter, disk
 log = logging.getLogger("codesign")
 #: A one-off training's progress record not updated for this long is a dead worker's (it writes every 2 s).
 STALE_PROGRESS_S = 300.0
+#: How often a running driver re-queues the trials of other drivers that died meanwhile (seconds).
+REQUEUE_EVERY_S = 60.0
 
 
 class Driver:
@@ -70,6 +72,7 @@ class Driver:
         if requeued:
             log.warning("resuming %s: %d trial(s) left running by a stopped driver were re-queued",
                         experiment.name, requeued)
+        self.next_requeue = time.monotonic() + REQUEUE_EVERY_S
         self.fidelity = open_fidelity_study(experiment)  # where a multi-objective pruner decides
         self.twins: dict[int, optuna.Trial] = {}  # trial number -> its twin in the fidelity study
         self.designs = evaluated_designs(self.study)  # design key -> the trial that evaluates it
@@ -154,8 +157,21 @@ class Driver:
         trials, and the trials other live drivers of the run folder are running. This driver's own trials in
         flight are not among them (the caller adds them), so two drivers on one study stop at its budget."""
         others = {driver.id for driver in lease.live_drivers(self.experiment.lease_location, exclude=self.lease.info.id)}
+        self.requeue_the_dead(others)
         running = read_trials(self.study, states=(optuna.trial.TrialState.RUNNING,)) if others else []
         return finished_count(self.study) + sum(1 for t in running if t.user_attrs.get(DRIVER) in others)
+
+    def requeue_the_dead(self, live_others: set[str]) -> None:
+        """Every REQUEUE_EVERY_S: re-queue the trials of drivers that died since this one started (a driver
+        re-queues those of drivers dead before it when it starts). Trials not yet marked with their driver
+        are left alone, as another driver may have just asked them."""
+        if time.monotonic() < self.next_requeue:
+            return
+        self.next_requeue = time.monotonic() + REQUEUE_EVERY_S
+        requeued = requeue_interrupted(self.study, {self.lease.info.id} | live_others, others_running=True)
+        if requeued:
+            log.warning("%s: %d trial(s) left running by a driver that stopped were re-queued",
+                        self.experiment.name, requeued)
 
     def submit(self, batch: list[tuple[optuna.Trial, Candidate]]):
         """Start scoring a batch of trials' candidates as one Ray task; returns its object reference."""

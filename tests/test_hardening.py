@@ -11,6 +11,7 @@ import math
 import os
 import sqlite3
 import stat
+import time
 from pathlib import Path
 
 import optuna
@@ -21,6 +22,7 @@ from codesign import Constraint, Experiment, TrainConfig, ZeroCostProxy
 from codesign import lease
 from codesign.cli import error_line, main
 from codesign.storage import disk_full_or
+from codesign.outcome import Status, trial_status
 from codesign.storage import DRIVER
 from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.network_space import NetworkSpace
@@ -259,6 +261,61 @@ def test_a_second_driver_leaves_a_live_drivers_trials_alone_and_sqlite_takes_one
     finally:
         alive.release()
     assert sqlite3.connect(tmp_path / "sqlite.db").execute("select count(*) from trials").fetchone()[0] == 1
+
+
+def gated(proxy, folder: Path):
+    """``proxy``, whose first evaluation writes ``folder/started`` and waits for ``folder/go``."""
+    class Gated:
+        def __init__(self, inner):
+            self.inner = inner
+            self.name, self.metric, self.pairs_per_task = inner.name, inner.metric, inner.pairs_per_task
+
+        def describe(self) -> dict:
+            return self.inner.describe()
+
+        def bind(self, network_space, compression_space, folder_=None):
+            return Gated(self.inner.bind(network_space, compression_space, folder_))
+
+        def evaluate(self, pairs, dataset, seed=0, reporters=None):
+            if not (folder / "started").exists():
+                (folder / "started").touch()
+                deadline = time.monotonic() + 60
+                while not (folder / "go").exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            return self.inner.evaluate(pairs, dataset, seed, reporters)
+    return Gated(proxy)
+
+
+def test_a_running_driver_requeues_the_trials_of_a_driver_that_dies_meanwhile(tmp_path, ray_session, monkeypatch):
+    """Another driver, alive when this one starts, dies while this one's first trial runs: its running trial
+    is re-queued by this driver (every REQUEUE_EVERY_S, 0 here), not left running for ever."""
+    import threading
+
+    monkeypatch.setattr("codesign.driver.REQUEUE_EVERY_S", 0.0)
+    folder, gate = tmp_path / "run", tmp_path / "gate"
+    gate.mkdir()
+    codesign.run(tiny(folder, trials=1), progress=False)
+    other = lease.acquire(folder)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "study.log")))
+    optuna.load_study(study_name="tiny", storage=storage).ask().set_user_attr(DRIVER, other.info.id)
+
+    def die_once_the_first_trial_runs():
+        deadline = time.monotonic() + 120
+        while not (gate / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        other.release()  # the other driver dies while this one's trial is in flight
+        (gate / "go").touch()
+
+    dying = threading.Thread(target=die_once_the_first_trial_runs)
+    dying.start()
+    try:
+        results = codesign.run(tiny(folder, trials=3, proxy=gated(ZeroCostProxy("params"), gate)), progress=False)
+    finally:
+        dying.join()
+        other.release()
+    assert results.study.trials[1].state == optuna.trial.TrialState.FAIL  # re-queued, not left running
+    assert trial_status(results.study.trials[1]) == Status.INTERRUPTED
+    assert results.counts(duplicates=False) == {"complete": 3, "interrupted": 1}
 
 
 def test_a_driver_counts_the_trials_another_live_driver_is_running(tmp_path, ray_session):
