@@ -168,15 +168,15 @@ def test_a_drivers_lease_in_the_object_store_is_renewed_while_it_runs_and_lapses
     it is not renewed for that long (the driver's host died): then it is removed."""
     from codesign import lease
 
-    url = "s3://other/leases"
-    held = lease.acquire(url, lease_s=0.4)
+    url, lease_s = "s3://other/leases", 1.5  # renewed every 0.375 s: a write may take a second on a busy machine
+    held = lease.acquire(url, lease_s=lease_s)
     try:
-        time.sleep(1.0)  # 2.5 lease times
-        assert [d.id for d in lease.live_drivers(url, lease_s=0.4)] == [held.info.id]
-        assert lease.live_drivers(url, exclude=held.info.id, lease_s=0.4) == []
+        time.sleep(2.5 * lease_s)
+        assert [d.id for d in lease.live_drivers(url, lease_s=lease_s)] == [held.info.id]
+        assert lease.live_drivers(url, exclude=held.info.id, lease_s=lease_s) == []
         held.renewal.stop()  # its host stops answering: no more renewals, the entry stays
-        time.sleep(0.6)
-        assert lease.live_drivers(url, lease_s=0.4) == []
+        time.sleep(1.2 * lease_s)
+        assert lease.live_drivers(url, lease_s=lease_s) == []
         assert not any(k.startswith("leases/drivers/") for k in s3_client.keys("other"))  # the lapsed one went
     finally:
         held.renewal = None
