@@ -273,3 +273,21 @@ def test_the_eyeriss_like_reference_agrees_with_timeloop_within_the_goals():
     assert result["ours"]["mac"] == pytest.approx(result["theirs"]["mac"], rel=1e-6)
     assert abs(result["differences"]["total energy"]) <= 0.15
     assert abs(result["differences"]["dram accesses"]) <= 0.10
+
+
+def test_zigzags_tpu_like_reference_agrees_on_macs_and_cycles_and_differs_in_energy_as_documented():
+    """experiments/energy_reference/check_zigzag.py on ZigZag's own run of its TPU-like design and ResNet-18: the
+    recorded run is the one ZigZag's test expects; the MAC energy is the same (the same 1.81 G MACs at ZigZag's
+    energy), the cycles within 10 %; the total energy is the +38.5 % docs/RESULTS.md explains (the goal of 15 % is
+    not met: codesign's tiling trades DRAM traffic for hidden transfers, and its weights pass through the buffer)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_zigzag", REFERENCE / "check_zigzag.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    result = check.compare("ws")
+    ours, theirs = result["total"]["ours"], result["total"]["theirs"]
+    assert theirs["energy"] == pytest.approx(1871436380.656, rel=1e-9) and theirs["cycles"] == 3865041
+    assert ours["mac"] == pytest.approx(theirs["mac"], rel=1e-6)
+    assert abs(ours["cycles"] / theirs["cycles"] - 1) <= 0.10
+    assert result["difference"] == pytest.approx(0.385, abs=0.01)
