@@ -144,9 +144,10 @@ def test_the_accuracy_cache_in_the_object_store_evaluates_a_pair_once_and_renews
     from test_proxies import NET, SlowProxy
 
     data = codesign.load_dataset("synthetic")
-    url, proxy, results = "s3://other/cache", SlowProxy(), []  # SlowProxy: 0.5 s per evaluation
+    # an evaluation of 2.5 s outlasts a 1 s lease (renewed every 0.25 s: a store write may lag on a busy machine)
+    url, proxy, results = "s3://other/cache", SlowProxy(seconds=2.5), []
     workers = [threading.Thread(target=lambda: results.append(
-        AccuracyCache(url, poll_seconds=0.05, lease_s=0.3).evaluate([(NET, None)], data, proxy)[0]))
+        AccuracyCache(url, poll_seconds=0.05, lease_s=1.0).evaluate([(NET, None)], data, proxy)[0]))
         for _ in range(3)]
     for worker in workers:
         worker.start()
@@ -159,6 +160,7 @@ def test_the_accuracy_cache_in_the_object_store_evaluates_a_pair_once_and_renews
     other = cache_key(NET, None, data, proxy, 1)  # held by a node that died 10 minutes ago
     StoreEntries(url).write(f"{other}.lock", f'{{"host": "gone", "pid": 1, "time": {time.time() - 600}}}'.encode())
     assert not StoreEntries(url).create(f"{other}.lock", b"{}")  # held: a conditional write does not replace it
+    proxy.seconds = 0.1
     assert AccuracyCache(url, poll_seconds=0.05).evaluate([(NET, None)], data, proxy, seed=1)[0].score == 0.75
     assert proxy.calls == 2 and len(AccuracyCache(url)) == 2
 

@@ -138,8 +138,8 @@ class SlowProxy:
     metric = "accuracy"
     pairs_per_task = 1
 
-    def __init__(self):
-        self.calls = 0
+    def __init__(self, seconds: float = 0.5):
+        self.calls, self.seconds = 0, seconds
 
     def describe(self):
         return {"proxy": "slow"}
@@ -149,8 +149,8 @@ class SlowProxy:
 
     def evaluate(self, pairs, dataset, seed=0, reporters=None):
         self.calls += len(pairs)
-        time.sleep(0.5)
-        return [Accuracy(Status.COMPLETE, 0.75, seconds=0.5) for _ in pairs]
+        time.sleep(self.seconds)
+        return [Accuracy(Status.COMPLETE, 0.75, seconds=self.seconds) for _ in pairs]
 
 
 def test_a_proxy_is_anything_that_follows_the_protocol():
