@@ -316,12 +316,13 @@ def _first_on_front(results):
 
 def _plot(args) -> int:
     from codesign.results.plots import plot_run, plot_trial
+    from codesign.stores import is_url
 
     results = _results(args)
     if not results.designs:
         raise ValueError(f"nothing to plot: no trial of {results.study.study_name!r} completed ({results.counts()}); "
                          f"`codesign trials` lists each trial's reason")
-    out = _output_folder(args.out or Path("." if args.run is None or "://" in args.run else args.run) / "plots")
+    out = _output_folder(args.out or Path("." if args.run is None or is_url(args.run) else args.run) / "plots")
     if args.hardware_front and args.trial is None:
         args.trial = _first_on_front(results).number
     if args.trial is not None:

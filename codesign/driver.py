@@ -44,12 +44,12 @@ class Driver:
                  verbose: bool = False):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.experiment = experiment
-        if not experiment.in_store:
-            experiment.folder.mkdir(parents=True, exist_ok=True)
         # the stores answer before anything is written (an object store checked by a probe): the run folder,
         # when it is in an object store, then the artifact store (which may hold the drivers' leases)
         if experiment.in_store:
             open_artifact_store(experiment.run_location, check_writes=True, field="run_folder")
+        else:
+            experiment.folder.mkdir(parents=True, exist_ok=True)
         self.store = open_artifact_store(experiment.artifacts_location, check_writes=True)
         self.lease = lease.acquire(experiment.lease_location)
         try:

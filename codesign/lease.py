@@ -111,8 +111,7 @@ def acquire(location: str | Path, lease_s: float = LEASE_S) -> Lease | StoreLeas
 
         entries.write(name, content())
         return StoreLease(info, entries, Renewal(entries, name, content, lease_s))
-    folder = Path(location)
-    path = Path(folder) / FOLDER / f"{info.id}.json"
+    path = Path(location) / FOLDER / f"{info.id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "w")
     if fcntl is not None:
@@ -127,9 +126,8 @@ def live_drivers(location: str | Path, exclude: str | None = None, lease_s: floa
     a dead one's lease is removed."""
     if is_url(location):
         return _live_in_store(StoreEntries(joined(location, FOLDER)), exclude, lease_s)
-    folder = Path(location)
     live = []
-    for path in sorted((Path(folder) / FOLDER).glob("*.json")):
+    for path in sorted((Path(location) / FOLDER).glob("*.json")):
         if path.stem == exclude:
             continue
         try:

@@ -39,7 +39,7 @@ from optuna.trial import TrialState
 
 from codesign.accuracy.datasets import DataSpec
 from codesign.outcome import SCHEMA, Status, migrate, trial_status
-from codesign.stores import StoreEntries, is_url
+from codesign.stores import entries_at, is_url
 
 log = logging.getLogger("codesign")
 
@@ -104,18 +104,25 @@ CONNECT_TIMEOUT_S = 10
 GRPC = "grpc://"
 
 
-def grpc_address(url: str) -> tuple[str, int]:
-    """``(host, port)`` of a ``grpc://HOST:PORT`` storage URL; a ValueError saying the form otherwise."""
+#: What a malformed ``grpc://`` storage URL is told.
+GRPC_FORM = "a gRPC storage proxy's URL is grpc://HOST:PORT (a port 1 to 65535)"
+
+
+def grpc_address(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``grpc://HOST:PORT`` storage URL, or None when it is not of that form."""
     host, _, port = url[len(GRPC):].rstrip("/").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host or "@" in host:
-        raise ValueError(f"storage {url}: a gRPC storage proxy's URL is grpc://HOST:PORT (a port 1 to 65535)")
+        return None
     return host.strip("[]"), int(port)
 
 
 def grpc_storage(url: str):
     """Optuna's gRPC storage proxy at ``grpc://HOST:PORT`` (``optuna.storages.run_grpc_proxy_server`` serves
     a storage there), answering within CONNECT_TIMEOUT_S or one ValueError naming it."""
-    host, port = grpc_address(url)
+    address = grpc_address(url)
+    if address is None:
+        raise ValueError(f"storage {url}: {GRPC_FORM}")
+    host, port = address
     with warnings.catch_warnings():  # experimental in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
@@ -137,11 +144,7 @@ def server_url_problem(url: str) -> str | None:
     """What makes ``url`` unusable as a database server's (or a gRPC storage proxy's) URL (not a URL, or a
     password in it), or None."""
     if url.startswith(GRPC):
-        try:
-            grpc_address(url)
-        except ValueError as error:
-            return str(error).split(": ", 1)[1]
-        return None
+        return GRPC_FORM if grpc_address(url) is None else None
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -334,15 +337,10 @@ def folder_study(folder: str | Path) -> tuple[str, str | None]:
     """Where a run folder's study lives: ``(storage URL, study name or None)``, from its ``study.log`` or
     ``study.db``, or from its ``study.json`` when the run kept its study in another storage (always, for a run
     folder in an object store)."""
-    if is_url(folder):
-        entries = StoreEntries(folder)
-        text, where = entries.read(STUDY_RECORD), entries.where(STUDY_RECORD)
-    else:
-        folder = Path(folder)
-        if any((folder / name).is_file() for name in ("study.log", "study.db")):
-            return run_folder_storage(folder), None
-        record = folder / STUDY_RECORD
-        text, where = (record.read_bytes() if record.is_file() else None), record
+    if not is_url(folder) and any((Path(folder) / name).is_file() for name in ("study.log", "study.db")):
+        return run_folder_storage(Path(folder)), None
+    entries = entries_at(folder)
+    text, where = entries.read(STUDY_RECORD), entries.where(STUDY_RECORD)
     if text is not None:
         try:
             data = json.loads(text)
@@ -538,11 +536,8 @@ def open_study(experiment) -> optuna.Study:
         experiment.folder.mkdir(parents=True, exist_ok=True)
     storage = make_storage(experiment.storage_url)  # a server that cannot be reached fails here, first
     if experiment.storage is not None:  # the folder says where its study lives
-        record = (json.dumps({"storage": experiment.storage, "study": experiment.name}) + "\n").encode()
-        if experiment.in_store:
-            StoreEntries(experiment.run_location).write(STUDY_RECORD, record)
-        else:
-            (experiment.folder / STUDY_RECORD).write_bytes(record)
+        entries_at(experiment.run_location).write(
+            STUDY_RECORD, (json.dumps({"storage": experiment.storage, "study": experiment.name}) + "\n").encode())
     study = optuna.create_study(study_name=experiment.name, storage=storage,
                                 directions=experiment.directions, sampler=experiment.make_sampler(),
                                 pruner=experiment.pruner if len(experiment.directions) == 1 else None,  # twin's

@@ -1,7 +1,8 @@
-"""Object store URLs (``s3://bucket/prefix``, any fsspec protocol) as the run's artifact store, accuracy
-cache and driver leases use them: telling a URL from a folder, a client with bounded waits,
-:class:`StoreEntries`, named objects under a URL prefix (read, write, an exclusive create, remove), and the
-lease an entry holds for a live process (:func:`holder`, :func:`lapsed`, :class:`Renewal`). A leaf module
+"""Where a run keeps named entries, a folder or an object store URL (``s3://bucket/prefix``, any fsspec
+protocol), as the study record, artifact store, accuracy cache and driver leases use them: telling a URL from
+a folder, a client with bounded waits, :func:`entries_at` (:class:`FolderEntries` or :class:`StoreEntries`:
+read, write, an exclusive create, remove), and the lease an entry holds for a live process (:func:`holder`,
+:func:`lapsed`, :class:`Renewal`). A leaf module
 (fsspec is imported when a client is made), so both the results side and the accuracy room can use it.
 """
 
@@ -38,6 +39,58 @@ def object_store(url: str):
         options["config_kwargs"] = {"connect_timeout": TIMEOUT_S, "read_timeout": TIMEOUT_S,
                                     "retries": {"max_attempts": 2}}
     return fsspec.core.url_to_fs(url, **options)
+
+
+class FolderEntries:
+    """Named entries as the files of a local (or shared) folder, each written atomically."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)  # made by the first write: looking leaves no folder behind
+
+    def where(self, name: str) -> str:
+        return str(self.folder / name)
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return (self.folder / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.folder / name, data)
+
+    def create(self, name: str, data: bytes) -> bool:
+        """Write ``name`` unless it exists (atomically: one of several writers wins)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+
+    def remove(self, name: str) -> bool:
+        """Remove ``name``; False when there was none."""
+        try:
+            (self.folder / name).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def exists(self, name: str) -> bool:
+        return (self.folder / name).is_file()
+
+    def age(self, name: str) -> float | None:
+        """Seconds since ``name`` was last written, or None when it is gone."""
+        try:
+            return time.time() - (self.folder / name).stat().st_mtime
+        except OSError:
+            return None
+
+    def names(self, suffix: str) -> list[str]:
+        return [path.name for path in self.folder.glob(f"*{suffix}")]
 
 
 class StoreEntries:
@@ -95,6 +148,18 @@ class StoreEntries:
         except FileNotFoundError:
             return []
         return [name.rsplit("/", 1)[-1] for name in found if name.endswith(suffix)]
+
+
+def entries_at(location) -> FolderEntries | StoreEntries:
+    """The entries at ``location``: an object store URL, or a folder."""
+    return StoreEntries(str(location)) if is_url(location) else FolderEntries(location)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` whole: a reader sees the old file or the new one, never part of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 #: Seconds a lease counts as held without being renewed (its holder renews it four times as often).

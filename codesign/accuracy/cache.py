@@ -41,7 +41,7 @@ import jax
 from flax import serialization
 
 from codesign.accuracy.proxy import Accuracy
-from codesign.stores import LEASE_S, Renewal, StoreEntries, holder, is_url, joined, lapsed
+from codesign.stores import LEASE_S, Renewal, entries_at, holder, joined, lapsed
 from codesign.outcome import Status
 
 T = TypeVar("T")
@@ -61,71 +61,12 @@ def cache_key(spec, compression, dataset, proxy, seed: int) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
-
-
-class FolderEntries:
-    """A cache's entries as the files of a local (or shared) folder."""
-
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder)  # made by the first write: looking leaves no folder behind
-
-    def where(self, name: str) -> str:
-        return str(self.folder / name)
-
-    def read(self, name: str) -> bytes | None:
-        try:
-            return (self.folder / name).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def write(self, name: str, data: bytes) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.folder / name, data)
-
-    def create(self, name: str, data: bytes) -> bool:
-        """Write ``name`` unless it exists (atomically: one of several writers wins)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return True
-
-    def remove(self, name: str) -> bool:
-        """Remove ``name``; False when there was none."""
-        try:
-            (self.folder / name).unlink()
-        except FileNotFoundError:
-            return False
-        return True
-
-    def exists(self, name: str) -> bool:
-        return (self.folder / name).is_file()
-
-    def age(self, name: str) -> float | None:
-        """Seconds since ``name`` was last written, or None when it is gone."""
-        try:
-            return time.time() - (self.folder / name).stat().st_mtime
-        except OSError:
-            return None
-
-    def names(self, suffix: str) -> list[str]:
-        return [path.name for path in self.folder.glob(f"*{suffix}")]
-
-
-def cache_entries(location: str | os.PathLike) -> FolderEntries | StoreEntries:
-    """The entries at ``location``: an object store URL, or a folder."""
-    return StoreEntries(str(location)) if is_url(location) else FolderEntries(location)
-
-
 class AccuracyCache:
     """Proxy results shared by every trial, worker and restart of a run: in a folder, or under an object store
     URL."""
 
     def __init__(self, location: str | os.PathLike, poll_seconds: float = 0.2, lease_s: float = LEASE_S):
-        self.entries = cache_entries(location)
+        self.entries = entries_at(location)
         self.poll_seconds = poll_seconds
         self.lease_s = lease_s
         self._renewals: dict[str, Renewal] = {}
@@ -313,12 +254,6 @@ def _weights(data: bytes, path: str) -> dict:
     return variables
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def once_per_process(memo: dict[str, T], key: str, folder: str | Path | None, load: Callable[[], T | None],
                      make: Callable[[], T], save: Callable[[T], None]) -> T:
     """``memo[key]``: this process's value; else the one stored in ``folder`` (``load``); else ``make()``'s,
@@ -345,7 +280,7 @@ class OneOffProgress:
 
     def __init__(self, folder: str | Path, key: str, what: str, epochs: float | None = None, every_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic):
-        self.entries, self.name = cache_entries(folder), f"{key}{PROGRESS_SUFFIX}"
+        self.entries, self.name = entries_at(folder), f"{key}{PROGRESS_SUFFIX}"
         self.what, self.epochs, self.every_s, self.clock = what, epochs, every_s, clock
         self.started = self.written = clock()
         self.first_step = None  # when step 1 ended: the time per step is measured from there (step 1 compiles)
@@ -376,7 +311,7 @@ def one_offs_in_progress(location: str | os.PathLike, since: float = 0.0) -> lis
     yet, updated after ``since`` (a time.time()); unreadable or half-written records are skipped."""
     found = []
     for sub in ONE_OFF_FOLDERS:
-        entries = cache_entries(joined(location, sub))
+        entries = entries_at(joined(location, sub))
         for name in sorted(entries.names(PROGRESS_SUFFIX)):
             try:
                 record = json.loads(entries.read(name) or b"null")

@@ -36,7 +36,8 @@ import numpy as np
 import optax
 from flax import serialization
 
-from codesign.accuracy.cache import cache_entries, joined, once_per_process
+from codesign.accuracy.cache import once_per_process
+from codesign.stores import entries_at, joined
 from codesign.accuracy.datasets import Dataset
 from codesign.accuracy.proxy import Accuracy, Pair, Proxy, Reporter, record_mismatch
 from codesign.outcome import Status
@@ -223,7 +224,7 @@ def fit(x: np.ndarray, y: np.ndarray, config: PredictorConfig = PredictorConfig(
 def save_predictor(location: str | Path, key: str, predictor: Predictor) -> str:
     """``<location>/<key>.msgpack`` (Flax msgpack) and ``<key>.json`` (the record, written last), in a folder or
     under an object store URL; where the JSON is."""
-    entries = cache_entries(location)
+    entries = entries_at(location)
     entries.write(f"{key}.msgpack", serialization.msgpack_serialize(predictor.state()))
     entries.write(f"{key}.json", json.dumps({**predictor.record, "key": key}, sort_keys=True, indent=1).encode())
     return entries.where(f"{key}.json")
@@ -384,7 +385,7 @@ def _stored(file: str | Path) -> Predictor:
 def _load_if_there(location: str, key: str) -> Predictor | None:
     """The predictor stored under ``key`` at ``location`` (a folder or URL), or None (also for an unreadable one,
     which is fitted again and overwritten)."""
-    entries = cache_entries(location)
+    entries = entries_at(location)
     record_text, weights = entries.read(f"{key}.json"), entries.read(f"{key}.msgpack")
     if record_text is None or weights is None:
         return None

@@ -49,7 +49,8 @@ import numpy as np
 import optax
 from flax import serialization
 
-from codesign.accuracy.cache import OneOffProgress, cache_entries, joined, once_per_process
+from codesign.accuracy.cache import OneOffProgress, once_per_process
+from codesign.stores import entries_at, joined
 from codesign.accuracy.proxies import elastic_space
 from codesign.accuracy.datasets import Dataset
 from codesign.accuracy.proxy import Accuracy, record_mismatch
@@ -426,7 +427,7 @@ def supernet_key(network_space, compression_space, dataset: Dataset, config: Sup
 def save_supernet(location: str | Path, key: str, supernet: Supernet) -> None:
     """``<location>/<key>.msgpack`` (Flax msgpack of params and batch_stats) and ``<key>.json`` (what it was trained
     on, written last); ``location`` a folder or an object store URL."""
-    entries = cache_entries(location)
+    entries = entries_at(location)
     entries.write(f"{key}.msgpack", serialization.msgpack_serialize(jax.device_get(supernet.variables)))
     entries.write(f"{key}.json", json.dumps({**supernet.record, "key": key}, sort_keys=True, indent=1).encode())
 
@@ -434,7 +435,7 @@ def save_supernet(location: str | Path, key: str, supernet: Supernet) -> None:
 def load_supernet(location: str | Path, key: str, network_space, compression_space, config: SupernetConfig,
                   resolution: int) -> Supernet | None:
     """The supernet stored under ``key``, or None. The JSON record is written last, so its presence means done."""
-    entries = cache_entries(location)
+    entries = entries_at(location)
     record_text, weights = entries.read(f"{key}.json"), entries.read(f"{key}.msgpack")
     if record_text is None or weights is None:
         return None
@@ -526,7 +527,7 @@ class SupernetProxy:
         if self.file is not None:
             return self._stored(dataset)
         key = supernet_key(self.network_space, self.compression_space, dataset, self.config, seed)
-        if key in _LOADED and self.folder is not None and not cache_entries(self.folder).exists(f"{key}.json"):
+        if key in _LOADED and self.folder is not None and not entries_at(self.folder).exists(f"{key}.json"):
             save_supernet(self.folder, key, _LOADED[key])  # a run folder keeps the supernet its trials used
         progress = None if self.folder is None else OneOffProgress(self.folder, key, "supernet", self.config.epochs)
         return once_per_process(
