@@ -26,6 +26,7 @@ from codesign.outcome import Status, trial_status
 from codesign.storage import DRIVER
 from search_spaces.accelerators import AcceleratorSpace
 from search_spaces.network_space import NetworkSpace
+from tiny import wrapped
 
 TINY_NETWORKS = NetworkSpace(blocks=("dwsep",), stages=(1,), depths=(1,), widths=(8, 16), kernels=(3,),
                              stem_kernels=(3,), stem_widths=(8,))
@@ -265,25 +266,13 @@ def test_a_second_driver_leaves_a_live_drivers_trials_alone_and_sqlite_takes_one
 
 def gated(proxy, folder: Path):
     """``proxy``, whose first evaluation writes ``folder/started`` and waits for ``folder/go``."""
-    class Gated:
-        def __init__(self, inner):
-            self.inner = inner
-            self.name, self.metric, self.pairs_per_task = inner.name, inner.metric, inner.pairs_per_task
-
-        def describe(self) -> dict:
-            return self.inner.describe()
-
-        def bind(self, network_space, compression_space, folder_=None):
-            return Gated(self.inner.bind(network_space, compression_space, folder_))
-
-        def evaluate(self, pairs, dataset, seed=0, reporters=None):
-            if not (folder / "started").exists():
-                (folder / "started").touch()
-                deadline = time.monotonic() + 60
-                while not (folder / "go").exists() and time.monotonic() < deadline:
-                    time.sleep(0.05)
-            return self.inner.evaluate(pairs, dataset, seed, reporters)
-    return Gated(proxy)
+    def wait_at_the_gate():
+        if not (folder / "started").exists():
+            (folder / "started").touch()
+            deadline = time.monotonic() + 60
+            while not (folder / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+    return wrapped(proxy, wait_at_the_gate)
 
 
 def test_a_running_driver_requeues_the_trials_of_a_driver_that_dies_meanwhile(tmp_path, ray_session, monkeypatch):

@@ -16,7 +16,7 @@ from codesign.outcome import Outcome, Status, trial_status
 from codesign.storage import FIDELITY_TRIAL, make_storage
 from servers import LOOPBACK, files_holding, free_port
 from test_cli import run_in_process
-from tiny import experiment as tiny, experiment_file
+from tiny import experiment as tiny, experiment_file, wrapped
 
 
 @pytest.fixture(scope="module")
@@ -223,35 +223,23 @@ def test_drivers_that_share_no_run_folder_tell_live_from_dead_by_their_leases_be
 def audited(proxy, forbidden: str):
     """``proxy``, in a worker that may not open any file under ``forbidden`` (the driver's run folder): a Python
     audit hook, installed by the first evaluation in each worker process, raises PermissionError for such an
-    open, and the evaluation checks that it does. Defined in a function, so Ray's pickle carries the class."""
-    import sys
+    open, and the evaluation checks that it does."""
+    def install_and_check():
+        import sys
 
-    class Audited:
-        def __init__(self, inner):
-            self.inner = inner
-            self.name, self.metric, self.pairs_per_task = inner.name, inner.metric, inner.pairs_per_task
-
-        def describe(self) -> dict:
-            return self.inner.describe()
-
-        def bind(self, network_space, compression_space, folder=None):
-            return Audited(self.inner.bind(network_space, compression_space, folder))
-
-        def evaluate(self, pairs, dataset, seed=0, reporters=None):
-            if not getattr(sys, "_codesign_audited", False):
-                def hook(event, args):
-                    if event == "open" and isinstance(args[0], str) and args[0].startswith(forbidden):
-                        raise PermissionError(f"worker opened {args[0]} on the driver's disk")
-                sys.addaudithook(hook)
-                sys._codesign_audited = True
-            try:
-                open(f"{forbidden}/probe", "w")
-            except PermissionError:
-                pass
-            else:
-                raise AssertionError("the audit hook is not active")
-            return self.inner.evaluate(pairs, dataset, seed, reporters)
-    return Audited(proxy)
+        if not getattr(sys, "_codesign_audited", False):
+            def hook(event, args):
+                if event == "open" and isinstance(args[0], str) and args[0].startswith(forbidden):
+                    raise PermissionError(f"worker opened {args[0]} on the driver's disk")
+            sys.addaudithook(hook)
+            sys._codesign_audited = True
+        try:
+            open(f"{forbidden}/probe", "w")
+        except PermissionError:
+            pass
+        else:
+            raise AssertionError("the audit hook is not active")
+    return wrapped(proxy, install_and_check)
 
 
 @pytest.mark.usefixtures("ray_session")

@@ -16,6 +16,7 @@ This module asserts nothing itself: ``test_tiny.py`` checks every size stated he
 - :func:`experiment`: a 4-trial joint search of those on the synthetic 8x8 data, scored by
   the instant ``params`` proxy; keyword arguments change any field.
 - :func:`experiment_file`: the same as an experiment file for ``codesign run FILE``.
+- :func:`wrapped`: a proxy that runs a test's own step in the worker before each evaluation.
 """
 
 from __future__ import annotations
@@ -52,3 +53,23 @@ def experiment_file(folder: Path, trials: int) -> Path:
                     f"from tiny import experiment as tiny\n"
                     f"experiment = tiny({str(Path(folder) / 'run')!r}, trials={trials})\n")
     return path
+
+
+def wrapped(proxy, before):
+    """``proxy``, calling ``before()`` in the worker before each evaluation (to act or check inside a Ray worker).
+    The class is defined in a function and ``before`` should be too, so Ray's pickle carries them by value."""
+    class Wrapped:
+        def __init__(self, inner):
+            self.inner = inner
+            self.name, self.metric, self.pairs_per_task = inner.name, inner.metric, inner.pairs_per_task
+
+        def describe(self) -> dict:
+            return self.inner.describe()
+
+        def bind(self, network_space, compression_space, folder=None):
+            return Wrapped(self.inner.bind(network_space, compression_space, folder))
+
+        def evaluate(self, pairs, dataset, seed=0, reporters=None):
+            before()
+            return self.inner.evaluate(pairs, dataset, seed, reporters)
+    return Wrapped(proxy)
